@@ -1,0 +1,360 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kqueue/kqueue/config"
+	"github.com/kqueue/kqueue/exec"
+	"github.com/kqueue/kqueue/poller"
+	"github.com/kqueue/kqueue/protocol"
+	"github.com/redis/go-redis/v9"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+var errUsage = errors.New("usage: see kqueue --help")
+
+const usage = `kqueue runs Laravel queue jobs from Laravel's own Redis queues.
+
+Usage:
+  kqueue run        --config FILE [--stop-when-empty]   poller and dispatcher in one process
+  kqueue poller     --config FILE                       the queue side (what kqueue@NAME runs)
+  kqueue dispatcher --config FILE                       the execution side (kqueue-dispatcher@NAME)
+  kqueue check      --config FILE                       check a config and the app behind it
+  kqueue version                                        print the version
+
+Flags:
+  --config FILE       the instance config (default /etc/kqueue/default.toml)
+  --stop-when-empty   run: exit once no job is ready or running
+  --log-format FMT    text (default) or json
+  --log-level LEVEL   debug, info (default), warn or error
+
+run and poller stop on SIGTERM or SIGINT: no new jobs are reserved, running
+jobs finish (up to job.shutdown_timeout), and kqueue exits 0.
+`
+
+// run is the whole program, minus the process: testable.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "version", "--version":
+		fmt.Fprintf(stdout, "kqueue %s\n", buildVersion())
+		return nil
+	}
+
+	fs := flag.NewFlagSet("kqueue "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	configPath := fs.String("config", "/etc/kqueue/default.toml", "")
+	stopWhenEmpty := fs.Bool("stop-when-empty", false, "")
+	logFormat := fs.String("log-format", "text", "")
+	logLevel := fs.String("log-level", "info", "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+
+	switch cmd {
+	case "run":
+		return runAll(ctx, cfg, log, *stopWhenEmpty)
+	case "poller":
+		return runPoller(ctx, cfg, log)
+	case "dispatcher":
+		return runDispatcher(ctx, cfg, log)
+	case "check":
+		return check(ctx, cfg, stdout)
+	}
+	return fmt.Errorf("unknown command %q: %w", cmd, errUsage)
+}
+
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}
+
+// logStart logs what a newcomer needs to know about this instance.
+func logStart(log *slog.Logger, cfg *config.Config, role string) {
+	log.Info("kqueue starting", "version", buildVersion(), "role", role, "config", cfg.File,
+		"app", cfg.App.Path, "redis", redactURL(cfg.Redis.URL), "queues", queueNames(cfg))
+	for _, r := range cfg.Risks() {
+		log.Warn("risky setting: " + r)
+	}
+}
+
+func queueNames(cfg *config.Config) string {
+	var names []string
+	for _, q := range cfg.Queues {
+		names = append(names, q.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// redactURL hides a password in a Redis URL.
+func redactURL(raw string) string {
+	u, err := cfgURL(raw)
+	if err != nil {
+		return "(invalid)"
+	}
+	return u
+}
+
+func cfgURL(raw string) (string, error) {
+	c := config.Config{Redis: config.Redis{URL: raw}}
+	u, err := c.RedisOptions()
+	if err != nil {
+		return "", err
+	}
+	return u.Redacted(), nil
+}
+
+func redisClient(ctx context.Context, cfg *config.Config) (*redis.Client, error) {
+	opts, err := redis.ParseURL(cfg.Redis.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis.url: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis at %s: %w", redactURL(cfg.Redis.URL), err)
+	}
+	return rdb, nil
+}
+
+func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, stopWhenEmpty bool) poller.Config {
+	pc := poller.Config{
+		Redis:           rdb,
+		Prefix:          *cfg.Redis.Prefix,
+		Instance:        cfg.Name,
+		StopWhenEmpty:   stopWhenEmpty,
+		ShutdownTimeout: cfg.Job.ShutdownTimeout.D(),
+		Logger:          log,
+	}
+	for _, q := range cfg.Queues {
+		pc.Queues = append(pc.Queues, poller.Queue{Name: q.Name, Weight: q.Weight, RetryAfter: q.RetryAfter.D()})
+	}
+	return pc
+}
+
+func dispatcherConfig(cfg *config.Config) exec.Config {
+	return exec.Config{
+		AppPath:     cfg.App.Path,
+		PHP:         cfg.App.PHP,
+		Connection:  cfg.App.Connection,
+		Env:         cfg.App.Env,
+		Workers:     cfg.Pool.Workers,
+		MaxJobs:     cfg.Pool.MaxJobs,
+		MaxMemory:   cfg.Pool.MaxMemory.Bytes(),
+		MaxLifetime: cfg.Pool.MaxLifetime.D(),
+		Timeout:     cfg.Job.Timeout.D(),
+		Tries:       *cfg.Job.Tries,
+		Backoff:     cfg.Job.Backoff,
+	}
+}
+
+// runAll runs the poller and the dispatcher in this process, over a
+// socketpair: the same protocol as between the two units.
+func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenEmpty bool) error {
+	logStart(log, cfg, "run")
+	rdb, err := redisClient(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	d := exec.New(dispatcherConfig(cfg), log.With("component", "dispatcher"))
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	pc, dc, err := socketPair()
+	if err != nil {
+		d.Stop(context.Background())
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- d.Serve(context.WithoutCancel(ctx), protocol.NewConn(dc)) }()
+
+	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty))
+	runErr := p.Run(ctx, protocol.NewConn(pc))
+	serveErr := <-served
+
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.Job.ShutdownTimeout.D())
+	defer cancel()
+	stopErr := d.Stop(stopCtx)
+	log.Info("kqueue stopped")
+	return errors.Join(runErr, serveErr, stopErr)
+}
+
+// socketPair is a connected pair of unix stream sockets.
+func socketPair() (net.Conn, net.Conn, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	var conns [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "kqueue-socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("socketpair: %w", err)
+		}
+		conns[i] = c
+	}
+	return conns[0], conns[1], nil
+}
+
+// runPoller is the queue side alone: it connects to the dispatcher's socket
+// and reconnects when the dispatcher restarts.
+func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	logStart(log, cfg, "poller")
+	rdb, err := redisClient(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), false))
+	var dialer net.Dialer
+	logged := false
+	for ctx.Err() == nil {
+		c, err := dialer.DialContext(ctx, "unix", cfg.Dispatcher.Socket)
+		if err != nil {
+			if !logged {
+				log.Warn("dispatcher not reachable yet; retrying", "socket", cfg.Dispatcher.Socket, "error", err)
+				logged = true
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+			continue
+		}
+		logged = false
+		log.Info("connected to dispatcher", "socket", cfg.Dispatcher.Socket)
+		if err := p.Run(ctx, protocol.NewConn(c)); err != nil {
+			log.Error("dispatcher connection ended", "error", err)
+			continue
+		}
+		return nil
+	}
+	return nil
+}
+
+// runDispatcher is the execution side alone: it boots the pool and serves
+// one poller connection at a time on the socket.
+func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	logStart(log, cfg, "dispatcher")
+	if err := os.MkdirAll(filepath.Dir(cfg.Dispatcher.Socket), 0o750); err != nil {
+		return fmt.Errorf("dispatcher socket: %w", err)
+	}
+	if err := os.Remove(cfg.Dispatcher.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("dispatcher socket: %w", err)
+	}
+	ln, err := net.Listen("unix", cfg.Dispatcher.Socket)
+	if err != nil {
+		return fmt.Errorf("dispatcher socket: %w", err)
+	}
+	defer ln.Close()
+	if err := os.Chmod(cfg.Dispatcher.Socket, 0o660); err != nil {
+		return fmt.Errorf("dispatcher socket: %w", err)
+	}
+
+	d := exec.New(dispatcherConfig(cfg), log.With("component", "dispatcher"))
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			break
+		}
+		log.Info("poller connected")
+		if err := d.Serve(context.WithoutCancel(ctx), protocol.NewConn(c)); err != nil {
+			log.Error("poller connection ended", "error", err)
+		}
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.Job.ShutdownTimeout.D())
+	defer cancel()
+	return d.Stop(stopCtx)
+}
+
+// check validates a config and the app behind it.
+func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+	fmt.Fprintf(stdout, "config %s: ok\n", cfg.File)
+	var problems []error
+	rdb, err := redisClient(ctx, cfg)
+	if err != nil {
+		problems = append(problems, err)
+	} else {
+		rdb.Close()
+		fmt.Fprintf(stdout, "redis %s: reachable\n", redactURL(cfg.Redis.URL))
+	}
+	dc := dispatcherConfig(cfg)
+	dc.Workers = 1
+	d := exec.New(dc, nil)
+	if err := d.Start(ctx); err != nil {
+		problems = append(problems, err)
+	} else {
+		d.Stop(context.Background())
+		fmt.Fprintf(stdout, "laravel app %s: boots\n", cfg.App.Path)
+	}
+	for _, r := range cfg.Risks() {
+		fmt.Fprintf(stdout, "warning: %s\n", r)
+	}
+	return errors.Join(problems...)
+}

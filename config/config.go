@@ -1,0 +1,296 @@
+// Package config reads and checks kqueue.toml: one strict TOML file per
+// instance. Unknown keys and wrong types are errors that name the file, the
+// line and the key.
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is one kqueue instance.
+type Config struct {
+	// File is the path the config was read from ("" when built in code).
+	File string `toml:"-"`
+	// Name is the instance name: the file's base name without ".toml".
+	Name string `toml:"-"`
+
+	App        App        `toml:"app"`
+	Redis      Redis      `toml:"redis"`
+	Queues     []Queue    `toml:"queue"`
+	Pool       Pool       `toml:"pool"`
+	Job        Job        `toml:"job"`
+	Dispatcher Dispatcher `toml:"dispatcher"`
+}
+
+// App is the Laravel application the jobs belong to.
+type App struct {
+	// Path is the Laravel app root (the folder holding artisan). Required.
+	Path string `toml:"path"`
+	// PHP is the php binary. Default: "php" looked up in PATH.
+	PHP string `toml:"php"`
+	// Connection is the Laravel queue connection name the jobs came from; it
+	// is what failed_jobs.connection records. Default "redis".
+	Connection string `toml:"connection"`
+	// Env is added to the PHP workers' environment (it wins over the
+	// daemon's own environment, and Laravel's .env does not override it).
+	Env map[string]string `toml:"env"`
+}
+
+// Redis is where Laravel's queues live.
+type Redis struct {
+	// URL is a redis:// or unix:// URL. Default "redis://127.0.0.1:6379/0".
+	URL string `toml:"url"`
+	// Prefix is the Laravel Redis client prefix put in front of every key.
+	// Default "laravel_database_" (the Laravel 8 skeleton's).
+	Prefix *string `toml:"prefix"`
+	// RetryAfter is Laravel's retry_after: how long a reservation lasts
+	// before another worker may take the job. Default 90s.
+	RetryAfter Duration `toml:"retry_after"`
+}
+
+// Queue is one Laravel queue to consume, in priority order.
+type Queue struct {
+	// Name is the queue name as Laravel knows it ("default", "{high}").
+	Name string `toml:"name"`
+	// Weight, when any queue sets one, switches from strict priority (the
+	// order of [[queue]] entries) to weighted random choice. Default 0.
+	Weight int `toml:"weight"`
+	// RetryAfter overrides redis.retry_after for this queue.
+	RetryAfter Duration `toml:"retry_after"`
+}
+
+// Pool is the warm pool of PHP workers.
+type Pool struct {
+	// Workers is the number of PHP workers. Default: the number of CPUs.
+	Workers int `toml:"workers"`
+	// MaxJobs recycles a worker after this many jobs. Default 0 (never).
+	MaxJobs int `toml:"max_jobs"`
+	// MaxMemory recycles a worker whose resident memory (measured from
+	// outside) passes this size after a job. Default "256M"; "0" = never.
+	MaxMemory Size `toml:"max_memory"`
+	// MaxLifetime recycles a worker after this long. Default 0 (never).
+	MaxLifetime Duration `toml:"max_lifetime"`
+}
+
+// Job holds the defaults for what a job's payload does not say, as
+// queue:work's flags do.
+type Job struct {
+	// Timeout is the job timeout when the payload has none. Default 60s;
+	// "0" = none.
+	Timeout Duration `toml:"timeout"`
+	// Tries is the default maximum attempts (queue:work --tries). Default 1;
+	// 0 = unlimited.
+	Tries *int `toml:"tries"`
+	// Backoff is the default backoff in seconds, one number or a
+	// comma-separated list (queue:work --backoff). Default "0".
+	Backoff string `toml:"backoff"`
+	// ShutdownTimeout bounds how long a stop waits for running jobs.
+	// Default 30s.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+}
+
+// Dispatcher is where the poller and the dispatcher meet.
+type Dispatcher struct {
+	// Socket is the unix socket path. Default "/run/kqueue/NAME.sock".
+	Socket string `toml:"socket"`
+}
+
+// Defaults that the documentation promises.
+const (
+	DefaultURL        = "redis://127.0.0.1:6379/0"
+	DefaultPrefix     = "laravel_database_"
+	DefaultRetryAfter = 90 * time.Second
+	DefaultTimeout    = 60 * time.Second
+	DefaultMaxMemory  = 256 << 20
+)
+
+// Load reads, checks and completes the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for a config already in memory; path is used in messages
+// and for the instance name.
+func Parse(path string, data []byte) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(string(data), &c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, &Error{File: path, Line: perr.Position.Line, Msg: perr.Message}
+		}
+		return nil, &Error{File: path, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		key := undecoded[0]
+		return nil, &Error{
+			File: path,
+			Line: lineOf(data, key),
+			Key:  key.String(),
+			Msg:  "unknown key" + suggest(key),
+		}
+	}
+	c.File = path
+	c.Name = strings.TrimSuffix(filepath.Base(path), ".toml")
+	if err := c.complete(); err != nil {
+		var cerr *Error
+		if errors.As(err, &cerr) {
+			cerr.File = path
+			cerr.Line = lineOf(data, toml.Key(strings.Split(cerr.Key, ".")))
+		}
+		return nil, err
+	}
+	return &c, nil
+}
+
+// complete fills in defaults and checks values.
+func (c *Config) complete() error {
+	if c.App.Path == "" {
+		return &Error{Key: "app.path", Msg: "missing: set it to the Laravel app root (the folder with artisan)"}
+	}
+	if !filepath.IsAbs(c.App.Path) && c.File != "" {
+		c.App.Path = filepath.Join(filepath.Dir(c.File), c.App.Path)
+	}
+	c.App.PHP = cmp.Or(c.App.PHP, "php")
+	c.App.Connection = cmp.Or(c.App.Connection, "redis")
+
+	c.Redis.URL = cmp.Or(c.Redis.URL, DefaultURL)
+	if _, err := redisOptions(c.Redis.URL); err != nil {
+		return &Error{Key: "redis.url", Msg: err.Error()}
+	}
+	if c.Redis.Prefix == nil {
+		p := DefaultPrefix
+		c.Redis.Prefix = &p
+	}
+	if c.Redis.RetryAfter < 0 {
+		return &Error{Key: "redis.retry_after", Msg: "must be more than 0 seconds"}
+	}
+	c.Redis.RetryAfter = cmp.Or(c.Redis.RetryAfter, Duration(DefaultRetryAfter))
+
+	if len(c.Queues) == 0 {
+		c.Queues = []Queue{{Name: "default"}}
+	}
+	seen := map[string]bool{}
+	for i := range c.Queues {
+		q := &c.Queues[i]
+		key := fmt.Sprintf("queue[%d]", i)
+		if q.Name == "" {
+			return &Error{Key: key + ".name", Msg: "missing: every [[queue]] needs a name"}
+		}
+		if seen[q.Name] {
+			return &Error{Key: key + ".name", Msg: fmt.Sprintf("queue %q is listed twice", q.Name)}
+		}
+		seen[q.Name] = true
+		if q.Weight < 0 {
+			return &Error{Key: key + ".weight", Msg: "must not be negative"}
+		}
+		if q.RetryAfter < 0 {
+			return &Error{Key: key + ".retry_after", Msg: "must be more than 0 seconds"}
+		}
+		q.RetryAfter = cmp.Or(q.RetryAfter, c.Redis.RetryAfter)
+	}
+
+	if c.Pool.Workers < 0 {
+		return &Error{Key: "pool.workers", Msg: "must be at least 1"}
+	}
+	c.Pool.Workers = cmp.Or(c.Pool.Workers, runtime.NumCPU())
+	if c.Pool.MaxJobs < 0 {
+		return &Error{Key: "pool.max_jobs", Msg: "must not be negative"}
+	}
+	if c.Pool.MaxMemory == 0 {
+		c.Pool.MaxMemory = DefaultMaxMemory
+	} else if c.Pool.MaxMemory < 0 {
+		c.Pool.MaxMemory = 0 // "0" was written: never
+	}
+
+	if c.Job.Timeout == 0 {
+		c.Job.Timeout = Duration(DefaultTimeout)
+	} else if c.Job.Timeout < 0 {
+		c.Job.Timeout = 0 // "0" was written: none
+	}
+	if c.Job.Tries == nil {
+		one := 1
+		c.Job.Tries = &one
+	} else if *c.Job.Tries < 0 {
+		return &Error{Key: "job.tries", Msg: "must not be negative (0 = unlimited)"}
+	}
+	c.Job.Backoff = cmp.Or(strings.ReplaceAll(c.Job.Backoff, " ", ""), "0")
+	for _, part := range strings.Split(c.Job.Backoff, ",") {
+		if _, err := parseSeconds(part); err != nil {
+			return &Error{Key: "job.backoff", Msg: fmt.Sprintf("want seconds or a comma-separated list of seconds like \"5,30,60\", got %q", c.Job.Backoff)}
+		}
+	}
+	c.Job.ShutdownTimeout = cmp.Or(c.Job.ShutdownTimeout, Duration(30*time.Second))
+
+	if c.Dispatcher.Socket == "" {
+		c.Dispatcher.Socket = "/run/kqueue/" + cmp.Or(c.Name, "default") + ".sock"
+	}
+	return nil
+}
+
+// Risks lists the settings that are legal but dangerous, for the start-up
+// log.
+func (c *Config) Risks() []string {
+	var risks []string
+	for _, q := range c.Queues {
+		if c.Job.Timeout > 0 && c.Job.Timeout >= q.RetryAfter {
+			risks = append(risks, fmt.Sprintf(
+				"job.timeout (%s) >= retry_after (%s) of queue %q: kqueue extends its own reservations, but a queue:work worker sharing this queue may run a long job a second time",
+				c.Job.Timeout, q.RetryAfter, q.Name))
+		}
+	}
+	if c.Pool.MaxMemory == 0 && c.Pool.MaxJobs == 0 && c.Pool.MaxLifetime == 0 {
+		risks = append(risks, "pool.max_memory, max_jobs and max_lifetime are all off: a leaking job will grow its worker without bound")
+	}
+	return risks
+}
+
+// RedisOptions is the parsed redis.url.
+func (c *Config) RedisOptions() (*url.URL, error) { return redisOptions(c.Redis.URL) }
+
+func redisOptions(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("not a URL: %w", err)
+	}
+	switch u.Scheme {
+	case "redis", "rediss", "unix":
+		return u, nil
+	}
+	return nil, fmt.Errorf("want a redis://, rediss:// or unix:// URL, got %q", raw)
+}
+
+// Error is a config problem, located as precisely as possible.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(cmp.Or(e.File, "config"))
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	return b.String()
+}

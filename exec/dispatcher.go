@@ -1,0 +1,216 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/kqueue/kqueue/exec/php"
+	"github.com/kqueue/kqueue/payload"
+	"github.com/kqueue/kqueue/protocol"
+)
+
+// Dispatcher runs the jobs a poller connection hands it.
+type Dispatcher struct {
+	cfg  Config
+	log  *slog.Logger
+	pool *pool
+	dir  string // holds worker.php
+
+	stopPool context.CancelFunc
+	capSig   chan struct{}
+	stopOnce sync.Once
+}
+
+// New returns a Dispatcher; Start boots its pool.
+func New(cfg Config, log *slog.Logger) *Dispatcher {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{cfg: cfg, log: log, capSig: make(chan struct{}, 1)}
+}
+
+// Start writes worker.php out, boots the first worker (a Laravel app that
+// cannot boot is one clear error here) and starts the pool.
+func (d *Dispatcher) Start(ctx context.Context) error {
+	dir, err := os.MkdirTemp("", "kqueue-php-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	var script string
+	if err == nil {
+		script, err = php.Install(dir)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("start dispatcher: write worker.php: %w", err)
+	}
+	d.dir = dir
+	run, stop := context.WithCancel(context.WithoutCancel(ctx))
+	d.stopPool = stop
+	d.pool = &pool{
+		cfg:        &d.cfg,
+		script:     script,
+		log:        d.log,
+		tasks:      make(chan *task, 1024),
+		hardStop:   make(chan struct{}),
+		onCapacity: d.capacityChanged,
+	}
+	if err := d.pool.start(ctx, run); err != nil {
+		stop()
+		os.RemoveAll(dir)
+		return err
+	}
+	d.log.Info("pool started", "workers", d.cfg.Workers, "app", d.cfg.AppPath)
+	return nil
+}
+
+// Stop stops the pool: workers finish their jobs and exit. When ctx ends
+// first, running jobs are killed and released.
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	var err error
+	d.stopOnce.Do(func() {
+		d.stopPool()
+		done := make(chan struct{})
+		go func() { d.pool.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			close(d.pool.hardStop)
+			<-done
+			err = fmt.Errorf("stop dispatcher: running jobs killed: %w", ctx.Err())
+		}
+		os.RemoveAll(d.dir)
+	})
+	return err
+}
+
+func (d *Dispatcher) capacityChanged() {
+	select {
+	case d.capSig <- struct{}{}:
+	default:
+	}
+}
+
+// Serve runs the jobs of one poller connection until the poller closes it,
+// then waits for those jobs to finish. Outcomes that cannot be delivered are
+// dropped: their reservations expire, as under Laravel.
+func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
+	defer conn.Close()
+	m, err := conn.Recv()
+	if err != nil {
+		return fmt.Errorf("handshake with poller: %w", err)
+	}
+	h, ok := m.(protocol.Hello)
+	if !ok {
+		return fmt.Errorf("handshake with poller: got message type %d, want hello", m.Type())
+	}
+	if err := conn.Send(protocol.Welcome{Version: protocol.Version, Capacity: uint64(d.pool.readyCount())}); err != nil {
+		return fmt.Errorf("handshake with poller: %w", err)
+	}
+	if h.Version != protocol.Version {
+		return fmt.Errorf("handshake with poller: it speaks protocol version %d, this dispatcher %d", h.Version, protocol.Version)
+	}
+
+	outcomes := make(chan protocol.Outcome, 1024)
+	stopWriter := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		d.write(conn, outcomes, stopWriter)
+	}()
+
+	var running sync.WaitGroup
+	var readErr error
+	for {
+		m, err := conn.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				readErr = fmt.Errorf("read from poller: %w", err)
+			}
+			break
+		}
+		j, ok := m.(protocol.Job)
+		if !ok {
+			readErr = fmt.Errorf("read from poller: unexpected message type %d", m.Type())
+			break
+		}
+		j.Payload = append([]byte(nil), j.Payload...) // Recv reuses its buffer
+		t := &task{job: j, reply: func(o protocol.Outcome) {
+			outcomes <- o
+			running.Done()
+		}}
+		if p, err := payload.Parse(j.Payload); err == nil {
+			t.p = p
+		}
+		running.Add(1)
+		select {
+		case d.pool.tasks <- t:
+		case <-ctx.Done():
+			running.Done()
+			readErr = ctx.Err()
+		}
+		if readErr != nil {
+			break
+		}
+	}
+	running.Wait()
+	close(stopWriter)
+	<-writerDone
+	return readErr
+}
+
+// write sends outcomes and capacity changes, batching what is ready.
+func (d *Dispatcher) write(conn *protocol.Conn, outcomes <-chan protocol.Outcome, stop <-chan struct{}) {
+	var (
+		batch  []protocol.Message
+		broken bool
+	)
+	flush := func() {
+		if len(batch) > 0 && !broken {
+			if err := conn.SendBatch(batch); err != nil {
+				d.log.Error("send outcomes to poller", "error", err, "outcomes", len(batch))
+				broken = true
+			}
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case o := <-outcomes:
+			batch = append(batch, o)
+		case <-d.capSig:
+			batch = append(batch, protocol.Capacity{Capacity: uint64(d.pool.readyCount())})
+		case <-stop:
+			for {
+				select {
+				case o := <-outcomes:
+					batch = append(batch, o)
+					continue
+				default:
+				}
+				break
+			}
+			flush()
+			return
+		}
+		// Take whatever else is ready, then send it in one write.
+		for more := true; more; {
+			select {
+			case o := <-outcomes:
+				batch = append(batch, o)
+			default:
+				more = false
+			}
+		}
+		flush()
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,86 @@
+// Package exec is kqueue's dispatcher: it receives jobs from the poller,
+// runs each in a warm pool of PHP workers that booted the Laravel app once,
+// enforces every job's deadline from outside PHP, replaces workers that die
+// or grow, and sends back one outcome per job.
+//
+// Inside this package the standard library's os/exec is imported as osexec.
+package exec
+
+import (
+	"cmp"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config configures a Dispatcher.
+type Config struct {
+	// AppPath is the Laravel app root. Required.
+	AppPath string
+	// PHP is the php binary. Default "php".
+	PHP string
+	// Connection is the Laravel queue connection name. Default "redis".
+	Connection string
+	// Env is added to the workers' environment, after the daemon's own
+	// minus systemd's variables.
+	Env map[string]string
+	// Workers is the pool size. Default 1.
+	Workers int
+	// MaxJobs recycles a worker after this many jobs. 0: never.
+	MaxJobs int
+	// MaxMemory recycles a worker whose resident memory passes this many
+	// bytes after a job. 0: never.
+	MaxMemory int64
+	// MaxLifetime recycles a worker after this long. 0: never.
+	MaxLifetime time.Duration
+	// Timeout is the deadline of a job whose payload has no timeout.
+	// 0: none.
+	Timeout time.Duration
+	// Tries is queue:work's --tries for jobs that do not say. Default 0
+	// here means unlimited, as in Laravel; callers pass 1 for Laravel's
+	// default.
+	Tries int
+	// Backoff is queue:work's --backoff ("0", "5,30"). Default "0".
+	Backoff string
+	// BootTimeout bounds a worker's boot. Default 60s.
+	BootTimeout time.Duration
+	// StopGrace is how long an idle worker may take to exit. Default 5s.
+	StopGrace time.Duration
+}
+
+func (c *Config) setDefaults() {
+	c.PHP = cmp.Or(c.PHP, "php")
+	c.Connection = cmp.Or(c.Connection, "redis")
+	c.Workers = max(c.Workers, 1)
+	c.Backoff = cmp.Or(c.Backoff, "0")
+	c.BootTimeout = cmp.Or(c.BootTimeout, 60*time.Second)
+	c.StopGrace = cmp.Or(c.StopGrace, 5*time.Second)
+}
+
+// env is the workers' environment: the daemon's, without systemd's own
+// variables, plus the app's and worker.php's settings.
+func (c *Config) env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "NOTIFY_SOCKET", name == "JOURNAL_STREAM", name == "INVOCATION_ID",
+			strings.HasPrefix(name, "LISTEN_"), strings.HasPrefix(name, "WATCHDOG_"),
+			strings.HasPrefix(name, "KQUEUE_"):
+			continue
+		}
+		if _, overridden := c.Env[name]; overridden {
+			continue
+		}
+		env = append(env, kv)
+	}
+	for k, v := range c.Env {
+		env = append(env, k+"="+v)
+	}
+	return append(env,
+		"KQUEUE_APP_PATH="+c.AppPath,
+		"KQUEUE_CONNECTION="+c.Connection,
+		"KQUEUE_TRIES="+itoa(c.Tries),
+		"KQUEUE_BACKOFF="+c.Backoff,
+	)
+}

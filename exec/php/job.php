@@ -1,0 +1,53 @@
+<?php
+
+// The job classes of kqueue's PHP worker, loaded by worker.php once the
+// app's autoloader can resolve Laravel's classes.
+
+namespace KQueue\Worker;
+
+use Illuminate\Queue\Jobs\Job as BaseJob;
+use RuntimeException;
+
+// Job is a reserved queue job whose delete/release/fail are recorded for the
+// dispatcher instead of being applied to Redis.
+final class Job extends BaseJob implements \Illuminate\Contracts\Queue\Job
+{
+    private $raw;
+    private $decoded;
+    public $releaseAt = null;
+
+    public function __construct($container, string $raw, string $connectionName, string $queue)
+    {
+        $this->container = $container;
+        $this->raw = $raw;
+        $this->connectionName = $connectionName;
+        $this->queue = $queue;
+        $this->decoded = $this->payload();
+    }
+
+    public function getRawBody()
+    {
+        return $this->raw;
+    }
+
+    public function getJobId()
+    {
+        return $this->decoded['id'] ?? null;
+    }
+
+    public function attempts()
+    {
+        return ($this->decoded['attempts'] ?? 0) + 1;
+    }
+
+    public function release($delay = 0)
+    {
+        parent::release($delay);
+        $this->releaseAt = $this->availableAt($delay);
+    }
+}
+
+// JobCrashedException fails a job whose worker process died under it.
+class JobCrashedException extends RuntimeException
+{
+}

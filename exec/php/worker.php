@@ -1,0 +1,270 @@
+<?php
+
+// kqueue's PHP worker. It boots one Laravel app once, then runs the jobs the
+// kqueue dispatcher hands it through Laravel's own Worker::process, so tries,
+// backoff, maxExceptions, retryUntil, failed(), events, chains, unique locks
+// and the failed_jobs row behave exactly as under `php artisan queue:work`.
+// The only difference: the job object records delete/release/fail instead of
+// touching Redis, and the dispatcher applies them.
+//
+// Protocol (the job's own output never shares a channel with it):
+//   fd 3, dispatcher → worker: a JSON header line, then header.len bytes of
+//         the job's original payload.
+//         {"op":"run","queue":"default","len":N}
+//         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crash","reason":"…"}
+//   fd 4, worker → dispatcher: JSON lines.
+//         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36"}
+//         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…}
+//         {"op":"restart"}   php artisan queue:restart was issued
+//         {"op":"boot-failed","error":"…"}
+// EOF on fd 3 ends the worker.
+
+namespace KQueue\Worker;
+
+use Illuminate\Contracts\Debug\ExceptionHandler;
+use Illuminate\Queue\Events\JobFailed;
+use Illuminate\Queue\MaxAttemptsExceededException;
+use Illuminate\Queue\WorkerOptions;
+use Throwable;
+
+final class Server
+{
+    private $in;
+    private $out;
+    private $app;
+    private $worker;
+    private $options;
+    private $cache;
+    private $connection;
+    private $lastRestart;
+    private $lastRestartCheck = 0.0;
+
+    public function __construct($in, $out)
+    {
+        $this->in = $in;
+        $this->out = $out;
+    }
+
+    public function boot(string $appPath): void
+    {
+        require $appPath.'/vendor/autoload.php';
+        require __DIR__.'/job.php'; // extends Laravel's classes: after the autoloader
+        $this->app = require $appPath.'/bootstrap/app.php';
+        $this->app->make(\Illuminate\Contracts\Console\Kernel::class)->bootstrap();
+
+        $app = $this->app;
+        $this->connection = getenv('KQUEUE_CONNECTION') ?: 'redis';
+
+        // What queue:work's listenForEvents() does: the failed_jobs row.
+        $app['events']->listen(JobFailed::class, function ($event) use ($app) {
+            $app['queue.failer']->log(
+                $event->connectionName,
+                $event->job->getQueue(),
+                $event->job->getRawBody(),
+                $event->exception
+            );
+        });
+
+        $this->worker = $app->make('queue.worker');
+        if ($app->bound('cache')) {
+            $this->cache = $app['cache']->driver();
+            $this->worker->setCache($this->cache);
+        }
+        $this->options = new WorkerOptions();
+        $this->options->name = 'kqueue';
+        $this->options->maxTries = (int) (getenv('KQUEUE_TRIES') === false ? 1 : getenv('KQUEUE_TRIES'));
+        $this->options->backoff = getenv('KQUEUE_BACKOFF') ?: '0';
+        $this->options->timeout = 0; // enforced by the dispatcher
+
+        $this->lastRestart = $this->restartTimestamp();
+        $this->lastRestartCheck = microtime(true);
+    }
+
+    public function serve(): void
+    {
+        $this->send([
+            'op' => 'ready',
+            'pid' => getmypid(),
+            'laravel' => $this->app->version(),
+            'php' => PHP_VERSION,
+        ]);
+        while (true) {
+            $read = [$this->in];
+            $write = $except = null;
+            $ready = @stream_select($read, $write, $except, 1);
+            if ($ready === 0) {
+                $this->checkRestart();
+                continue;
+            }
+            if ($ready === false) {
+                continue; // interrupted by a signal
+            }
+            $line = fgets($this->in);
+            if ($line === false) {
+                return; // the dispatcher closed fd 3
+            }
+            $req = json_decode($line, true);
+            $body = $this->readBody((int) ($req['len'] ?? 0));
+            if ($body === null) {
+                return;
+            }
+            switch ($req['op'] ?? '') {
+                case 'run':
+                    $this->send($this->run($req, $body));
+                    break;
+                case 'fail':
+                    $this->send($this->failOutside($req, $body));
+                    break;
+                default:
+                    $this->send(['op' => 'done', 'error' => 'unknown op']);
+            }
+            if (microtime(true) - $this->lastRestartCheck >= 1.0) {
+                $this->checkRestart();
+            }
+        }
+    }
+
+    // run runs one job through Laravel's Worker::process.
+    private function run(array $req, string $body): array
+    {
+        $job = new Job($this->app, $body, $this->connection, $req['queue']);
+        $error = null;
+        $this->callWorker('resetScope');
+        try {
+            $this->worker->process($this->connection, $job, $this->options);
+        } catch (Throwable $e) {
+            $error = $e;
+            $this->app[ExceptionHandler::class]->report($e);
+        }
+
+        return $this->result($job, $error);
+    }
+
+    // failOutside applies Laravel's timeout rules (Worker's SIGALRM handler)
+    // to a job whose own process is gone: fail it when its attempts are used
+    // up, its maxExceptions is reached or it must fail on timeout; otherwise
+    // release it at once with its backoff.
+    private function failOutside(array $req, string $body): array
+    {
+        $job = new Job($this->app, $body, $this->connection, $req['queue']);
+        $reason = (string) ($req['reason'] ?? 'the job was stopped');
+        $timedOut = ($req['kind'] ?? '') === 'timeout';
+        if ($timedOut) {
+            $class = class_exists(\Illuminate\Queue\TimeoutExceededException::class)
+                ? \Illuminate\Queue\TimeoutExceededException::class
+                : MaxAttemptsExceededException::class;
+            $e = new $class($reason);
+        } else {
+            $e = new JobCrashedException($reason);
+        }
+        $this->callWorker('resetScope');
+        try {
+            $this->callWorker('markJobAsFailedIfWillExceedMaxAttempts', $this->connection, $job, (int) $this->options->maxTries, $e);
+            if (! $job->hasFailed()) {
+                $this->callWorker('markJobAsFailedIfWillExceedMaxExceptions', $this->connection, $job, $e);
+            }
+            if ($timedOut && ! $job->hasFailed()) {
+                $this->callWorker('markJobAsFailedIfItShouldFailOnTimeout', $this->connection, $job, $e);
+            }
+            if (! $job->hasFailed() && ! $job->isReleased()) {
+                $job->release($this->callWorker('calculateBackoff', $job, $this->options));
+            }
+        } catch (Throwable $t) {
+            $this->app[ExceptionHandler::class]->report($t);
+            return $this->result($job, $t);
+        }
+
+        return $this->result($job, $e);
+    }
+
+    private function result(Job $job, ?Throwable $e): array
+    {
+        return [
+            'op' => 'done',
+            'deleted' => $job->isDeleted(),
+            'released' => $job->isReleased(),
+            'release_at' => $job->releaseAt,
+            'failed' => $job->hasFailed(),
+            'error' => $e ? get_class($e).': '.$e->getMessage() : null,
+        ];
+    }
+
+    // callWorker calls one of Worker's protected methods, so the rules are
+    // Laravel's own code in every version.
+    private function callWorker(string $method, ...$args)
+    {
+        if ($method === 'resetScope') {
+            return (function () {
+                if (isset($this->resetScope)) {
+                    ($this->resetScope)();
+                }
+            })->call($this->worker);
+        }
+
+        return (function () use ($method, $args) {
+            return $this->{$method}(...$args);
+        })->call($this->worker);
+    }
+
+    private function restartTimestamp()
+    {
+        if (! $this->cache) {
+            return null;
+        }
+        try {
+            return $this->cache->get('illuminate:queue:restart');
+        } catch (Throwable $e) {
+            return $this->lastRestart;
+        }
+    }
+
+    // checkRestart reports `php artisan queue:restart` once.
+    private function checkRestart(): void
+    {
+        $this->lastRestartCheck = microtime(true);
+        $now = $this->restartTimestamp();
+        if ($now != $this->lastRestart) {
+            $this->lastRestart = $now;
+            $this->send(['op' => 'restart']);
+        }
+    }
+
+    private function readBody(int $len): ?string
+    {
+        $body = '';
+        while (strlen($body) < $len) {
+            $chunk = fread($this->in, $len - strlen($body));
+            if ($chunk === false || ($chunk === '' && feof($this->in))) {
+                return null;
+            }
+            $body .= $chunk;
+        }
+        return $body;
+    }
+
+    public function send(array $msg): void
+    {
+        $line = json_encode($msg, JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE)."\n";
+        for ($written = 0; $written < strlen($line); $written += $n) {
+            $n = fwrite($this->out, substr($line, $written));
+            if ($n === false || $n === 0) {
+                exit(1);
+            }
+        }
+    }
+}
+
+$in = fopen('php://fd/3', 'rb');
+$out = fopen('php://fd/4', 'wb');
+if ($in === false || $out === false) {
+    fwrite(STDERR, "kqueue worker: fd 3 and fd 4 must be open\n");
+    exit(2);
+}
+$server = new Server($in, $out);
+try {
+    $server->boot((string) getenv('KQUEUE_APP_PATH'));
+} catch (Throwable $e) {
+    $server->send(['op' => 'boot-failed', 'error' => get_class($e).': '.$e->getMessage().' in '.$e->getFile().':'.$e->getLine()]);
+    exit(1);
+}
+$server->serve();

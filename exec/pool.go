@@ -1,0 +1,282 @@
+package exec
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/kqueue/kqueue/payload"
+	"github.com/kqueue/kqueue/protocol"
+)
+
+// task is one job to run and where its outcome goes.
+type task struct {
+	job   protocol.Job     // Payload owned by the task
+	p     *payload.Payload // nil if the payload could not be read
+	reply func(protocol.Outcome)
+}
+
+func (t *task) name() string {
+	if t.p != nil {
+		return t.p.Name()
+	}
+	return "job"
+}
+
+func (t *task) fields() []any {
+	if t.p == nil {
+		return []any{"queue", t.job.Queue}
+	}
+	return []any{"queue", t.job.Queue, "job_uuid", t.p.UUID, "job_name", t.p.Name(), "attempt", t.p.Attempts + 1}
+}
+
+// timeout is the job's own timeout, else the configured default; 0: none.
+func (t *task) timeout(def time.Duration) time.Duration {
+	if t.p != nil && t.p.Timeout != nil {
+		return *t.p.Timeout
+	}
+	return def
+}
+
+// orphan is a job whose worker died under it: Laravel's failure rules must
+// still run for it, in a healthy worker.
+type orphan struct {
+	t       *task
+	kind    string // "timeout" or "crash"
+	result  string // "timeout" or "crashed"
+	reason  string
+	elapsed time.Duration
+	memory  uint64
+}
+
+// pool is the warm pool: one goroutine per slot, each owning at most one
+// PHP worker at a time.
+type pool struct {
+	cfg      *Config
+	script   string
+	log      *slog.Logger
+	tasks    chan *task
+	hardStop chan struct{}
+	wg       sync.WaitGroup
+
+	mu         sync.Mutex
+	ready      int
+	onCapacity func()
+}
+
+func (p *pool) readyCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ready
+}
+
+func (p *pool) addReady(delta int) {
+	p.mu.Lock()
+	p.ready += delta
+	notify := p.onCapacity
+	p.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
+}
+
+// start boots the first worker (so a broken app is one clear error) and
+// starts every slot; the slots run until run is done.
+func (p *pool) start(ctx, run context.Context) error {
+	first, err := startWorker(ctx, p.cfg, p.script, p.log)
+	if err != nil {
+		return err
+	}
+	p.log.Info("worker ready", "pid", first.pid, "laravel", first.version, "boot", time.Since(first.booted).Round(time.Millisecond))
+	p.addReady(1)
+	for i := range p.cfg.Workers {
+		var w *worker
+		if i == 0 {
+			w = first
+		}
+		p.wg.Add(1)
+		go p.slot(run, w)
+	}
+	return nil
+}
+
+// slot keeps one worker alive and feeds it jobs until ctx is done.
+func (p *pool) slot(ctx context.Context, w *worker) {
+	defer p.wg.Done()
+	var (
+		pending  *orphan
+		failures int
+	)
+	for {
+		if w == nil {
+			if ctx.Err() != nil && pending == nil {
+				return
+			}
+			var err error
+			w, err = startWorker(context.WithoutCancel(ctx), p.cfg, p.script, p.log)
+			if err != nil {
+				failures++
+				// One clear error per failing streak, then quiet retries.
+				if failures == 1 {
+					p.log.Error("worker failed to boot; retrying with backoff", "error", err)
+				}
+				if !p.sleep(ctx, min(time.Duration(1<<min(failures, 6))*250*time.Millisecond, 15*time.Second)) && pending == nil {
+					return
+				}
+				continue
+			}
+			if failures > 0 {
+				p.log.Info("worker booted again", "pid", w.pid, "failed_boots", failures)
+			}
+			failures = 0
+			p.addReady(1)
+		}
+		if pending != nil {
+			w = p.failOutside(w, pending)
+			pending = nil
+			continue
+		}
+		select {
+		case t := <-p.tasks:
+			w, pending = p.run(w, t)
+		case m, ok := <-w.msgs:
+			if !ok {
+				<-w.exited
+				p.log.Warn("idle worker exited; replacing it", "pid", w.pid, "exit", exitText(w.state))
+				p.addReady(-1)
+				w = nil
+			} else if m.Op == "restart" {
+				p.log.Info("queue:restart seen; recycling worker", "pid", w.pid, "reason", "restart")
+				w = p.retire(w)
+			}
+		case <-ctx.Done():
+			p.retire(w)
+			return
+		}
+	}
+}
+
+// sleep waits d or until ctx is done; it reports whether d passed.
+func (p *pool) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// retire stops a healthy worker and returns nil for the slot's next one.
+func (p *pool) retire(w *worker) *worker {
+	p.addReady(-1)
+	w.stop(p.cfg.StopGrace)
+	return nil
+}
+
+// run runs one job. It returns the worker to keep (nil when it is gone)
+// and an orphan when the job's worker died under it.
+func (p *pool) run(w *worker, t *task) (*worker, *orphan) {
+	fields := t.fields()
+	w.current.Store(&fields)
+	timeout := t.timeout(p.cfg.Timeout)
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, p.hardStop)
+	w.current.Store(nil)
+	w.jobs++
+
+	switch {
+	case r.ok:
+		rss := w.rss()
+		o := outcomeOf(r.msg)
+		o.ID, o.Duration, o.Memory = t.job.ID, r.elapsed, uint64(rss)
+		t.reply(o)
+		if why := p.recycleReason(w, rss, r.restart); why != "" {
+			p.log.Info("recycling worker", "pid", w.pid, "reason", why, "jobs", w.jobs, "rss", rss)
+			return p.retire(w), nil
+		}
+		return w, nil
+	case r.stopped:
+		p.addReady(-1)
+		t.reply(protocol.Outcome{
+			ID: t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(),
+			Result: "interrupted", Reason: "kqueue was stopping and the job did not finish within the shutdown timeout",
+			Duration: r.elapsed,
+		})
+		return nil, nil
+	case r.timedOut:
+		p.addReady(-1)
+		return nil, &orphan{t: t, kind: "timeout", result: "timeout", elapsed: r.elapsed, reason: fmt.Sprintf(
+			"%s has timed out: it ran longer than its timeout of %s, and kqueue killed its worker (pid %d) and every process it started",
+			t.name(), timeout, w.pid)}
+	default:
+		p.addReady(-1)
+		return nil, &orphan{t: t, kind: "crash", result: "crashed", elapsed: r.elapsed, reason: fmt.Sprintf(
+			"%s crashed its worker (pid %d): %s%s", t.name(), w.pid, r.exit, w.tail.suffix())}
+	}
+}
+
+// failOutside runs Laravel's failure rules for an orphaned job in worker w:
+// failed when its attempts are used up (or failOnTimeout), otherwise
+// released at once with its backoff.
+func (p *pool) failOutside(w *worker, o *orphan) *worker {
+	t := o.t
+	r := w.do(request{Op: "fail", Queue: t.job.Queue, Kind: o.kind, Reason: o.reason}, t.job.Payload,
+		time.Now().Add(max(p.cfg.Timeout, time.Minute)), p.hardStop)
+	if r.ok {
+		out := outcomeOf(r.msg)
+		out.ID, out.Duration, out.Result, out.Reason = t.job.ID, o.elapsed, o.result, o.reason
+		t.reply(out)
+		return w
+	}
+	// The failure handling itself died: leave the job to Laravel's
+	// retry_after, which fails it when it comes back over its attempts.
+	p.addReady(-1)
+	t.reply(protocol.Outcome{
+		ID: t.job.ID, Kind: protocol.Keep, Result: o.result, Duration: o.elapsed,
+		Reason: o.reason + "; Laravel's failure handling for it did not finish (" + r.exit + "), so it is retried after retry_after",
+	})
+	return nil
+}
+
+// recycleReason says why a worker must be replaced after a job, or "".
+func (p *pool) recycleReason(w *worker, rss int64, restart bool) string {
+	switch {
+	case restart:
+		return "restart"
+	case p.cfg.MaxJobs > 0 && w.jobs >= p.cfg.MaxJobs:
+		return "max_jobs"
+	case p.cfg.MaxMemory > 0 && rss > p.cfg.MaxMemory:
+		return "max_memory"
+	case p.cfg.MaxLifetime > 0 && time.Since(w.booted) > p.cfg.MaxLifetime:
+		return "max_lifetime"
+	}
+	return ""
+}
+
+// outcomeOf maps worker.php's answer to the poller's outcome.
+func outcomeOf(m message) protocol.Outcome {
+	o := protocol.Outcome{Failed: m.Failed, Reason: m.Error}
+	switch {
+	case m.Released:
+		o.Kind, o.Result = protocol.Release, "released"
+		o.ReleaseAt = time.Now().Unix()
+		if m.ReleaseAt != nil {
+			o.ReleaseAt = *m.ReleaseAt
+		}
+	case m.Deleted:
+		o.Kind, o.Result = protocol.Delete, "done"
+		if m.Failed {
+			o.Result = "failed"
+		}
+	default:
+		o.Kind, o.Result = protocol.Keep, "kept"
+	}
+	return o
+}

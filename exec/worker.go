@@ -1,0 +1,337 @@
+package exec
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	osexec "os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// worker is one long-lived PHP process running worker.php with the app
+// booted. It serves one request at a time.
+type worker struct {
+	cmd     *osexec.Cmd
+	pid     int
+	req     *os.File     // fd 3 in PHP: requests
+	msgs    chan message // from fd 4; closed at EOF
+	exited  chan struct{}
+	state   *os.ProcessState
+	booted  time.Time
+	jobs    int
+	version string // Laravel's
+
+	current atomic.Pointer[[]any] // log fields of the job running now
+	tail    tail                  // the last lines of output, for errors
+}
+
+// message is one line from worker.php on fd 4.
+type message struct {
+	Op        string `json:"op"`
+	Pid       int    `json:"pid"`
+	Laravel   string `json:"laravel"`
+	Deleted   bool   `json:"deleted"`
+	Released  bool   `json:"released"`
+	ReleaseAt *int64 `json:"release_at"`
+	Failed    bool   `json:"failed"`
+	Error     string `json:"error"`
+}
+
+// errBoot wraps every failure to boot a worker.
+var errBoot = errors.New("boot php worker")
+
+// startWorker starts worker.php and waits until the app has booted.
+func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logger) (*worker, error) {
+	reqR, reqW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBoot, err)
+	}
+	resR, resW, err := os.Pipe()
+	if err != nil {
+		reqR.Close()
+		reqW.Close()
+		return nil, fmt.Errorf("%w: %v", errBoot, err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		reqR.Close()
+		reqW.Close()
+		resR.Close()
+		resW.Close()
+		return nil, fmt.Errorf("%w: %v", errBoot, err)
+	}
+
+	cmd := osexec.Command(cfg.PHP, script)
+	cmd.Dir = cfg.AppPath
+	cmd.Env = cfg.env()
+	cmd.Stdout = outW
+	cmd.Stderr = outW
+	cmd.ExtraFiles = []*os.File{reqR, resW} // fd 3, fd 4
+	// Its own process group: a terminal's ^C does not reach it, and a kill
+	// takes the job's children with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	reqR.Close()
+	resW.Close()
+	outW.Close()
+	if err != nil {
+		reqW.Close()
+		resR.Close()
+		outR.Close()
+		return nil, fmt.Errorf("%w: start %s: %v", errBoot, cfg.PHP, err)
+	}
+
+	w := &worker{
+		cmd:    cmd,
+		pid:    cmd.Process.Pid,
+		req:    reqW,
+		msgs:   make(chan message, 4),
+		exited: make(chan struct{}),
+		booted: time.Now(),
+	}
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); w.readMessages(resR, log) }()
+	go func() { defer readers.Done(); w.forwardOutput(outR, log) }()
+	go func() {
+		// Wait for the process, then for its output to drain (a child that
+		// keeps the pipe open is killed with the process group).
+		w.cmd.Wait()
+		w.state = w.cmd.ProcessState
+		syscall.Kill(-w.pid, syscall.SIGKILL)
+		readers.Wait()
+		close(w.exited)
+	}()
+
+	timer := time.NewTimer(cfg.BootTimeout)
+	defer timer.Stop()
+	select {
+	case m, ok := <-w.msgs:
+		switch {
+		case ok && m.Op == "ready":
+			w.version = m.Laravel
+			return w, nil
+		case ok && m.Op == "boot-failed":
+			w.kill()
+			return nil, fmt.Errorf("%w: Laravel app at %s did not boot: %s", errBoot, cfg.AppPath, m.Error)
+		}
+		<-w.exited
+		return nil, fmt.Errorf("%w: %s exited during boot (%s)%s", errBoot, cfg.PHP, exitText(w.state), w.tail.suffix())
+	case <-timer.C:
+		w.kill()
+		return nil, fmt.Errorf("%w: Laravel app at %s did not boot within %s%s", errBoot, cfg.AppPath, cfg.BootTimeout, w.tail.suffix())
+	case <-ctx.Done():
+		w.kill()
+		return nil, ctx.Err()
+	}
+}
+
+func (w *worker) readMessages(r *os.File, log *slog.Logger) {
+	defer close(w.msgs)
+	defer r.Close()
+	br := bufio.NewReaderSize(r, 16<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			var m message
+			if jerr := json.Unmarshal(line, &m); jerr != nil {
+				log.Error("worker sent a malformed message", "pid", w.pid, "error", jerr)
+			} else {
+				w.msgs <- m
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// forwardOutput logs the PHP process's stdout and stderr line by line, with
+// the fields of the job running at the time.
+func (w *worker) forwardOutput(r *os.File, log *slog.Logger) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 16<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		w.tail.add(line)
+		if fields := w.current.Load(); fields != nil {
+			log.Info(line, append([]any{"pid", w.pid}, *fields...)...)
+		} else {
+			log.Info(line, "pid", w.pid)
+		}
+	}
+}
+
+// request is one job handed to worker.php.
+type request struct {
+	Op     string `json:"op"`
+	Queue  string `json:"queue"`
+	Len    int    `json:"len"`
+	Kind   string `json:"kind,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// reply is how a request ended.
+type reply struct {
+	msg      message       // valid when ok
+	ok       bool          // worker.php answered
+	timedOut bool          // the deadline passed and the worker was killed
+	stopped  bool          // a hard stop killed the worker
+	exit     string        // how the process ended, when it did
+	elapsed  time.Duration // from request to answer
+	restart  bool          // queue:restart was seen meanwhile
+}
+
+// do sends one request and waits for its answer, the deadline (zero: none)
+// or a hard stop. When it returns without an answer the worker is dead.
+func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-chan struct{}) reply {
+	start := time.Now()
+	req.Len = len(body)
+	hdr, _ := json.Marshal(req)
+	hdr = append(hdr, '\n')
+	var r reply
+
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	// Write in the background: a big payload must not block the deadline.
+	writeErr := make(chan error, 1)
+	go func() {
+		_, err := w.req.Write(hdr)
+		if err == nil {
+			_, err = w.req.Write(body)
+		}
+		writeErr <- err
+	}()
+	for {
+		select {
+		case m, ok := <-w.msgs:
+			if !ok {
+				<-w.exited
+				r.exit = exitText(w.state)
+				r.elapsed = time.Since(start)
+				return r
+			}
+			if m.Op == "restart" {
+				r.restart = true
+				continue
+			}
+			r.msg, r.ok, r.elapsed = m, true, time.Since(start)
+			return r
+		case err := <-writeErr:
+			if err != nil {
+				w.kill()
+			}
+			writeErr = nil
+		case <-timeout:
+			w.kill()
+			r.timedOut = true
+			r.elapsed = time.Since(start)
+			r.exit = exitText(w.state)
+			return r
+		case <-hardStop:
+			w.kill()
+			r.stopped = true
+			r.elapsed = time.Since(start)
+			return r
+		}
+	}
+}
+
+// kill ends the worker and everything it started, and waits for it.
+func (w *worker) kill() {
+	syscall.Kill(-w.pid, syscall.SIGKILL)
+	<-w.exited
+}
+
+// stop ends an idle worker: EOF on its request pipe, then a kill if it does
+// not leave in time.
+func (w *worker) stop(grace time.Duration) {
+	w.req.Close()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-w.exited:
+	case <-t.C:
+		w.kill()
+	}
+}
+
+// rss is the worker's resident memory in bytes, read from /proc.
+func (w *worker) rss() int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(w.pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(string(f[1]), 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+// exitText describes how a process ended.
+func exitText(s *os.ProcessState) string {
+	if s == nil {
+		return "still running"
+	}
+	if ws, ok := s.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "killed by signal " + signalName(ws.Signal())
+	}
+	return "exit code " + strconv.Itoa(s.ExitCode())
+}
+
+func signalName(sig syscall.Signal) string {
+	names := map[syscall.Signal]string{
+		syscall.SIGKILL: "SIGKILL", syscall.SIGSEGV: "SIGSEGV", syscall.SIGABRT: "SIGABRT",
+		syscall.SIGTERM: "SIGTERM", syscall.SIGBUS: "SIGBUS", syscall.SIGILL: "SIGILL",
+		syscall.SIGFPE: "SIGFPE", syscall.SIGINT: "SIGINT", syscall.SIGHUP: "SIGHUP",
+	}
+	if n, ok := names[sig]; ok {
+		return n
+	}
+	return strconv.Itoa(int(sig))
+}
+
+// tail keeps the last lines a worker printed.
+type tail struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (t *tail) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(line) > 500 {
+		line = line[:500] + "…"
+	}
+	t.lines = append(t.lines, line)
+	if len(t.lines) > 5 {
+		t.lines = t.lines[1:]
+	}
+}
+
+// suffix is ": <last lines>" or "".
+func (t *tail) suffix() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.lines) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(t.lines, " | ")
+}

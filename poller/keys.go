@@ -1,0 +1,22 @@
+package poller
+
+// keys are the Redis keys of one Laravel queue, prefix included. Every key
+// kqueue touches is built here.
+type keys struct {
+	queue      string // LIST of ready payloads
+	delayed    string // ZSET payload → due time
+	reserved   string // ZSET reserved copy → reservation expiry
+	notify     string // LIST of "1" tokens, one per ready job
+	quarantine string // LIST of entries that are not Laravel payloads (kqueue's own)
+}
+
+func keysFor(prefix, name string) keys {
+	q := prefix + "queues:" + name
+	return keys{
+		queue:      q,
+		delayed:    q + ":delayed",
+		reserved:   q + ":reserved",
+		notify:     q + ":notify",
+		quarantine: q + ":kqueue-quarantine",
+	}
+}

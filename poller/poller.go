@@ -1,0 +1,620 @@
+// Package poller owns all queue I/O on Laravel's Redis queues: it reserves
+// jobs with Laravel's semantics (several per round trip, only as many as the
+// dispatcher can run now), hands them to the dispatcher, extends their
+// reservations while they run, and applies each outcome — delete, release
+// or keep — back to Redis, pipelined.
+package poller
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kqueue/kqueue/payload"
+	"github.com/kqueue/kqueue/protocol"
+	"github.com/redis/go-redis/v9"
+)
+
+// Queue is one Laravel queue to consume.
+type Queue struct {
+	// Name is the bare queue name ("default").
+	Name string
+	// Weight selects weighted random order when any queue has one;
+	// otherwise queues are served in strict priority, first listed first.
+	Weight int
+	// RetryAfter is Laravel's retry_after for this queue. Default 90s.
+	RetryAfter time.Duration
+}
+
+// Config configures a Poller.
+type Config struct {
+	// Redis is the connection to the queues' Redis. Required.
+	Redis redis.UniversalClient
+	// Prefix is the Laravel Redis client prefix ("laravel_database_").
+	Prefix string
+	// Queues lists the queues, highest priority first. Required.
+	Queues []Queue
+	// Instance names this kqueue instance in the handshake.
+	Instance string
+	// StopWhenEmpty makes Run return once no job is ready or running, like
+	// queue:work --stop-when-empty.
+	StopWhenEmpty bool
+	// ShutdownTimeout bounds how long Run waits for running jobs' outcomes
+	// after ctx is done. Default 30s.
+	ShutdownTimeout time.Duration
+	// MaxBatch caps the jobs reserved in one round trip. Default 64.
+	MaxBatch int
+	// IdleWait caps how long an idle poller waits for a wake-up before
+	// polling again (delayed dispatch pushes no notify token). Default and
+	// maximum 1s.
+	IdleWait time.Duration
+	// Logger receives the job log. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Poller moves jobs between Redis and a dispatcher connection.
+type Poller struct {
+	cfg      Config
+	log      *slog.Logger
+	queues   []queueState
+	weighted bool
+	nextID   uint64
+	inflight map[uint64]*running
+	capacity int
+}
+
+type queueState struct {
+	Queue
+	keys keys
+}
+
+// running is a job handed to the dispatcher and not yet settled.
+type running struct {
+	queue    *queueState
+	reserved string // the reserved copy: the member of the reserved set
+	p        *payload.Payload
+	started  time.Time
+}
+
+// New returns a Poller.
+func New(cfg Config) *Poller {
+	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 30*time.Second)
+	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 64)
+	cfg.IdleWait = min(cmp.Or(cfg.IdleWait, time.Second), time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p := &Poller{cfg: cfg, log: cfg.Logger, inflight: map[uint64]*running{}}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	for _, q := range cfg.Queues {
+		q.RetryAfter = cmp.Or(q.RetryAfter, 90*time.Second)
+		p.queues = append(p.queues, queueState{Queue: q, keys: keysFor(cfg.Prefix, q.Name)})
+		if q.Weight > 0 {
+			p.weighted = true
+		}
+	}
+	return p
+}
+
+// event is something the main loop reacts to.
+type event struct {
+	msg  protocol.Message // from the dispatcher
+	err  error            // the connection failed or closed
+	wake bool             // the idle wait is over
+}
+
+// Run serves one dispatcher connection until ctx is done (then it stops
+// reserving, waits up to ShutdownTimeout for running jobs, and returns nil),
+// until the queues are empty with StopWhenEmpty, or until the connection
+// fails.
+func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
+	if len(p.queues) == 0 {
+		return errors.New("poller: no queues to consume")
+	}
+	if err := p.loadScripts(ctx); err != nil {
+		return err
+	}
+	if err := conn.Send(protocol.Hello{Version: protocol.Version, Instance: p.cfg.Instance}); err != nil {
+		return fmt.Errorf("handshake with dispatcher: %w", err)
+	}
+	m, err := conn.Recv()
+	if err != nil {
+		return fmt.Errorf("handshake with dispatcher: %w", err)
+	}
+	w, ok := m.(protocol.Welcome)
+	if !ok {
+		return fmt.Errorf("handshake with dispatcher: got message type %d, want welcome", m.Type())
+	}
+	if w.Version != protocol.Version {
+		return fmt.Errorf("handshake with dispatcher: it speaks protocol version %d, this poller %d", w.Version, protocol.Version)
+	}
+	p.capacity = int(w.Capacity)
+
+	loopDone := make(chan struct{})
+	events := make(chan event, 256)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			m, err := conn.Recv()
+			if o, ok := m.(protocol.Outcome); ok {
+				o.Reason = string([]byte(o.Reason)) // detach from the read buffer
+				m = o
+			}
+			select {
+			case events <- event{msg: m, err: err}:
+			case <-loopDone:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(loopDone); conn.Close(); <-readerDone }()
+
+	waker := newWaker(p.cfg.Redis, p.notifyKeys(), events)
+	defer waker.stop()
+
+	lease := time.NewTicker(p.leaseInterval())
+	defer lease.Stop()
+
+	var (
+		bg       = context.WithoutCancel(ctx) // acks outlive a stop
+		acks     = p.cfg.Redis.Pipeline()
+		done     = ctx.Done()
+		stopping <-chan time.Time // armed once ctx is done
+		needPoll = true           // Redis may hold work we have not seen
+		armed    bool             // the waker is waiting for us
+	)
+	for {
+		if done == nil && len(p.inflight) == 0 {
+			return nil // stopped, and nothing left running
+		}
+		if free := p.capacity - len(p.inflight); done != nil && needPoll && free > 0 {
+			got, next, err := p.reserve(ctx, conn, free)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				// stopping: the select below sees it
+			case err != nil:
+				p.log.Error("reserve failed", "error", err)
+				needPoll = false
+				if !armed {
+					armed = true
+					waker.arm(time.Second, false)
+				}
+			case got == free:
+				// the queues may hold more: poll again once there is room
+			default:
+				needPoll = false
+				if p.cfg.StopWhenEmpty && got == 0 && len(p.inflight) == 0 {
+					return nil
+				}
+				if !armed {
+					wait := p.cfg.IdleWait
+					if !next.IsZero() {
+						wait = min(wait, max(next.Sub(p.cfg.Now()), time.Millisecond))
+					}
+					armed = true
+					waker.arm(wait, true)
+				}
+			}
+			continue
+		}
+
+		select {
+		case ev := <-events:
+			// Take everything that has arrived, then acknowledge it with
+			// one pipeline.
+			for {
+				switch {
+				case ev.wake:
+					armed = false
+					needPoll = true
+				case ev.err != nil:
+					p.flush(bg, acks)
+					return p.connLost(ev.err, done == nil)
+				default:
+					if p.handle(bg, acks, ev.msg) {
+						needPoll = true
+					}
+				}
+				var more bool
+				select {
+				case ev = <-events:
+					more = true
+				default:
+				}
+				if !more {
+					break
+				}
+			}
+			p.flush(bg, acks)
+		case <-lease.C:
+			p.extendLeases(bg)
+		case <-done:
+			done = nil
+			stopping = time.After(p.cfg.ShutdownTimeout)
+			if len(p.inflight) > 0 {
+				p.log.Info("stopping: waiting for running jobs", "running", len(p.inflight), "timeout", p.cfg.ShutdownTimeout)
+			}
+		case <-stopping:
+			p.log.Warn("stopping: running jobs did not finish in time; their reservations expire after retry_after",
+				"running", len(p.inflight))
+			return nil
+		}
+	}
+}
+
+// connLost reports the end of the dispatcher connection.
+func (p *Poller) connLost(err error, stopping bool) error {
+	if errors.Is(err, io.EOF) && (stopping || len(p.inflight) == 0) {
+		return nil
+	}
+	if errors.Is(err, io.EOF) {
+		err = errors.New("dispatcher closed the connection")
+	}
+	if n := len(p.inflight); n > 0 {
+		p.log.Warn("dispatcher connection lost with jobs running; their reservations expire after retry_after", "running", n)
+	}
+	return fmt.Errorf("dispatcher connection: %w", err)
+}
+
+// handle applies one message from the dispatcher. It reports whether there
+// is new capacity to fill.
+func (p *Poller) handle(ctx context.Context, acks redis.Pipeliner, m protocol.Message) bool {
+	switch m := m.(type) {
+	case protocol.Capacity:
+		grew := int(m.Capacity) > p.capacity
+		p.capacity = int(m.Capacity)
+		return grew
+	case protocol.Outcome:
+		r, ok := p.inflight[m.ID]
+		if !ok {
+			p.log.Error("outcome for an unknown job", "id", m.ID)
+			return false
+		}
+		delete(p.inflight, m.ID)
+		p.settle(ctx, acks, r, m)
+		return true
+	default:
+		p.log.Error("unexpected message from dispatcher", "type", m.Type())
+		return false
+	}
+}
+
+// settle queues the Redis side of an outcome and logs the job's story.
+func (p *Poller) settle(ctx context.Context, acks redis.Pipeliner, r *running, o protocol.Outcome) {
+	k := r.queue.keys
+	switch o.Kind {
+	case protocol.Delete:
+		acks.ZRem(ctx, k.reserved, r.reserved)
+	case protocol.Release:
+		releaseScript.EvalSha(ctx, acks, []string{k.delayed, k.reserved}, r.reserved, o.ReleaseAt)
+	case protocol.Keep:
+		// Leave it reserved: it comes back after retry_after, as under Laravel.
+	}
+	attrs := []any{
+		"queue", r.queue.Name,
+		"job_uuid", r.p.UUID,
+		"job_name", r.p.Name(),
+		"attempt", r.p.Attempts + 1,
+		"outcome", o.Result,
+		"duration", o.Duration.Round(time.Microsecond),
+	}
+	if o.Memory > 0 {
+		attrs = append(attrs, "peak_memory", o.Memory)
+	}
+	if o.Kind == protocol.Release {
+		attrs = append(attrs, "release_in", time.Duration(o.ReleaseAt-p.cfg.Now().Unix())*time.Second)
+	}
+	if o.Reason != "" {
+		attrs = append(attrs, "error", o.Reason)
+	}
+	level := slog.LevelInfo
+	if o.Failed || o.Result == "timeout" || o.Result == "crashed" {
+		level = slog.LevelWarn
+	}
+	p.log.Log(ctx, level, "job "+o.Result, attrs...)
+}
+
+// flush sends the queued acknowledgements in one round trip.
+func (p *Poller) flush(ctx context.Context, acks redis.Pipeliner) {
+	if acks.Len() == 0 {
+		return
+	}
+	cmds, err := acks.Exec(ctx)
+	if err == nil {
+		return
+	}
+	if isNoScript(err) {
+		// Redis lost its script cache (a restart): load and replay.
+		if p.loadScripts(ctx) == nil {
+			for _, c := range cmds {
+				acks.Process(ctx, c)
+			}
+			if _, err = acks.Exec(ctx); err == nil {
+				return
+			}
+		}
+	}
+	p.log.Error("acknowledge outcomes", "error", err, "commands", len(cmds))
+}
+
+// reserve takes up to free jobs from the queues in order and sends them to
+// the dispatcher. It returns how many it sent and the earliest time a
+// delayed job falls due.
+func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (int, time.Time, error) {
+	var (
+		sent  int
+		next  time.Time
+		batch []protocol.Message
+	)
+	for _, i := range p.order() {
+		if free == 0 {
+			break
+		}
+		q := &p.queues[i]
+		jobs, due, err := p.reserveFrom(ctx, q, min(free, p.cfg.MaxBatch))
+		if err != nil {
+			return sent, next, err
+		}
+		if !due.IsZero() && (next.IsZero() || due.Before(next)) {
+			next = due
+		}
+		for _, j := range jobs {
+			p.nextID++
+			p.inflight[p.nextID] = j.running
+			batch = append(batch, protocol.Job{ID: p.nextID, Queue: q.Name, Payload: []byte(j.original)})
+			free--
+			sent++
+		}
+	}
+	if len(batch) > 0 {
+		if err := conn.SendBatch(batch); err != nil {
+			return sent, next, fmt.Errorf("send jobs to dispatcher: %w", err)
+		}
+	}
+	return sent, next, nil
+}
+
+// reservedJob is a job just reserved: its bookkeeping and the original
+// payload to hand on.
+type reservedJob struct {
+	*running
+	original string
+}
+
+// reserveFrom runs the reserve script on one queue.
+func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*reservedJob, time.Time, error) {
+	now := p.cfg.Now()
+	expiry := now.Add(q.RetryAfter).Unix()
+	k := q.keys
+	res, err := reserveScript.Run(ctx, p.cfg.Redis,
+		[]string{k.queue, k.delayed, k.reserved, k.notify, k.quarantine},
+		now.Unix(), expiry, n).Slice()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("reserve from %s: %w", k.queue, err)
+	}
+	if len(res) != 3 {
+		return nil, time.Time{}, fmt.Errorf("reserve from %s: unexpected reply %v", k.queue, res)
+	}
+	pairs, _ := res[0].([]any)
+	bad, _ := res[1].([]any)
+	var due time.Time
+	if s, ok := res[2].(string); ok {
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			due = time.Unix(int64(f), 0)
+		}
+	}
+	for _, b := range bad {
+		raw, _ := b.(string)
+		p.log.Error("quarantined a queue entry that is not a Laravel job payload (not a JSON object with a numeric \"attempts\")",
+			"queue", q.Name, "key", k.quarantine, "entry", preview(raw))
+	}
+	jobs := make([]*reservedJob, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		orig, _ := pairs[i].(string)
+		copy, _ := pairs[i+1].(string)
+		pl, err := payload.Parse([]byte(orig))
+		if err != nil {
+			p.log.Error("quarantined a malformed job", "queue", q.Name, "key", k.quarantine, "error", err, "entry", preview(orig))
+			if err := quarantineScript.Run(ctx, p.cfg.Redis, []string{k.reserved, k.quarantine}, copy, orig).Err(); err != nil {
+				p.log.Error("quarantine failed; the entry stays reserved", "queue", q.Name, "error", err)
+			}
+			continue
+		}
+		jobs = append(jobs, &reservedJob{
+			running:  &running{queue: q, reserved: copy, p: pl, started: now},
+			original: orig,
+		})
+	}
+	return jobs, due, nil
+}
+
+// order is the order to visit queues in this round: as listed (strict
+// priority), or a weighted random permutation.
+func (p *Poller) order() []int {
+	idx := make([]int, len(p.queues))
+	for i := range idx {
+		idx[i] = i
+	}
+	if !p.weighted {
+		return idx
+	}
+	// Weighted sampling without replacement (queues with weight 0 count 1).
+	total := 0
+	w := make([]int, len(p.queues))
+	for i, q := range p.queues {
+		w[i] = max(q.Weight, 1)
+		total += w[i]
+	}
+	out := idx[:0:0]
+	for len(out) < len(p.queues) {
+		r := rand.IntN(total)
+		for i := range w {
+			if w[i] == 0 {
+				continue
+			}
+			if r < w[i] {
+				out = append(out, i)
+				total -= w[i]
+				w[i] = 0
+				break
+			}
+			r -= w[i]
+		}
+	}
+	return out
+}
+
+// extendLeases pushes every running job's reservation expiry forward, so a
+// job that runs longer than retry_after is never handed to another worker.
+func (p *Poller) extendLeases(ctx context.Context) {
+	if len(p.inflight) == 0 {
+		return
+	}
+	now := p.cfg.Now()
+	pipe := p.cfg.Redis.Pipeline()
+	for _, r := range p.inflight {
+		pipe.ZAddXX(ctx, r.queue.keys.reserved, redis.Z{Score: float64(now.Add(r.queue.RetryAfter).Unix()), Member: r.reserved})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		p.log.Error("extend reservations", "error", err, "running", len(p.inflight))
+	}
+}
+
+// leaseInterval is how often reservations are extended: well inside the
+// shortest retry_after.
+func (p *Poller) leaseInterval() time.Duration {
+	shortest := p.queues[0].RetryAfter
+	for _, q := range p.queues {
+		shortest = min(shortest, q.RetryAfter)
+	}
+	return max(shortest/3, 500*time.Millisecond)
+}
+
+func (p *Poller) notifyKeys() []string {
+	var ks []string
+	for _, q := range p.queues {
+		ks = append(ks, q.keys.notify)
+	}
+	return ks
+}
+
+func (p *Poller) loadScripts(ctx context.Context) error {
+	for _, s := range allScripts {
+		if err := s.Load(ctx, p.cfg.Redis).Err(); err != nil {
+			return fmt.Errorf("load scripts into redis: %w", err)
+		}
+	}
+	return nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && len(err.Error()) >= 8 && err.Error()[:8] == "NOSCRIPT"
+}
+
+// preview shortens an entry for the log.
+func preview(s string) string {
+	const n = 200
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:n]) + fmt.Sprintf("… (%d bytes)", len(s))
+}
+
+// waker waits for a job to become ready (a notify token) or for a timeout,
+// off the main loop, and reports it as a wake event.
+type waker struct {
+	rdb    redis.UniversalClient
+	keys   []string
+	events chan<- event
+	armCh  chan armReq
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type armReq struct {
+	wait  time.Duration
+	block bool // wait on the notify lists, not just the clock
+}
+
+func newWaker(rdb redis.UniversalClient, keys []string, events chan<- event) *waker {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &waker{rdb: rdb, keys: keys, events: events, armCh: make(chan armReq, 1), ctx: ctx, cancel: cancel}
+	w.wg.Add(1)
+	go w.loop()
+	return w
+}
+
+func (w *waker) arm(wait time.Duration, block bool) {
+	select {
+	case w.armCh <- armReq{wait, block}:
+	default: // already armed
+	}
+}
+
+func (w *waker) loop() {
+	defer w.wg.Done()
+	for {
+		var req armReq
+		select {
+		case <-w.ctx.Done():
+			return
+		case req = <-w.armCh:
+		}
+		if req.block {
+			// BLPOP takes a notify token as Laravel's block_for does; the
+			// reserve that follows takes another (tokens are only hints).
+			// Sent raw: go-redis would round the timeout to whole seconds,
+			// and Redis takes fractions.
+			args := make([]any, 0, len(w.keys)+2)
+			args = append(args, "BLPOP")
+			for _, k := range w.keys {
+				args = append(args, k)
+			}
+			args = append(args, strconv.FormatFloat(min(req.wait, time.Second).Seconds(), 'f', 3, 64))
+			err := w.rdb.Do(w.ctx, args...).Err()
+			if err != nil && !errors.Is(err, redis.Nil) && w.ctx.Err() == nil {
+				// Redis trouble: do not spin.
+				t := time.NewTimer(req.wait)
+				select {
+				case <-t.C:
+				case <-w.ctx.Done():
+					t.Stop()
+				}
+			}
+		} else {
+			t := time.NewTimer(req.wait)
+			select {
+			case <-t.C:
+			case <-w.ctx.Done():
+				t.Stop()
+			}
+		}
+		select {
+		case w.events <- event{wake: true}:
+		case <-w.ctx.Done():
+			return
+		}
+	}
+}
+
+// stop ends the waker and waits for it.
+func (w *waker) stop() {
+	w.cancel()
+	w.wg.Wait()
+}

@@ -1,0 +1,105 @@
+package poller
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts kqueue runs, each reproducing a Laravel RedisQueue
+// operation (see docs/laravel-queue.md §2) with the same effect on the same
+// keys, so that kqueue and `php artisan queue:work` can share queues.
+// They are loaded once and run by SHA.
+
+// migrateLua is Laravel's migrateExpiredJobs as a Lua function: move every
+// member of the sorted set `from` whose score is <= now, lowest score first,
+// onto the list `to`, unchanged, pushing one notify token per member.
+const migrateLua = `
+local function migrate(from, to, notify, now)
+  local due = redis.call('ZRANGEBYSCORE', from, '-inf', now)
+  local n = #due
+  if n == 0 then return end
+  redis.call('ZREMRANGEBYRANK', from, 0, n - 1)
+  for first = 1, n, 100 do
+    local last = math.min(first + 99, n)
+    redis.call('RPUSH', to, unpack(due, first, last))
+    for _ = first, last do redis.call('RPUSH', notify, 1) end
+  end
+end
+`
+
+// reserveScript is Laravel's pop(): migrate due delayed jobs, migrate expired
+// reservations, then pop — here up to ARGV[3] jobs in one round trip.
+// Each popped payload gets attempts+1, is re-encoded by cjson (the reserved
+// copy) and added to the reserved set with the reservation expiry as score;
+// one notify token is taken per job. Entries that are not JSON objects with
+// a numeric "attempts" (which would make Laravel's own script fail after
+// its LPOP and lose the entry) are moved to the quarantine list instead.
+//
+//	KEYS[1] queue  KEYS[2] delayed  KEYS[3] reserved  KEYS[4] notify  KEYS[5] quarantine
+//	ARGV[1] now (Unix seconds)  ARGV[2] reservation expiry  ARGV[3] max jobs
+//
+// Returns {jobs, quarantined, next}: jobs is a flat list of original,
+// reserved pairs; quarantined the raw entries moved aside; next the lowest
+// score left in delayed (or false).
+var reserveScript = redis.NewScript(migrateLua + `
+local queue, delayed, reserved, notify, quarantine = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now, expiry, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
+
+migrate(delayed, queue, notify, now)
+migrate(reserved, queue, notify, now)
+
+local jobs, bad = {}, {}
+for _ = 1, max do
+  local job = redis.call('LPOP', queue)
+  if not job then break end
+  redis.call('LPOP', notify)
+  local ok, decoded = pcall(cjson.decode, job)
+  local copy
+  if ok and type(decoded) == 'table' and type(decoded['attempts']) == 'number' then
+    decoded['attempts'] = decoded['attempts'] + 1
+    ok, copy = pcall(cjson.encode, decoded)
+  else
+    ok = false
+  end
+  if ok then
+    redis.call('ZADD', reserved, expiry, copy)
+    jobs[#jobs + 1] = job
+    jobs[#jobs + 1] = copy
+  else
+    redis.call('RPUSH', quarantine, job)
+    bad[#bad + 1] = job
+  end
+end
+
+local next = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+return {jobs, bad, next[2] or false}
+`)
+
+// releaseScript is Laravel's deleteAndRelease(): take the reserved copy out
+// of the reserved set and put it, unchanged (attempts already counted), into
+// the delayed set, due at ARGV[2]. Unlike Laravel it adds nothing when the
+// reservation is no longer there (it expired and another worker has the
+// job), so a lost lease cannot duplicate a job.
+//
+//	KEYS[1] delayed  KEYS[2] reserved
+//	ARGV[1] reserved copy  ARGV[2] due time (Unix seconds)
+//
+// Returns 1 when released, 0 when the reservation was gone.
+var releaseScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+`)
+
+// quarantineScript moves a reserved job whose payload kqueue cannot run
+// (valid JSON, but not a Laravel payload) out of the reserved set and onto
+// the quarantine list, as it was before it was reserved.
+//
+//	KEYS[1] reserved  KEYS[2] quarantine
+//	ARGV[1] reserved copy  ARGV[2] original payload
+//
+// Returns 1.
+var quarantineScript = redis.NewScript(`
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return 1
+`)
+
+var allScripts = []*redis.Script{reserveScript, releaseScript, quarantineScript}

@@ -1,0 +1,97 @@
+package protocol
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Conn reads and writes frames on a stream. Reads are for one goroutine;
+// writes may come from several.
+type Conn struct {
+	rw io.ReadWriteCloser
+	r  *bufio.Reader
+
+	mu  sync.Mutex
+	w   *bufio.Writer
+	buf []byte
+
+	rbuf []byte
+}
+
+// NewConn wraps a stream.
+func NewConn(rw io.ReadWriteCloser) *Conn {
+	return &Conn{rw: rw, r: bufio.NewReaderSize(rw, 64<<10), w: bufio.NewWriterSize(rw, 64<<10)}
+}
+
+// Send writes one message and flushes it.
+func (c *Conn) Send(m Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.write(m); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// SendBatch writes several messages with one flush.
+func (c *Conn) SendBatch(ms []Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range ms {
+		if err := c.write(m); err != nil {
+			return err
+		}
+	}
+	return c.w.Flush()
+}
+
+func (c *Conn) write(m Message) error {
+	b := append(c.buf[:0], 0, 0, 0, 0, m.Type())
+	b = m.AppendBody(b)
+	if len(b)-4 > MaxFrame {
+		return fmt.Errorf("send frame: %d bytes is over the %d byte limit", len(b)-4, MaxFrame)
+	}
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	c.buf = b[:0]
+	if cap(c.buf) > 1<<20 {
+		c.buf = nil // don't keep a huge payload's buffer
+	}
+	_, err := c.w.Write(b)
+	return err
+}
+
+// Recv reads the next message. It returns io.EOF when the peer closed the
+// stream between frames. Byte slices in the message are valid until the next
+// Recv.
+func (c *Conn) Recv() (Message, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: truncated header", ErrMalformed)
+		}
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > MaxFrame {
+		return nil, fmt.Errorf("%w: length %d", ErrMalformed, n)
+	}
+	if uint32(cap(c.rbuf)) < n {
+		c.rbuf = make([]byte, n)
+	}
+	frame := c.rbuf[:n]
+	if _, err := io.ReadFull(c.r, frame); err != nil {
+		return nil, fmt.Errorf("%w: truncated body: %v", ErrMalformed, err)
+	}
+	m, err := Decode(frame)
+	if n > 1<<20 {
+		c.rbuf = nil // don't keep a huge payload's buffer
+	}
+	return m, err
+}
+
+// Close closes the stream.
+func (c *Conn) Close() error { return c.rw.Close() }

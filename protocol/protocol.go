@@ -1,0 +1,263 @@
+// Package protocol defines the frames the poller and the dispatcher exchange
+// over a unix stream socket: every message, its encoding, and the version
+// handshake, in one place.
+//
+// A frame is a 4-byte big-endian length, then that many bytes: one type
+// byte and the body. Integers in bodies are uvarints (signed ones zig-zag
+// varints), strings and byte slices a uvarint length then the bytes.
+//
+// The poller speaks first (Hello), the dispatcher answers (Welcome) with its
+// capacity; then the poller sends Job frames while it has credit and the
+// dispatcher sends one Outcome per Job, plus Capacity whenever the number of
+// jobs it can run at once changes.
+package protocol
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Version is the protocol version; a peer with another version is refused.
+const Version = 1
+
+// MaxFrame bounds a frame's size (a Laravel payload may be tens of MB).
+const MaxFrame = 128 << 20
+
+// Message types.
+const (
+	TypeHello    byte = 1
+	TypeWelcome  byte = 2
+	TypeCapacity byte = 3
+	TypeJob      byte = 4
+	TypeOutcome  byte = 5
+)
+
+// ErrMalformed is wrapped by every decoding error.
+var ErrMalformed = errors.New("malformed frame")
+
+// Message is one frame's content.
+type Message interface {
+	Type() byte
+	// AppendBody appends the encoded body (without length and type).
+	AppendBody(b []byte) []byte
+}
+
+// Hello opens a connection (poller → dispatcher).
+type Hello struct {
+	Version  uint64
+	Instance string
+}
+
+// Welcome accepts a connection (dispatcher → poller).
+type Welcome struct {
+	Version  uint64
+	Capacity uint64 // jobs the dispatcher can run at once
+}
+
+// Capacity announces a new capacity (dispatcher → poller).
+type Capacity struct {
+	Capacity uint64
+}
+
+// Job hands one reserved job to the dispatcher (poller → dispatcher).
+type Job struct {
+	ID      uint64 // the poller's handle for this reservation
+	Queue   string // bare queue name, as Laravel names it
+	Payload []byte // the original payload, byte for byte
+}
+
+// Kind is what the poller must do with a job's reservation.
+type Kind uint8
+
+const (
+	// Delete removes the reservation: the job succeeded, or failed and was
+	// recorded (Failed says which).
+	Delete Kind = 1
+	// Release moves the job back to the queue, due at ReleaseAt.
+	Release Kind = 2
+	// Keep leaves the reservation to expire after retry_after, as Laravel
+	// does for a job that neither deleted nor released itself.
+	Keep Kind = 3
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Delete:
+		return "delete"
+	case Release:
+		return "release"
+	case Keep:
+		return "keep"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Outcome reports how one job ended (dispatcher → poller).
+type Outcome struct {
+	ID        uint64
+	Kind      Kind
+	ReleaseAt int64 // Unix seconds, for Release
+	Failed    bool  // the job was failed (failed() ran, failed_jobs written)
+	// Result names what happened for the log: "done", "failed",
+	// "released", "timeout", "crashed", …
+	Result   string
+	Reason   string // an error text, when there is one
+	Duration time.Duration
+	Memory   uint64 // peak resident bytes of the process that ran it, if known
+}
+
+func (Hello) Type() byte    { return TypeHello }
+func (Welcome) Type() byte  { return TypeWelcome }
+func (Capacity) Type() byte { return TypeCapacity }
+func (Job) Type() byte      { return TypeJob }
+func (Outcome) Type() byte  { return TypeOutcome }
+
+func (m Hello) AppendBody(b []byte) []byte {
+	b = binary.AppendUvarint(b, m.Version)
+	return appendString(b, m.Instance)
+}
+
+func (m Welcome) AppendBody(b []byte) []byte {
+	b = binary.AppendUvarint(b, m.Version)
+	return binary.AppendUvarint(b, m.Capacity)
+}
+
+func (m Capacity) AppendBody(b []byte) []byte {
+	return binary.AppendUvarint(b, m.Capacity)
+}
+
+func (m Job) AppendBody(b []byte) []byte {
+	b = binary.AppendUvarint(b, m.ID)
+	b = appendString(b, m.Queue)
+	b = binary.AppendUvarint(b, uint64(len(m.Payload)))
+	return append(b, m.Payload...)
+}
+
+func (m Outcome) AppendBody(b []byte) []byte {
+	b = binary.AppendUvarint(b, m.ID)
+	b = append(b, byte(m.Kind))
+	b = binary.AppendVarint(b, m.ReleaseAt)
+	if m.Failed {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = appendString(b, m.Result)
+	b = appendString(b, m.Reason)
+	b = binary.AppendVarint(b, int64(m.Duration))
+	return binary.AppendUvarint(b, m.Memory)
+}
+
+// Decode reads one frame's content: its type byte and body. Byte slices in
+// the result alias frame.
+func Decode(frame []byte) (Message, error) {
+	if len(frame) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	d := decoder{b: frame[1:]}
+	var m Message
+	switch frame[0] {
+	case TypeHello:
+		m = Hello{Version: d.uvarint(), Instance: d.string()}
+	case TypeWelcome:
+		m = Welcome{Version: d.uvarint(), Capacity: d.uvarint()}
+	case TypeCapacity:
+		m = Capacity{Capacity: d.uvarint()}
+	case TypeJob:
+		m = Job{ID: d.uvarint(), Queue: d.string(), Payload: d.bytes()}
+	case TypeOutcome:
+		o := Outcome{ID: d.uvarint(), Kind: Kind(d.byte()), ReleaseAt: d.varint()}
+		o.Failed = d.byte() == 1
+		o.Result = d.string()
+		o.Reason = d.string()
+		o.Duration = time.Duration(d.varint())
+		o.Memory = d.uvarint()
+		if d.err == nil && (o.Kind < Delete || o.Kind > Keep) {
+			d.err = fmt.Errorf("unknown outcome kind %d", o.Kind)
+		}
+		m = o
+	default:
+		return nil, fmt.Errorf("%w: unknown type %d", ErrMalformed, frame[0])
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d bytes left over", len(d.b))
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: type %d: %v", ErrMalformed, frame[0], d.err)
+	}
+	return m, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decoder reads fields until the first error, which sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("truncated %s", what)
+	}
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("integer")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("integer")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.fail("byte")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("bytes")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string { return string(d.bytes()) }

@@ -1,0 +1,35 @@
+<?php
+
+namespace App\Jobs;
+
+use App\Probe;
+use Illuminate\Bus\Queueable;
+use Illuminate\Contracts\Queue\ShouldQueue;
+use Illuminate\Foundation\Bus\Dispatchable;
+use Illuminate\Queue\InteractsWithQueue;
+use Illuminate\Queue\SerializesModels;
+
+
+// Crashes kills its own process with exit(3) on its first attempt and
+// succeeds on the next.
+class Crashes implements ShouldQueue
+{
+    use Dispatchable, InteractsWithQueue, Queueable, SerializesModels;
+
+    public $tag;
+
+    public $tries = 2;
+
+    public function __construct($tag)
+    {
+        $this->tag = $tag;
+    }
+
+    public function handle()
+    {
+        Probe::ran($this);
+        if ($this->attempts() < 2) {
+            exit(3);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+<?php
+
+use App\Jobs;
+use App\Probe;
+use Illuminate\Support\Facades\Artisan;
+use Illuminate\Support\Facades\Bus;
+
+// kq:dispatch pushes the jobs of one named scenario onto the app's queue, the
+// way any Laravel app does: with dispatch().
+Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($scenario) {
+    $count = (int) $this->option('count');
+    $queue = $this->option('queue') ?: null;
+    $on = function ($pending) use ($queue) {
+        if ($queue !== null) {
+            $pending->onQueue($queue);
+        }
+        return $pending;
+    };
+
+    switch ($scenario) {
+        case 'noop':
+            for ($i = 0; $i < $count; $i++) {
+                $on(Jobs\Noop::dispatch());
+            }
+            break;
+
+        case 'record':
+            for ($i = 0; $i < $count; $i++) {
+                $on(Jobs\Record::dispatch("record-$i"));
+            }
+            break;
+
+        // mix: every outcome of DESIGN.md §2 that runs in PHP (no timeouts, no crashes).
+        case 'mix':
+            $on(Jobs\Record::dispatch('ok'));
+            $on(Jobs\Fails::dispatch('fails'));
+            $on(Jobs\Flaky::dispatch('flaky'));
+            $on(Jobs\MaxExceptions::dispatch('max-exceptions'));
+            $on(Jobs\RetryUntil::dispatch('retry-until-future', time() + 300));
+            $on(Jobs\RetryUntil::dispatch('retry-until-past', time() - 10));
+            $on(Jobs\Releases::dispatch('releases'));
+            $on(Jobs\FailsManually::dispatch('fails-manually'));
+            $on(Jobs\Secret::dispatch('secret'));
+            $on(Jobs\Unique::dispatch('unique'));
+            $on(Jobs\Record::dispatch('delayed')->delay(1));
+            Bus::chain([
+                new Jobs\Record('chain-1'),
+                new Jobs\Record('chain-2'),
+                new Jobs\Record('chain-3'),
+            ])->onQueue($queue)->dispatch();
+            $on(dispatch(function () {
+                Probe::record(['kind' => 'run', 'tag' => 'closure', 'attempt' => 1, 'note' => '']);
+            }));
+            break;
+
+        case 'sleep':
+            $on(Jobs\Sleeps::dispatch((string) $this->option('count'), 0));
+            break;
+
+        default:
+            $this->error("unknown scenario $scenario");
+            return 1;
+    }
+
+    return 0;
+})->purpose('Dispatch the jobs of a test scenario');
