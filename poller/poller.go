@@ -162,7 +162,18 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			}
 		}
 	}()
-	defer func() { close(loopDone); conn.Close(); <-readerDone }()
+	defer func() {
+		// Half-close so the dispatcher reads EOF and closes its side; then
+		// the reader ends. A dispatcher that does not answer is cut off.
+		close(loopDone)
+		conn.CloseWrite()
+		select {
+		case <-readerDone:
+		case <-time.After(5 * time.Second):
+		}
+		conn.Close()
+		<-readerDone
+	}()
 
 	waker := newWaker(p.cfg.Redis, p.notifyKeys(), events)
 	defer waker.stop()
@@ -174,16 +185,17 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 		bg       = context.WithoutCancel(ctx) // acks outlive a stop
 		acks     = p.cfg.Redis.Pipeline()
 		done     = ctx.Done()
-		stopping <-chan time.Time // armed once ctx is done
+		stopping bool
+		giveUp   <-chan time.Time // armed once stopping
 		needPoll = true           // Redis may hold work we have not seen
 		armed    bool             // the waker is waiting for us
 	)
 	for {
-		if done == nil && len(p.inflight) == 0 {
+		if stopping && len(p.inflight) == 0 {
 			return nil // stopped, and nothing left running
 		}
-		if free := p.capacity - len(p.inflight); done != nil && needPoll && free > 0 {
-			got, next, err := p.reserve(ctx, conn, free)
+		if free := p.capacity - len(p.inflight); !stopping && needPoll && free > 0 {
+			got, more, next, err := p.reserve(ctx, conn, free)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				// stopping: the select below sees it
@@ -194,7 +206,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 					armed = true
 					waker.arm(time.Second, false)
 				}
-			case got == free:
+			case more:
 				// the queues may hold more: poll again once there is room
 			default:
 				needPoll = false
@@ -224,7 +236,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 					needPoll = true
 				case ev.err != nil:
 					p.flush(bg, acks)
-					return p.connLost(ev.err, done == nil)
+					return p.connLost(ev.err, stopping)
 				default:
 					if p.handle(bg, acks, ev.msg) {
 						needPoll = true
@@ -245,11 +257,12 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			p.extendLeases(bg)
 		case <-done:
 			done = nil
-			stopping = time.After(p.cfg.ShutdownTimeout)
+			stopping = true
+			giveUp = time.After(p.cfg.ShutdownTimeout)
 			if len(p.inflight) > 0 {
 				p.log.Info("stopping: waiting for running jobs", "running", len(p.inflight), "timeout", p.cfg.ShutdownTimeout)
 			}
-		case <-stopping:
+		case <-giveUp:
 			p.log.Warn("stopping: running jobs did not finish in time; their reservations expire after retry_after",
 				"running", len(p.inflight))
 			return nil
@@ -353,22 +366,24 @@ func (p *Poller) flush(ctx context.Context, acks redis.Pipeliner) {
 }
 
 // reserve takes up to free jobs from the queues in order and sends them to
-// the dispatcher. It returns how many it sent and the earliest time a
-// delayed job falls due.
-func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (int, time.Time, error) {
-	var (
-		sent  int
-		next  time.Time
-		batch []protocol.Message
-	)
+// the dispatcher. It returns how many it sent, whether a queue may hold more
+// (it gave all that was asked), and the earliest time a delayed job falls
+// due.
+func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (sent int, more bool, next time.Time, err error) {
+	var batch []protocol.Message
 	for _, i := range p.order() {
 		if free == 0 {
+			more = true
 			break
 		}
 		q := &p.queues[i]
-		jobs, due, err := p.reserveFrom(ctx, q, min(free, p.cfg.MaxBatch))
+		ask := min(free, p.cfg.MaxBatch)
+		jobs, taken, due, err := p.reserveFrom(ctx, q, ask)
 		if err != nil {
-			return sent, next, err
+			return sent, more, next, err
+		}
+		if taken == ask {
+			more = true
 		}
 		if !due.IsZero() && (next.IsZero() || due.Before(next)) {
 			next = due
@@ -383,10 +398,10 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (in
 	}
 	if len(batch) > 0 {
 		if err := conn.SendBatch(batch); err != nil {
-			return sent, next, fmt.Errorf("send jobs to dispatcher: %w", err)
+			return sent, more, next, fmt.Errorf("send jobs to dispatcher: %w", err)
 		}
 	}
-	return sent, next, nil
+	return sent, more, next, nil
 }
 
 // reservedJob is a job just reserved: its bookkeeping and the original
@@ -396,8 +411,10 @@ type reservedJob struct {
 	original string
 }
 
-// reserveFrom runs the reserve script on one queue.
-func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*reservedJob, time.Time, error) {
+// reserveFrom runs the reserve script on one queue. It returns the jobs to
+// run, how many entries it took off the queue (quarantined ones too) and
+// when the next delayed job falls due.
+func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*reservedJob, int, time.Time, error) {
 	now := p.cfg.Now()
 	expiry := now.Add(q.RetryAfter).Unix()
 	k := q.keys
@@ -405,10 +422,10 @@ func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*rese
 		[]string{k.queue, k.delayed, k.reserved, k.notify, k.quarantine},
 		now.Unix(), expiry, n).Slice()
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("reserve from %s: %w", k.queue, err)
+		return nil, 0, time.Time{}, fmt.Errorf("reserve from %s: %w", k.queue, err)
 	}
 	if len(res) != 3 {
-		return nil, time.Time{}, fmt.Errorf("reserve from %s: unexpected reply %v", k.queue, res)
+		return nil, 0, time.Time{}, fmt.Errorf("reserve from %s: unexpected reply %v", k.queue, res)
 	}
 	pairs, _ := res[0].([]any)
 	bad, _ := res[1].([]any)
@@ -440,7 +457,7 @@ func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*rese
 			original: orig,
 		})
 	}
-	return jobs, due, nil
+	return jobs, len(pairs)/2 + len(bad), due, nil
 }
 
 // order is the order to visit queues in this round: as listed (strict

@@ -95,3 +95,13 @@ func (c *Conn) Recv() (Message, error) {
 
 // Close closes the stream.
 func (c *Conn) Close() error { return c.rw.Close() }
+
+// CloseWrite tells the peer this side sends no more (the peer reads EOF)
+// while this side can still read. Streams that cannot half-close are
+// closed.
+func (c *Conn) CloseWrite() error {
+	if hc, ok := c.rw.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return c.rw.Close()
+}

@@ -51,3 +51,8 @@ final class Job extends BaseJob implements \Illuminate\Contracts\Queue\Job
 class JobCrashedException extends RuntimeException
 {
 }
+
+// UnknownJobClassException fails a job whose class the app does not have.
+class UnknownJobClassException extends RuntimeException
+{
+}

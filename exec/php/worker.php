@@ -131,6 +131,13 @@ final class Server
         $error = null;
         $this->callWorker('resetScope');
         try {
+            if ($missing = $this->missingClass($job)) {
+                // Laravel would fail it too, later and with an obscure error.
+                $job->fail($error = new UnknownJobClassException(sprintf(
+                    'job class %s does not exist in the Laravel app at %s: the payload names it in data.commandName; deploy the class or delete the job',
+                    $missing, $this->app->basePath())));
+                return $this->result($job, $error);
+            }
             $this->worker->process($this->connection, $job, $this->options);
         } catch (Throwable $e) {
             $error = $e;
@@ -175,6 +182,18 @@ final class Server
         }
 
         return $this->result($job, $e);
+    }
+
+    // missingClass names the job class of an object job that the app does
+    // not have, or returns null.
+    private function missingClass(Job $job): ?string
+    {
+        $payload = $job->payload();
+        $class = $payload['data']['commandName'] ?? null;
+        if (($payload['job'] ?? '') !== 'Illuminate\\Queue\\CallQueuedHandler@call' || ! is_string($class)) {
+            return null;
+        }
+        return class_exists($class) ? null : $class;
     }
 
     private function result(Job $job, ?Throwable $e): array

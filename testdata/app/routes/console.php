@@ -53,8 +53,20 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
             }));
             break;
 
+        // timeout: jobs that sleep past their 1 s timeout, with one try and with two.
+        case 'timeout':
+            $on(Jobs\Sleeps::dispatch('timeout-once', 30, 1, 1));
+            $on(Jobs\Sleeps::dispatch('timeout-twice', 30, 1, 2));
+            break;
+
+        case 'crash':
+            $on(Jobs\Crashes::dispatch('crash'));
+            break;
+
         case 'sleep':
-            $on(Jobs\Sleeps::dispatch((string) $this->option('count'), 0));
+            for ($i = 0; $i < $count; $i++) {
+                $on(Jobs\Sleeps::dispatch("sleep-$i", 2, 60, 1));
+            }
             break;
 
         default:

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/redis/go-redis/v9"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// kqueue runs `kqueue args…` in this process and returns its log.
+func kqueue(t *testing.T, ctx context.Context, args ...string) (string, error) {
+	t.Helper()
+	var logs syncBuffer
+	err := run(ctx, args, io.Discard, &logs)
+	return logs.String(), err
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// queueSize is Laravel's size(): ready + delayed + reserved.
+func queueSize(t *testing.T, rdb *redis.Client, queue string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	k := testenv.Prefix + "queues:" + queue
+	n := rdb.LLen(ctx, k).Val() + rdb.ZCard(ctx, k+":delayed").Val() + rdb.ZCard(ctx, k+":reserved").Val()
+	return n
+}
+
+// drain runs one pass of a runner until the queue is empty, re-running it
+// while delayed jobs remain (a --stop-when-empty pass ends at the first empty
+// poll, as in Laravel).
+func drain(t *testing.T, rdb *redis.Client, queue string, pass func() error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for queueSize(t, rdb, queue) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue %s not drained after 60s", queue)
+		}
+		if err := pass(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// probeLog returns the fixture's records grouped by job tag, in order.
+func probeLog(t *testing.T, rdb *redis.Client) map[string][]string {
+	t.Helper()
+	lines := rdb.LRange(context.Background(), testenv.Prefix+"kqtest:log", 0, -1).Val()
+	byTag := map[string][]string{}
+	for _, l := range lines {
+		var rec struct {
+			Tag string `json:"tag"`
+		}
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("bad probe record %q: %v", l, err)
+		}
+		byTag[rec.Tag] = append(byTag[rec.Tag], l)
+	}
+	return byTag
+}
+
+// redisState lists every key but the probe's with its type and size.
+func redisState(t *testing.T, rdb *redis.Client) []string {
+	t.Helper()
+	ctx := context.Background()
+	var state []string
+	for _, db := range []int{0, 1} {
+		c := redis.NewClient(&redis.Options{Network: "unix", Addr: rdb.Options().Addr, DB: db})
+		for _, k := range c.Keys(ctx, "*").Val() {
+			if strings.Contains(k, "kqtest:") {
+				continue
+			}
+			typ := c.Type(ctx, k).Val()
+			var n int64
+			switch typ {
+			case "list":
+				n = c.LLen(ctx, k).Val()
+			case "zset":
+				n = c.ZCard(ctx, k).Val()
+			case "string":
+				n = 1
+			}
+			state = append(state, fmt.Sprintf("db%d %s %s %d", db, typ, k, n))
+		}
+		c.Close()
+	}
+	sort.Strings(state)
+	return state
+}
+
+// failedJobs reads failed_jobs, normalised so two runs compare: no ids or
+// times, payload without uuid/id/retryUntil values, and each exception cut
+// just before the frame where the runner called Worker::process.
+func failedJobs(t *testing.T, app *testenv.App) []string {
+	t.Helper()
+	rows := app.Sqlite(t, "SELECT connection, queue, payload, exception FROM failed_jobs")
+	var out []string
+	for _, r := range rows {
+		var cols []string
+		if err := json.Unmarshal([]byte(r), &cols); err != nil {
+			t.Fatal(err)
+		}
+		var p map[string]any
+		if err := json.Unmarshal([]byte(cols[2]), &p); err != nil {
+			t.Fatalf("failed_jobs payload is not JSON: %v", err)
+		}
+		p["uuid"], p["id"] = "-", "-"
+		if p["retryUntil"] != nil {
+			p["retryUntil"] = "set"
+		}
+		if data, ok := p["data"].(map[string]any); ok {
+			if cmd, ok := data["command"].(string); ok {
+				data["command"] = timestamps.ReplaceAllString(cmd, "i:<time>;")
+			}
+		}
+		pj, _ := json.Marshal(p)
+		exc := cols[3]
+		if i := strings.Index(exc, "Illuminate\\Queue\\Worker->process()"); i >= 0 {
+			exc = exc[:strings.LastIndex(exc[:i], "\n")]
+		}
+		out = append(out, strings.Join([]string{cols[0], cols[1], string(pj), exc}, "\n"))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// timestamps matches Unix times serialized in a job's command.
+var timestamps = regexp.MustCompile(`i:1[0-9]{9};`)
+
+func TestMain(m *testing.M) {
+	os.Exit(m.Run())
+}

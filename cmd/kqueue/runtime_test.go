@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+)
+
+// TestSharedQueuesExactlyOnce runs two `queue:work` processes and kqueue on
+// the same queue at once: every job runs exactly once.
+func TestSharedQueuesExactlyOnce(t *testing.T) {
+	t.Parallel()
+	const jobs = 2000
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	ctx := t.Context()
+	app.Artisan(t, "kq:dispatch", "record", fmt.Sprintf("--count=%d", jobs))
+	cfg := app.Config(t, 2, "")
+
+	var wg sync.WaitGroup
+	var workers []*exec.Cmd
+	for range 2 {
+		cmd := app.Command(ctx, "queue:work", "--stop-when-empty")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		workers = append(workers, cmd)
+	}
+	var logs string
+	var runErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		logs, runErr = kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+	}()
+	for _, w := range workers {
+		if err := w.Wait(); err != nil {
+			t.Errorf("queue:work: %v", err)
+		}
+	}
+	wg.Wait()
+	if runErr != nil {
+		t.Fatalf("kqueue run: %v\n%s", runErr, logs)
+	}
+	if n := queueSize(t, r.Client, "default"); n != 0 {
+		t.Fatalf("%d jobs left in the queue", n)
+	}
+	runs := r.Client.HGetAll(ctx, testenv.Prefix+"kqtest:runs").Val()
+	if len(runs) != jobs {
+		t.Errorf("%d distinct jobs ran, want %d", len(runs), jobs)
+	}
+	for tag, n := range runs {
+		if n != "1" {
+			t.Errorf("job %s ran %s times", tag, n)
+		}
+	}
+	byKQueue := strings.Count(logs, "msg=\"job done\"")
+	t.Logf("kqueue ran %d of %d jobs, queue:work the rest", byKQueue, jobs)
+	if byKQueue == 0 || byKQueue == jobs {
+		t.Errorf("kqueue ran %d of %d jobs: the runners did not share the queue", byKQueue, jobs)
+	}
+}
+
+// TestTimeout: a job that sleeps past its timeout is killed and failed when
+// its tries are used up, or released at once when it has tries left.
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	ctx := t.Context()
+	app.Artisan(t, "kq:dispatch", "timeout")
+	cfg := app.Config(t, 2, "")
+
+	var logs string
+	drain(t, r.Client, "default", func() error {
+		l, err := kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+		logs += l
+		return err
+	})
+	runs := r.Client.HGetAll(ctx, testenv.Prefix+"kqtest:runs").Val()
+	if runs["timeout-once"] != "1" || runs["timeout-twice"] != "2" {
+		t.Errorf("runs = %v, want timeout-once once and timeout-twice twice", runs)
+	}
+	rows := app.Sqlite(t, "SELECT exception FROM failed_jobs")
+	if len(rows) != 2 {
+		t.Fatalf("%d failed_jobs rows, want 2:\n%s", len(rows), logs)
+	}
+	for _, row := range rows {
+		for _, want := range []string{"MaxAttemptsExceededException", "has timed out", "timeout of 1s", "killed its worker"} {
+			if !strings.Contains(row, want) {
+				t.Errorf("failed_jobs exception lacks %q: %s", want, row[:min(len(row), 300)])
+			}
+		}
+	}
+	hooks := probeLog(t, r.Client)
+	for _, tag := range []string{"timeout-once", "timeout-twice"} {
+		if !strings.Contains(strings.Join(hooks[tag], "\n"), `"kind":"failed-hook"`) {
+			t.Errorf("failed() did not run for %s: %v", tag, hooks[tag])
+		}
+	}
+	if !strings.Contains(logs, "outcome=timeout") {
+		t.Errorf("no timeout in the log:\n%s", logs)
+	}
+}
+
+// TestCrash: a job that calls exit(3) on its first attempt succeeds on its
+// second attempt at once — not after retry_after — and kqueue keeps going.
+func TestCrash(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	ctx := t.Context()
+	app.Artisan(t, "kq:dispatch", "crash")
+	app.Artisan(t, "kq:dispatch", "record", "--count=3")
+	cfg := app.Config(t, 1, "")
+
+	// One pass: had the crashed job waited for retry_after (90 s), it would
+	// still be reserved when the pass ends.
+	logs, err := kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+	if err != nil {
+		t.Fatalf("kqueue run: %v\n%s", err, logs)
+	}
+	if n := queueSize(t, r.Client, "default"); n != 0 {
+		t.Fatalf("%d jobs left after one pass:\n%s", n, logs)
+	}
+	runs := r.Client.HGetAll(ctx, testenv.Prefix+"kqtest:runs").Val()
+	if runs["crash"] != "2" {
+		t.Errorf("crash ran %q times, want 2", runs["crash"])
+	}
+	for i := range 3 {
+		if runs[fmt.Sprintf("record-%d", i)] != "1" {
+			t.Errorf("record-%d ran %q times, want 1", i, runs[fmt.Sprintf("record-%d", i)])
+		}
+	}
+	if rows := app.Sqlite(t, "SELECT uuid FROM failed_jobs"); len(rows) != 0 {
+		t.Errorf("failed_jobs has %d rows, want none", len(rows))
+	}
+	for _, want := range []string{"outcome=crashed", "exit code 3"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
+// TestMalformedEntries: broken queue entries neither crash nor stall kqueue,
+// are never dropped silently, and the jobs behind them run.
+func TestMalformedEntries(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	ctx := context.Background()
+	q := testenv.Prefix + "queues:default"
+
+	laravel := func(uuid, class, command string) string {
+		return fmt.Sprintf(`{"uuid":%q,"displayName":%q,"job":"Illuminate\\Queue\\CallQueuedHandler@call","maxTries":null,"maxExceptions":null,"failOnTimeout":false,"backoff":null,"timeout":null,"retryUntil":null,"data":{"commandName":%q,"command":%q},"id":"x","attempts":0}`,
+			uuid, class, class, command)
+	}
+	quarantined := []string{
+		`{"uuid": "not json`,
+		`{"uuid":"a","job":"x","data":{}}`,
+		`{"uuid":"b","job":"x","data":{},"attempts":"zero"}`,
+		`[1,2,3]`,
+	}
+	failed := map[string]string{
+		"00000000-0000-4000-8000-000000000001": laravel("00000000-0000-4000-8000-000000000001", `App\Jobs\Missing`, `O:16:"App\Jobs\Missing":0:{}`),
+		"00000000-0000-4000-8000-000000000002": laravel("00000000-0000-4000-8000-000000000002", `App\Jobs\Record`, `O:15:"App\Jobs\Record":1:{s:3:"tag";s:4:"trun`),
+	}
+	notLaravel := `{"attempts":0,"hello":"world"}`
+	for _, e := range append(quarantined, notLaravel, failed["00000000-0000-4000-8000-000000000001"], failed["00000000-0000-4000-8000-000000000002"]) {
+		r.Client.RPush(ctx, q, e)
+		r.Client.RPush(ctx, q+":notify", 1)
+	}
+	app.Artisan(t, "kq:dispatch", "record", "--count=2")
+	cfg := app.Config(t, 1, "")
+
+	logs, err := kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+	if err != nil {
+		t.Fatalf("kqueue run: %v\n%s", err, logs)
+	}
+	runs := r.Client.HGetAll(ctx, testenv.Prefix+"kqtest:runs").Val()
+	if runs["record-0"] != "1" || runs["record-1"] != "1" {
+		t.Errorf("the jobs behind the broken ones did not run once each: %v", runs)
+	}
+	got := r.Client.LRange(ctx, q+":kqueue-quarantine", 0, -1).Val()
+	want := append(append([]string{}, quarantined...), notLaravel)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("quarantine = %q, want %q", got, want)
+	}
+	if !strings.Contains(logs, "quarantined") {
+		t.Errorf("quarantine not logged:\n%s", logs)
+	}
+	rows := app.Sqlite(t, "SELECT uuid, exception FROM failed_jobs ORDER BY uuid")
+	if len(rows) != 2 {
+		t.Fatalf("failed_jobs has %d rows, want 2:\n%s", len(rows), logs)
+	}
+	for i, want := range []string{`job class App\\Jobs\\Missing does not exist`, `unserialize(): Error at offset`} {
+		if !strings.Contains(rows[i], want) {
+			t.Errorf("failed_jobs row %d does not name the problem (%s): %.300s", i, want, rows[i])
+		}
+	}
+	if n := queueSize(t, r.Client, "default"); n != 0 {
+		t.Errorf("%d entries left in the queue", n)
+	}
+}
