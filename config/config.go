@@ -10,7 +10,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -114,6 +116,8 @@ const (
 	DefaultMaxMemory  = 256 << 20
 )
 
+var typeError = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+
 // Load reads, checks and completes the config file at path.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -131,7 +135,12 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
-			return nil, &Error{File: path, Line: perr.Position.Line, Msg: perr.Message}
+			return nil, &Error{File: path, Line: perr.Position.Line, Key: perr.LastKey, Msg: perr.Message}
+		}
+		// Type errors come as text: "toml: line N (last key "K"): …".
+		if m := typeError.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, &Error{File: path, Line: line, Key: m[2], Msg: m[3]}
 		}
 		return nil, &Error{File: path, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
 	}

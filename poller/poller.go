@@ -198,7 +198,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			got, more, next, err := p.reserve(ctx, conn, free)
 			switch {
 			case err != nil && ctx.Err() != nil:
-				// stopping: the select below sees it
+				needPoll = false // stopping: the select below sees it
 			case err != nil:
 				p.log.Error("reserve failed", "error", err)
 				needPoll = false
@@ -222,7 +222,9 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 					waker.arm(wait, true)
 				}
 			}
-			continue
+			if needPoll {
+				continue
+			}
 		}
 
 		select {

@@ -76,3 +76,13 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
 
     return 0;
 })->purpose('Dispatch the jobs of a test scenario');
+
+// kq:pop pops with Laravel's own RedisQueue::pop and prints each job as
+// [original, reserved copy]: the reference for kqueue's reserve script.
+Artisan::command('kq:pop {queue} {--times=1}', function ($queue) {
+    $connection = app('queue')->connection('redis');
+    for ($i = 0; $i < (int) $this->option('times'); $i++) {
+        $job = $connection->pop($queue);
+        $this->line($job ? json_encode([$job->getRawBody(), $job->getReservedJob()]) : 'null');
+    }
+})->purpose('Pop jobs with Laravel and print them');

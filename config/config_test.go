@@ -1,0 +1,168 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMinimalConfig(t *testing.T) {
+	t.Parallel()
+	src := `
+[app]
+path = "/srv/app"            # the Laravel app root
+[redis]
+url = "redis://127.0.0.1:6379/0"
+prefix = "laravel_database_"
+[[queue]]
+name = "high"
+[[queue]]
+name = "default"
+[pool]
+workers = 2
+`
+	c, err := Parse("/etc/kqueue/default.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"name", c.Name, "default"},
+		{"app.path", c.App.Path, "/srv/app"},
+		{"app.php", c.App.PHP, "php"},
+		{"app.connection", c.App.Connection, "redis"},
+		{"prefix", *c.Redis.Prefix, "laravel_database_"},
+		{"queues", len(c.Queues), 2},
+		{"queue order", c.Queues[0].Name + "," + c.Queues[1].Name, "high,default"},
+		{"retry_after", c.Queues[1].RetryAfter.D(), 90 * time.Second},
+		{"workers", c.Pool.Workers, 2},
+		{"timeout", c.Job.Timeout.D(), 60 * time.Second},
+		{"tries", *c.Job.Tries, 1},
+		{"backoff", c.Job.Backoff, "0"},
+		{"max_memory", c.Pool.MaxMemory.Bytes(), int64(256 << 20)},
+		{"socket", c.Dispatcher.Socket, "/run/kqueue/default.sock"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestValues(t *testing.T) {
+	t.Parallel()
+	src := `
+[app]
+path = "app"
+[redis]
+retry_after = "2m"
+prefix = ""
+[[queue]]
+name = "emails"
+retry_after = 30
+weight = 3
+[pool]
+max_memory = "1G"
+max_lifetime = "1h"
+[job]
+timeout = 0
+tries = 0
+backoff = "5, 30,60"
+`
+	c, err := Parse("/etc/kqueue/x.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.App.Path != "/etc/kqueue/app" {
+		t.Errorf("relative app.path = %q, want it resolved against the config's folder", c.App.Path)
+	}
+	if *c.Redis.Prefix != "" {
+		t.Errorf("an empty prefix must stay empty, got %q", *c.Redis.Prefix)
+	}
+	if c.Redis.RetryAfter.D() != 2*time.Minute || c.Queues[0].RetryAfter.D() != 30*time.Second {
+		t.Errorf("retry_after = %v / %v", c.Redis.RetryAfter, c.Queues[0].RetryAfter)
+	}
+	if c.Pool.MaxMemory.Bytes() != 1<<30 || c.Pool.MaxLifetime.D() != time.Hour {
+		t.Errorf("pool = %+v", c.Pool)
+	}
+	if c.Job.Timeout.D() != 0 || *c.Job.Tries != 0 || c.Job.Backoff != "5,30,60" {
+		t.Errorf("job = %+v", c.Job)
+	}
+}
+
+// Config errors name the file, the line and the key, and say what to do.
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"unknown key", "[app]\npath = \"/a\"\n[pool]\nworkrs = 2\n", `f.toml:4: pool.workrs: unknown key (did you mean "workers"?)`},
+		{"unknown table", "[app]\npath = \"/a\"\n[pol]\nworkers = 2\n", `f.toml:3: pol: unknown key`},
+		{"wrong type", "[app]\npath = \"/a\"\n[pool]\nworkers = \"two\"\n", `f.toml:4: pool.workers: incompatible types: TOML value has type string; destination has type integer`},
+		{"missing path", "[pool]\nworkers = 2\n", `f.toml: app.path: missing: set it to the Laravel app root`},
+		{"syntax", "[app\npath = 1\n", `f.toml:2: expected '.' or ']'`},
+		{"bad url", "[app]\npath = \"/a\"\n[redis]\nurl = \"http://x\"\n", `f.toml:4: redis.url: want a redis://, rediss:// or unix:// URL`},
+		{"bad duration", "[app]\npath = \"/a\"\n[redis]\nretry_after = \"soon\"\n", `f.toml:4: redis.retry_after`},
+		{"zero retry_after", "[app]\npath = \"/a\"\n[redis]\nretry_after = 0\n", `f.toml:4: redis.retry_after: must be more than 0 seconds`},
+		{"duplicate queue", "[app]\npath = \"/a\"\n[[queue]]\nname = \"a\"\n[[queue]]\nname = \"a\"\n", `queue[1].name: queue "a" is listed twice`},
+		{"unnamed queue", "[app]\npath = \"/a\"\n[[queue]]\nweight = 1\n", `queue[0].name: missing`},
+		{"bad backoff", "[app]\npath = \"/a\"\n[job]\nbackoff = \"1,x\"\n", `f.toml:4: job.backoff: want seconds or a comma-separated list`},
+		{"bad size", "[app]\npath = \"/a\"\n[pool]\nmax_memory = \"lots\"\n", `f.toml:4: pool.max_memory`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse("f.toml", []byte(tc.src))
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %q\nwant it to contain %q", err, tc.want)
+			}
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Errorf("error is %T, want *config.Error", err)
+			}
+		})
+	}
+}
+
+func TestRisks(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("f.toml", []byte("[app]\npath = \"/a\"\n[redis]\nretry_after = 60\n[job]\ntimeout = 90\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	risks := strings.Join(c.Risks(), "\n")
+	if !strings.Contains(risks, "job.timeout (1m30s) >= retry_after (1m0s)") {
+		t.Errorf("risks = %q", risks)
+	}
+}
+
+// The documented example config at the repository root is valid.
+func TestExampleConfig(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join("..", "kqueue.toml")
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("[app]\npath = \"/a\"\n[[queue]]\nname = \"x\"\nweight = 2\n[pool]\nmax_memory = \"1G\"\n"))
+	f.Add([]byte("[redis]\nretry_after = \"2m\"\n"))
+	f.Add([]byte("[job]\nbackoff = \"1,2\"\ntimeout = 1.5\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.toml", data)
+		if err == nil && (c.App.Path == "" || len(c.Queues) == 0 || c.Pool.Workers < 1) {
+			t.Fatalf("accepted an incomplete config: %+v", c)
+		}
+	})
+}

@@ -1,0 +1,120 @@
+package payload
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// laravel8 is a payload as Laravel 8.83 writes it; reserved is the copy
+// Redis' cjson makes of it in the pop script (other order, attempts+1).
+const laravel8 = `{"uuid":"fbcf9a2e-4d2b-4c36-9ad0-3f0c2c7d9e11","displayName":"App\\Jobs\\Demo","job":"Illuminate\\Queue\\CallQueuedHandler@call","maxTries":3,"maxExceptions":null,"failOnTimeout":false,"backoff":"5,10","timeout":30,"retryUntil":null,"data":{"commandName":"App\\Jobs\\Demo","command":"O:13:\"App\\Jobs\\Demo\":0:{}"},"id":"DtR6rTQtUrJeDpj0ruqHyCecOQSIiun9","attempts":0}`
+
+const reserved = `{"uuid":"fbcf9a2e-4d2b-4c36-9ad0-3f0c2c7d9e11","timeout":30,"id":"DtR6rTQtUrJeDpj0ruqHyCecOQSIiun9","backoff":"5,10","displayName":"App\\Jobs\\Demo","maxTries":3,"failOnTimeout":false,"data":{"command":"O:13:\"App\\Jobs\\Demo\":0:{}","commandName":"App\\Jobs\\Demo"},"job":"Illuminate\\Queue\\CallQueuedHandler@call","attempts":1}`
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{laravel8, reserved} {
+		p, err := Parse([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.UUID != "fbcf9a2e-4d2b-4c36-9ad0-3f0c2c7d9e11" || p.Name() != `App\Jobs\Demo` || p.CommandName != `App\Jobs\Demo` {
+			t.Errorf("identity: %+v", p)
+		}
+		if p.MaxTries == nil || *p.MaxTries != 3 || p.MaxExceptions != nil {
+			t.Errorf("tries: %+v", p)
+		}
+		if p.Timeout == nil || *p.Timeout != 30*time.Second || p.Backoff != "5,10" || p.RetryUntil != nil || p.FailOnTimeout {
+			t.Errorf("timing: %+v", p)
+		}
+	}
+}
+
+func TestParseVariants(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, raw string
+		check     func(*Payload) bool
+	}{
+		{"string job without displayName", `{"uuid":"u","job":"App\\Handler@run","data":[],"attempts":2}`,
+			func(p *Payload) bool { return p.Name() == `App\Handler@run` && p.Attempts == 2 }},
+		{"cjson {} for []", `{"uuid":"u","job":"j","data":{},"attempts":0}`,
+			func(p *Payload) bool { return p.CommandName == "" }},
+		{"cjson float attempts", `{"uuid":"u","job":"j","data":{},"attempts":3.0}`,
+			func(p *Payload) bool { return p.Attempts == 3 }},
+		{"cjson exponent", `{"uuid":"u","job":"j","data":{},"attempts":0,"retryUntil":1.7957575e+09}`,
+			func(p *Payload) bool { return p.RetryUntil != nil && *p.RetryUntil == 1795757500 }},
+		{"numeric backoff", `{"uuid":"u","job":"j","data":{},"attempts":0,"backoff":7}`,
+			func(p *Payload) bool { return p.Backoff == "7" }},
+		{"failOnTimeout", `{"uuid":"u","job":"j","data":{},"attempts":0,"failOnTimeout":true,"timeout":0}`,
+			func(p *Payload) bool { return p.FailOnTimeout && p.Timeout != nil && *p.Timeout == 0 }},
+		{"laravel 13 extra keys", `{"uuid":"u","job":"j","data":{"commandName":"C","command":"x","batchId":null},"createdAt":1795757500,"delay":null,"deleteWhenMissingModels":true,"attempts":0}`,
+			func(p *Payload) bool { return p.CommandName == "C" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Parse([]byte(tc.raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(p) {
+				t.Errorf("%+v", p)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ raw, want string }{
+		{`not json`, "malformed job payload: not a JSON object"},
+		{`[1,2]`, "not a JSON object"},
+		{`{"uuid":"u","data":{},"attempts":0}`, `no "job" field`},
+		{`{"job":"j","data":{},"attempts":0}`, `no "uuid" field`},
+		{`{"uuid":"u","job":"j","attempts":0}`, `no "data" field`},
+		{`{"uuid":"u","job":"j","data":{}}`, `no numeric "attempts" field`},
+		{`{"uuid":"u","job":"j","data":{},"attempts":"1"}`, `"attempts" is "1", want an integer`},
+		{`{"uuid":"u","job":"j","data":{},"attempts":1.5}`, `"attempts" is 1.5, want an integer`},
+		{`{"uuid":"u","job":"j","data":{},"attempts":0} {}`, "trailing data"},
+	} {
+		_, err := Parse([]byte(tc.raw))
+		if err == nil || !errors.Is(err, ErrMalformed) {
+			t.Errorf("Parse(%s) = %v, want ErrMalformed", tc.raw, err)
+			continue
+		}
+		if !contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%s) = %q, want it to contain %q", tc.raw, err, tc.want)
+		}
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(laravel8))
+	f.Add([]byte(reserved))
+	f.Add([]byte(`{"uuid":"u","job":"j","data":{},"attempts":1e300}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		p, err := Parse(raw)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		if p.UUID == "" || p.Job == "" {
+			t.Fatalf("accepted a payload without uuid or job: %q", raw)
+		}
+	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	raw := []byte(laravel8)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

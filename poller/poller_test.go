@@ -1,0 +1,158 @@
+package poller
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/kqueue/kqueue/protocol"
+	"github.com/redis/go-redis/v9"
+)
+
+// peer is the dispatcher's end of a connection, driven by the test.
+type peer struct {
+	t    *testing.T
+	conn *protocol.Conn
+	jobs chan protocol.Job
+}
+
+// startPoller runs a poller against a test-driven dispatcher end with the
+// given capacity.
+func startPoller(t *testing.T, rdb *redis.Client, capacity int, cfg Config) *peer {
+	t.Helper()
+	a, b := net.Pipe()
+	cfg.Redis, cfg.Prefix = rdb, "p_"
+	p := New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, protocol.NewConn(a)) }()
+	d := &peer{t: t, conn: protocol.NewConn(b), jobs: make(chan protocol.Job, 100)}
+	if m, err := d.conn.Recv(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := m.(protocol.Hello); !ok {
+		t.Fatalf("first message %T, want Hello", m)
+	}
+	d.conn.Send(protocol.Welcome{Version: protocol.Version, Capacity: uint64(capacity)})
+	go func() {
+		for {
+			m, err := d.conn.Recv()
+			if err != nil {
+				close(d.jobs)
+				return
+			}
+			j := m.(protocol.Job)
+			j.Payload = append([]byte{}, j.Payload...)
+			d.jobs <- j
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		d.conn.Close()
+		<-done
+	})
+	return d
+}
+
+func (d *peer) next(timeout time.Duration) protocol.Job {
+	d.t.Helper()
+	select {
+	case j, ok := <-d.jobs:
+		if !ok {
+			d.t.Fatal("poller closed the connection")
+		}
+		return j
+	case <-time.After(timeout):
+		d.t.Fatalf("no job within %s", timeout)
+	}
+	return protocol.Job{}
+}
+
+func (d *peer) none(within time.Duration) {
+	d.t.Helper()
+	select {
+	case j := <-d.jobs:
+		d.t.Fatalf("got job %d from %s, want none", j.ID, j.Queue)
+	case <-time.After(within):
+	}
+}
+
+func (d *peer) done(j protocol.Job) {
+	d.conn.Send(protocol.Outcome{ID: j.ID, Kind: protocol.Delete, Result: "done"})
+}
+
+func push(rdb *redis.Client, queue string, n int) {
+	ctx := context.Background()
+	k := keysFor("p_", queue)
+	for i := range n {
+		rdb.RPush(ctx, k.queue, fmt.Sprintf(`{"uuid":"%s-%d","displayName":"J","job":"j","data":{},"id":"x","attempts":0}`, queue, i))
+		rdb.RPush(ctx, k.notify, 1)
+	}
+}
+
+// With room for one job at a time, every high job runs before any default
+// job, and no more is reserved than the dispatcher can run.
+func TestStrictPriorityAndCredit(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	push(r.Client, "default", 3)
+	push(r.Client, "high", 3)
+	d := startPoller(t, r.Client, 1, Config{Queues: []Queue{{Name: "high"}, {Name: "default"}}})
+	var order []string
+	for range 6 {
+		j := d.next(5 * time.Second)
+		if n := r.Client.ZCard(context.Background(), "p_queues:"+j.Queue+":reserved").Val(); n != 1 {
+			t.Errorf("%d reserved in %s while one job runs", n, j.Queue)
+		}
+		d.none(20 * time.Millisecond) // no credit, no second job
+		order = append(order, j.Queue)
+		d.done(j)
+	}
+	if fmt.Sprint(order) != "[high high high default default default]" {
+		t.Errorf("order = %v", order)
+	}
+}
+
+// An idle poller picks up a job as soon as it is pushed (the notify list
+// wakes it), and a delayed job when it falls due.
+func TestWakeUp(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	d := startPoller(t, r.Client, 4, Config{Queues: []Queue{{Name: "default"}}})
+	d.none(50 * time.Millisecond)
+	push(r.Client, "default", 1)
+	d.done(d.next(5 * time.Second))
+
+	due := time.Now().Add(1500 * time.Millisecond).Truncate(time.Second)
+	r.Client.ZAdd(context.Background(), "p_queues:default:delayed", redis.Z{
+		Score: float64(due.Unix()), Member: `{"uuid":"later","job":"j","data":{},"attempts":0}`})
+	j := d.next(5 * time.Second)
+	if time.Now().Before(due) {
+		t.Errorf("delayed job handed out before it was due")
+	}
+	d.done(j)
+}
+
+// A job that runs longer than retry_after keeps its reservation: the poller
+// pushes the expiry forward, so no other worker can take it.
+func TestLeaseExtension(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	push(r.Client, "default", 1)
+	d := startPoller(t, r.Client, 1, Config{Queues: []Queue{{Name: "default", RetryAfter: 2 * time.Second}}})
+	j := d.next(5 * time.Second)
+	ctx := context.Background()
+	member := r.Client.ZRange(ctx, "p_queues:default:reserved", 0, 0).Val()[0]
+	first := r.Client.ZScore(ctx, "p_queues:default:reserved", member).Val()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Client.ZScore(ctx, "p_queues:default:reserved", member).Val() <= first+1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the reservation was not extended")
+		}
+		time.Sleep(50 * time.Millisecond) // polling Redis for the event
+	}
+	d.none(10 * time.Millisecond)
+	d.done(j)
+}

@@ -1,0 +1,118 @@
+package protocol
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var samples = []Message{
+	Hello{Version: Version, Instance: "default"},
+	Welcome{Version: Version, Capacity: 8},
+	Capacity{Capacity: 0},
+	Job{ID: 1, Queue: "default", Payload: []byte(`{"uuid":"u","attempts":0}`)},
+	Job{ID: 1 << 40, Queue: "{high}", Payload: []byte{}},
+	Outcome{ID: 7, Kind: Delete, Result: "done", Duration: 1500 * time.Microsecond, Memory: 40 << 20},
+	Outcome{ID: 8, Kind: Release, ReleaseAt: 1795757500, Result: "released", Reason: "RuntimeException: boom"},
+	Outcome{ID: 9, Kind: Keep, Failed: true, Result: "crashed", Reason: "exit code 3", Duration: -1},
+}
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	ca, cb := NewConn(a), NewConn(b)
+	go func() {
+		ca.SendBatch(samples[:4])
+		for _, m := range samples[4:] {
+			ca.Send(m)
+		}
+		ca.Close()
+	}()
+	for _, want := range samples {
+		got, err := cb.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j, ok := got.(Job); ok {
+			j.Payload = append([]byte{}, j.Payload...)
+			if len(j.Payload) == 0 {
+				j.Payload = want.(Job).Payload
+			}
+			got = j
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("got %#v, want %#v", got, want)
+		}
+	}
+	if _, err := cb.Recv(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the last frame: %v, want EOF", err)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	t.Parallel()
+	for _, frame := range [][]byte{
+		{},
+		{99},
+		{TypeJob},
+		{TypeJob, 1, 7, 'd'},
+		{TypeOutcome, 1, 9, 0, 0},
+		append(Hello{Version: 1}.AppendBody([]byte{TypeHello}), 0),
+	} {
+		if _, err := Decode(frame); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Decode(%v) = %v, want ErrMalformed", frame, err)
+		}
+	}
+}
+
+func TestRecvRejectsOversizedFrame(t *testing.T) {
+	t.Parallel()
+	c := NewConn(rwc{bytes.NewReader([]byte{0xff, 0xff, 0xff, 0xff, TypeJob})})
+	if _, err := c.Recv(); !errors.Is(err, ErrMalformed) {
+		t.Errorf("got %v, want ErrMalformed", err)
+	}
+}
+
+type rwc struct{ io.Reader }
+
+func (rwc) Write(p []byte) (int, error) { return len(p), nil }
+func (rwc) Close() error                { return nil }
+
+func FuzzDecode(f *testing.F) {
+	for _, m := range samples {
+		f.Add(m.AppendBody([]byte{m.Type()}))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		m, err := Decode(frame)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		// What decodes re-encodes to the same bytes.
+		again := m.AppendBody([]byte{m.Type()})
+		if !bytes.Equal(again, frame) {
+			m2, err := Decode(again)
+			if err != nil || !reflect.DeepEqual(m, m2) {
+				t.Fatalf("re-encoding %#v changed it", m)
+			}
+		}
+	})
+}
+
+func BenchmarkJobFrame(b *testing.B) {
+	payload := bytes.Repeat([]byte("x"), 600)
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = Job{ID: 42, Queue: "default", Payload: payload}.AppendBody(buf[:0])
+		if _, err := Decode(append([]byte{TypeJob}, buf...)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
