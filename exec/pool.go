@@ -121,6 +121,8 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 				// One clear error per failing streak, then quiet retries.
 				if failures == 1 {
 					p.log.Error("worker failed to boot; retrying with backoff", "error", err)
+				} else {
+					p.log.Debug("boot attempt failed", "attempt", failures, "error", err)
 				}
 				if !p.sleep(ctx, min(time.Duration(1<<min(failures, 6))*250*time.Millisecond, 15*time.Second)) && pending == nil {
 					return

@@ -59,6 +59,16 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
             $on(Jobs\Sleeps::dispatch('timeout-twice', 30, 1, 2));
             break;
 
+        case 'chatty':
+            $on(Jobs\Chatty::dispatch('chatty'));
+            break;
+
+        case 'hog':
+            for ($i = 0; $i < $count; $i++) {
+                $on(Jobs\Hog::dispatch("hog-$i", 64));
+            }
+            break;
+
         case 'crash':
             $on(Jobs\Crashes::dispatch('crash'));
             break;

@@ -1,0 +1,230 @@
+package exec
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/kqueue/kqueue/protocol"
+)
+
+// harness drives a Dispatcher the way the poller does, over a connection.
+type harness struct {
+	t        *testing.T
+	app      *testenv.App
+	d        *Dispatcher
+	conn     *protocol.Conn
+	logs     *testenv.Logs
+	outcomes chan protocol.Outcome
+	nextID   uint64
+}
+
+func newHarness(t *testing.T, workers int, configure func(*Config)) *harness {
+	t.Helper()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	h := &harness{t: t, app: app, logs: testenv.NewLogs(), outcomes: make(chan protocol.Outcome, 100)}
+	cfg := Config{AppPath: app.Path, Env: app.Env, Workers: workers, Tries: 1, Timeout: time.Minute}
+	if configure != nil {
+		configure(&cfg)
+	}
+	h.d = New(cfg, h.logs.Logger())
+	if err := h.d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	served := make(chan error, 1)
+	go func() { served <- h.d.Serve(context.Background(), protocol.NewConn(b)) }()
+	h.conn = protocol.NewConn(a)
+	h.conn.Send(protocol.Hello{Version: protocol.Version})
+	if m, err := h.conn.Recv(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := m.(protocol.Welcome); !ok {
+		t.Fatalf("got %T, want Welcome", m)
+	}
+	go func() {
+		for {
+			m, err := h.conn.Recv()
+			if err != nil {
+				close(h.outcomes)
+				return
+			}
+			if o, ok := m.(protocol.Outcome); ok {
+				h.outcomes <- o
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		h.conn.CloseWrite()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := h.d.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return h
+}
+
+// dispatch has the app dispatch a scenario and returns the payloads.
+func (h *harness) dispatch(args ...string) []string {
+	h.t.Helper()
+	h.app.Artisan(h.t, append([]string{"kq:dispatch"}, args...)...)
+	ctx := context.Background()
+	key := testenv.Prefix + "queues:default"
+	payloads := h.app.Redis.Client.LRange(ctx, key, 0, -1).Val()
+	h.app.Redis.Client.Del(ctx, key, key+":notify")
+	return payloads
+}
+
+// run hands the dispatcher one job and waits for its outcome.
+func (h *harness) run(payload string) protocol.Outcome {
+	h.t.Helper()
+	h.nextID++
+	if err := h.conn.Send(protocol.Job{ID: h.nextID, Queue: "default", Payload: []byte(payload)}); err != nil {
+		h.t.Fatal(err)
+	}
+	select {
+	case o := <-h.outcomes:
+		if o.ID != h.nextID {
+			h.t.Fatalf("outcome for job %d, want %d", o.ID, h.nextID)
+		}
+		return o
+	case <-time.After(60 * time.Second):
+		h.t.Fatalf("no outcome within 60s; log:\n%s", h.logs.String())
+	}
+	return protocol.Outcome{}
+}
+
+func TestRecycleAfterMaxJobs(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, func(c *Config) { c.MaxJobs = 2 })
+	for _, p := range h.dispatch("noop", "--count=5") {
+		if o := h.run(p); o.Kind != protocol.Delete || o.Result != "done" {
+			t.Fatalf("outcome %+v", o)
+		}
+	}
+	if n := h.logs.Count("reason=max_jobs"); n != 2 {
+		t.Errorf("%d recycles for max_jobs after 5 jobs with max_jobs=2, want 2:\n%s", n, h.logs.String())
+	}
+}
+
+// Memory is measured from outside PHP: a job that leaks past max_memory
+// gets its worker replaced.
+func TestRecycleOverMaxMemory(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, func(c *Config) { c.MaxMemory = 96 << 20 })
+	for _, p := range h.dispatch("hog", "--count=3") {
+		if o := h.run(p); o.Result != "done" || o.Memory < 64<<20 {
+			t.Fatalf("outcome %+v", o)
+		}
+	}
+	if n := h.logs.Count("reason=max_memory"); n != 3 {
+		t.Errorf("%d recycles for max_memory, want 3 (each hog leaves 64 MB):\n%s", n, h.logs.String())
+	}
+}
+
+// `php artisan queue:restart` rolls idle workers, as it stops queue:work.
+func TestQueueRestartRollsThePool(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 2, nil)
+	h.app.Artisan(t, "queue:restart")
+	h.logs.WaitFor(t, "queue:restart seen", 2, 20*time.Second)
+	for _, p := range h.dispatch("noop", "--count=2") {
+		if o := h.run(p); o.Result != "done" {
+			t.Fatalf("after the roll: %+v", o)
+		}
+	}
+	if n := h.logs.Count("queue:restart seen"); n != 2 {
+		t.Errorf("%d workers rolled, want 2", n)
+	}
+}
+
+// The job's output goes to the log with the job's fields, never into the
+// protocol; the worker sees no systemd variables.
+func TestJobOutputAndEnvironment(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	t.Setenv("LISTEN_FDS", "1")
+	t.Setenv("KQ_EXTRA", "from-daemon")
+	h := newHarness(t, 1, nil)
+	payload := h.dispatch("chatty")[0]
+	if o := h.run(payload); o.Result != "done" {
+		t.Fatalf("outcome %+v", o)
+	}
+	h.logs.WaitFor(t, "hello from chatty on stderr", 1, 10*time.Second)
+	h.logs.WaitFor(t, "hello from chatty on stdout", 1, 10*time.Second)
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(line, "hello from chatty") && !strings.Contains(line, `job_name=App\Jobs\Chatty`) {
+			t.Errorf("job output without the job's fields: %s", line)
+		}
+	}
+	var env string
+	for _, rec := range h.app.Redis.Client.LRange(context.Background(), testenv.Prefix+"kqtest:log", 0, -1).Val() {
+		if strings.Contains(rec, `"kind":"env"`) {
+			env = rec
+		}
+	}
+	for _, want := range []string{`"NOTIFY_SOCKET":false`, `"LISTEN_FDS":false`, `"KQ_EXTRA":"from-daemon"`} {
+		if !strings.Contains(env, want) {
+			t.Errorf("worker environment lacks %s: %s", want, env)
+		}
+	}
+}
+
+// An app that cannot boot is one clear error at start, naming the problem.
+func TestBootFailureIsOneClearError(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	if err := os.WriteFile(filepath.Join(app.Path, "config", "broken.php"), []byte("<?php return [;"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs := testenv.NewLogs()
+	d := New(Config{AppPath: app.Path, Env: app.Env, Workers: 4}, logs.Logger())
+	err := d.Start(context.Background())
+	if err == nil {
+		d.Stop(context.Background())
+		t.Fatal("Start succeeded with a broken app")
+	}
+	for _, want := range []string{"did not boot", "syntax error", "broken.php"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// A worker that cannot boot again after it died is retried with backoff and
+// logged once, not in a respawn storm; the dispatcher keeps running.
+func TestRebootFailureBacksOff(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, nil)
+	crash := h.dispatch("crash")[0]
+	broken := filepath.Join(h.app.Path, "config", "broken.php")
+	if err := os.WriteFile(broken, []byte("<?php return [;"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.nextID++
+	h.conn.Send(protocol.Job{ID: h.nextID, Queue: "default", Payload: []byte(crash)})
+	h.logs.WaitFor(t, "worker failed to boot", 1, 20*time.Second)
+	h.logs.WaitFor(t, "boot attempt failed", 3, 20*time.Second)
+	if n := h.logs.Count("level=ERROR"); n != 1 {
+		t.Errorf("%d error lines for one failing streak, want 1:\n%s", n, h.logs.String())
+	}
+	os.Remove(broken)
+	select {
+	case o := <-h.outcomes:
+		if o.Result != "crashed" || o.Kind != protocol.Release {
+			t.Errorf("crashed job's outcome %+v, want released as crashed", o)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the crashed job was not settled once the app booted again:\n%s", h.logs.String())
+	}
+	h.logs.WaitFor(t, "worker booted again", 1, 10*time.Second)
+}
