@@ -194,8 +194,11 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 		if stopping && len(p.inflight) == 0 {
 			return nil // stopped, and nothing left running
 		}
-		if free := p.capacity - len(p.inflight); !stopping && needPoll && free > 0 {
-			got, more, next, err := p.reserve(ctx, conn, free)
+		free := p.capacity - len(p.inflight)
+		if stopping || !needPoll || free <= 0 {
+			p.flush(bg, acks) // otherwise the acks ride along with the reserve
+		} else {
+			got, more, next, err := p.reserve(ctx, conn, acks, free)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				needPoll = false // stopping: the select below sees it
@@ -254,7 +257,6 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 					break
 				}
 			}
-			p.flush(bg, acks)
 		case <-lease.C:
 			p.extendLeases(bg)
 		case <-done:
@@ -345,33 +347,51 @@ func (p *Poller) settle(ctx context.Context, acks redis.Pipeliner, r *running, o
 }
 
 // flush sends the queued acknowledgements in one round trip.
-func (p *Poller) flush(ctx context.Context, acks redis.Pipeliner) {
-	if acks.Len() == 0 {
+func (p *Poller) flush(ctx context.Context, pipe redis.Pipeliner) {
+	if pipe.Len() == 0 {
 		return
 	}
-	cmds, err := acks.Exec(ctx)
-	if err == nil {
-		return
+	if err := p.exec(ctx, pipe); err != nil {
+		p.log.Error("acknowledge outcomes", "error", err)
 	}
-	if isNoScript(err) {
-		// Redis lost its script cache (a restart): load and replay.
-		if p.loadScripts(ctx) == nil {
-			for _, c := range cmds {
-				acks.Process(ctx, c)
-			}
-			if _, err = acks.Exec(ctx); err == nil {
-				return
-			}
+}
+
+// exec runs a pipeline. Commands that failed because Redis lost its script
+// cache (a restart) are replayed once after loading the scripts again.
+func (p *Poller) exec(ctx context.Context, pipe redis.Pipeliner) error {
+	cmds, err := pipe.Exec(ctx)
+	if err == nil || errors.Is(err, redis.Nil) {
+		return nil
+	}
+	var replay []redis.Cmder
+	for _, c := range cmds {
+		if isNoScript(c.Err()) {
+			replay = append(replay, c)
 		}
 	}
-	p.log.Error("acknowledge outcomes", "error", err, "commands", len(cmds))
+	if len(replay) == 0 {
+		return err
+	}
+	if err := p.loadScripts(ctx); err != nil {
+		return err
+	}
+	for _, c := range replay {
+		c.SetErr(nil)
+		pipe.Process(ctx, c)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	return nil
 }
 
 // reserve takes up to free jobs from the queues in order and sends them to
 // the dispatcher. It returns how many it sent, whether a queue may hold more
 // (it gave all that was asked), and the earliest time a delayed job falls
 // due.
-func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (sent int, more bool, next time.Time, err error) {
+//
+// The pipeline may hold acknowledgements: they go with the first round trip.
+func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, pipe redis.Pipeliner, free int) (sent int, more bool, next time.Time, err error) {
 	var batch []protocol.Message
 	for _, i := range p.order() {
 		if free == 0 {
@@ -380,7 +400,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 		}
 		q := &p.queues[i]
 		ask := min(free, p.cfg.MaxBatch)
-		jobs, taken, due, err := p.reserveFrom(ctx, q, ask)
+		jobs, taken, due, err := p.reserveFrom(ctx, pipe, q, ask)
 		if err != nil {
 			return sent, more, next, err
 		}
@@ -416,13 +436,17 @@ type reservedJob struct {
 // reserveFrom runs the reserve script on one queue. It returns the jobs to
 // run, how many entries it took off the queue (quarantined ones too) and
 // when the next delayed job falls due.
-func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*reservedJob, int, time.Time, error) {
+func (p *Poller) reserveFrom(ctx context.Context, pipe redis.Pipeliner, q *queueState, n int) ([]*reservedJob, int, time.Time, error) {
 	now := p.cfg.Now()
 	expiry := now.Add(q.RetryAfter).Unix()
 	k := q.keys
-	res, err := reserveScript.Run(ctx, p.cfg.Redis,
+	cmd := reserveScript.EvalSha(ctx, pipe,
 		[]string{k.queue, k.delayed, k.reserved, k.notify, k.quarantine},
-		now.Unix(), expiry, n).Slice()
+		now.Unix(), expiry, n)
+	if err := p.exec(ctx, pipe); err != nil && cmd.Err() == nil {
+		p.log.Error("acknowledge outcomes", "error", err)
+	}
+	res, err := cmd.Slice()
 	if err != nil {
 		return nil, 0, time.Time{}, fmt.Errorf("reserve from %s: %w", k.queue, err)
 	}
