@@ -1,0 +1,55 @@
+# kqueue — run `make` for the list of targets.
+
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Debian packages the runtime, the tests and the demo need.
+DEPS := php-cli php-redis php-sqlite3 php-mbstring php-laravel-framework redis-server
+FUZZTIME ?= 5s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z\/]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install the Debian packages kqueue's tests and demo need (as root)
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+.PHONY: build
+build: ## build bin/kqueue
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kqueue ./cmd/kqueue
+
+.PHONY: demo
+demo: deps build ## run the demo: real Laravel jobs through kqueue on a private Redis
+	demo/demo.sh
+
+.PHONY: test
+test: deps lint ## run every test (with the race detector) and a short fuzz of every parser
+	$(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory fuzz
+
+.PHONY: lint
+lint: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: fuzz
+fuzz: ## fuzz every parser for FUZZTIME each (default 5s)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./payload
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./protocol
+
+.PHONY: bench
+bench: deps build ## measure kqueue against php artisan queue:work, side by side
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 ./bench
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin dist
