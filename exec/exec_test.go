@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -126,15 +127,15 @@ func TestRecycleOverMaxMemory(t *testing.T) {
 			t.Fatalf("outcome %+v", o)
 		}
 	}
-	if n := h.logs.Count("reason=max_memory"); n != 3 {
-		t.Errorf("%d recycles for max_memory, want 3 (each hog leaves 64 MB):\n%s", n, h.logs.String())
-	}
+	// Each hog leaves 64 MB behind: every worker is replaced after its job.
+	h.logs.WaitFor(t, "reason=max_memory", 3, 10*time.Second)
 }
 
 // `php artisan queue:restart` rolls idle workers, as it stops queue:work.
 func TestQueueRestartRollsThePool(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 2, nil)
+	h.logs.WaitFor(t, "worker ready", 2, 20*time.Second)
 	h.app.Artisan(t, "queue:restart")
 	h.logs.WaitFor(t, "queue:restart seen", 2, 20*time.Second)
 	for _, p := range h.dispatch("noop", "--count=2") {
@@ -227,4 +228,26 @@ func TestRebootFailureBacksOff(t *testing.T) {
 		t.Fatalf("the crashed job was not settled once the app booted again:\n%s", h.logs.String())
 	}
 	h.logs.WaitFor(t, "worker booted again", 1, 10*time.Second)
+}
+
+// Backoff follows Laravel: element attempts-1 of the job's list, the last
+// one past its end; the release is due that many seconds from now.
+func TestBackoffFromTheJob(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, nil)
+	payload := h.dispatch("mix")[1] // App\Jobs\Fails: $tries = 3, $backoff = [0, 1]
+	if !strings.Contains(payload, `"backoff":"0,1"`) {
+		t.Fatalf("not the Fails job: %s", payload)
+	}
+	for attempt, want := range []int64{0, 1} {
+		p := strings.Replace(payload, `"attempts":0`, fmt.Sprintf(`"attempts":%d`, attempt), 1)
+		before := time.Now().Unix()
+		o := h.run(p)
+		if o.Kind != protocol.Release || o.ReleaseAt < before+want || o.ReleaseAt > time.Now().Unix()+want {
+			t.Errorf("attempt %d: %+v, want released %ds from now", attempt+1, o, want)
+		}
+	}
+	if o := h.run(strings.Replace(payload, `"attempts":0`, `"attempts":2`, 1)); o.Kind != protocol.Delete || !o.Failed {
+		t.Errorf("attempt 3 of 3: %+v, want failed", o)
+	}
 }

@@ -131,6 +131,8 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 			}
 			if failures > 0 {
 				p.log.Info("worker booted again", "pid", w.pid, "failed_boots", failures)
+			} else {
+				p.log.Info("worker ready", "pid", w.pid, "boot", time.Since(w.booted).Round(time.Millisecond))
 			}
 			failures = 0
 			p.addReady(1)

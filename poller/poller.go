@@ -192,6 +192,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 	)
 	for {
 		if stopping && len(p.inflight) == 0 {
+			p.flush(bg, acks)
 			return nil // stopped, and nothing left running
 		}
 		free := p.capacity - len(p.inflight)
@@ -214,6 +215,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			default:
 				needPoll = false
 				if p.cfg.StopWhenEmpty && got == 0 && len(p.inflight) == 0 {
+					p.flush(bg, acks)
 					return nil
 				}
 				if !armed {
@@ -267,6 +269,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 				p.log.Info("stopping: waiting for running jobs", "running", len(p.inflight), "timeout", p.cfg.ShutdownTimeout)
 			}
 		case <-giveUp:
+			p.flush(bg, acks)
 			p.log.Warn("stopping: running jobs did not finish in time; their reservations expire after retry_after",
 				"running", len(p.inflight))
 			return nil

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/kqueue/kqueue/internal/testenv"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.
@@ -166,6 +166,4 @@ func failedJobs(t *testing.T, app *testenv.App) []string {
 // timestamps matches Unix times serialized in a job's command.
 var timestamps = regexp.MustCompile(`i:1[0-9]{9};`)
 
-func TestMain(m *testing.M) {
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

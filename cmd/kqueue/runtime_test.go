@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
 )
@@ -206,5 +207,82 @@ func TestMalformedEntries(t *testing.T) {
 	}
 	if n := queueSize(t, r.Client, "default"); n != 0 {
 		t.Errorf("%d entries left in the queue", n)
+	}
+}
+
+// TestPollerAndDispatcherProcesses runs the two halves as `kqueue poller`
+// and `kqueue dispatcher` over the configured unix socket.
+func TestPollerAndDispatcherProcesses(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	cfg := app.Config(t, 2, "")
+	app.Artisan(t, "kq:dispatch", "record", "--count=50")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	results := make(chan error, 2)
+	var dlogs, plogs string
+	go func() {
+		var err error
+		dlogs, err = kqueue(t, ctx, "dispatcher", "--config", cfg)
+		results <- err
+	}()
+	go func() {
+		var err error
+		plogs, err = kqueue(t, ctx, "poller", "--config", cfg)
+		results <- err
+	}()
+	waitFor(t, 60*time.Second, "50 jobs to run", func() bool {
+		return r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() == 50 && queueSize(t, r.Client, "default") == 0
+	})
+	cancel()
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Errorf("exit: %v", err)
+		}
+	}
+	if !strings.Contains(plogs, "connected to dispatcher") {
+		t.Errorf("poller log:\n%s\ndispatcher log:\n%s", plogs, dlogs)
+	}
+}
+
+// TestStopLetsRunningJobsFinish: SIGTERM (ctx cancelled) stops reserving,
+// lets the running jobs finish, and exits cleanly with nothing left
+// reserved.
+func TestStopLetsRunningJobsFinish(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	cfg := app.Config(t, 2, "")
+	app.Artisan(t, "kq:dispatch", "sleep", "--count=4") // 4 jobs of 2 s
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	var logs string
+	go func() {
+		var err error
+		logs, err = kqueue(t, ctx, "run", "--config", cfg)
+		done <- err
+	}()
+	reserved := testenv.Prefix + "queues:default:reserved"
+	waitFor(t, 30*time.Second, "two jobs to start", func() bool {
+		return r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() == 2
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("kqueue run after SIGTERM: %v\n%s", err, logs)
+	}
+	bg := context.Background()
+	if n := r.Client.ZCard(bg, reserved).Val(); n != 0 {
+		t.Errorf("%d reservations left", n)
+	}
+	if n := r.Client.LLen(bg, testenv.Prefix+"queues:default").Val(); n != 2 {
+		t.Errorf("%d jobs left ready, want the 2 that had not started", n)
+	}
+	if n := strings.Count(logs, `msg="job done"`); n != 2 {
+		t.Errorf("%d jobs finished, want the 2 running at the stop:\n%s", n, logs)
 	}
 }
