@@ -111,7 +111,7 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 	if !ok {
 		return fmt.Errorf("handshake with poller: got message type %d, want hello", m.Type())
 	}
-	if err := conn.Send(protocol.Welcome{Version: protocol.Version, Capacity: uint64(d.pool.readyCount())}); err != nil {
+	if err := conn.Send(protocol.Welcome{Version: protocol.Version, Capacity: uint64(d.pool.capacity())}); err != nil {
 		return fmt.Errorf("handshake with poller: %w", err)
 	}
 	if h.Version != protocol.Version {
@@ -186,7 +186,7 @@ func (d *Dispatcher) write(conn *protocol.Conn, outcomes <-chan protocol.Outcome
 		case o := <-outcomes:
 			batch = append(batch, o)
 		case <-d.capSig:
-			batch = append(batch, protocol.Capacity{Capacity: uint64(d.pool.readyCount())})
+			batch = append(batch, protocol.Capacity{Capacity: uint64(d.pool.capacity())})
 		case <-stop:
 			for {
 				select {

@@ -62,14 +62,53 @@ type pool struct {
 	wg       sync.WaitGroup
 
 	mu         sync.Mutex
-	ready      int
+	ready      int           // workers booted and serving
+	recent     time.Duration // moving average of job durations
+	seen       int           // jobs observed, up to prefetchAfter
+	prefetch   bool          // offer one queued job per worker
 	onCapacity func()
 }
 
-func (p *pool) readyCount() int {
+// Prefetch: while jobs are short, a worker that finishes one should find
+// the next already here rather than wait a round trip to Redis for it. So
+// once prefetchAfter jobs have averaged under prefetchOn, the pool asks for
+// one job per worker beyond those running; it stops above prefetchOff. A
+// job thus never waits behind a long one for more than a few milliseconds.
+const (
+	prefetchAfter = 16
+	prefetchOn    = 10 * time.Millisecond
+	prefetchOff   = 50 * time.Millisecond
+)
+
+// capacity is how many jobs the pool takes at once: one per ready worker,
+// twice that while prefetching.
+func (p *pool) capacity() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.prefetch {
+		return 2 * p.ready
+	}
 	return p.ready
+}
+
+// observe records how long a job took.
+func (p *pool) observe(d time.Duration) {
+	p.mu.Lock()
+	p.recent += (d - p.recent) / 8
+	p.seen = min(p.seen+1, prefetchAfter)
+	was := p.prefetch
+	switch {
+	case p.recent > prefetchOff:
+		p.prefetch = false
+	case p.recent < prefetchOn && p.seen >= prefetchAfter:
+		p.prefetch = true
+	}
+	changed := p.prefetch != was
+	notify := p.onCapacity
+	p.mu.Unlock()
+	if changed && notify != nil {
+		notify()
+	}
 }
 
 func (p *pool) addReady(delta int) {
@@ -148,6 +187,7 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 		case m, ok := <-w.msgs:
 			if !ok {
 				<-w.exited
+				w.release()
 				p.log.Warn("idle worker exited; replacing it", "pid", w.pid, "exit", exitText(w.state))
 				p.addReady(-1)
 				w = nil
@@ -194,6 +234,7 @@ func (p *pool) run(w *worker, t *task) (*worker, *orphan) {
 	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, p.hardStop)
 	w.current.Store(nil)
 	w.jobs++
+	p.observe(r.elapsed)
 
 	switch {
 	case r.ok:

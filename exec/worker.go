@@ -31,6 +31,11 @@ type worker struct {
 	jobs    int
 	version string // Laravel's
 
+	wbuf  []byte   // request buffer, reused
+	statm *os.File // /proc/PID/statm, kept open
+
+	closeOnce sync.Once
+
 	current atomic.Pointer[[]any] // log fields of the job running now
 	tail    tail                  // the last lines of output, for errors
 }
@@ -209,19 +214,30 @@ func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-cha
 		timeout = t.C
 	}
 	// Write in the background: a big payload must not block the deadline.
+	// One write: header and body in one buffer.
+	w.wbuf = append(append(w.wbuf[:0], hdr...), body...)
+	buf := w.wbuf
+	if cap(w.wbuf) > 1<<20 {
+		w.wbuf = nil // don't keep a huge payload's buffer
+	}
 	writeErr := make(chan error, 1)
 	go func() {
-		_, err := w.req.Write(hdr)
-		if err == nil {
-			_, err = w.req.Write(body)
-		}
+		_, err := w.req.Write(buf)
 		writeErr <- err
+	}()
+	// The buffer is reused: the write must be over before do returns. It
+	// is once PHP has answered (it read everything) or is dead (EPIPE).
+	defer func() {
+		if writeErr != nil {
+			<-writeErr
+		}
 	}()
 	for {
 		select {
 		case m, ok := <-w.msgs:
 			if !ok {
 				<-w.exited
+				w.release()
 				r.exit = exitText(w.state)
 				r.elapsed = time.Since(start)
 				return r
@@ -256,6 +272,7 @@ func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-cha
 func (w *worker) kill() {
 	syscall.Kill(-w.pid, syscall.SIGKILL)
 	<-w.exited
+	w.release()
 }
 
 // stop ends an idle worker: EOF on its request pipe, then a kill if it does
@@ -266,18 +283,37 @@ func (w *worker) stop(grace time.Duration) {
 	defer t.Stop()
 	select {
 	case <-w.exited:
+		w.release()
 	case <-t.C:
 		w.kill()
 	}
 }
 
+// release closes the files the daemon holds for a worker that is gone.
+func (w *worker) release() {
+	w.closeOnce.Do(func() {
+		w.req.Close()
+		if w.statm != nil {
+			w.statm.Close()
+		}
+	})
+}
+
 // rss is the worker's resident memory in bytes, read from /proc.
 func (w *worker) rss() int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(w.pid) + "/statm")
-	if err != nil {
+	if w.statm == nil {
+		f, err := os.Open("/proc/" + strconv.Itoa(w.pid) + "/statm")
+		if err != nil {
+			return 0
+		}
+		w.statm = f
+	}
+	var buf [128]byte
+	n, err := w.statm.ReadAt(buf[:], 0)
+	if n == 0 && err != nil {
 		return 0
 	}
-	f := bytes.Fields(b)
+	f := bytes.Fields(buf[:n])
 	if len(f) < 2 {
 		return 0
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,7 @@ Flags:
   --stop-when-empty   run: exit once no job is ready or running
   --log-format FMT    text (default) or json
   --log-level LEVEL   debug, info (default), warn or error
+  --cpuprofile FILE   write a Go CPU profile (pprof) of this run to FILE
 
 run and poller stop on SIGTERM or SIGINT: no new jobs are reserved, running
 jobs finish (up to job.shutdown_timeout), and kqueue exits 0.
@@ -69,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stopWhenEmpty := fs.Bool("stop-when-empty", false, "")
 	logFormat := fs.String("log-format", "text", "")
 	logLevel := fs.String("log-level", "info", "")
+	cpuProfile := fs.String("cpuprofile", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -77,6 +80,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {

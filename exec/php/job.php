@@ -25,6 +25,13 @@ final class Job extends BaseJob implements \Illuminate\Contracts\Queue\Job
         $this->decoded = $this->payload();
     }
 
+    // payload is decoded once; Laravel's Job decodes the body on every call
+    // (maxTries(), backoff(), timeout(), … each call it).
+    public function payload()
+    {
+        return $this->decoded ?? ($this->decoded = json_decode($this->raw, true));
+    }
+
     public function getRawBody()
     {
         return $this->raw;
