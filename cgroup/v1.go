@@ -1,0 +1,153 @@
+package cgroup
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// v1 is the cgroupfs driver for the v1 hierarchy (hybrid hosts): memory,
+// cpu, cpuacct, pids and freezer controllers, each group nested under
+// kqueue's own cgroup in every controller.
+type v1 struct {
+	root      string // "/kqueue-INSTANCE"
+	hierarchy cgroup1.Hierarchy
+}
+
+const mountRoot = "/sys/fs/cgroup"
+
+func newV1(instance string) (*v1, error) {
+	for _, c := range []string{"memory", "cpu", "cpuacct", "pids", "freezer"} {
+		if _, err := os.Stat(filepath.Join(mountRoot, c, "cgroup.procs")); err != nil {
+			return nil, fmt.Errorf("%w: cgroup v1 controller %s is not mounted at %s", ErrUnavailable, c, filepath.Join(mountRoot, c))
+		}
+	}
+	d := &v1{
+		root: "/kqueue-" + instance,
+		hierarchy: func() ([]cgroup1.Subsystem, error) {
+			return []cgroup1.Subsystem{
+				cgroup1.NewMemory(mountRoot),
+				cgroup1.NewCpu(mountRoot),
+				cgroup1.NewCpuacct(mountRoot),
+				cgroup1.NewPids(mountRoot),
+				cgroup1.NewFreezer(mountRoot),
+			}, nil
+		},
+	}
+	// Prove it: create and remove a group.
+	g, err := d.Create("probe", Limits{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if err := g.Delete(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return d, nil
+}
+
+func (*v1) Name() string { return "cgroupfs" }
+
+// Close removes the instance's parent group in every controller.
+func (d *v1) Close() error {
+	cg, err := cgroup1.Load(cgroup1.NestedPath(d.root), cgroup1.WithHiearchy(d.hierarchy))
+	if err != nil {
+		return nil // already gone
+	}
+	return cg.Delete()
+}
+
+func (d *v1) Create(name string, l Limits) (Group, error) {
+	res := &specs.LinuxResources{}
+	if l.Memory > 0 {
+		limit := l.Memory
+		res.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &limit} // memory+swap = memory: no swap
+	}
+	if l.CPU > 0 {
+		period := uint64(100000)
+		quota := int64(l.CPU) * 1000
+		res.CPU = &specs.LinuxCPU{Period: &period, Quota: &quota}
+	}
+	if l.Tasks > 0 {
+		tasks := int64(l.Tasks)
+		res.Pids = &specs.LinuxPids{Limit: &tasks}
+	}
+	path := filepath.Join(d.root, name)
+	cg, err := cgroup1.New(cgroup1.NestedPath(path), res, cgroup1.WithHiearchy(d.hierarchy))
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+	}
+	return &v1Group{cg: cg, path: path}, nil
+}
+
+type v1Group struct {
+	cg   cgroup1.Cgroup
+	path string
+}
+
+func (g *v1Group) Path() string { return g.path }
+
+func (g *v1Group) Add(pid int) error {
+	if err := g.cg.AddProc(uint64(pid)); err != nil {
+		return fmt.Errorf("add pid %d to cgroup %s: %w", pid, g.path, err)
+	}
+	return nil
+}
+
+// Kill freezes the group so nothing can fork, kills every process, thaws
+// it so the kills land, and waits until it is empty.
+func (g *v1Group) Kill() error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := g.cg.Freeze(); err != nil {
+			return fmt.Errorf("freeze cgroup %s: %w", g.path, err)
+		}
+		procs, err := g.cg.Processes(cgroup1.Memory, true)
+		if err != nil {
+			g.cg.Thaw()
+			return fmt.Errorf("list cgroup %s: %w", g.path, err)
+		}
+		for _, p := range procs {
+			syscall.Kill(p.Pid, syscall.SIGKILL)
+		}
+		if err := g.cg.Thaw(); err != nil {
+			return fmt.Errorf("thaw cgroup %s: %w", g.path, err)
+		}
+		if len(procs) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kill cgroup %s: %d processes remain", g.path, len(procs))
+		}
+		time.Sleep(5 * time.Millisecond) // the kernel reaps the killed processes
+	}
+}
+
+func (g *v1Group) Stats() (Stats, error) {
+	m, err := g.cg.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return Stats{}, fmt.Errorf("read cgroup %s: %w", g.path, err)
+	}
+	var s Stats
+	if m.MemoryOomControl != nil {
+		s.OOMKills = m.MemoryOomControl.OomKill
+	}
+	if m.Memory != nil && m.Memory.Usage != nil {
+		s.PeakMemory = m.Memory.Usage.Max
+	}
+	if m.CPU != nil && m.CPU.Usage != nil {
+		s.CPU = time.Duration(m.CPU.Usage.Total)
+	}
+	return s, nil
+}
+
+func (g *v1Group) Delete() error {
+	if err := g.cg.Delete(); err != nil {
+		return fmt.Errorf("delete cgroup %s: %w", g.path, err)
+	}
+	return nil
+}
