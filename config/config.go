@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -31,7 +32,43 @@ type Config struct {
 	Queues     []Queue    `toml:"queue"`
 	Pool       Pool       `toml:"pool"`
 	Job        Job        `toml:"job"`
+	Isolation  Isolation  `toml:"isolation"`
+	Rules      []Rule     `toml:"rule"`
 	Dispatcher Dispatcher `toml:"dispatcher"`
+}
+
+// Isolation is how isolated jobs run: each in its own process and cgroup.
+type Isolation struct {
+	// Driver is "auto" (default: cgroupfs where it works, else none),
+	// "cgroupfs" or "none" (no limits, with a warning).
+	Driver string `toml:"driver"`
+	// MaxConcurrent caps isolated jobs running at once, apart from the
+	// warm pool. Default 2.
+	MaxConcurrent int `toml:"max_concurrent"`
+	// Memory is the memory limit of an isolated job that sets none.
+	// Default "512M"; "0" = none.
+	Memory Size `toml:"memory"`
+	// CPU is the CPU limit in percent of one core. Default 0 (none).
+	CPU int `toml:"cpu"`
+	// Tasks caps processes and threads of an isolated job. Default 256.
+	Tasks int `toml:"tasks"`
+}
+
+// Rule chooses how matching jobs run. The first rule that matches wins; a
+// job's own properties ($isolated, $maxMemory, $cpu, $timeout) win over it.
+type Rule struct {
+	// Class is a glob on the job class ("App\\Jobs\\Video*").
+	Class string `toml:"class"`
+	// Queue is a queue name the rule is limited to.
+	Queue string `toml:"queue"`
+	// Strategy is "inline" or "isolated".
+	Strategy string `toml:"strategy"`
+	// Memory, CPU and Tasks are the isolated job's limits.
+	Memory Size `toml:"memory"`
+	CPU    int  `toml:"cpu"`
+	Tasks  int  `toml:"tasks"`
+	// Timeout is the job's timeout when its payload has none.
+	Timeout Duration `toml:"timeout"`
 }
 
 // App is the Laravel application the jobs belong to.
@@ -244,6 +281,36 @@ func (c *Config) complete() error {
 		}
 	}
 	c.Job.ShutdownTimeout = cmp.Or(c.Job.ShutdownTimeout, Duration(30*time.Second))
+
+	c.Isolation.Driver = cmp.Or(c.Isolation.Driver, "auto")
+	switch c.Isolation.Driver {
+	case "auto", "cgroupfs", "none":
+	default:
+		return &Error{Key: "isolation.driver", Msg: fmt.Sprintf("want auto, cgroupfs or none, got %q", c.Isolation.Driver)}
+	}
+	if c.Isolation.MaxConcurrent < 0 || c.Isolation.CPU < 0 || c.Isolation.Tasks < 0 {
+		return &Error{Key: "isolation", Msg: "max_concurrent, cpu and tasks must not be negative"}
+	}
+	c.Isolation.MaxConcurrent = cmp.Or(c.Isolation.MaxConcurrent, 2)
+	c.Isolation.Memory = cmp.Or(c.Isolation.Memory, Size(512<<20))
+	c.Isolation.Tasks = cmp.Or(c.Isolation.Tasks, 256)
+	for i, r := range c.Rules {
+		key := fmt.Sprintf("rule[%d]", i)
+		if r.Class == "" && r.Queue == "" {
+			return &Error{Key: key, Msg: "a rule needs a class glob, a queue, or both"}
+		}
+		if _, err := path.Match(r.Class, ""); err != nil {
+			return &Error{Key: key + ".class", Msg: fmt.Sprintf("bad glob %q: %v", r.Class, err)}
+		}
+		switch r.Strategy {
+		case "", "inline", "isolated":
+		default:
+			return &Error{Key: key + ".strategy", Msg: fmt.Sprintf("want inline or isolated, got %q", r.Strategy)}
+		}
+		if r.CPU < 0 || r.Tasks < 0 {
+			return &Error{Key: key, Msg: "cpu and tasks must not be negative"}
+		}
+	}
 
 	if c.Dispatcher.Socket == "" {
 		c.Dispatcher.Socket = "/run/kqueue/" + cmp.Or(c.Name, "default") + ".sock"

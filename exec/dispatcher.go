@@ -62,6 +62,9 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		hardStop:   make(chan struct{}),
 		onCapacity: d.capacityChanged,
 	}
+	if d.cfg.Isolation != nil {
+		d.pool.iso = newIsolator(&d.cfg, script, d.log, d.pool.hardStop)
+	}
 	if err := d.pool.start(ctx, run); err != nil {
 		stop()
 		os.RemoveAll(dir)
@@ -78,7 +81,13 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.stopOnce.Do(func() {
 		d.stopPool()
 		done := make(chan struct{})
-		go func() { d.pool.wg.Wait(); close(done) }()
+		go func() {
+			d.pool.wg.Wait()
+			if d.pool.iso != nil {
+				d.pool.iso.wait()
+			}
+			close(done)
+		}()
 		select {
 		case <-done:
 		case <-ctx.Done():

@@ -8,6 +8,8 @@ package exec
 
 import (
 	"cmp"
+
+	"github.com/kqueue/kqueue/cgroup"
 	"os"
 	"strings"
 	"time"
@@ -46,6 +48,21 @@ type Config struct {
 	BootTimeout time.Duration
 	// StopGrace is how long an idle worker may take to exit. Default 5s.
 	StopGrace time.Duration
+
+	// Isolation runs isolated jobs; nil: every job runs inline.
+	Isolation *Isolation
+	// Rules choose strategies (config [[rule]]), first match first.
+	Rules []Rule
+}
+
+// Isolation configures isolated jobs.
+type Isolation struct {
+	// Driver makes each job's cgroup. Required.
+	Driver cgroup.Driver
+	// MaxConcurrent caps isolated jobs running at once. Default 2.
+	MaxConcurrent int
+	// Limits apply to isolated jobs that set none themselves.
+	Limits cgroup.Limits
 }
 
 func (c *Config) setDefaults() {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/kqueue/kqueue/cgroup"
 	"github.com/kqueue/kqueue/payload"
 	"github.com/kqueue/kqueue/protocol"
 )
@@ -60,9 +62,14 @@ type pool struct {
 	tasks    chan *task
 	hardStop chan struct{}
 	wg       sync.WaitGroup
+	iso      *isolator // nil: every job inline
+
+	defaultsMu sync.Mutex
+	defaults   map[string]Hints // class → declared defaults, until a roll
 
 	mu         sync.Mutex
 	ready      int           // workers booted and serving
+	isolated   int           // isolated jobs not yet done
 	recent     time.Duration // moving average of job durations
 	seen       int           // jobs observed, up to prefetchAfter
 	prefetch   bool          // offer one queued job per worker
@@ -85,10 +92,28 @@ const (
 func (p *pool) capacity() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	n := p.ready
 	if p.prefetch {
-		return 2 * p.ready
+		n = 2 * p.ready
 	}
-	return p.ready
+	// An isolated job does not hold a worker: it gives its credit back
+	// while it runs, up to max_concurrent.
+	if p.iso != nil {
+		n += min(p.isolated, cap(p.iso.sem))
+	}
+	return n
+}
+
+// isolatedDelta counts isolated jobs handed to the isolator and not yet
+// done.
+func (p *pool) isolatedDelta(d int) {
+	p.mu.Lock()
+	p.isolated += d
+	notify := p.onCapacity
+	p.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
 }
 
 // observe records how long a job took.
@@ -183,7 +208,23 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 		}
 		select {
 		case t := <-p.tasks:
-			w, pending = p.run(w, t)
+			s, alive := p.strategyFor(w, t)
+			switch {
+			case !alive:
+				p.addReady(-1)
+				w = nil
+				go func() { p.tasks <- t }() // run it once a worker is back
+			case s.Isolated && p.iso != nil:
+				p.isolatedDelta(1)
+				reply := t.reply
+				t.reply = func(o protocol.Outcome) {
+					reply(o)
+					p.isolatedDelta(-1)
+				}
+				p.iso.submit(t, s)
+			default:
+				w, pending = p.run(w, t, s)
+			}
 		case m, ok := <-w.msgs:
 			if !ok {
 				<-w.exited
@@ -193,6 +234,7 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 				w = nil
 			} else if m.Op == "restart" {
 				p.log.Info("queue:restart seen; recycling worker", "pid", w.pid, "reason", "restart")
+				p.forgetDefaults()
 				w = p.retire(w)
 			}
 		case <-ctx.Done():
@@ -200,6 +242,89 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 			return
 		}
 	}
+}
+
+// strategyFor chooses how t runs. A class's declared defaults are asked of
+// worker w once per class; alive is false if w died meanwhile.
+func (p *pool) strategyFor(w *worker, t *task) (s Strategy, alive bool) {
+	if p.iso == nil && len(p.cfg.Rules) == 0 {
+		return Strategy{}, true
+	}
+	var limits cgroup.Limits
+	if p.iso != nil {
+		limits = p.iso.iso.Limits
+	}
+	if t.p == nil {
+		return choose(t.job.Queue, "", Hints{}, p.cfg.Rules, limits), true
+	}
+	class := t.p.CommandName
+	if class == "" {
+		class = t.p.Name()
+	}
+	var h Hints
+	known := map[string]bool{}
+	if strings.HasPrefix(t.p.Command, "O:") {
+		if o, err := payload.ReadCommand([]byte(t.p.Command)); err == nil {
+			h, known = hintsFrom(o)
+		}
+	}
+	if t.p.CommandName != "" && len(known) < 3 {
+		d, ok := p.classDefaults(w, class)
+		if !ok {
+			return Strategy{}, false
+		}
+		h = h.merge(d)
+	}
+	return choose(t.job.Queue, class, h, p.cfg.Rules, limits), true
+}
+
+// classDefaults asks PHP for a class's declared $isolated, $maxMemory and
+// $cpu (Laravel 10+ leaves defaults out of the payload), once per class.
+func (p *pool) classDefaults(w *worker, class string) (Hints, bool) {
+	p.defaultsMu.Lock()
+	h, ok := p.defaults[class]
+	p.defaultsMu.Unlock()
+	if ok {
+		return h, true
+	}
+	r := w.do(request{Op: "defaults", Class: class}, nil, time.Now().Add(30*time.Second), p.hardStop)
+	if !r.ok {
+		return Hints{}, false
+	}
+	for name, v := range r.msg.Defaults {
+		switch x := v.(type) {
+		case bool:
+			if name == "isolated" {
+				h.Isolated = &x
+			}
+		case float64:
+			n := int64(x)
+			switch name {
+			case "maxMemory":
+				h.MaxMemory = &n
+			case "cpu":
+				h.CPU = &n
+			case "isolated":
+				b := n != 0
+				h.Isolated = &b
+			}
+		}
+	}
+	p.defaultsMu.Lock()
+	if p.defaults == nil {
+		p.defaults = map[string]Hints{}
+	}
+	p.defaults[class] = h
+	p.defaultsMu.Unlock()
+	return h, true
+}
+
+// forgetDefaults drops the cached class defaults: new code may declare
+// others.
+func (p *pool) forgetDefaults() {
+	p.defaultsMu.Lock()
+	p.defaults = nil
+	p.defaultsMu.Unlock()
 }
 
 // sleep waits d or until ctx is done; it reports whether d passed.
@@ -223,16 +348,20 @@ func (p *pool) retire(w *worker) *worker {
 
 // run runs one job. It returns the worker to keep (nil when it is gone)
 // and an orphan when the job's worker died under it.
-func (p *pool) run(w *worker, t *task) (*worker, *orphan) {
+func (p *pool) run(w *worker, t *task, s Strategy) (*worker, *orphan) {
 	fields := t.fields()
 	w.current.Store(&fields)
 	timeout := t.timeout(p.cfg.Timeout)
+	if (t.p == nil || t.p.Timeout == nil) && s.Timeout != nil {
+		timeout = *s.Timeout
+	}
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
 	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, p.hardStop)
-	w.current.Store(nil)
+	// current stays set: output the job wrote just before it answered may
+	// still be in the pipe, and belongs to it.
 	w.jobs++
 	p.observe(r.elapsed)
 
@@ -240,8 +369,11 @@ func (p *pool) run(w *worker, t *task) (*worker, *orphan) {
 	case r.ok:
 		rss := w.rss()
 		o := outcomeOf(r.msg)
-		o.ID, o.Duration, o.Memory = t.job.ID, r.elapsed, uint64(rss)
+		o.ID, o.Duration, o.Memory, o.Strategy = t.job.ID, r.elapsed, uint64(rss), "inline"
 		t.reply(o)
+		if r.restart {
+			p.forgetDefaults()
+		}
 		if why := p.recycleReason(w, rss, r.restart); why != "" {
 			p.log.Info("recycling worker", "pid", w.pid, "reason", why, "jobs", w.jobs, "rss", rss)
 			return p.retire(w), nil
@@ -267,27 +399,41 @@ func (p *pool) run(w *worker, t *task) (*worker, *orphan) {
 	}
 }
 
-// failOutside runs Laravel's failure rules for an orphaned job in worker w:
-// failed when its attempts are used up (or failOnTimeout), otherwise
-// released at once with its backoff.
+// failOutside runs Laravel's failure rules for an orphaned job in the
+// slot's worker w and returns the worker to keep (nil when it died too).
 func (p *pool) failOutside(w *worker, o *orphan) *worker {
+	out, alive := failIn(w, o, p.cfg.Timeout, p.hardStop)
+	o.t.reply(out)
+	if !alive {
+		p.addReady(-1)
+		return nil
+	}
+	return w
+}
+
+// failIn runs Laravel's failure rules for an orphaned job in worker w:
+// failed when its attempts are used up (or failOnTimeout), otherwise
+// released at once with its backoff. It reports whether w survived.
+func failIn(w *worker, o *orphan, timeout time.Duration, hardStop <-chan struct{}) (protocol.Outcome, bool) {
 	t := o.t
 	r := w.do(request{Op: "fail", Queue: t.job.Queue, Kind: o.kind, Reason: o.reason}, t.job.Payload,
-		time.Now().Add(max(p.cfg.Timeout, time.Minute)), p.hardStop)
+		time.Now().Add(max(timeout, time.Minute)), hardStop)
 	if r.ok {
 		out := outcomeOf(r.msg)
 		out.ID, out.Duration, out.Result, out.Reason = t.job.ID, o.elapsed, o.result, o.reason
-		t.reply(out)
-		return w
+		return out, true
 	}
-	// The failure handling itself died: leave the job to Laravel's
-	// retry_after, which fails it when it comes back over its attempts.
-	p.addReady(-1)
-	t.reply(protocol.Outcome{
-		ID: t.job.ID, Kind: protocol.Keep, Result: o.result, Duration: o.elapsed,
-		Reason: o.reason + "; Laravel's failure handling for it did not finish (" + r.exit + "), so it is retried after retry_after",
-	})
-	return nil
+	return keepOrphan(o, r.exit), false
+}
+
+// keepOrphan is the outcome of an orphan whose failure handling could not
+// run: Laravel's retry_after brings it back, and Laravel fails it then if
+// it is over its attempts.
+func keepOrphan(o *orphan, why string) protocol.Outcome {
+	return protocol.Outcome{
+		ID: o.t.job.ID, Kind: protocol.Keep, Result: o.result, Duration: o.elapsed,
+		Reason: o.reason + "; Laravel's failure handling for it did not run (" + why + "), so it is retried after retry_after",
+	}
 }
 
 // recycleReason says why a worker must be replaced after a job, or "".

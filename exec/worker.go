@@ -42,14 +42,15 @@ type worker struct {
 
 // message is one line from worker.php on fd 4.
 type message struct {
-	Op        string `json:"op"`
-	Pid       int    `json:"pid"`
-	Laravel   string `json:"laravel"`
-	Deleted   bool   `json:"deleted"`
-	Released  bool   `json:"released"`
-	ReleaseAt *int64 `json:"release_at"`
-	Failed    bool   `json:"failed"`
-	Error     string `json:"error"`
+	Op        string         `json:"op"`
+	Pid       int            `json:"pid"`
+	Laravel   string         `json:"laravel"`
+	Deleted   bool           `json:"deleted"`
+	Released  bool           `json:"released"`
+	ReleaseAt *int64         `json:"release_at"`
+	Failed    bool           `json:"failed"`
+	Error     string         `json:"error"`
+	Defaults  map[string]any `json:"defaults"`
 }
 
 // errBoot wraps every failure to boot a worker.
@@ -109,12 +110,23 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	go func() { defer readers.Done(); w.readMessages(resR, log) }()
 	go func() { defer readers.Done(); w.forwardOutput(outR, log) }()
 	go func() {
-		// Wait for the process, then for its output to drain (a child that
-		// keeps the pipe open is killed with the process group).
+		// Wait for the process, kill what it left in its process group,
+		// then let its output drain. A child that left the group (setsid)
+		// may still hold the pipes: those are cut after a moment.
 		w.cmd.Wait()
 		w.state = w.cmd.ProcessState
 		syscall.Kill(-w.pid, syscall.SIGKILL)
-		readers.Wait()
+		drained := make(chan struct{})
+		go func() { readers.Wait(); close(drained) }()
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-drained:
+		case <-t.C:
+			resR.Close()
+			outR.Close()
+			<-drained
+		}
+		t.Stop()
 		close(w.exited)
 	}()
 
@@ -150,10 +162,9 @@ func (w *worker) readMessages(r *os.File, log *slog.Logger) {
 		if len(line) > 0 {
 			var m message
 			if jerr := json.Unmarshal(line, &m); jerr != nil {
-				log.Error("worker sent a malformed message", "pid", w.pid, "error", jerr)
-			} else {
-				w.msgs <- m
+				m = message{Op: "malformed", Error: jerr.Error()}
 			}
+			w.msgs <- m
 		}
 		if err != nil {
 			return
@@ -185,6 +196,7 @@ type request struct {
 	Len    int    `json:"len"`
 	Kind   string `json:"kind,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	Class  string `json:"class,omitempty"`
 }
 
 // reply is how a request ended.
@@ -245,6 +257,13 @@ func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-cha
 			if m.Op == "restart" {
 				r.restart = true
 				continue
+			}
+			if m.Op != "done" {
+				// A worker that breaks the protocol cannot be trusted.
+				w.kill()
+				r.exit = "it broke the protocol (" + m.Op + ": " + m.Error + ")"
+				r.elapsed = time.Since(start)
+				return r
 			}
 			r.msg, r.ok, r.elapsed = m, true, time.Since(start)
 			return r

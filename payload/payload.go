@@ -19,6 +19,7 @@ type Payload struct {
 	DisplayName   string
 	Job           string // "Illuminate\\Queue\\CallQueuedHandler@call" for object jobs
 	CommandName   string // data.commandName
+	Command       string // data.command: serialized (starts "O:") or encrypted
 	MaxTries      *int
 	MaxExceptions *int
 	FailOnTimeout bool
@@ -106,11 +107,13 @@ func Parse(raw []byte) (*Payload, error) {
 	}
 	var data struct {
 		CommandName string `json:"commandName"`
+		Command     string `json:"command"`
 	}
 	if bytes.HasPrefix(bytes.TrimSpace(w.Data), []byte("{")) {
 		_ = json.Unmarshal(w.Data, &data) // data.commandName is optional
 	}
 	p.CommandName = data.CommandName
+	p.Command = data.Command
 	return p, nil
 }
 

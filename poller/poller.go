@@ -333,6 +333,12 @@ func (p *Poller) settle(ctx context.Context, acks redis.Pipeliner, r *running, o
 		"outcome", o.Result,
 		"duration", o.Duration.Round(time.Microsecond),
 	}
+	if o.Strategy != "" {
+		attrs = append(attrs, "strategy", o.Strategy)
+	}
+	if o.Scope != "" {
+		attrs = append(attrs, "scope", o.Scope)
+	}
 	if o.Memory > 0 {
 		attrs = append(attrs, "peak_memory", o.Memory)
 	}
@@ -343,7 +349,7 @@ func (p *Poller) settle(ctx context.Context, acks redis.Pipeliner, r *running, o
 		attrs = append(attrs, "error", o.Reason)
 	}
 	level := slog.LevelInfo
-	if o.Failed || o.Result == "timeout" || o.Result == "crashed" {
+	if o.Failed || o.Result == "timeout" || o.Result == "crashed" || o.Result == "oom" {
 		level = slog.LevelWarn
 	}
 	p.log.Log(ctx, level, "job "+o.Result, attrs...)

@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the protocol version; a peer with another version is refused.
-const Version = 1
+const Version = 2
 
 // MaxFrame bounds a frame's size (a Laravel payload may be tens of MB).
 const MaxFrame = 128 << 20
@@ -106,6 +106,8 @@ type Outcome struct {
 	Reason   string // an error text, when there is one
 	Duration time.Duration
 	Memory   uint64 // peak resident bytes of the process that ran it, if known
+	Strategy string // "inline" or "isolated (limits)"
+	Scope    string // the isolated job's cgroup or scope
 }
 
 func (Hello) Type() byte    { return TypeHello }
@@ -147,7 +149,9 @@ func (m Outcome) AppendBody(b []byte) []byte {
 	b = appendString(b, m.Result)
 	b = appendString(b, m.Reason)
 	b = binary.AppendVarint(b, int64(m.Duration))
-	return binary.AppendUvarint(b, m.Memory)
+	b = binary.AppendUvarint(b, m.Memory)
+	b = appendString(b, m.Strategy)
+	return appendString(b, m.Scope)
 }
 
 // Decode reads one frame's content: its type byte and body. Byte slices in
@@ -174,6 +178,8 @@ func Decode(frame []byte) (Message, error) {
 		o.Reason = d.string()
 		o.Duration = time.Duration(d.varint())
 		o.Memory = d.uvarint()
+		o.Strategy = d.string()
+		o.Scope = d.string()
 		if d.err == nil && (o.Kind < Delete || o.Kind > Keep) {
 			d.err = fmt.Errorf("unknown outcome kind %d", o.Kind)
 		}

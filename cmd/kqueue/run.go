@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kqueue/kqueue/cgroup"
 	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/exec"
 	"github.com/kqueue/kqueue/poller"
@@ -204,8 +205,27 @@ func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logge
 	return pc
 }
 
-func dispatcherConfig(cfg *config.Config) exec.Config {
+// dispatcherConfig is the dispatcher's part of the config. driver may be
+// nil: then every job runs inline.
+func dispatcherConfig(cfg *config.Config, driver cgroup.Driver) exec.Config {
+	var rules []exec.Rule
+	for _, r := range cfg.Rules {
+		rules = append(rules, exec.Rule{
+			Class: r.Class, Queue: r.Queue, Strategy: r.Strategy, Timeout: r.Timeout.D(),
+			Limits: cgroup.Limits{Memory: r.Memory.Bytes(), CPU: r.CPU, Tasks: r.Tasks},
+		})
+	}
+	var iso *exec.Isolation
+	if driver != nil {
+		iso = &exec.Isolation{
+			Driver:        driver,
+			MaxConcurrent: cfg.Isolation.MaxConcurrent,
+			Limits:        cgroup.Limits{Memory: cfg.Isolation.Memory.Bytes(), CPU: cfg.Isolation.CPU, Tasks: cfg.Isolation.Tasks},
+		}
+	}
 	return exec.Config{
+		Isolation:   iso,
+		Rules:       rules,
 		AppPath:     cfg.App.Path,
 		PHP:         cfg.App.PHP,
 		Connection:  cfg.App.Connection,
@@ -230,7 +250,12 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	}
 	defer rdb.Close()
 
-	d := exec.New(dispatcherConfig(cfg), log.With("component", "dispatcher"))
+	driver, err := cgroup.Open(cfg.Isolation.Driver, cfg.Name, log.With("component", "dispatcher"))
+	if err != nil {
+		return err
+	}
+	defer driver.Close()
+	d := exec.New(dispatcherConfig(cfg, driver), log.With("component", "dispatcher"))
 	if err := d.Start(ctx); err != nil {
 		return err
 	}
@@ -327,7 +352,12 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 		return fmt.Errorf("dispatcher socket: %w", err)
 	}
 
-	d := exec.New(dispatcherConfig(cfg), log.With("component", "dispatcher"))
+	driver, err := cgroup.Open(cfg.Isolation.Driver, cfg.Name, log.With("component", "dispatcher"))
+	if err != nil {
+		return err
+	}
+	defer driver.Close()
+	d := exec.New(dispatcherConfig(cfg, driver), log.With("component", "dispatcher"))
 	if err := d.Start(ctx); err != nil {
 		return err
 	}
@@ -358,7 +388,7 @@ func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 		rdb.Close()
 		fmt.Fprintf(stdout, "redis %s: reachable\n", redactURL(cfg.Redis.URL))
 	}
-	dc := dispatcherConfig(cfg)
+	dc := dispatcherConfig(cfg, nil)
 	dc.Workers = 1
 	d := exec.New(dc, nil)
 	if err := d.Start(ctx); err != nil {

@@ -63,3 +63,9 @@ class JobCrashedException extends RuntimeException
 class UnknownJobClassException extends RuntimeException
 {
 }
+
+// MemoryLimitExceededException fails a job the kernel killed for going over
+// its memory limit.
+class MemoryLimitExceededException extends RuntimeException
+{
+}

@@ -115,6 +115,9 @@ final class Server
                 case 'fail':
                     $this->send($this->failOutside($req, $body));
                     break;
+                case 'defaults':
+                    $this->send(['op' => 'done', 'defaults' => (object) $this->classDefaults((string) ($req['class'] ?? ''))]);
+                    break;
                 default:
                     $this->send(['op' => 'done', 'error' => 'unknown op']);
             }
@@ -155,12 +158,15 @@ final class Server
     {
         $job = new Job($this->app, $body, $this->connection, $req['queue']);
         $reason = (string) ($req['reason'] ?? 'the job was stopped');
-        $timedOut = ($req['kind'] ?? '') === 'timeout';
+        $kind = (string) ($req['kind'] ?? '');
+        $timedOut = $kind === 'timeout';
         if ($timedOut) {
             $class = class_exists(\Illuminate\Queue\TimeoutExceededException::class)
                 ? \Illuminate\Queue\TimeoutExceededException::class
                 : MaxAttemptsExceededException::class;
             $e = new $class($reason);
+        } elseif ($kind === 'oom') {
+            $e = new MemoryLimitExceededException($reason);
         } else {
             $e = new JobCrashedException($reason);
         }
@@ -173,6 +179,12 @@ final class Server
             if ($timedOut && ! $job->hasFailed()) {
                 $this->callWorker('markJobAsFailedIfItShouldFailOnTimeout', $this->connection, $job, $e);
             }
+            // Running out of memory again is certain: with unlimited tries
+            // it would loop forever, so it fails.
+            if ($kind === 'oom' && ! $job->hasFailed() && ! $job->retryUntil()
+                && ($job->maxTries() ?? $this->options->maxTries) == 0) {
+                $job->fail($e);
+            }
             if (! $job->hasFailed() && ! $job->isReleased()) {
                 $job->release($this->callWorker('calculateBackoff', $job, $this->options));
             }
@@ -182,6 +194,24 @@ final class Server
         }
 
         return $this->result($job, $e);
+    }
+
+    // classDefaults returns the declared defaults of the properties that
+    // choose a job's strategy, for the classes whose serialized form leaves
+    // them out (Laravel 10+ omits properties at their defaults).
+    private function classDefaults(string $class): array
+    {
+        if ($class === '' || ! class_exists($class)) {
+            return [];
+        }
+        $defaults = (new \ReflectionClass($class))->getDefaultProperties();
+        $out = [];
+        foreach (['isolated', 'maxMemory', 'cpu'] as $name) {
+            if (array_key_exists($name, $defaults) && is_scalar($defaults[$name])) {
+                $out[$name] = $defaults[$name];
+            }
+        }
+        return $out;
     }
 
     // missingClass names the job class of an object job that the app does

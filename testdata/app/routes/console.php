@@ -69,6 +69,17 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
             }
             break;
 
+        // isolated: a memory hog, a job whose child outlives its timeout, a
+        // fork bomb, then ordinary jobs that must run normally after them.
+        case 'isolated':
+            $on(Jobs\IsolatedHog::dispatch('hog'));
+            $on(Jobs\IsolatedSpawner::dispatch('spawner'));
+            $on(Jobs\ForkBomb::dispatch('bomb'));
+            for ($i = 0; $i < 3; $i++) {
+                $on(Jobs\Record::dispatch("after-$i"));
+            }
+            break;
+
         case 'crash':
             $on(Jobs\Crashes::dispatch('crash'));
             break;

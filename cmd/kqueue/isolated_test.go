@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+)
+
+// TestIsolatedJobs runs, on this host's cgroup v1 controllers: a job that
+// allocates 300 MB under a 64 MB limit (OOM-killed by the kernel, failed
+// with the limit named, its failed() run), a job whose child outlives its
+// timeout (the whole cgroup dies), and a fork bomb (held at the task
+// limit); the ordinary jobs after them run normally and kqueue carries on.
+func TestIsolatedJobs(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	ctx := context.Background()
+	app.Artisan(t, "kq:dispatch", "isolated")
+	cfg := app.Config(t, 2, "[isolation]\ndriver = \"cgroupfs\"\nmax_concurrent = 2\ntasks = 32\n")
+
+	logs, err := kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+	if err != nil {
+		t.Fatalf("kqueue run: %v\n%s", err, logs)
+	}
+	if n := queueSize(t, r.Client, "default"); n != 0 {
+		t.Fatalf("%d jobs left:\n%s", n, logs)
+	}
+	runs := r.Client.HGetAll(ctx, testenv.Prefix+"kqtest:runs").Val()
+	for _, tag := range []string{"after-0", "after-1", "after-2", "hog", "spawner", "bomb"} {
+		if runs[tag] != "1" {
+			t.Errorf("%s ran %q times, want once", tag, runs[tag])
+		}
+	}
+	records := probeLog(t, r.Client)
+
+	// The hog: killed by the kernel at its limit, failed() told why.
+	if strings.Contains(strings.Join(records["hog"], "\n"), "survived") {
+		t.Errorf("the hog allocated 300 MB under a 64 MB limit")
+	}
+	if hook := strings.Join(records["hog"], "\n"); !strings.Contains(hook, "MemoryLimitExceededException") || !strings.Contains(hook, "exceeded its memory limit (64M)") {
+		t.Errorf("failed() of the hog: %s", hook)
+	}
+	rows := app.Sqlite(t, "SELECT exception FROM failed_jobs")
+	all := strings.Join(rows, "\n")
+	if !strings.Contains(all, "exceeded its memory limit (64M)") {
+		t.Errorf("failed_jobs does not name the memory limit:\n%s", all)
+	}
+
+	// The spawner: its setsid child died with its cgroup.
+	for _, rec := range records["spawner"] {
+		var c struct {
+			Kind string `json:"kind"`
+			Pid  int    `json:"pid"`
+		}
+		json.Unmarshal([]byte(rec), &c)
+		if c.Kind != "child" {
+			continue
+		}
+		if c.Pid == 0 {
+			t.Fatalf("no child pid: %s", rec)
+		}
+		// Dead, or a zombie waiting for init to reap it.
+		if stat, err := os.ReadFile("/proc/" + strconv.Itoa(c.Pid) + "/stat"); err == nil && !strings.Contains(string(stat), ") Z ") {
+			t.Errorf("the spawner's child %d outlived the job's timeout: %s", c.Pid, stat)
+		}
+	}
+	if !strings.Contains(all, "has timed out") || !strings.Contains(all, "killed its cgroup") {
+		t.Errorf("failed_jobs does not tell of the timeout:\n%s", all)
+	}
+
+	// The bomb finished (its forks failed at the limit) and left nothing.
+	if !strings.Contains(strings.Join(records["bomb"], "\n"), "bomb-done") {
+		t.Errorf("the fork bomb did not return: %v", records["bomb"])
+	}
+	for _, want := range []string{"strategy=\"isolated (memory 64M, tasks 32)\"", "outcome=oom", "outcome=timeout"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+}

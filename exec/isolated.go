@@ -1,0 +1,140 @@
+package exec
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kqueue/kqueue/cgroup"
+	"github.com/kqueue/kqueue/protocol"
+)
+
+// isolator runs isolated jobs: each in a fresh PHP process inside its own
+// cgroup, which joins the cgroup after Laravel booted and before the job's
+// first instruction. At most MaxConcurrent run at once, apart from the warm
+// pool.
+type isolator struct {
+	cfg      *Config
+	iso      *Isolation
+	script   string
+	log      *slog.Logger
+	hardStop <-chan struct{}
+	sem      chan struct{}
+	seq      atomic.Uint64
+	wg       sync.WaitGroup
+	instance string
+}
+
+func newIsolator(cfg *Config, script string, log *slog.Logger, hardStop <-chan struct{}) *isolator {
+	iso := cfg.Isolation
+	return &isolator{
+		cfg: cfg, iso: iso, script: script, log: log, hardStop: hardStop,
+		sem: make(chan struct{}, max(iso.MaxConcurrent, 1)),
+	}
+}
+
+// submit runs t isolated, in the background.
+func (i *isolator) submit(t *task, s Strategy) {
+	i.wg.Add(1)
+	go func() {
+		defer i.wg.Done()
+		i.sem <- struct{}{}
+		defer func() { <-i.sem }()
+		t.reply(i.run(t, s))
+	}()
+}
+
+// run runs one isolated job and returns its outcome.
+func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
+	name := fmt.Sprintf("job-%d", i.seq.Add(1))
+	out := protocol.Outcome{ID: t.job.ID, Strategy: s.String()}
+	fail := func(result, reason string) protocol.Outcome {
+		// kqueue could not run it: give it back at once, attempt counted.
+		out.Kind, out.ReleaseAt, out.Result, out.Reason = protocol.Release, time.Now().Unix(), result, reason
+		i.log.Error("isolated job not run", append(t.fields(), "error", reason)...)
+		return out
+	}
+	g, err := i.iso.Driver.Create(name, s.Limits)
+	if err != nil {
+		return fail("isolation-failed", err.Error())
+	}
+	out.Scope = g.Path()
+	defer func() {
+		if err := g.Kill(); err != nil {
+			i.log.Error("empty job cgroup", "scope", g.Path(), "error", err)
+		}
+		if err := g.Delete(); err != nil {
+			i.log.Error("remove job cgroup", "scope", g.Path(), "error", err)
+		}
+	}()
+	w, err := startWorker(context.Background(), i.cfg, i.script, i.log)
+	if err != nil {
+		return fail("isolation-failed", err.Error())
+	}
+	if err := g.Add(w.pid); err != nil {
+		w.kill()
+		return fail("isolation-failed", err.Error())
+	}
+	fields := append(t.fields(), "strategy", out.Strategy, "scope", out.Scope)
+	i.log.Debug("isolated job starting", append(fields, "pid", w.pid, "why", s.Why)...)
+	w.current.Store(&fields)
+
+	timeout := t.timeout(i.cfg.Timeout)
+	if (t.p == nil || t.p.Timeout == nil) && s.Timeout != nil {
+		timeout = *s.Timeout
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, i.hardStop)
+	if r.timedOut {
+		g.Kill() // the job's processes outside its process group too
+	}
+	stats, err := g.Stats()
+	if err != nil {
+		i.log.Warn("read job cgroup", "scope", g.Path(), "error", err)
+	}
+	if r.ok {
+		w.stop(i.cfg.StopGrace)
+		o := outcomeOf(r.msg)
+		o.ID, o.Duration, o.Memory, o.Strategy, o.Scope = t.job.ID, r.elapsed, stats.PeakMemory, out.Strategy, out.Scope
+		return o
+	}
+	if r.stopped {
+		out.Kind, out.ReleaseAt, out.Result, out.Duration = protocol.Release, time.Now().Unix(), "interrupted", r.elapsed
+		out.Reason = "kqueue was stopping and the job did not finish within the shutdown timeout"
+		return out
+	}
+	o := &orphan{t: t, elapsed: r.elapsed, memory: stats.PeakMemory}
+	switch {
+	case r.timedOut:
+		o.kind, o.result = "timeout", "timeout"
+		o.reason = fmt.Sprintf("%s has timed out: it ran longer than its timeout of %s, and kqueue killed its cgroup %s and every process in it",
+			t.name(), timeout, g.Path())
+	case stats.OOMKills > 0:
+		o.kind, o.result = "oom", "oom"
+		o.reason = fmt.Sprintf("%s exceeded its memory limit (%s): the kernel killed it in cgroup %s (peak %s)",
+			t.name(), cgroup.FormatBytes(s.Limits.Memory), g.Path(), cgroup.FormatBytes(int64(stats.PeakMemory)))
+	default:
+		o.kind, o.result = "crash", "crashed"
+		o.reason = fmt.Sprintf("%s crashed its process (pid %d, %s): %s%s", t.name(), w.pid, s.Limits, r.exit, w.tail.suffix())
+	}
+	// Laravel's failure rules run in a fresh process outside the cgroup.
+	fw, err := startWorker(context.Background(), i.cfg, i.script, i.log)
+	if err != nil {
+		return keepOrphan(o, err.Error())
+	}
+	res, alive := failIn(fw, o, i.cfg.Timeout, i.hardStop)
+	if alive {
+		fw.stop(i.cfg.StopGrace)
+	}
+	res.Memory, res.Strategy, res.Scope = o.memory, out.Strategy, out.Scope
+	return res
+}
+
+// wait waits for every isolated job to end.
+func (i *isolator) wait() { i.wg.Wait() }

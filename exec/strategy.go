@@ -1,0 +1,150 @@
+package exec
+
+import (
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/kqueue/kqueue/cgroup"
+	"github.com/kqueue/kqueue/payload"
+)
+
+// Strategy is how one job runs.
+type Strategy struct {
+	Isolated bool
+	Limits   cgroup.Limits  // for isolated jobs
+	Timeout  *time.Duration // from a rule, when the payload has none
+	Why      string         // where the choice came from, for the log
+}
+
+func (s Strategy) String() string {
+	if !s.Isolated {
+		return "inline"
+	}
+	return "isolated (" + s.Limits.String() + ")"
+}
+
+// Rule chooses how matching jobs run (config [[rule]]).
+type Rule struct {
+	Class    string // glob on the job class; "" matches any
+	Queue    string // "" matches any
+	Strategy string // "inline", "isolated" or "" (limits only)
+	Limits   cgroup.Limits
+	Timeout  time.Duration
+}
+
+func (r Rule) matches(queue, class string) bool {
+	if r.Queue != "" && r.Queue != queue {
+		return false
+	}
+	if r.Class == "" {
+		return true
+	}
+	// Class names are full of backslashes, which path.Match reads as
+	// escapes: take them literally.
+	ok, _ := path.Match(strings.ReplaceAll(r.Class, `\`, `\\`), class)
+	return ok
+}
+
+// Hints are what a job says about itself: its class's properties
+// $isolated, $maxMemory (MB) and $cpu (percent), from the serialized
+// command or else the class's declared defaults. nil: not said.
+type Hints struct {
+	Isolated  *bool
+	MaxMemory *int64
+	CPU       *int64
+}
+
+// hintsFrom reads the hints a serialized command carries. Laravel 10+
+// leaves out properties at their declared defaults: known tells which
+// were present.
+func hintsFrom(o *payload.Object) (h Hints, known map[string]bool) {
+	known = map[string]bool{}
+	for _, name := range []string{"isolated", "maxMemory", "cpu"} {
+		v, ok := o.Props[name]
+		if !ok {
+			continue
+		}
+		known[name] = true
+		switch v := v.(type) {
+		case bool:
+			if name == "isolated" {
+				h.Isolated = &v
+			}
+		case int64:
+			switch name {
+			case "maxMemory":
+				h.MaxMemory = &v
+			case "cpu":
+				h.CPU = &v
+			case "isolated":
+				b := v != 0
+				h.Isolated = &b
+			}
+		}
+	}
+	return h, known
+}
+
+// merge fills what h does not say from d (the class's defaults).
+func (h Hints) merge(d Hints) Hints {
+	if h.Isolated == nil {
+		h.Isolated = d.Isolated
+	}
+	if h.MaxMemory == nil {
+		h.MaxMemory = d.MaxMemory
+	}
+	if h.CPU == nil {
+		h.CPU = d.CPU
+	}
+	return h
+}
+
+// choose picks a job's strategy: the job's own hints first, then the
+// first matching rule, then the isolation defaults. A job with no hint and
+// no rule runs inline.
+func choose(queue, class string, h Hints, rules []Rule, defaults cgroup.Limits) Strategy {
+	s := Strategy{Limits: defaults, Why: "default"}
+	for _, r := range rules {
+		if !r.matches(queue, class) {
+			continue
+		}
+		s.Why = fmt.Sprintf("rule class=%q queue=%q", r.Class, r.Queue)
+		s.Isolated = r.Strategy == "isolated"
+		if r.Limits.Memory > 0 {
+			s.Limits.Memory = r.Limits.Memory
+		}
+		if r.Limits.CPU > 0 {
+			s.Limits.CPU = r.Limits.CPU
+		}
+		if r.Limits.Tasks > 0 {
+			s.Limits.Tasks = r.Limits.Tasks
+		}
+		if r.Timeout > 0 {
+			t := r.Timeout
+			s.Timeout = &t
+		}
+		break
+	}
+	var said []string
+	if h.MaxMemory != nil && *h.MaxMemory > 0 {
+		s.Limits.Memory = *h.MaxMemory << 20
+		said = append(said, "$maxMemory")
+	}
+	if h.CPU != nil && *h.CPU > 0 {
+		s.Limits.CPU = int(*h.CPU)
+		said = append(said, "$cpu")
+	}
+	switch {
+	case h.Isolated != nil:
+		s.Isolated = *h.Isolated
+		said = append([]string{"$isolated"}, said...)
+	case len(said) > 0:
+		s.Isolated = true // a limit only an isolated job can have
+	}
+	if len(said) > 0 {
+		s.Why = "job " + strings.Join(said, ", ")
+	}
+	return s
+}
