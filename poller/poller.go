@@ -114,21 +114,35 @@ type event struct {
 	wake bool             // the idle wait is over
 }
 
+// ErrDispatcherGone is returned by Run when the dispatcher closed the
+// connection while the poller was not stopping.
+var ErrDispatcherGone = errors.New("dispatcher closed the connection")
+
 // Run serves one dispatcher connection until ctx is done (then it stops
 // reserving, waits up to ShutdownTimeout for running jobs, and returns nil),
-// until the queues are empty with StopWhenEmpty, or until the connection
-// fails.
+// until the queues are empty with StopWhenEmpty (nil), or until the
+// connection fails or ends (an error; ErrDispatcherGone when it was closed).
+// Jobs whose outcome never came are left to expire after retry_after: the
+// poller stops extending them.
 func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
+	// Whatever happens, the connection is closed and nothing stays in
+	// flight: a job whose outcome cannot come is left to retry_after.
+	defer func() {
+		conn.Close()
+		clear(p.inflight)
+	}()
 	if len(p.queues) == 0 {
 		return errors.New("poller: no queues to consume")
 	}
 	if err := p.loadScripts(ctx); err != nil {
 		return err
 	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	if err := conn.Send(protocol.Hello{Version: protocol.Version, Instance: p.cfg.Instance}); err != nil {
 		return fmt.Errorf("handshake with dispatcher: %w", err)
 	}
 	m, err := conn.Recv()
+	conn.SetDeadline(time.Time{})
 	if err != nil {
 		return fmt.Errorf("handshake with dispatcher: %w", err)
 	}
@@ -279,11 +293,11 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 
 // connLost reports the end of the dispatcher connection.
 func (p *Poller) connLost(err error, stopping bool) error {
-	if errors.Is(err, io.EOF) && (stopping || len(p.inflight) == 0) {
+	if errors.Is(err, io.EOF) && stopping {
 		return nil
 	}
 	if errors.Is(err, io.EOF) {
-		err = errors.New("dispatcher closed the connection")
+		err = ErrDispatcherGone
 	}
 	if n := len(p.inflight); n > 0 {
 		p.log.Warn("dispatcher connection lost with jobs running; their reservations expire after retry_after", "running", n)
@@ -411,6 +425,12 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, pipe redis.Pi
 		ask := min(free, p.cfg.MaxBatch)
 		jobs, taken, due, err := p.reserveFrom(ctx, pipe, q, ask)
 		if err != nil {
+			// Hand on what earlier queues gave: it is reserved already.
+			if len(batch) > 0 {
+				if serr := conn.SendBatch(batch); serr != nil {
+					err = errors.Join(err, fmt.Errorf("send jobs to dispatcher: %w", serr))
+				}
+			}
 			return sent, more, next, err
 		}
 		if taken == ask {
@@ -452,7 +472,8 @@ func (p *Poller) reserveFrom(ctx context.Context, pipe redis.Pipeliner, q *queue
 	cmd := reserveScript.EvalSha(ctx, pipe,
 		[]string{k.queue, k.delayed, k.reserved, k.notify, k.quarantine},
 		now.Unix(), expiry, n)
-	if err := p.exec(ctx, pipe); err != nil && cmd.Err() == nil {
+	// Not cancelled by a stop: the pipeline may carry acknowledgements.
+	if err := p.exec(context.WithoutCancel(ctx), pipe); err != nil && cmd.Err() == nil {
 		p.log.Error("acknowledge outcomes", "error", err)
 	}
 	res, err := cmd.Slice()

@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -172,5 +173,38 @@ func TestWeightedOrder(t *testing.T) {
 	}
 	if first[0] < 1200 || first[1] == 0 || first[2] == 0 {
 		t.Errorf("first picks %v: want a (weight 8) about 80%%, b and c sometimes", first)
+	}
+}
+
+// A dispatcher that goes away is an error the caller reconnects on, never a
+// clean stop, and jobs it was running are no longer held: their
+// reservations are left to expire.
+func TestDispatcherGone(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	push(r.Client, "default", 1)
+	a, b := net.Pipe()
+	p := New(Config{Redis: r.Client, Prefix: "p_", Queues: []Queue{{Name: "default"}}})
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background(), protocol.NewConn(a)) }()
+	d := protocol.NewConn(b)
+	d.Recv()
+	d.Send(protocol.Welcome{Version: protocol.Version, Capacity: 1})
+	if m, err := d.Recv(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := m.(protocol.Job); !ok {
+		t.Fatalf("got %T, want a job", m)
+	}
+	d.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrDispatcherGone) {
+			t.Errorf("Run = %v, want ErrDispatcherGone", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if len(p.inflight) != 0 {
+		t.Errorf("%d jobs still held after the connection ended", len(p.inflight))
 	}
 }

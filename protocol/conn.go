@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Conn reads and writes frames on a stream. Reads are for one goroutine;
@@ -91,6 +92,14 @@ func (c *Conn) Recv() (Message, error) {
 		c.rbuf = nil // don't keep a huge payload's buffer
 	}
 	return m, err
+}
+
+// SetDeadline bounds reads and writes on streams that support it (a zero
+// time removes the bound); on others it does nothing.
+func (c *Conn) SetDeadline(t time.Time) {
+	if d, ok := c.rw.(interface{ SetDeadline(time.Time) error }); ok {
+		d.SetDeadline(t)
+	}
 }
 
 // Close closes the stream.

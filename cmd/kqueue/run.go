@@ -324,11 +324,21 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		}
 		logged = false
 		log.Info("connected to dispatcher", "socket", cfg.Dispatcher.Socket)
-		if err := p.Run(ctx, protocol.NewConn(c)); err != nil {
-			log.Error("dispatcher connection ended", "error", err)
-			continue
+		err = p.Run(ctx, protocol.NewConn(c))
+		if ctx.Err() != nil {
+			return nil // stopped
 		}
-		return nil
+		// The dispatcher went away (restart, idle exit, crash): connect
+		// again, after a pause so a failing one is not hammered.
+		if errors.Is(err, poller.ErrDispatcherGone) {
+			log.Info("dispatcher closed the connection; reconnecting")
+		} else {
+			log.Error("dispatcher connection ended; reconnecting", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	return nil
 }
