@@ -1,7 +1,8 @@
 // Package cgroup gives an isolated job its own cgroup with kernel-enforced
 // memory, CPU and task limits, kills everything in it on demand, and reads
 // back what happened: OOM kills, peak memory, CPU time. One interface,
-// several drivers: cgroupfs v1 (hybrid hosts), none (no limits, loudly).
+// several drivers: systemd (a transient scope per job, cgroup v2), cgroupfs
+// v1 (hybrid hosts), none (no limits, loudly).
 package cgroup
 
 import (
@@ -84,17 +85,23 @@ type Group interface {
 // ErrUnavailable says a driver cannot work on this host.
 var ErrUnavailable = errors.New("cgroup driver unavailable")
 
-// Open returns the configured driver: "auto" picks cgroupfs where it works,
-// else none. instance names the kqueue instance (groups live under
-// kqueue-INSTANCE).
+// Open returns the configured driver: "auto" picks systemd (running as
+// PID 1 on a cgroup v2 host, reachable over D-Bus), else cgroupfs where it
+// works, else none — and logs which. instance names the kqueue instance.
 func Open(name, instance string, log *slog.Logger) (Driver, error) {
 	switch name {
+	case "systemd":
+		return newSystemd(instance)
 	case "none":
 		log.Warn("isolation.driver = none: isolated jobs run in their own process but NO memory, CPU or task limit is enforced")
 		return None{}, nil
 	case "cgroupfs":
 		return newV1(instance)
 	case "", "auto":
+		if d, err := newSystemd(instance); err == nil {
+			log.Info("isolation driver chosen", "driver", d.Name(), "why", "systemd is PID 1 on a cgroup v2 host: a transient scope per job")
+			return d, nil
+		}
 		d, err := newV1(instance)
 		if err == nil {
 			log.Info("isolation driver chosen", "driver", d.Name(), "why", "cgroup v1 memory, cpu and pids controllers are mounted")
@@ -103,5 +110,5 @@ func Open(name, instance string, log *slog.Logger) (Driver, error) {
 		log.Warn("no cgroup driver works here: isolated jobs run without limits", "error", err)
 		return None{}, nil
 	}
-	return nil, fmt.Errorf("isolation.driver %q: want auto, cgroupfs or none", name)
+	return nil, fmt.Errorf("isolation.driver %q: want auto, systemd, cgroupfs or none", name)
 }

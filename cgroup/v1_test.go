@@ -144,7 +144,7 @@ func TestOpen(t *testing.T) {
 	if d, err := Open("none", "t", log); err != nil || d.Name() != "none" {
 		t.Errorf("none = %v, %v", d, err)
 	}
-	if _, err := Open("docker", "t", log); err == nil || !strings.Contains(err.Error(), "want auto, cgroupfs or none") {
+	if _, err := Open("docker", "t", log); err == nil || !strings.Contains(err.Error(), "want auto, systemd, cgroupfs or none") {
 		t.Errorf("unknown driver: %v", err)
 	}
 }

@@ -39,8 +39,9 @@ type Config struct {
 
 // Isolation is how isolated jobs run: each in its own process and cgroup.
 type Isolation struct {
-	// Driver is "auto" (default: cgroupfs where it works, else none),
-	// "cgroupfs" or "none" (no limits, with a warning).
+	// Driver is "auto" (default: systemd under systemd on cgroup v2, else
+	// cgroupfs where it works, else none), "systemd", "cgroupfs" or
+	// "none" (no limits, with a warning).
 	Driver string `toml:"driver"`
 	// MaxConcurrent caps isolated jobs running at once, apart from the
 	// warm pool. Default 2.
@@ -284,9 +285,9 @@ func (c *Config) complete() error {
 
 	c.Isolation.Driver = cmp.Or(c.Isolation.Driver, "auto")
 	switch c.Isolation.Driver {
-	case "auto", "cgroupfs", "none":
+	case "auto", "systemd", "cgroupfs", "none":
 	default:
-		return &Error{Key: "isolation.driver", Msg: fmt.Sprintf("want auto, cgroupfs or none, got %q", c.Isolation.Driver)}
+		return &Error{Key: "isolation.driver", Msg: fmt.Sprintf("want auto, systemd, cgroupfs or none, got %q", c.Isolation.Driver)}
 	}
 	if c.Isolation.MaxConcurrent < 0 || c.Isolation.CPU < 0 || c.Isolation.Tasks < 0 {
 		return &Error{Key: "isolation", Msg: "max_concurrent, cpu and tasks must not be negative"}

@@ -1,0 +1,189 @@
+package cgroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+)
+
+// systemdDriver makes each job a transient scope unit in kqueue.slice,
+// through systemd's D-Bus API, on a pure cgroup v2 host. systemd owns the
+// cgroup; kqueue reads its accounting files.
+type systemdDriver struct {
+	conn     *sd.Conn
+	instance string
+	slice    string
+}
+
+// newSystemd connects to systemd when it is PID 1 and the host is cgroup
+// v2 only.
+func newSystemd(instance string) (*systemdDriver, error) {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		return nil, fmt.Errorf("%w: systemd is not running (no /run/systemd/system)", ErrUnavailable)
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		return nil, fmt.Errorf("%w: /sys/fs/cgroup is not a cgroup v2 hierarchy", ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := sd.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: connect to systemd over D-Bus: %v", ErrUnavailable, err)
+	}
+	return &systemdDriver{conn: conn, instance: instance, slice: "kqueue.slice"}, nil
+}
+
+func (*systemdDriver) Name() string { return "systemd" }
+
+func (d *systemdDriver) Close() error {
+	d.conn.Close()
+	return nil
+}
+
+// scopeName is the transient unit of one job: kqueue-INSTANCE-job-N.scope.
+func scopeName(instance, name string) string {
+	return "kqueue-" + escapeUnit(instance) + "-" + escapeUnit(name) + ".scope"
+}
+
+// escapeUnit keeps a name inside the characters unit names allow.
+func escapeUnit(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
+			b.WriteRune(r)
+		default:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		}
+	}
+	return b.String()
+}
+
+// scopeProperties are the transient scope's unit properties: the job's
+// process, its slice, and the limits (swap off), collected once it is
+// done whatever happened.
+func scopeProperties(pid int, slice, desc string, l Limits) []sd.Property {
+	props := []sd.Property{
+		sd.PropDescription(desc),
+		sd.PropSlice(slice),
+		sd.PropPids(uint32(pid)),
+		{Name: "CollectMode", Value: godbus.MakeVariant("inactive-or-failed")},
+		{Name: "MemoryAccounting", Value: godbus.MakeVariant(true)},
+		{Name: "CPUAccounting", Value: godbus.MakeVariant(true)},
+		{Name: "TasksAccounting", Value: godbus.MakeVariant(true)},
+	}
+	if l.Memory > 0 {
+		props = append(props,
+			sd.Property{Name: "MemoryMax", Value: godbus.MakeVariant(uint64(l.Memory))},
+			sd.Property{Name: "MemorySwapMax", Value: godbus.MakeVariant(uint64(0))})
+	}
+	if l.CPU > 0 {
+		// CPUQuota=N% is CPUQuotaPerSecUSec = N% of a second.
+		props = append(props, sd.Property{Name: "CPUQuotaPerSecUSec", Value: godbus.MakeVariant(uint64(l.CPU) * 10000)})
+	}
+	if l.Tasks > 0 {
+		props = append(props, sd.Property{Name: "TasksMax", Value: godbus.MakeVariant(uint64(l.Tasks))})
+	}
+	return props
+}
+
+// Create only names the scope: systemd creates it around the job's process
+// in Add, with the limits already in force.
+func (d *systemdDriver) Create(name string, l Limits) (Group, error) {
+	return &scope{d: d, unit: scopeName(d.instance, name), limits: l}, nil
+}
+
+type scope struct {
+	d      *systemdDriver
+	unit   string
+	limits Limits
+	dir    string // the scope's cgroup directory, once it exists
+}
+
+func (s *scope) Path() string { return s.unit }
+
+func (s *scope) Add(pid int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan string, 1)
+	props := scopeProperties(pid, s.d.slice, "kqueue job "+s.unit, s.limits)
+	if _, err := s.d.conn.StartTransientUnitContext(ctx, s.unit, "fail", props, done); err != nil {
+		return fmt.Errorf("start scope %s: %w", s.unit, err)
+	}
+	select {
+	case result := <-done:
+		if result != "done" {
+			return fmt.Errorf("start scope %s: %s", s.unit, result)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("start scope %s: %w", s.unit, ctx.Err())
+	}
+	p, err := s.d.conn.GetUnitTypePropertyContext(ctx, s.unit, "Scope", "ControlGroup")
+	if err != nil {
+		return fmt.Errorf("scope %s: read its control group: %w", s.unit, err)
+	}
+	cg, _ := p.Value.Value().(string)
+	s.dir = filepath.Join("/sys/fs/cgroup", cg)
+	return nil
+}
+
+// Kill writes cgroup.kill: the kernel kills every process in the scope.
+func (s *scope) Kill() error {
+	if s.dir == "" {
+		return nil
+	}
+	err := os.WriteFile(filepath.Join(s.dir, "cgroup.kill"), []byte("1"), 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // already collected: empty
+	}
+	return err
+}
+
+func (s *scope) Stats() (Stats, error) {
+	var st Stats
+	if s.dir == "" {
+		return st, nil
+	}
+	if v, err := keyedValue(filepath.Join(s.dir, "memory.events"), "oom_kill"); err == nil {
+		st.OOMKills = v
+	}
+	if b, err := os.ReadFile(filepath.Join(s.dir, "memory.peak")); err == nil {
+		st.PeakMemory, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	}
+	if v, err := keyedValue(filepath.Join(s.dir, "cpu.stat"), "usage_usec"); err == nil {
+		st.CPU = time.Duration(v) * time.Microsecond
+	}
+	return st, nil
+}
+
+// Delete stops the scope; CollectMode makes systemd forget it.
+func (s *scope) Delete() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.d.conn.StopUnitContext(ctx, s.unit, "replace", nil); err != nil && !strings.Contains(err.Error(), "not loaded") {
+		return fmt.Errorf("stop scope %s: %w", s.unit, err)
+	}
+	return nil
+}
+
+// keyedValue reads "key value" lines (memory.events, cpu.stat).
+func keyedValue(path, key string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == key {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s", path, key)
+}
