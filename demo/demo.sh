@@ -36,6 +36,7 @@ say "the app dispatches its jobs with dispatch(), as any Laravel app does"
 artisan kq:dispatch mix          # success, retries, backoff, maxExceptions, retryUntil, release, fail, encrypted, unique, delayed, chain, closure
 artisan kq:dispatch timeout      # sleeps 30 s with a 1 s timeout
 artisan kq:dispatch crash        # exit(3) on its first attempt
+artisan kq:dispatch isolated     # $isolated jobs: a 300 MB hog under a 64 MB limit, a child that outlives its timeout, a fork bomb
 artisan kq:dispatch noop --count=500
 echo "queued: $(rcli llen laravel_database_queues:default) ready, $(rcli zcard laravel_database_queues:default:delayed) delayed"
 
@@ -49,6 +50,8 @@ prefix = "laravel_database_"
 name = "default"
 [pool]
 workers = 2
+[isolation]
+tasks = 32
 TOML
 
 say "kqueue run --config $work/kqueue.toml"
@@ -74,8 +77,9 @@ foreach (file($argv[1]) as $line) {
     if (!$e || !isset($e["outcome"])) { continue; }
     $us = (float) $e["duration"] / 1000;
     if ($e["job_name"] === "App\\Jobs\\Noop") { $noop["n"]++; $noop["us"] += $us; continue; }
-    printf("  %-28s attempt %d  %-9s %8.1f ms  %s\n", $e["job_name"], $e["attempt"], $e["outcome"], $us / 1000,
-        isset($e["error"]) ? substr(strtok($e["error"], "\n"), 0, 110) : "");
+    $how = ($e["strategy"] ?? "inline") === "inline" ? "inline" : "isolated";
+    printf("  %-28s attempt %d  %-8s %-9s %8.1f ms  %s\n", $e["job_name"], $e["attempt"], $how, $e["outcome"], $us / 1000,
+        isset($e["error"]) ? substr(strtok($e["error"], "\n"), 0, 100) : "");
 }
 printf("  %-28s %d jobs, all done, %.2f ms each on average\n", "App\\Jobs\\Noop", $noop["n"], $noop["us"] / max($noop["n"], 1) / 1000);
 ' "$work/kqueue.log"

@@ -78,6 +78,7 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		w.kill()
 		return fail("isolation-failed", err.Error())
 	}
+	w.group = g
 	fields := append(t.fields(), "strategy", out.Strategy, "scope", out.Scope)
 	i.log.Debug("isolated job starting", append(fields, "pid", w.pid, "why", s.Why)...)
 	w.current.Store(&fields)
@@ -91,9 +92,6 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		deadline = time.Now().Add(timeout)
 	}
 	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, i.hardStop)
-	if r.timedOut {
-		g.Kill() // the job's processes outside its process group too
-	}
 	stats, err := g.Stats()
 	if err != nil {
 		i.log.Warn("read job cgroup", "scope", g.Path(), "error", err)

@@ -2,11 +2,13 @@ package exec
 
 import (
 	"bufio"
+
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kqueue/kqueue/cgroup"
 	"log/slog"
 	"os"
 	osexec "os/exec"
@@ -35,6 +37,7 @@ type worker struct {
 	statm *os.File // /proc/PID/statm, kept open
 
 	closeOnce sync.Once
+	group     cgroup.Group // an isolated worker's cgroup, killed with it
 
 	current atomic.Pointer[[]any] // log fields of the job running now
 	tail    tail                  // the last lines of output, for errors
@@ -290,6 +293,9 @@ func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-cha
 // kill ends the worker and everything it started, and waits for it.
 func (w *worker) kill() {
 	syscall.Kill(-w.pid, syscall.SIGKILL)
+	if w.group != nil {
+		w.group.Kill() // its processes that left the process group too
+	}
 	<-w.exited
 	w.release()
 }
