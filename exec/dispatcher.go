@@ -64,6 +64,15 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	if d.cfg.Isolation != nil {
 		d.pool.iso = newIsolator(&d.cfg, script, d.log, d.pool.hardStop)
+		if !d.cfg.Isolation.Fresh {
+			f, err := newForker(&d.cfg, script, dir, d.log)
+			if err != nil {
+				stop()
+				os.RemoveAll(dir)
+				return err
+			}
+			d.pool.iso.forker = f
+		}
 	}
 	if err := d.pool.start(ctx, run); err != nil {
 		stop()
@@ -85,6 +94,9 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 			d.pool.wg.Wait()
 			if d.pool.iso != nil {
 				d.pool.iso.wait()
+				if d.pool.iso.forker != nil {
+					d.pool.iso.forker.close()
+				}
 			}
 			close(done)
 		}()

@@ -63,6 +63,9 @@ type Isolation struct {
 	MaxConcurrent int
 	// Limits apply to isolated jobs that set none themselves.
 	Limits cgroup.Limits
+	// Fresh starts a fresh PHP process (a full Laravel boot) per isolated
+	// job instead of forking a booted template.
+	Fresh bool
 }
 
 func (c *Config) setDefaults() {

@@ -121,7 +121,7 @@ func TestRecycleAfterMaxJobs(t *testing.T) {
 // gets its worker replaced.
 func TestRecycleOverMaxMemory(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1, func(c *Config) { c.MaxMemory = 96 << 20 })
+	h := newHarness(t, 1, func(c *Config) { c.MaxMemory = 80 << 20 })
 	for _, p := range h.dispatch("hog", "--count=3") {
 		if o := h.run(p); o.Result != "done" || o.Memory < 64<<20 {
 			t.Fatalf("outcome %+v", o)

@@ -2,13 +2,12 @@ package exec
 
 import (
 	"bufio"
-
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/kqueue/kqueue/cgroup"
+	"io"
 	"log/slog"
 	"os"
 	osexec "os/exec"
@@ -18,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/kqueue/kqueue/cgroup"
 )
 
 // worker is one long-lived PHP process running worker.php with the app
@@ -25,8 +26,8 @@ import (
 type worker struct {
 	cmd     *osexec.Cmd
 	pid     int
-	req     *os.File     // fd 3 in PHP: requests
-	msgs    chan message // from fd 4; closed at EOF
+	req     io.WriteCloser // fd 3 in PHP (or a forked child's socket): requests
+	msgs    chan message   // from fd 4; closed at EOF
 	exited  chan struct{}
 	state   *os.ProcessState
 	booted  time.Time
@@ -156,7 +157,7 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	}
 }
 
-func (w *worker) readMessages(r *os.File, log *slog.Logger) {
+func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 	defer close(w.msgs)
 	defer r.Close()
 	br := bufio.NewReaderSize(r, 16<<10)
@@ -200,6 +201,7 @@ type request struct {
 	Kind   string `json:"kind,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Class  string `json:"class,omitempty"`
+	Socket string `json:"socket,omitempty"`
 }
 
 // reply is how a request ended.
@@ -290,9 +292,20 @@ func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-cha
 	}
 }
 
+// killGroup kills a process group.
+func killGroup(pid int) { syscall.Kill(-pid, syscall.SIGKILL) }
+
+// cmpStr is s, or def when s is empty.
+func cmpStr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
 // kill ends the worker and everything it started, and waits for it.
 func (w *worker) kill() {
-	syscall.Kill(-w.pid, syscall.SIGKILL)
+	killGroup(w.pid)
 	if w.group != nil {
 		w.group.Kill() // its processes that left the process group too
 	}
@@ -349,7 +362,7 @@ func (w *worker) rss() int64 {
 // exitText describes how a process ended.
 func exitText(s *os.ProcessState) string {
 	if s == nil {
-		return "still running"
+		return "it ended without answering" // a forked child: its parent reaps it
 	}
 	if ws, ok := s.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return "killed by signal " + signalName(ws.Signal())

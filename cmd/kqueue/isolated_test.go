@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -16,13 +17,25 @@ import (
 // with the limit named, its failed() run), a job whose child outlives its
 // timeout (the whole cgroup dies), and a fork bomb (held at the task
 // limit); the ordinary jobs after them run normally and kqueue carries on.
+//
+// Both ways of starting an isolated job — forking a booted template, and a
+// fresh process — give the same outcomes.
 func TestIsolatedJobs(t *testing.T) {
 	t.Parallel()
+	for _, fresh := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fork", true: "fresh"}[fresh], func(t *testing.T) {
+			t.Parallel()
+			testIsolatedJobs(t, fresh)
+		})
+	}
+}
+
+func testIsolatedJobs(t *testing.T, fresh bool) {
 	r := testenv.StartRedis(t)
 	app := testenv.NewApp(t, r)
 	ctx := context.Background()
 	app.Artisan(t, "kq:dispatch", "isolated")
-	cfg := app.Config(t, 2, "[isolation]\ndriver = \"cgroupfs\"\nmax_concurrent = 2\ntasks = 32\n")
+	cfg := app.Config(t, 2, fmt.Sprintf("[isolation]\ndriver = \"cgroupfs\"\nmax_concurrent = 2\ntasks = 32\nfresh = %v\n", fresh))
 
 	logs, err := kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
 	if err != nil {

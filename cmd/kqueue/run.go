@@ -220,6 +220,7 @@ func dispatcherConfig(cfg *config.Config, driver cgroup.Driver) exec.Config {
 		iso = &exec.Isolation{
 			Driver:        driver,
 			MaxConcurrent: cfg.Isolation.MaxConcurrent,
+			Fresh:         cfg.Isolation.Fresh,
 			Limits:        cgroup.Limits{Memory: cfg.Isolation.Memory.Bytes(), CPU: cfg.Isolation.CPU, Tasks: cfg.Isolation.Tasks},
 		}
 	}

@@ -25,6 +25,7 @@ use Illuminate\Contracts\Debug\ExceptionHandler;
 use Illuminate\Queue\Events\JobFailed;
 use Illuminate\Queue\MaxAttemptsExceededException;
 use Illuminate\Queue\WorkerOptions;
+use RuntimeException;
 use Throwable;
 
 final class Server
@@ -38,6 +39,7 @@ final class Server
     private $connection;
     private $lastRestart;
     private $lastRestartCheck = 0.0;
+    private $forks = 0; // forked children not yet reaped
 
     public function __construct($in, $out)
     {
@@ -80,19 +82,24 @@ final class Server
         $this->lastRestartCheck = microtime(true);
     }
 
-    public function serve(): void
+    // serve answers requests until EOF. A template (the first process)
+    // announces itself; a forked child has already.
+    public function serve(bool $announce = true): void
     {
-        $this->send([
-            'op' => 'ready',
-            'pid' => getmypid(),
-            'laravel' => $this->app->version(),
-            'php' => PHP_VERSION,
-        ]);
+        if ($announce) {
+            $this->send([
+                'op' => 'ready',
+                'pid' => getmypid(),
+                'laravel' => $this->app->version(),
+                'php' => PHP_VERSION,
+            ]);
+        }
         while (true) {
             $read = [$this->in];
             $write = $except = null;
             $ready = @stream_select($read, $write, $except, 1);
             if ($ready === 0) {
+                $this->reapForks();
                 $this->checkRestart();
                 continue;
             }
@@ -114,6 +121,13 @@ final class Server
                     break;
                 case 'fail':
                     $this->send($this->failOutside($req, $body));
+                    break;
+                case 'fork':
+                    $pid = $this->fork((string) ($req['socket'] ?? ''));
+                    if ($pid === 0) {
+                        return; // the child has run its job
+                    }
+                    $this->send(['op' => 'done', 'pid' => $pid]);
                     break;
                 case 'defaults':
                     $this->send(['op' => 'done', 'defaults' => (object) $this->classDefaults((string) ($req['class'] ?? ''))]);
@@ -194,6 +208,56 @@ final class Server
         }
 
         return $this->result($job, $e);
+    }
+
+    // fork makes a child for one isolated job: a copy of this booted
+    // worker that shares none of its connections. The child connects to
+    // the dispatcher's socket, says its pid, and serves that connection
+    // (the dispatcher moves it into the job's cgroup first). The template
+    // returns the child's pid; in the child, fork returns 0 once it is done.
+    private function fork(string $socket): int
+    {
+        $pid = pcntl_fork();
+        if ($pid === -1) {
+            throw new RuntimeException('pcntl_fork failed');
+        }
+        if ($pid > 0) {
+            $this->forks++;
+            $this->reapForks();
+            return $pid;
+        }
+        // The child: its own process group, none of the template's
+        // connections or channels.
+        posix_setpgid(0, 0);
+        $this->forks = 0;
+        fclose($this->in);
+        fclose($this->out);
+        foreach (array_keys($this->app['db']->getConnections()) as $name) {
+            $this->app['db']->purge($name);
+        }
+        if ($this->app->resolved('redis')) {
+            foreach (array_keys($this->app['redis']->connections() ?? []) as $name) {
+                $this->app['redis']->purge($name);
+            }
+        }
+        $conn = stream_socket_client('unix://'.$socket, $errno, $errstr, 10);
+        if ($conn === false) {
+            fwrite(STDERR, "kqueue fork child: connect $socket: $errstr\n");
+            exit(1);
+        }
+        $this->in = $this->out = $conn;
+        $this->send(['op' => 'ready', 'pid' => getmypid()]);
+        $this->serve(false);
+        exit(0);
+    }
+
+    // reapForks collects the forked children that have ended (a template
+    // only: a pool worker must not reap what its jobs started).
+    private function reapForks(): void
+    {
+        while ($this->forks > 0 && pcntl_waitpid(-1, $status, WNOHANG) > 0) {
+            $this->forks--;
+        }
     }
 
     // classDefaults returns the declared defaults of the properties that
