@@ -5,10 +5,13 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,4 +96,80 @@ func measure(b *testing.B, app *testenv.App, drain func(context.Context) error) 
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(jobs*b.N)/total.Seconds(), "jobs/s")
+}
+
+// BenchmarkIsolationOverhead measures what one no-op job costs, p50, run
+// inline in the warm pool, isolated by forking the booted template,
+// isolated in a fresh process, and through `php artisan queue:work --once`
+// (a fresh Laravel per job, no isolation).
+func BenchmarkIsolationOverhead(b *testing.B) {
+	if _, err := os.Stat(kqueueBin); err != nil {
+		b.Fatalf("%s: build it first (make build)", kqueueBin)
+	}
+	r := testenv.StartRedis(b)
+	app := testenv.NewApp(b, r)
+	app.Env["KQ_PROBE"] = "0"
+	app.Env["LOG_CHANNEL"] = "null"
+	const n = 60
+	isolate := "[isolation]\nmax_concurrent = 1\nfresh = %v\n[[rule]]\nclass = \"App\\\\Jobs\\\\Noop\"\nstrategy = \"isolated\"\n"
+	for _, tc := range []struct{ name, extra string }{
+		{"inline", ""},
+		{"isolated-fork", fmt.Sprintf(isolate, false)},
+		{"isolated-fresh", fmt.Sprintf(isolate, true)},
+	} {
+		b.Run("path="+tc.name, func(b *testing.B) {
+			cfg := app.Config(b, 1, tc.extra)
+			var p50 time.Duration
+			for b.Loop() {
+				app.Redis.Client.FlushAll(context.Background())
+				app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", n))
+				out, err := exec.Command(kqueueBin, "run", "--config", cfg, "--stop-when-empty", "--log-format", "json").CombinedOutput()
+				if err != nil {
+					b.Fatalf("%v: %s", err, out)
+				}
+				p50 = median(durations(b, out))
+			}
+			b.ReportMetric(float64(p50.Microseconds())/1000, "ms/job-p50")
+		})
+	}
+	b.Run("path=queue:work--once", func(b *testing.B) {
+		var p50 time.Duration
+		for b.Loop() {
+			app.Redis.Client.FlushAll(context.Background())
+			app.Artisan(b, "kq:dispatch", "noop", "--count=20")
+			var took []time.Duration
+			for range 20 {
+				start := time.Now()
+				if err := app.Command(context.Background(), "queue:work", "--once").Run(); err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+			}
+			p50 = median(took)
+		}
+		b.ReportMetric(float64(p50.Microseconds())/1000, "ms/job-p50")
+	})
+}
+
+// durations reads the job durations from kqueue's JSON log.
+func durations(b *testing.B, log []byte) []time.Duration {
+	var ds []time.Duration
+	for _, line := range strings.Split(string(log), "\n") {
+		var e struct {
+			Outcome  string `json:"outcome"`
+			Duration int64  `json:"duration"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Outcome == "done" {
+			ds = append(ds, time.Duration(e.Duration))
+		}
+	}
+	if len(ds) == 0 {
+		b.Fatalf("no job durations in the log:\n%s", log)
+	}
+	return ds
+}
+
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
