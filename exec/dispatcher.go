@@ -112,6 +112,13 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	return err
 }
 
+// Ready is how many pool workers are booted and serving.
+func (d *Dispatcher) Ready() int {
+	d.pool.mu.Lock()
+	defer d.pool.mu.Unlock()
+	return d.pool.ready
+}
+
 func (d *Dispatcher) capacityChanged() {
 	select {
 	case d.capSig <- struct{}{}:

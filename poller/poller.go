@@ -59,6 +59,29 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Heartbeat, when set, is called from the main loop every
+	// HeartbeatEvery (default 1s) with the live counts — so it stops when
+	// the loop is wedged: the place for watchdog pings.
+	Heartbeat      func(Stats)
+	HeartbeatEvery time.Duration
+}
+
+// Stats are the poller's live counts.
+type Stats struct {
+	Running  int    // jobs handed to the dispatcher and not settled
+	Capacity int    // jobs the dispatcher can take at once
+	Done     uint64 // settled jobs that succeeded
+	Failed   uint64 // settled jobs that failed
+	Released uint64 // settled jobs released back to their queue
+	Stopping bool
+}
+
+func (s Stats) String() string {
+	state := "running"
+	if s.Stopping {
+		state = "stopping"
+	}
+	return fmt.Sprintf("%s: %d running (capacity %d), %d done, %d failed, %d released", state, s.Running, s.Capacity, s.Done, s.Failed, s.Released)
 }
 
 // Poller moves jobs between Redis and a dispatcher connection.
@@ -70,6 +93,7 @@ type Poller struct {
 	nextID   uint64
 	inflight map[uint64]*running
 	capacity int
+	stats    Stats
 }
 
 type queueState struct {
@@ -90,6 +114,7 @@ func New(cfg Config) *Poller {
 	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, 30*time.Second)
 	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 64)
 	cfg.IdleWait = min(cmp.Or(cfg.IdleWait, time.Second), time.Second)
+	cfg.HeartbeatEvery = cmp.Or(cfg.HeartbeatEvery, time.Second)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -194,6 +219,9 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 
 	lease := time.NewTicker(p.leaseInterval())
 	defer lease.Stop()
+	heartbeat := time.NewTicker(p.cfg.HeartbeatEvery)
+	defer heartbeat.Stop()
+	p.beat(false)
 
 	var (
 		bg       = context.WithoutCancel(ctx) // acks outlive a stop
@@ -275,9 +303,12 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			}
 		case <-lease.C:
 			p.extendLeases(bg)
+		case <-heartbeat.C:
+			p.beat(stopping)
 		case <-done:
 			done = nil
 			stopping = true
+			p.beat(true)
 			giveUp = time.After(p.cfg.ShutdownTimeout)
 			if len(p.inflight) > 0 {
 				p.log.Info("stopping: waiting for running jobs", "running", len(p.inflight), "timeout", p.cfg.ShutdownTimeout)
@@ -289,6 +320,16 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			return nil
 		}
 	}
+}
+
+// beat reports the live counts to the heartbeat.
+func (p *Poller) beat(stopping bool) {
+	if p.cfg.Heartbeat == nil {
+		return
+	}
+	s := p.stats
+	s.Running, s.Capacity, s.Stopping = len(p.inflight), p.capacity, stopping
+	p.cfg.Heartbeat(s)
 }
 
 // connLost reports the end of the dispatcher connection.
@@ -361,6 +402,14 @@ func (p *Poller) settle(ctx context.Context, acks redis.Pipeliner, r *running, o
 	}
 	if o.Reason != "" {
 		attrs = append(attrs, "error", o.Reason)
+	}
+	switch {
+	case o.Failed:
+		p.stats.Failed++
+	case o.Kind == protocol.Release:
+		p.stats.Released++
+	case o.Kind == protocol.Delete:
+		p.stats.Done++
 	}
 	level := slog.LevelInfo
 	if o.Failed || o.Result == "timeout" || o.Result == "crashed" || o.Result == "oom" {

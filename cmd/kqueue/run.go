@@ -16,9 +16,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/kqueue/kqueue/cgroup"
 	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/exec"
+	"github.com/kqueue/kqueue/journal"
+	"github.com/kqueue/kqueue/notify"
 	"github.com/kqueue/kqueue/poller"
 	"github.com/kqueue/kqueue/protocol"
 	"github.com/redis/go-redis/v9"
@@ -133,6 +136,13 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
+		// Under systemd, stderr is the journal: write native entries with
+		// the job's fields instead (and no timestamps of our own).
+		if w == os.Stderr && journal.StderrIsJournal() {
+			if h, err := journal.NewHandler(journal.Socket, "kqueue", lv); err == nil {
+				return slog.New(h), nil
+			}
+		}
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
@@ -190,8 +200,21 @@ func redisClient(ctx context.Context, cfg *config.Config) (*redis.Client, error)
 	return rdb, nil
 }
 
-func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, stopWhenEmpty bool) poller.Config {
+func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, stopWhenEmpty bool, n *notify.Notifier) poller.Config {
+	every := time.Second
+	if wd := n.WatchdogInterval(); wd > 0 {
+		every = min(every, wd)
+	}
 	pc := poller.Config{
+		HeartbeatEvery: every,
+		Heartbeat: func(s poller.Stats) {
+			// Called from the poller's main loop: a wedged loop stops the pings.
+			n.Watchdog()
+			n.Status(s.String())
+			if s.Stopping {
+				n.ExtendTimeout(3 * every)
+			}
+		},
 		Redis:           rdb,
 		Prefix:          *cfg.Redis.Prefix,
 		Instance:        cfg.Name,
@@ -268,7 +291,11 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	served := make(chan error, 1)
 	go func() { served <- d.Serve(context.WithoutCancel(ctx), protocol.NewConn(dc)) }()
 
-	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty))
+	n := notify.New()
+	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
+	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
+	defer stopped()
+	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty, n))
 	runErr := p.Run(ctx, protocol.NewConn(pc))
 	serveErr := <-served
 
@@ -307,10 +334,15 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		return err
 	}
 	defer rdb.Close()
-	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), false))
+	n := notify.New()
+	n.Ready("redis reachable; connecting to the dispatcher")
+	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
+	defer stopped()
+	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), false, n))
 	var dialer net.Dialer
 	logged := false
 	for ctx.Err() == nil {
+		n.Watchdog() // this loop is healthy too: it is waiting for the dispatcher
 		c, err := dialer.DialContext(ctx, "unix", cfg.Dispatcher.Socket)
 		if err != nil {
 			if !logged {
@@ -348,20 +380,11 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 // one poller connection at a time on the socket.
 func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	logStart(log, cfg, "dispatcher")
-	if err := os.MkdirAll(filepath.Dir(cfg.Dispatcher.Socket), 0o750); err != nil {
-		return fmt.Errorf("dispatcher socket: %w", err)
-	}
-	if err := os.Remove(cfg.Dispatcher.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("dispatcher socket: %w", err)
-	}
-	ln, err := net.Listen("unix", cfg.Dispatcher.Socket)
+	ln, err := dispatcherListener(cfg, log)
 	if err != nil {
-		return fmt.Errorf("dispatcher socket: %w", err)
+		return err
 	}
 	defer ln.Close()
-	if err := os.Chmod(cfg.Dispatcher.Socket, 0o660); err != nil {
-		return fmt.Errorf("dispatcher socket: %w", err)
-	}
 
 	driver, err := cgroup.Open(cfg.Isolation.Driver, cfg.Name, log.With("component", "dispatcher"))
 	if err != nil {
@@ -372,7 +395,30 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 	if err := d.Start(ctx); err != nil {
 		return err
 	}
-	go func() { <-ctx.Done(); ln.Close() }()
+	n := notify.New()
+	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
+	if every := n.WatchdogInterval(); every > 0 {
+		// Pinged only while the pool has a worker that can run a job.
+		go func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if d.Ready() > 0 {
+						n.Watchdog()
+					}
+				}
+			}
+		}()
+	}
+	go func() {
+		<-ctx.Done()
+		n.Stopping("stopping: finishing running jobs")
+		ln.Close()
+	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -386,6 +432,39 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.Job.ShutdownTimeout.D())
 	defer cancel()
 	return d.Stop(stopCtx)
+}
+
+// dispatcherListener is the socket systemd passed (socket activation,
+// $LISTEN_FDS), or else one of our own at dispatcher.socket.
+func dispatcherListener(cfg *config.Config, log *slog.Logger) (net.Listener, error) {
+	lns, err := activation.Listeners()
+	if err != nil {
+		return nil, fmt.Errorf("socket activation: %w", err)
+	}
+	if len(lns) > 0 && lns[0] != nil {
+		log.Info("listening on the socket systemd passed", "socket", lns[0].Addr().String())
+		for _, extra := range lns[1:] {
+			if extra != nil {
+				extra.Close()
+			}
+		}
+		return lns[0], nil
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Dispatcher.Socket), 0o750); err != nil {
+		return nil, fmt.Errorf("dispatcher socket: %w", err)
+	}
+	if err := os.Remove(cfg.Dispatcher.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("dispatcher socket: %w", err)
+	}
+	ln, err := net.Listen("unix", cfg.Dispatcher.Socket)
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher socket: %w", err)
+	}
+	if err := os.Chmod(cfg.Dispatcher.Socket, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("dispatcher socket: %w", err)
+	}
+	return ln, nil
 }
 
 // check validates a config and the app behind it.

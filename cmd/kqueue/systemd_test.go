@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+)
+
+// The units pass `systemd-analyze verify` (systemd need not be PID 1).
+func TestUnitsVerify(t *testing.T) {
+	t.Parallel()
+	testenv.Need(t, "systemd-analyze")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(testenv.Root(), "units")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An executable must exist at ExecStart: the test binary stands in.
+		b = []byte(strings.ReplaceAll(string(b), "/usr/bin/kqueue", self))
+		name := strings.Replace(e.Name(), "@.", "@default.", 1) // templates as an instance
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	cmd := exec.Command("systemd-analyze", append([]string{"verify"}, names...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SYSTEMD_LOG_LEVEL=notice")
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify %v: %v\n%s", names, err, out)
+	}
+	if len(names) != 5 {
+		t.Errorf("units %v, want the poller, dispatcher service and socket, the slice and the umbrella", names)
+	}
+}
+
+// sd_notify messages arrive in order on a real unixgram socket: READY,
+// STATUS and WATCHDOG from the running loop, STOPPING at SIGTERM.
+func TestNotify(t *testing.T) {
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	cfg := app.Config(t, 1, "")
+	sock := filepath.Join(t.TempDir(), "notify")
+	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "1000000")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := kqueue(t, ctx, "run", "--config", cfg)
+		done <- err
+	}()
+	next := func() string {
+		buf := make([]byte, 4096)
+		srv.SetReadDeadline(time.Now().Add(30 * time.Second))
+		n, err := srv.Read(buf)
+		if err != nil {
+			t.Fatalf("no sd_notify message: %v", err)
+		}
+		return string(buf[:n])
+	}
+	if m := next(); !strings.HasPrefix(m, "READY=1\nSTATUS=") {
+		t.Fatalf("first message %q, want READY=1", m)
+	}
+	seen := map[string]bool{}
+	for !seen["WATCHDOG=1"] || !seen["STATUS=running"] {
+		m := next()
+		switch {
+		case m == "WATCHDOG=1":
+			seen[m] = true
+		case strings.HasPrefix(m, "STATUS=running: 0 running (capacity 1)"):
+			seen["STATUS=running"] = true
+		}
+	}
+	cancel()
+	for {
+		if m := next(); strings.HasPrefix(m, "STOPPING=1") {
+			break
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The dispatcher started by systemd-socket-activate (the socket passed in
+// $LISTEN_FDS) serves a poller that connects to that socket.
+func TestSocketActivation(t *testing.T) {
+	t.Parallel()
+	testenv.Need(t, "systemd-socket-activate")
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	cfg := app.Config(t, 1, "")
+	sock := filepath.Join(filepath.Dir(cfg), "activated.sock")
+	bin := filepath.Join(t.TempDir(), "kqueue")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	act := exec.CommandContext(ctx, "systemd-socket-activate", "-l", sock, bin, "dispatcher", "--config", cfg)
+	logs := testenv.NewLogs()
+	act.Stdout, act.Stderr = logs, logs
+	if err := act.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); act.Wait() }()
+	waitFor(t, 10*time.Second, "the activation socket", func() bool { _, err := os.Stat(sock); return err == nil })
+
+	// The poller's config points at the activation socket.
+	b, _ := os.ReadFile(cfg)
+	pcfg := filepath.Join(filepath.Dir(cfg), "poller.toml")
+	os.WriteFile(pcfg, []byte(strings.Replace(string(b), "kqueue.sock", "activated.sock", 1)), 0o644)
+	app.Artisan(t, "kq:dispatch", "record", "--count=5")
+	pctx, pcancel := context.WithCancel(ctx)
+	pdone := make(chan error, 1)
+	go func() {
+		_, err := kqueue(t, pctx, "poller", "--config", pcfg)
+		pdone <- err
+	}()
+	waitFor(t, 60*time.Second, "5 jobs to run", func() bool {
+		return r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() == 5
+	})
+	pcancel()
+	if err := <-pdone; err != nil {
+		t.Error(err)
+	}
+	if !strings.Contains(logs.String(), "listening on the socket systemd passed") {
+		t.Errorf("the dispatcher did not use the passed socket:\n%s", logs.String())
+	}
+}
