@@ -79,6 +79,10 @@ func (d *v1) Create(name string, l Limits) (Group, error) {
 	path := filepath.Join(d.root, name)
 	cg, err := cgroup1.New(cgroup1.NestedPath(path), res, cgroup1.WithHiearchy(d.hierarchy))
 	if err != nil {
+		// Remove what was made before the failure.
+		if partial, lerr := cgroup1.Load(cgroup1.NestedPath(path), cgroup1.WithHiearchy(d.hierarchy)); lerr == nil {
+			partial.Delete()
+		}
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	return &v1Group{cg: cg, path: path}, nil

@@ -9,7 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // forker is the fast path of isolated jobs: a template PHP process that has
@@ -105,6 +108,7 @@ func (f *forker) fork() (*worker, error) {
 			if err != nil {
 				return nil, err
 			}
+			t.template.Store(true)
 			f.tmpl = t
 		}
 		r := f.tmpl.do(request{Op: "fork", Socket: f.socket}, nil, time.Now().Add(10*time.Second), nil)
@@ -118,13 +122,13 @@ func (f *forker) fork() (*worker, error) {
 		pid := r.msg.Pid
 		if r.restart && attempt == 0 {
 			// queue:restart: this child has the old code. Start over.
-			killGroup(pid)
+			f.discard(pid)
 			f.retire()
 			continue
 		}
 		c, err := f.await(pid)
 		if err != nil {
-			killGroup(pid)
+			f.discard(pid)
 			return nil, err
 		}
 		return connWorker(c, pid, f.log), nil
@@ -150,6 +154,20 @@ func (f *forker) await(pid int) (net.Conn, error) {
 		delete(f.waiting, pid)
 		f.connMu.Unlock()
 		return nil, fmt.Errorf("forked php worker %d did not connect within 10s", pid)
+	}
+}
+
+// discard kills a child that will not run a job (it may not lead its own
+// process group yet) and drops its connection.
+func (f *forker) discard(pid int) {
+	syscall.Kill(pid, syscall.SIGKILL)
+	killGroup(pid)
+	f.connMu.Lock()
+	defer f.connMu.Unlock()
+	delete(f.waiting, pid)
+	if c, ok := f.early[pid]; ok {
+		c.Close()
+		delete(f.early, pid)
 	}
 }
 
@@ -182,6 +200,20 @@ func connWorker(c net.Conn, pid int, log *slog.Logger) *worker {
 		msgs:   make(chan message, 4),
 		exited: make(chan struct{}),
 		booted: time.Now(),
+	}
+	// The socket alone does not tell of the child's death: processes the
+	// job started may hold it open. A pidfd does.
+	if pidfd, err := unix.PidfdOpen(pid, 0); err == nil {
+		go func() {
+			defer unix.Close(pidfd)
+			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+			for {
+				if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+					break
+				}
+			}
+			c.Close()
+		}()
 	}
 	go func() {
 		w.readMessages(c, log)

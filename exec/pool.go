@@ -289,6 +289,15 @@ func (p *pool) classDefaults(w *worker, class string) (Hints, bool) {
 	}
 	r := w.do(request{Op: "defaults", Class: class}, nil, time.Now().Add(30*time.Second), p.hardStop)
 	if !r.ok {
+		// Remember that asking fails: the next worker runs the job, and
+		// Laravel fails it, instead of dying on the same question.
+		p.defaultsMu.Lock()
+		if p.defaults == nil {
+			p.defaults = map[string]Hints{}
+		}
+		p.defaults[class] = Hints{}
+		p.defaultsMu.Unlock()
+		p.log.Error("asking PHP for a job class's defaults killed the worker", "job_name", class, "exit", r.exit)
 		return Hints{}, false
 	}
 	for name, v := range r.msg.Defaults {

@@ -39,6 +39,7 @@ type worker struct {
 
 	closeOnce sync.Once
 	group     cgroup.Group // an isolated worker's cgroup, killed with it
+	template  atomic.Bool  // forks children that share its output
 
 	current atomic.Pointer[[]any] // log fields of the job running now
 	tail    tail                  // the last lines of output, for errors
@@ -122,6 +123,12 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 		syscall.Kill(-w.pid, syscall.SIGKILL)
 		drained := make(chan struct{})
 		go func() { readers.Wait(); close(drained) }()
+		if w.template.Load() {
+			// Its forked children share its output and may still run:
+			// the readers go on until the last of them is gone.
+			close(w.exited)
+			return
+		}
 		t := time.NewTimer(200 * time.Millisecond)
 		select {
 		case <-drained:

@@ -265,10 +265,14 @@ final class Server
     // them out (Laravel 10+ omits properties at their defaults).
     private function classDefaults(string $class): array
     {
-        if ($class === '' || ! class_exists($class)) {
-            return [];
+        try {
+            if ($class === '' || ! class_exists($class)) {
+                return [];
+            }
+            $defaults = (new \ReflectionClass($class))->getDefaultProperties();
+        } catch (Throwable $e) {
+            return []; // a class that does not load: running the job fails it
         }
-        $defaults = (new \ReflectionClass($class))->getDefaultProperties();
         $out = [];
         foreach (['isolated', 'maxMemory', 'cpu'] as $name) {
             if (array_key_exists($name, $defaults) && is_scalar($defaults[$name])) {
