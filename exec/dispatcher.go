@@ -112,6 +112,10 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	return err
 }
 
+// Roll replaces every PHP worker once it is idle (a deploy: new code, no
+// job interrupted), as `php artisan queue:restart` does.
+func (d *Dispatcher) Roll() { d.pool.roll() }
+
 // Ready is how many pool workers are booted and serving.
 func (d *Dispatcher) Ready() int {
 	d.pool.mu.Lock()

@@ -178,6 +178,13 @@ func (f *forker) retire() {
 	}
 }
 
+// roll replaces the template: the next fork boots the new code.
+func (f *forker) roll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.retire()
+}
+
 // close stops the template and the socket.
 func (f *forker) close() {
 	f.mu.Lock()

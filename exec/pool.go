@@ -67,6 +67,10 @@ type pool struct {
 	defaultsMu sync.Mutex
 	defaults   map[string]Hints // class → declared defaults, until a roll
 
+	rollMu   sync.Mutex
+	rolledAt time.Time     // workers booted before are replaced when idle
+	rollCh   chan struct{} // closed at each roll
+
 	mu         sync.Mutex
 	ready      int           // workers booted and serving
 	isolated   int           // isolated jobs not yet done
@@ -149,6 +153,7 @@ func (p *pool) addReady(delta int) {
 // start boots the first worker (so a broken app is one clear error) and
 // starts every slot; the slots run until run is done.
 func (p *pool) start(ctx, run context.Context) error {
+	p.rollCh = make(chan struct{})
 	first, err := startWorker(ctx, p.cfg, p.script, p.log)
 	if err != nil {
 		return err
@@ -164,6 +169,28 @@ func (p *pool) start(ctx, run context.Context) error {
 		go p.slot(run, w)
 	}
 	return nil
+}
+
+// roll replaces every worker (and the fork template) once it is idle: new
+// code after a deploy, no job interrupted.
+func (p *pool) roll() {
+	p.rollMu.Lock()
+	p.rolledAt = time.Now()
+	close(p.rollCh)
+	p.rollCh = make(chan struct{})
+	p.rollMu.Unlock()
+	p.forgetDefaults()
+	if p.iso != nil && p.iso.forker != nil {
+		p.iso.forker.roll()
+	}
+}
+
+// rolling returns the channel closed at the next roll, and whether w
+// predates the last one.
+func (p *pool) rolling(w *worker) (<-chan struct{}, bool) {
+	p.rollMu.Lock()
+	defer p.rollMu.Unlock()
+	return p.rollCh, w != nil && w.booted.Before(p.rolledAt)
 }
 
 // slot keeps one worker alive and feeds it jobs until ctx is done.
@@ -206,7 +233,15 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 			pending = nil
 			continue
 		}
+		rolled, stale := p.rolling(w)
+		if stale {
+			p.log.Info("reload: recycling worker", "pid", w.pid, "reason", "reload")
+			w = p.retire(w)
+			continue
+		}
 		select {
+		case <-rolled:
+			continue // checked at the top
 		case t := <-p.tasks:
 			s, alive := p.strategyFor(w, t)
 			switch {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
@@ -293,6 +294,7 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 
 	n := notify.New()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
+	defer reloadOnHUP(ctx, d, n, log)()
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
 	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty, n))
@@ -304,6 +306,32 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	stopErr := d.Stop(stopCtx)
 	log.Info("kqueue stopped")
 	return errors.Join(runErr, serveErr, stopErr)
+}
+
+// reloadOnHUP rolls the dispatcher's workers on each SIGHUP (systemctl
+// reload) until ctx is done.
+// It stops when the returned function is called.
+func reloadOnHUP(ctx context.Context, d *exec.Dispatcher, n *notify.Notifier, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				n.Reloading()
+				log.Info("reload: replacing every PHP worker once it is idle")
+				d.Roll()
+				n.Ready("reloaded")
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // socketPair is a connected pair of unix stream sockets.
@@ -336,6 +364,9 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	defer rdb.Close()
 	n := notify.New()
 	n.Ready("redis reachable; connecting to the dispatcher")
+	// systemctl reload reaches the dispatcher through its own unit
+	// (ReloadPropagatedFrom); here it only must not end the poller.
+	signal.Ignore(syscall.SIGHUP)
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
 	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), false, n))
@@ -397,6 +428,7 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 	}
 	n := notify.New()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
+	defer reloadOnHUP(ctx, d, n, log)()
 	if every := n.WatchdogInterval(); every > 0 {
 		// Pinged only while the pool has a worker that can run a job.
 		go func() {

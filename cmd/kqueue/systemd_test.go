@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,5 +155,48 @@ func TestSocketActivation(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "listening on the socket systemd passed") {
 		t.Errorf("the dispatcher did not use the passed socket:\n%s", logs.String())
+	}
+}
+
+// SIGHUP (systemctl reload) during a steady stream of jobs replaces every
+// worker and interrupts or fails none. Not parallel: the signal goes to
+// the whole test process.
+func TestReloadRollsWorkers(t *testing.T) {
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	cfg := app.Config(t, 2, "")
+	const jobs = 400
+	app.Artisan(t, "kq:dispatch", "record", fmt.Sprintf("--count=%d", jobs))
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := testenv.NewLogs()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"run", "--config", cfg}, io.Discard, logs) }()
+	runs := testenv.Prefix + "kqtest:runs"
+	waitFor(t, 30*time.Second, "jobs to flow", func() bool { return r.Client.HLen(ctx, runs).Val() >= 20 })
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	logs.WaitFor(t, "reload: recycling worker", 2, 30*time.Second)
+	waitFor(t, 60*time.Second, "every job to run", func() bool {
+		return r.Client.HLen(ctx, runs).Val() == jobs && queueSize(t, r.Client, "default") == 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Client.HLen(context.Background(), runs).Val(); n != jobs {
+		t.Errorf("%d jobs ran, want %d", n, jobs)
+	}
+	for tag, n := range r.Client.HGetAll(context.Background(), runs).Val() {
+		if n != "1" {
+			t.Errorf("%s ran %s times", tag, n)
+		}
+	}
+	if rows := app.Sqlite(t, "SELECT uuid FROM failed_jobs"); len(rows) != 0 {
+		t.Errorf("%d jobs failed during the reload", len(rows))
+	}
+	if n := logs.Count("worker ready"); n < 3 {
+		t.Errorf("only %d worker boots: the workers were not replaced", n)
 	}
 }
