@@ -33,13 +33,7 @@ var kqueueBin = func() string {
 // through kqueue run with the same number of PHP processes, and reports
 // jobs per second.
 func BenchmarkNoopThroughput(b *testing.B) {
-	if _, err := os.Stat(kqueueBin); err != nil {
-		b.Fatalf("%s: build it first (make build)", kqueueBin)
-	}
-	r := testenv.StartRedis(b)
-	app := testenv.NewApp(b, r)
-	app.Env["KQ_PROBE"] = "0"
-	app.Env["LOG_CHANNEL"] = "null"
+	app := benchApp(b)
 
 	for _, workers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("runner=queue:work/php=%d", workers), func(b *testing.B) {
@@ -75,6 +69,17 @@ func BenchmarkNoopThroughput(b *testing.B) {
 	}
 }
 
+// benchApp is the fixture app on a private Redis, quiet, for timing.
+func benchApp(b *testing.B) *testenv.App {
+	if _, err := os.Stat(kqueueBin); err != nil {
+		b.Fatalf("%s: build it first (make build)", kqueueBin)
+	}
+	app := testenv.NewApp(b, testenv.StartRedis(b))
+	app.Env["KQ_PROBE"] = "0"
+	app.Env["LOG_CHANNEL"] = "null"
+	return app
+}
+
 // measure dispatches the jobs (untimed), then times one runner draining
 // them.
 func measure(b *testing.B, app *testenv.App, drain func(context.Context) error) {
@@ -103,13 +108,7 @@ func measure(b *testing.B, app *testenv.App, drain func(context.Context) error) 
 // isolated in a fresh process, and through `php artisan queue:work --once`
 // (a fresh Laravel per job, no isolation).
 func BenchmarkIsolationOverhead(b *testing.B) {
-	if _, err := os.Stat(kqueueBin); err != nil {
-		b.Fatalf("%s: build it first (make build)", kqueueBin)
-	}
-	r := testenv.StartRedis(b)
-	app := testenv.NewApp(b, r)
-	app.Env["KQ_PROBE"] = "0"
-	app.Env["LOG_CHANNEL"] = "null"
+	app := benchApp(b)
 	const n = 60
 	isolate := "[isolation]\nmax_concurrent = 1\nfresh = %v\n[[rule]]\nclass = \"App\\\\Jobs\\\\Noop\"\nstrategy = \"isolated\"\n"
 	for _, tc := range []struct{ name, extra string }{

@@ -110,15 +110,7 @@ func (p *pool) capacity() int {
 
 // isolatedDelta counts isolated jobs handed to the isolator and not yet
 // done.
-func (p *pool) isolatedDelta(d int) {
-	p.mu.Lock()
-	p.isolated += d
-	notify := p.onCapacity
-	p.mu.Unlock()
-	if notify != nil {
-		notify()
-	}
-}
+func (p *pool) isolatedDelta(d int) { p.adjust(&p.isolated, d) }
 
 // observe records how long a job took.
 func (p *pool) observe(d time.Duration) {
@@ -140,9 +132,12 @@ func (p *pool) observe(d time.Duration) {
 	}
 }
 
-func (p *pool) addReady(delta int) {
+func (p *pool) addReady(delta int) { p.adjust(&p.ready, delta) }
+
+// adjust changes a count the capacity depends on and announces it.
+func (p *pool) adjust(count *int, delta int) {
 	p.mu.Lock()
-	p.ready += delta
+	*count += delta
 	notify := p.onCapacity
 	p.mu.Unlock()
 	if notify != nil {
@@ -336,23 +331,7 @@ func (p *pool) classDefaults(w *worker, class string) (Hints, bool) {
 		return Hints{}, false
 	}
 	for name, v := range r.msg.Defaults {
-		switch x := v.(type) {
-		case bool:
-			if name == "isolated" {
-				h.Isolated = &x
-			}
-		case float64:
-			n := int64(x)
-			switch name {
-			case "maxMemory":
-				h.MaxMemory = &n
-			case "cpu":
-				h.CPU = &n
-			case "isolated":
-				b := n != 0
-				h.Isolated = &b
-			}
-		}
+		h.set(name, v)
 	}
 	p.defaultsMu.Lock()
 	if p.defaults == nil {

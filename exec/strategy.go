@@ -62,29 +62,40 @@ type Hints struct {
 func hintsFrom(o *payload.Object) (h Hints, known map[string]bool) {
 	known = map[string]bool{}
 	for _, name := range []string{"isolated", "maxMemory", "cpu"} {
-		v, ok := o.Props[name]
-		if !ok {
-			continue
-		}
-		known[name] = true
-		switch v := v.(type) {
-		case bool:
-			if name == "isolated" {
-				h.Isolated = &v
-			}
-		case int64:
-			switch name {
-			case "maxMemory":
-				h.MaxMemory = &v
-			case "cpu":
-				h.CPU = &v
-			case "isolated":
-				b := v != 0
-				h.Isolated = &b
-			}
+		if v, ok := o.Props[name]; ok {
+			known[name] = true
+			h.set(name, v)
 		}
 	}
 	return h, known
+}
+
+// set records one property's value: a bool or a number (int64 from PHP's
+// serialize format, float64 from JSON). Other values are ignored.
+func (h *Hints) set(name string, v any) {
+	var n int64
+	switch x := v.(type) {
+	case bool:
+		if name == "isolated" {
+			h.Isolated = &x
+		}
+		return
+	case int64:
+		n = x
+	case float64:
+		n = int64(x)
+	default:
+		return
+	}
+	switch name {
+	case "maxMemory":
+		h.MaxMemory = &n
+	case "cpu":
+		h.CPU = &n
+	case "isolated":
+		b := n != 0
+		h.Isolated = &b
+	}
 }
 
 // merge fills what h does not say from d (the class's defaults).
