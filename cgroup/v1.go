@@ -2,6 +2,7 @@ package cgroup
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -39,8 +40,9 @@ func newV1(instance string) (*v1, error) {
 			}, nil
 		},
 	}
-	// Prove it: create and remove a group.
-	g, err := d.Create("probe", Limits{})
+	// Prove it: create and remove a group (named apart from any other
+	// process's probe).
+	g, err := d.Create(fmt.Sprintf("probe-%d-%d", os.Getpid(), rand.Uint32()), Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -52,13 +54,17 @@ func newV1(instance string) (*v1, error) {
 
 func (*v1) Name() string { return "cgroupfs" }
 
-// Close removes the instance's parent group in every controller.
+// Close removes the instance's parent group in every controller, if it is
+// empty. Never recursively: another dispatcher of the same instance may
+// still have groups under it.
 func (d *v1) Close() error {
-	cg, err := cgroup1.Load(cgroup1.NestedPath(d.root), cgroup1.WithHiearchy(d.hierarchy))
-	if err != nil {
-		return nil // already gone
+	path := cgroup1.NestedPath(d.root)
+	for _, c := range []cgroup1.Name{cgroup1.Memory, cgroup1.Cpu, cgroup1.Cpuacct, cgroup1.Pids, cgroup1.Freezer} {
+		if p, err := path(c); err == nil {
+			os.Remove(filepath.Join(mountRoot, string(c), p))
+		}
 	}
-	return cg.Delete()
+	return nil
 }
 
 func (d *v1) Create(name string, l Limits) (Group, error) {
