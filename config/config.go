@@ -35,6 +35,13 @@ type Config struct {
 	Isolation  Isolation  `toml:"isolation"`
 	Rules      []Rule     `toml:"rule"`
 	Dispatcher Dispatcher `toml:"dispatcher"`
+	Control    Control    `toml:"control"`
+}
+
+// Control is where `kqueue status` reaches a running instance.
+type Control struct {
+	// Socket is the unix socket path. Default "/run/kqueue/NAME.control".
+	Socket string `toml:"socket"`
 }
 
 // Isolation is how isolated jobs run: each in its own process and cgroup.
@@ -319,6 +326,9 @@ func (c *Config) complete() error {
 
 	if c.Dispatcher.Socket == "" {
 		c.Dispatcher.Socket = "/run/kqueue/" + cmp.Or(c.Name, "default") + ".sock"
+	}
+	if c.Control.Socket == "" {
+		c.Control.Socket = "/run/kqueue/" + cmp.Or(c.Name, "default") + ".control"
 	}
 	return nil
 }

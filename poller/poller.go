@@ -94,6 +94,9 @@ type Poller struct {
 	inflight map[uint64]*running
 	capacity int
 	stats    Stats
+	failures []FailedRecent
+	// snapshots carries `kqueue status` requests into the main loop.
+	snapshots chan chan Snapshot
 }
 
 type queueState struct {
@@ -118,7 +121,7 @@ func New(cfg Config) *Poller {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Poller{cfg: cfg, log: cfg.Logger, inflight: map[uint64]*running{}}
+	p := &Poller{cfg: cfg, log: cfg.Logger, inflight: map[uint64]*running{}, snapshots: make(chan chan Snapshot)}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -305,6 +308,8 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			p.extendLeases(bg)
 		case <-heartbeat.C:
 			p.beat(stopping)
+		case reply := <-p.snapshots:
+			reply <- p.snapshot(stopping)
 		case <-done:
 			done = nil
 			stopping = true
@@ -402,6 +407,9 @@ func (p *Poller) settle(ctx context.Context, acks redis.Pipeliner, r *running, o
 	}
 	if o.Reason != "" {
 		attrs = append(attrs, "error", o.Reason)
+	}
+	if o.Failed || o.Result == "timeout" || o.Result == "crashed" || o.Result == "oom" {
+		p.recordFailure(FailedRecent{At: p.cfg.Now(), Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Result: o.Result, Reason: o.Reason})
 	}
 	switch {
 	case o.Failed:

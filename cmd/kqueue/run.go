@@ -40,11 +40,13 @@ Usage:
   kqueue poller     --config FILE                       the queue side (what kqueue@NAME runs)
   kqueue dispatcher --config FILE                       the execution side (kqueue-dispatcher@NAME)
   kqueue check      --config FILE                       check a config and the app behind it
+  kqueue status     --config FILE [--json]              live counts, queue depths, running jobs, last failures
   kqueue version                                        print the version
 
 Flags:
   --config FILE       the instance config (default /etc/kqueue/default.toml)
   --stop-when-empty   run: exit once no job is ready or running
+  --json              status: print the raw JSON
   --log-format FMT    text (default) or json
   --log-level LEVEL   debug, info (default), warn or error
   --cpuprofile FILE   write a Go CPU profile (pprof) of this run to FILE
@@ -77,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logFormat := fs.String("log-format", "text", "")
 	logLevel := fs.String("log-level", "info", "")
 	cpuProfile := fs.String("cpuprofile", "", "")
+	asJSON := fs.Bool("json", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -115,6 +118,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDispatcher(ctx, cfg, log)
 	case "check":
 		return check(ctx, cfg, stdout)
+	case "status":
+		return status(ctx, cfg, stdout, *asJSON)
 	}
 	return fmt.Errorf("unknown command %q: %w", cmd, errUsage)
 }
@@ -298,6 +303,12 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
 	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty, n))
+	stopControl, err := serveControl(ctx, cfg, p, log)
+	if err != nil {
+		log.Warn("kqueue status will not reach this instance", "error", err)
+	} else {
+		defer stopControl()
+	}
 	runErr := p.Run(ctx, protocol.NewConn(pc))
 	serveErr := <-served
 
@@ -370,6 +381,11 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
 	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), false, n))
+	if stopControl, err := serveControl(ctx, cfg, p, log); err != nil {
+		log.Warn("kqueue status will not reach this instance", "error", err)
+	} else {
+		defer stopControl()
+	}
 	var dialer net.Dialer
 	logged := false
 	for ctx.Err() == nil {

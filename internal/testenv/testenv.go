@@ -165,6 +165,7 @@ func (a *App) Config(t testing.TB, workers int, extra string) string {
 	fmt.Fprintf(&b, "[redis]\nurl = %q\n", a.Redis.URL())
 	fmt.Fprintf(&b, "[pool]\nworkers = %d\n", workers)
 	fmt.Fprintf(&b, "[dispatcher]\nsocket = %q\n", filepath.Join(a.Path, "..", "kqueue.sock"))
+	fmt.Fprintf(&b, "[control]\nsocket = %q\n", filepath.Join(a.Path, "..", "kqueue.control"))
 	b.WriteString(extra)
 	path := filepath.Join(a.Path, "..", "kqueue.toml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {

@@ -80,6 +80,13 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
             }
             break;
 
+        // status: one failure, then two jobs that run for a while.
+        case 'status':
+            $on(Jobs\FailsManually::dispatch('status-failure'));
+            $on(Jobs\Sleeps::dispatch('sleep-0', 3, 60, 1));
+            $on(Jobs\Sleeps::dispatch('sleep-1', 3, 60, 1));
+            break;
+
         case 'crash':
             $on(Jobs\Crashes::dispatch('crash'));
             break;

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// `kqueue status` shows a running instance's live state: counts, queue
+// depths, running jobs, the last failures. Golden file, with ages, uuids
+// and times masked.
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	cfg := app.Config(t, 2, "[[queue]]\nname = \"default\"\n[[queue]]\nname = \"low\"\n")
+	app.Artisan(t, "kq:dispatch", "status")
+	app.Artisan(t, "kq:dispatch", "record", "--count=2", "--queue=low")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := kqueue(t, ctx, "run", "--config", cfg)
+		done <- err
+	}()
+	runs := testenv.Prefix + "kqtest:runs"
+	waitFor(t, 30*time.Second, "the sleeping jobs to start", func() bool {
+		return r.Client.HExists(ctx, runs, "sleep-0").Val() && r.Client.HExists(ctx, runs, "sleep-1").Val()
+	})
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"status", "--config", cfg}, &out, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	got := mask(out.String())
+	golden := filepath.Join("testdata", "status.golden")
+	if *update {
+		os.WriteFile(golden, []byte(got), 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("kqueue status:\n%s\nwant:\n%s", got, want)
+	}
+
+	var js bytes.Buffer
+	if err := run(ctx, []string{"status", "--config", cfg, "--json"}, &js, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Running []struct{ JobName string `json:"job_name"` } `json:"running"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &s); err != nil || len(s.Running) != 2 {
+		t.Errorf("status --json: %v %s", err, js.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"status", "--config", cfg}, &out, os.Stderr); err == nil || !strings.Contains(err.Error(), "is not running") {
+		t.Errorf("status of a stopped instance: %v", err)
+	}
+}
+
+var masks = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), "<uuid>"},
+	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`), "<time>"},
+	{regexp.MustCompile(`(?m)^\d+(\.\d+)?m?s `), "<age> "},
+}
+
+func mask(s string) string {
+	for _, m := range masks {
+		s = m.re.ReplaceAllString(s, m.with)
+	}
+	return s
+}

@@ -1,0 +1,97 @@
+package poller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Snapshot is what `kqueue status` shows of a running poller.
+type Snapshot struct {
+	Instance string         `json:"instance"`
+	Stats    Stats          `json:"stats"`
+	Queues   []QueueDepth   `json:"queues"`
+	Running  []RunningJob   `json:"running"`
+	Failures []FailedRecent `json:"recent_failures"`
+}
+
+// QueueDepth is one queue's jobs in Redis.
+type QueueDepth struct {
+	Name     string `json:"name"`
+	Ready    int64  `json:"ready"`
+	Delayed  int64  `json:"delayed"`
+	Reserved int64  `json:"reserved"`
+}
+
+// RunningJob is a job handed to the dispatcher and not yet settled.
+type RunningJob struct {
+	Queue   string        `json:"queue"`
+	UUID    string        `json:"job_uuid"`
+	Name    string        `json:"job_name"`
+	Attempt int           `json:"attempt"`
+	Age     time.Duration `json:"age"`
+}
+
+// FailedRecent is one of the last failures.
+type FailedRecent struct {
+	At     time.Time `json:"at"`
+	Queue  string    `json:"queue"`
+	UUID   string    `json:"job_uuid"`
+	Name   string    `json:"job_name"`
+	Result string    `json:"outcome"`
+	Reason string    `json:"error"`
+}
+
+// keepFailures is how many recent failures a snapshot shows.
+const keepFailures = 10
+
+// Snapshot asks the running main loop for its state (so a wedged loop
+// does not answer) and reads the queues' depths from Redis.
+func (p *Poller) Snapshot(ctx context.Context) (Snapshot, error) {
+	reply := make(chan Snapshot, 1)
+	select {
+	case p.snapshots <- reply:
+	case <-ctx.Done():
+		return Snapshot{}, fmt.Errorf("poller main loop did not answer: %w", ctx.Err())
+	}
+	var s Snapshot
+	select {
+	case s = <-reply:
+	case <-ctx.Done():
+		return Snapshot{}, fmt.Errorf("poller main loop did not answer: %w", ctx.Err())
+	}
+	pipe := p.cfg.Redis.Pipeline()
+	type counts struct{ ready, delayed, reserved interface{ Val() int64 } }
+	var cs []counts
+	for _, q := range p.queues {
+		cs = append(cs, counts{pipe.LLen(ctx, q.keys.queue), pipe.ZCard(ctx, q.keys.delayed), pipe.ZCard(ctx, q.keys.reserved)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return s, fmt.Errorf("read queue depths: %w", err)
+	}
+	for i, q := range p.queues {
+		s.Queues = append(s.Queues, QueueDepth{Name: q.Name, Ready: cs[i].ready.Val(), Delayed: cs[i].delayed.Val(), Reserved: cs[i].reserved.Val()})
+	}
+	return s, nil
+}
+
+// snapshot fills a snapshot from the main loop's state.
+func (p *Poller) snapshot(stopping bool) Snapshot {
+	s := Snapshot{Instance: p.cfg.Instance, Stats: p.stats, Failures: append([]FailedRecent(nil), p.failures...)}
+	s.Stats.Running, s.Stats.Capacity, s.Stats.Stopping = len(p.inflight), p.capacity, stopping
+	now := p.cfg.Now()
+	for _, r := range p.inflight {
+		s.Running = append(s.Running, RunningJob{Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Attempt: r.p.Attempts + 1, Age: now.Sub(r.started)})
+	}
+	sort.Slice(s.Running, func(i, j int) bool { return s.Running[i].Age > s.Running[j].Age })
+	return s
+}
+
+// recordFailure keeps the last failures for the snapshot.
+func (p *Poller) recordFailure(f FailedRecent) {
+	p.failures = append(p.failures, f)
+	if len(p.failures) > keepFailures {
+		p.failures = p.failures[len(p.failures)-keepFailures:]
+	}
+}
