@@ -63,7 +63,9 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s struct {
-		Running []struct{ JobName string `json:"job_name"` } `json:"running"`
+		Running []struct {
+			JobName string `json:"job_name"`
+		} `json:"running"`
 	}
 	if err := json.Unmarshal(js.Bytes(), &s); err != nil || len(s.Running) != 2 {
 		t.Errorf("status --json: %v %s", err, js.String())
