@@ -36,6 +36,14 @@ type Config struct {
 	Rules      []Rule     `toml:"rule"`
 	Dispatcher Dispatcher `toml:"dispatcher"`
 	Control    Control    `toml:"control"`
+	Metrics    Metrics    `toml:"metrics"`
+}
+
+// Metrics is the Prometheus endpoint.
+type Metrics struct {
+	// Listen is the address of /metrics ("127.0.0.1:9464"). Default ""
+	// (off).
+	Listen string `toml:"listen"`
 }
 
 // Control is where `kqueue status` reaches a running instance.

@@ -64,6 +64,10 @@ type Config struct {
 	// the loop is wedged: the place for watchdog pings.
 	Heartbeat      func(Stats)
 	HeartbeatEvery time.Duration
+	// Observe, when set, is told of every settled job (for metrics).
+	Observe func(queue, job, outcome string, d time.Duration)
+	// OnStart, when set, is given the poller New made.
+	OnStart func(*Poller)
 }
 
 // Stats are the poller's live counts.
@@ -124,6 +128,9 @@ func New(cfg Config) *Poller {
 	p := &Poller{cfg: cfg, log: cfg.Logger, inflight: map[uint64]*running{}, snapshots: make(chan chan Snapshot)}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.OnStart != nil {
+		defer cfg.OnStart(p)
 	}
 	for _, q := range cfg.Queues {
 		q.RetryAfter = cmp.Or(q.RetryAfter, 90*time.Second)
@@ -407,6 +414,9 @@ func (p *Poller) settle(ctx context.Context, acks redis.Pipeliner, r *running, o
 	}
 	if o.Reason != "" {
 		attrs = append(attrs, "error", o.Reason)
+	}
+	if p.cfg.Observe != nil {
+		p.cfg.Observe(r.queue.Name, r.p.Name(), o.Result, o.Duration)
 	}
 	if o.Failed || o.Result == "timeout" || o.Result == "crashed" || o.Result == "oom" {
 		p.recordFailure(FailedRecent{At: p.cfg.Now(), Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Result: o.Result, Reason: o.Reason})

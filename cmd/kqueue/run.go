@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/exec"
 	"github.com/kqueue/kqueue/journal"
+	"github.com/kqueue/kqueue/metrics"
 	"github.com/kqueue/kqueue/notify"
 	"github.com/kqueue/kqueue/poller"
 	"github.com/kqueue/kqueue/protocol"
@@ -302,7 +304,10 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	defer reloadOnHUP(ctx, d, n, log)()
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
-	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty, n))
+	pcfg := pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty, n)
+	stopMetrics := serveMetrics(ctx, cfg, &pcfg, log)
+	defer stopMetrics()
+	p := poller.New(pcfg)
 	stopControl, err := serveControl(ctx, cfg, p, log)
 	if err != nil {
 		log.Warn("kqueue status will not reach this instance", "error", err)
@@ -317,6 +322,34 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	stopErr := d.Stop(stopCtx)
 	log.Info("kqueue stopped")
 	return errors.Join(runErr, serveErr, stopErr)
+}
+
+// pollerRef is the poller the metrics read depths from, once it exists.
+type pollerRef struct{ atomic.Pointer[poller.Poller] }
+
+// serveMetrics starts /metrics when [metrics] listen is set, and hooks the
+// poller's settled jobs into it.
+func serveMetrics(ctx context.Context, cfg *config.Config, pc *poller.Config, log *slog.Logger) (stop func()) {
+	if cfg.Metrics.Listen == "" {
+		return func() {}
+	}
+	ref := &pollerRef{}
+	m := metrics.New(func(ctx context.Context) (poller.Snapshot, error) {
+		p := ref.Load()
+		if p == nil {
+			return poller.Snapshot{}, errors.New("not started")
+		}
+		return p.Snapshot(ctx)
+	})
+	pc.Observe = m.Observe
+	addr, stop, err := m.Serve(ctx, cfg.Metrics.Listen)
+	if err != nil {
+		log.Error("metrics off", "error", err)
+		return func() {}
+	}
+	log.Info("metrics", "listen", addr.String())
+	pc.OnStart = func(p *poller.Poller) { ref.Store(p) }
+	return stop
 }
 
 // reloadOnHUP rolls the dispatcher's workers on each SIGHUP (systemctl
@@ -380,7 +413,10 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	signal.Ignore(syscall.SIGHUP)
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
-	p := poller.New(pollerConfig(cfg, rdb, log.With("component", "poller"), false, n))
+	pcfg := pollerConfig(cfg, rdb, log.With("component", "poller"), false, n)
+	stopMetrics := serveMetrics(ctx, cfg, &pcfg, log)
+	defer stopMetrics()
+	p := poller.New(pcfg)
 	if stopControl, err := serveControl(ctx, cfg, p, log); err != nil {
 		log.Warn("kqueue status will not reach this instance", "error", err)
 	} else {

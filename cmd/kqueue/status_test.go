@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -93,4 +97,57 @@ func mask(s string) string {
 		s = m.re.ReplaceAllString(s, m.with)
 	}
 	return s
+}
+
+// [metrics] listen serves Prometheus metrics: jobs by outcome, durations,
+// queue depths.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := app.Config(t, 1, fmt.Sprintf("[metrics]\nlisten = %q\n", addr))
+	app.Artisan(t, "kq:dispatch", "record", "--count=3")
+	app.Artisan(t, "kq:dispatch", "status")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := kqueue(t, ctx, "run", "--config", cfg)
+		done <- err
+	}()
+	runs := testenv.Prefix + "kqtest:runs"
+	waitFor(t, 30*time.Second, "jobs to run", func() bool { return r.Client.HLen(ctx, runs).Val() >= 4 })
+	var body string
+	waitFor(t, 30*time.Second, "metrics", func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return strings.Contains(body, `kqueue_jobs_total{job="App\\Jobs\\Record",outcome="done",queue="default"} 3`) &&
+			strings.Contains(body, `kqueue_jobs_total{job="App\\Jobs\\FailsManually",outcome="failed",queue="default"} 1`)
+	})
+	for _, want := range []string{
+		`kqueue_job_duration_seconds_count{queue="default"}`,
+		`kqueue_queue_jobs{queue="default",state="ready"}`,
+		`kqueue_running_jobs`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, body)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
