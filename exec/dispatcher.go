@@ -25,6 +25,14 @@ type Dispatcher struct {
 	stopPool context.CancelFunc
 	capSig   chan struct{}
 	stopOnce sync.Once
+	hardOnce sync.Once
+}
+
+// HardStop kills the running jobs and releases them back to their queues
+// (attempt counted), and releases queued ones unrun: the end of a drain
+// that took longer than the shutdown timeout.
+func (d *Dispatcher) HardStop() {
+	d.hardOnce.Do(func() { close(d.pool.hardStop) })
 }
 
 // New returns a Dispatcher; Start boots its pool.
@@ -103,7 +111,7 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			close(d.pool.hardStop)
+			d.HardStop()
 			<-done
 			err = fmt.Errorf("stop dispatcher: running jobs killed: %w", ctx.Err())
 		}

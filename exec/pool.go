@@ -372,6 +372,13 @@ func (p *pool) retire(w *worker) *worker {
 // run runs one job. It returns the worker to keep (nil when it is gone)
 // and an orphan when the job's worker died under it.
 func (p *pool) run(w *worker, t *task, s Strategy) (*worker, *orphan) {
+	select {
+	case <-p.hardStop: // stopping hard: do not start it
+		t.reply(protocol.Outcome{ID: t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(), Strategy: "inline",
+			Result: "interrupted", Reason: "kqueue was stopping and the job had not started"})
+		return w, nil
+	default:
+	}
 	fields := t.fields()
 	w.current.Store(&fields)
 	timeout := t.timeout(p.cfg.Timeout)

@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -304,7 +305,11 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	defer reloadOnHUP(ctx, d, n, log)()
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
+	defer hardStopAfter(ctx, d, cfg.Job.ShutdownTimeout.D())()
 	pcfg := pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty, n)
+	// The poller outwaits the dispatcher's hard stop, to apply the releases
+	// of the jobs it kills.
+	pcfg.ShutdownTimeout += 10 * time.Second
 	stopMetrics := serveMetrics(ctx, cfg, &pcfg, log)
 	defer stopMetrics()
 	p := poller.New(pcfg)
@@ -350,6 +355,27 @@ func serveMetrics(ctx context.Context, cfg *config.Config, pc *poller.Config, lo
 	log.Info("metrics", "listen", addr.String())
 	pc.OnStart = func(p *poller.Poller) { ref.Store(p) }
 	return stop
+}
+
+// hardStopAfter ends a drain: once ctx is done, running jobs get timeout to
+// finish, then they are killed and released. The returned function
+// cancels it.
+func hardStopAfter(ctx context.Context, d *exec.Dispatcher, timeout time.Duration) (cancel func()) {
+	var timer *time.Timer
+	var mu sync.Mutex
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(timeout, d.HardStop)
+	})
+	return func() {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		if timer != nil {
+			timer.Stop()
+		}
+	}
 }
 
 // reloadOnHUP rolls the dispatcher's workers on each SIGHUP (systemctl
@@ -481,6 +507,7 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 	n := notify.New()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
 	defer reloadOnHUP(ctx, d, n, log)()
+	defer hardStopAfter(ctx, d, cfg.Job.ShutdownTimeout.D())()
 	if every := n.WatchdogInterval(); every > 0 {
 		// Pinged only while the pool has a worker that can run a job.
 		go func() {

@@ -286,3 +286,42 @@ func TestStopLetsRunningJobsFinish(t *testing.T) {
 		t.Errorf("%d jobs finished, want the 2 running at the stop:\n%s", n, logs)
 	}
 }
+
+// TestStopPastShutdownTimeout: jobs still running when the shutdown
+// timeout ends are killed and released back to their queue with the
+// attempt counted — nothing lost, nothing left reserved.
+func TestStopPastShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	cfg := app.Config(t, 2, "[job]\nshutdown_timeout = 1\n")
+	app.Artisan(t, "kq:dispatch", "sleep", "--count=2") // 2 s each
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	var logs string
+	go func() {
+		var err error
+		logs, err = kqueue(t, ctx, "run", "--config", cfg)
+		done <- err
+	}()
+	waitFor(t, 30*time.Second, "both jobs to start", func() bool {
+		return r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() == 2
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("%v\n%s", err, logs)
+	}
+	bg := context.Background()
+	q := testenv.Prefix + "queues:default"
+	if n := r.Client.ZCard(bg, q+":reserved").Val(); n != 0 {
+		t.Errorf("%d reservations left", n)
+	}
+	if n := r.Client.ZCard(bg, q+":delayed").Val() + r.Client.LLen(bg, q).Val(); n != 2 {
+		t.Errorf("%d jobs back in the queue, want the 2 interrupted:\n%s", n, logs)
+	}
+	if n := strings.Count(logs, "outcome=interrupted"); n != 2 {
+		t.Errorf("%d interrupted outcomes, want 2:\n%s", n, logs)
+	}
+}
