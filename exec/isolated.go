@@ -91,14 +91,7 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 	i.log.Debug("isolated job starting", append(fields, "pid", w.pid, "why", s.Why, "process", how)...)
 	w.current.Store(&fields)
 
-	timeout := t.timeout(i.cfg.Timeout)
-	if (t.p == nil || t.p.Timeout == nil) && s.Timeout != nil {
-		timeout = *s.Timeout
-	}
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
+	timeout, deadline := t.deadline(s, i.cfg.Timeout)
 	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, i.hardStop)
 	stats, err := g.Stats()
 	if err != nil {

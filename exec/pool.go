@@ -34,12 +34,20 @@ func (t *task) fields() []any {
 	return []any{"queue", t.job.Queue, "job_uuid", t.p.UUID, "job_name", t.p.Name(), "attempt", t.p.Attempts + 1}
 }
 
-// timeout is the job's own timeout, else the configured default; 0: none.
-func (t *task) timeout(def time.Duration) time.Duration {
-	if t.p != nil && t.p.Timeout != nil {
-		return *t.p.Timeout
+// deadline is the job's timeout — its own, else its rule's, else def (0:
+// none) — and the moment it runs out, from now (zero: never).
+func (t *task) deadline(s Strategy, def time.Duration) (time.Duration, time.Time) {
+	timeout := def
+	switch {
+	case t.p != nil && t.p.Timeout != nil:
+		timeout = *t.p.Timeout
+	case s.Timeout != nil:
+		timeout = *s.Timeout
 	}
-	return def
+	if timeout <= 0 {
+		return 0, time.Time{}
+	}
+	return timeout, time.Now().Add(timeout)
 }
 
 // orphan is a job whose worker died under it: Laravel's failure rules must
@@ -381,14 +389,7 @@ func (p *pool) run(w *worker, t *task, s Strategy) (*worker, *orphan) {
 	}
 	fields := t.fields()
 	w.current.Store(&fields)
-	timeout := t.timeout(p.cfg.Timeout)
-	if (t.p == nil || t.p.Timeout == nil) && s.Timeout != nil {
-		timeout = *s.Timeout
-	}
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
+	timeout, deadline := t.deadline(s, p.cfg.Timeout)
 	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, p.hardStop)
 	// current stays set: output the job wrote just before it answered may
 	// still be in the pipe, and belongs to it.

@@ -44,6 +44,24 @@ func kqueue(t *testing.T, ctx context.Context, args ...string) (string, error) {
 	return logs.String(), err
 }
 
+// background runs `kqueue args…` until ctx is done; wait returns its log
+// and its error.
+func background(t *testing.T, ctx context.Context, args ...string) (wait func() (string, error)) {
+	type result struct {
+		logs string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		logs, err := kqueue(t, ctx, args...)
+		ch <- result{logs, err}
+	}()
+	return func() (string, error) {
+		r := <-ch
+		return r.logs, r.err
+	}
+}
+
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -260,19 +260,14 @@ func TestStopLetsRunningJobsFinish(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	done := make(chan error, 1)
-	var logs string
-	go func() {
-		var err error
-		logs, err = kqueue(t, ctx, "run", "--config", cfg)
-		done <- err
-	}()
+	wait := background(t, ctx, "run", "--config", cfg)
 	reserved := testenv.Prefix + "queues:default:reserved"
 	waitFor(t, 30*time.Second, "two jobs to start", func() bool {
 		return r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() == 2
 	})
 	cancel()
-	if err := <-done; err != nil {
+	logs, err := wait()
+	if err != nil {
 		t.Fatalf("kqueue run after SIGTERM: %v\n%s", err, logs)
 	}
 	bg := context.Background()
@@ -299,18 +294,13 @@ func TestStopPastShutdownTimeout(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	done := make(chan error, 1)
-	var logs string
-	go func() {
-		var err error
-		logs, err = kqueue(t, ctx, "run", "--config", cfg)
-		done <- err
-	}()
+	wait := background(t, ctx, "run", "--config", cfg)
 	waitFor(t, 30*time.Second, "both jobs to start", func() bool {
 		return r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() == 2
 	})
 	cancel()
-	if err := <-done; err != nil {
+	logs, err := wait()
+	if err != nil {
 		t.Fatalf("%v\n%s", err, logs)
 	}
 	bg := context.Background()

@@ -35,11 +35,7 @@ func TestStatus(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := kqueue(t, ctx, "run", "--config", cfg)
-		done <- err
-	}()
+	wait := background(t, ctx, "run", "--config", cfg)
 	runs := testenv.Prefix + "kqtest:runs"
 	waitFor(t, 30*time.Second, "the sleeping jobs to start", func() bool {
 		return r.Client.HExists(ctx, runs, "sleep-0").Val() && r.Client.HExists(ctx, runs, "sleep-1").Val()
@@ -75,7 +71,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("status --json: %v %s", err, js.String())
 	}
 	cancel()
-	if err := <-done; err != nil {
+	if _, err := wait(); err != nil {
 		t.Fatal(err)
 	}
 	if err := run(context.Background(), []string{"status", "--config", cfg}, &out, os.Stderr); err == nil || !strings.Contains(err.Error(), "is not running") {
@@ -118,11 +114,7 @@ func TestMetrics(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := kqueue(t, ctx, "run", "--config", cfg)
-		done <- err
-	}()
+	wait := background(t, ctx, "run", "--config", cfg)
 	runs := testenv.Prefix + "kqtest:runs"
 	waitFor(t, 30*time.Second, "jobs to run", func() bool { return r.Client.HLen(ctx, runs).Val() >= 4 })
 	var body string
@@ -147,7 +139,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	cancel()
-	if err := <-done; err != nil {
+	if _, err := wait(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -72,11 +72,7 @@ func TestNotify(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "1000000")
 
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		_, err := kqueue(t, ctx, "run", "--config", cfg)
-		done <- err
-	}()
+	wait := background(t, ctx, "run", "--config", cfg)
 	next := func() string {
 		buf := make([]byte, 4096)
 		srv.SetReadDeadline(time.Now().Add(30 * time.Second))
@@ -105,7 +101,7 @@ func TestNotify(t *testing.T) {
 			break
 		}
 	}
-	if err := <-done; err != nil {
+	if _, err := wait(); err != nil {
 		t.Fatal(err)
 	}
 }
