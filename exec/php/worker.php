@@ -217,6 +217,17 @@ final class Server
     // returns the child's pid; in the child, fork returns 0 once it is done.
     private function fork(string $socket): int
     {
+        // Close every connection first, in the template: a child must share
+        // none, and closing one in the child would speak on the template's
+        // socket (MySQL's QUIT). The template reconnects when it needs to.
+        foreach (array_keys($this->app['db']->getConnections()) as $name) {
+            $this->app['db']->purge($name);
+        }
+        if ($this->app->resolved('redis')) {
+            foreach (array_keys($this->app['redis']->connections() ?? []) as $name) {
+                $this->app['redis']->purge($name);
+            }
+        }
         $pid = pcntl_fork();
         if ($pid === -1) {
             throw new RuntimeException('pcntl_fork failed');
@@ -226,20 +237,11 @@ final class Server
             $this->reapForks();
             return $pid;
         }
-        // The child: its own process group, none of the template's
-        // connections or channels.
+        // The child: its own process group, none of the template's channels.
         posix_setpgid(0, 0);
         $this->forks = 0;
         fclose($this->in);
         fclose($this->out);
-        foreach (array_keys($this->app['db']->getConnections()) as $name) {
-            $this->app['db']->purge($name);
-        }
-        if ($this->app->resolved('redis')) {
-            foreach (array_keys($this->app['redis']->connections() ?? []) as $name) {
-                $this->app['redis']->purge($name);
-            }
-        }
         $conn = stream_socket_client('unix://'.$socket, $errno, $errstr, 10);
         if ($conn === false) {
             fwrite(STDERR, "kqueue fork child: connect $socket: $errstr\n");
