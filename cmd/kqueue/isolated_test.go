@@ -97,3 +97,46 @@ func testIsolatedJobs(t *testing.T, fresh bool) {
 		}
 	}
 }
+
+// isolation.max_concurrent caps isolated jobs apart from the pool: with 1,
+// no two run at once, while the pool's two workers stay free for others.
+func TestIsolationMaxConcurrent(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	app.Artisan(t, "kq:dispatch", "isolated-sleep", "--count=4")
+	app.Artisan(t, "kq:dispatch", "record", "--count=3")
+	cfg := app.Config(t, 2, "[isolation]\nmax_concurrent = 1\n")
+	logs, err := kqueue(t, context.Background(), "run", "--config", cfg, "--stop-when-empty")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs)
+	}
+	type span struct{ Start, End float64 }
+	var spans []span
+	for _, recs := range probeLog(t, r.Client) {
+		for _, rec := range recs {
+			var s struct {
+				Kind       string
+				Start, End float64
+			}
+			json.Unmarshal([]byte(rec), &s)
+			if s.Kind == "span" {
+				spans = append(spans, span{s.Start, s.End})
+			}
+		}
+	}
+	if len(spans) != 4 {
+		t.Fatalf("%d isolated jobs ran, want 4", len(spans))
+	}
+	for i, a := range spans {
+		for _, b := range spans[i+1:] {
+			if a.Start < b.End && b.Start < a.End {
+				t.Errorf("two isolated jobs overlapped under max_concurrent = 1: %v %v", a, b)
+			}
+		}
+	}
+	if n := r.Client.HLen(context.Background(), testenv.Prefix+"kqtest:runs").Val(); n != 7 {
+		t.Errorf("%d jobs ran, want 7", n)
+	}
+}

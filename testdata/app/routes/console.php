@@ -87,6 +87,12 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
             $on(Jobs\Sleeps::dispatch('sleep-1', 3, 60, 1));
             break;
 
+        case 'isolated-sleep':
+            for ($i = 0; $i < $count; $i++) {
+                $on(Jobs\IsolatedSleeper::dispatch("iso-$i"));
+            }
+            break;
+
         case 'crash':
             $on(Jobs\Crashes::dispatch('crash'));
             break;
