@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
@@ -141,10 +142,18 @@ func (s *scope) Kill() error {
 		return nil
 	}
 	err := os.WriteFile(filepath.Join(s.dir, "cgroup.kill"), []byte("1"), 0)
-	if errors.Is(err, os.ErrNotExist) {
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if _, derr := os.Stat(s.dir); errors.Is(derr, os.ErrNotExist) {
 		return nil // already collected: empty
 	}
-	return err
+	// A kernel before 5.14 has no cgroup.kill: systemd signals every
+	// process of the scope.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.d.conn.KillUnitContext(ctx, s.unit, int32(syscall.SIGKILL))
+	return nil
 }
 
 func (s *scope) Stats() (Stats, error) {
