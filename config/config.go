@@ -358,9 +358,6 @@ func (c *Config) Risks() []string {
 	return risks
 }
 
-// RedisOptions is the parsed redis.url.
-func (c *Config) RedisOptions() (*url.URL, error) { return redisOptions(c.Redis.URL) }
-
 func redisOptions(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {

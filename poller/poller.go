@@ -66,8 +66,6 @@ type Config struct {
 	HeartbeatEvery time.Duration
 	// Observe, when set, is told of every settled job (for metrics).
 	Observe func(queue, job, outcome string, d time.Duration)
-	// OnStart, when set, is given the poller New made.
-	OnStart func(*Poller)
 }
 
 // Stats are the poller's live counts.
@@ -128,9 +126,6 @@ func New(cfg Config) *Poller {
 	p := &Poller{cfg: cfg, log: cfg.Logger, inflight: map[uint64]*running{}, snapshots: make(chan chan Snapshot)}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.OnStart != nil {
-		defer cfg.OnStart(p)
 	}
 	for _, q := range cfg.Queues {
 		q.RetryAfter = cmp.Or(q.RetryAfter, 90*time.Second)

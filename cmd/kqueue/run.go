@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,7 +16,6 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -178,20 +178,11 @@ func queueNames(cfg *config.Config) string {
 
 // redactURL hides a password in a Redis URL.
 func redactURL(raw string) string {
-	u, err := cfgURL(raw)
+	u, err := url.Parse(raw)
 	if err != nil {
 		return "(invalid)"
 	}
-	return u
-}
-
-func cfgURL(raw string) (string, error) {
-	c := config.Config{Redis: config.Redis{URL: raw}}
-	u, err := c.RedisOptions()
-	if err != nil {
-		return "", err
-	}
-	return u.Redacted(), nil
+	return u.Redacted()
 }
 
 func redisClient(ctx context.Context, cfg *config.Config) (*redis.Client, error) {
@@ -283,15 +274,11 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	}
 	defer rdb.Close()
 
-	driver, err := cgroup.Open(cfg.Isolation.Driver, cfg.Name, log.With("component", "dispatcher"))
+	d, closeDriver, err := startDispatcher(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer driver.Close()
-	d := exec.New(dispatcherConfig(cfg, driver), log.With("component", "dispatcher"))
-	if err := d.Start(ctx); err != nil {
-		return err
-	}
+	defer closeDriver()
 	pc, dc, err := socketPair()
 	if err != nil {
 		d.Stop(context.Background())
@@ -306,19 +293,10 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
 	defer hardStopAfter(ctx, d, cfg.Job.ShutdownTimeout.D())()
-	pcfg := pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty, n)
 	// The poller outwaits the dispatcher's hard stop, to apply the releases
 	// of the jobs it kills.
-	pcfg.ShutdownTimeout += 10 * time.Second
-	stopMetrics := serveMetrics(ctx, cfg, &pcfg, log)
-	defer stopMetrics()
-	p := poller.New(pcfg)
-	stopControl, err := serveControl(ctx, cfg, p, log)
-	if err != nil {
-		log.Warn("kqueue status will not reach this instance", "error", err)
-	} else {
-		defer stopControl()
-	}
+	p, stopPoller := startPoller(ctx, cfg, rdb, log, n, stopWhenEmpty, 10*time.Second)
+	defer stopPoller()
 	runErr := p.Run(ctx, protocol.NewConn(pc))
 	serveErr := <-served
 
@@ -329,32 +307,57 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	return errors.Join(runErr, serveErr, stopErr)
 }
 
-// pollerRef is the poller the metrics read depths from, once it exists.
-type pollerRef struct{ atomic.Pointer[poller.Poller] }
+// startPoller makes the poller, with its metrics (when [metrics] listen
+// is set) and its control socket for `kqueue status`; stop ends those.
+// extraShutdown lengthens the poller's wait for running jobs.
+func startPoller(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger,
+	n *notify.Notifier, stopWhenEmpty bool, extraShutdown time.Duration) (p *poller.Poller, stop func()) {
+	pc := pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty, n)
+	pc.ShutdownTimeout += extraShutdown
+	var m *metrics.Metrics
+	if cfg.Metrics.Listen != "" {
+		// Depths are read through p, which exists before /metrics serves.
+		m = metrics.New(func(ctx context.Context) (poller.Snapshot, error) { return p.Snapshot(ctx) })
+		pc.Observe = m.Observe
+	}
+	p = poller.New(pc)
 
-// serveMetrics starts /metrics when [metrics] listen is set, and hooks the
-// poller's settled jobs into it.
-func serveMetrics(ctx context.Context, cfg *config.Config, pc *poller.Config, log *slog.Logger) (stop func()) {
-	if cfg.Metrics.Listen == "" {
-		return func() {}
-	}
-	ref := &pollerRef{}
-	m := metrics.New(func(ctx context.Context) (poller.Snapshot, error) {
-		p := ref.Load()
-		if p == nil {
-			return poller.Snapshot{}, errors.New("not started")
+	var stops []func()
+	if m != nil {
+		addr, stopMetrics, err := m.Serve(ctx, cfg.Metrics.Listen)
+		if err != nil {
+			log.Error("metrics off", "error", err)
+		} else {
+			log.Info("metrics", "listen", addr.String())
+			stops = append(stops, stopMetrics)
 		}
-		return p.Snapshot(ctx)
-	})
-	pc.Observe = m.Observe
-	addr, stop, err := m.Serve(ctx, cfg.Metrics.Listen)
-	if err != nil {
-		log.Error("metrics off", "error", err)
-		return func() {}
 	}
-	log.Info("metrics", "listen", addr.String())
-	pc.OnStart = func(p *poller.Poller) { ref.Store(p) }
-	return stop
+	if stopControl, err := serveControl(ctx, cfg, p, log); err != nil {
+		log.Warn("kqueue status will not reach this instance", "error", err)
+	} else {
+		stops = append(stops, stopControl)
+	}
+	return p, func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+}
+
+// startDispatcher opens the isolation driver and boots the pool;
+// closeDriver is for after the dispatcher's own Stop.
+func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *exec.Dispatcher, closeDriver func(), err error) {
+	log = log.With("component", "dispatcher")
+	driver, err := cgroup.Open(cfg.Isolation.Driver, cfg.Name, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	d = exec.New(dispatcherConfig(cfg, driver), log)
+	if err := d.Start(ctx); err != nil {
+		driver.Close()
+		return nil, nil, err
+	}
+	return d, func() { driver.Close() }, nil
 }
 
 // hardStopAfter ends a drain: once ctx is done, running jobs get timeout to
@@ -439,15 +442,8 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	signal.Ignore(syscall.SIGHUP)
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
-	pcfg := pollerConfig(cfg, rdb, log.With("component", "poller"), false, n)
-	stopMetrics := serveMetrics(ctx, cfg, &pcfg, log)
-	defer stopMetrics()
-	p := poller.New(pcfg)
-	if stopControl, err := serveControl(ctx, cfg, p, log); err != nil {
-		log.Warn("kqueue status will not reach this instance", "error", err)
-	} else {
-		defer stopControl()
-	}
+	p, stopPoller := startPoller(ctx, cfg, rdb, log, n, false, 0)
+	defer stopPoller()
 	var dialer net.Dialer
 	logged := false
 	for ctx.Err() == nil {
@@ -495,15 +491,11 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 	}
 	defer ln.Close()
 
-	driver, err := cgroup.Open(cfg.Isolation.Driver, cfg.Name, log.With("component", "dispatcher"))
+	d, closeDriver, err := startDispatcher(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer driver.Close()
-	d := exec.New(dispatcherConfig(cfg, driver), log.With("component", "dispatcher"))
-	if err := d.Start(ctx); err != nil {
-		return err
-	}
+	defer closeDriver()
 	n := notify.New()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
 	defer reloadOnHUP(ctx, d, n, log)()
