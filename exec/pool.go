@@ -326,18 +326,9 @@ func (p *pool) classDefaults(w *worker, class string) (Hints, bool) {
 		return h, true
 	}
 	r := w.do(request{Op: "defaults", Class: class}, nil, time.Now().Add(30*time.Second), p.hardStop)
-	if !r.ok {
-		// Remember that asking fails: the next worker runs the job, and
-		// Laravel fails it, instead of dying on the same question.
-		p.defaultsMu.Lock()
-		if p.defaults == nil {
-			p.defaults = map[string]Hints{}
-		}
-		p.defaults[class] = Hints{}
-		p.defaultsMu.Unlock()
-		p.log.Error("asking PHP for a job class's defaults killed the worker", "job_name", class, "exit", r.exit)
-		return Hints{}, false
-	}
+	// Asking may kill the worker (a class that does not load): remember the
+	// empty answer too, so the next worker runs the job and Laravel fails
+	// it, instead of dying on the same question.
 	for name, v := range r.msg.Defaults {
 		h.set(name, v)
 	}
@@ -347,7 +338,10 @@ func (p *pool) classDefaults(w *worker, class string) (Hints, bool) {
 	}
 	p.defaults[class] = h
 	p.defaultsMu.Unlock()
-	return h, true
+	if !r.ok {
+		p.log.Error("asking PHP for a job class's defaults killed the worker", "job_name", class, "exit", r.exit)
+	}
+	return h, r.ok
 }
 
 // forgetDefaults drops the cached class defaults: new code may declare
