@@ -51,6 +51,26 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 5s)
 bench: deps build ## measure kqueue against php artisan queue:work, side by side
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 ./bench
 
+.PHONY: deb
+deb: pkg-deps ## build dist/kqueue_VERSION_ARCH.deb and check it with lintian
+	rm -f dist/*.deb
+	GO=$(GO) packaging/deb.sh
+	lintian --fail-on error dist/*.deb
+
+.PHONY: apt-repo
+apt-repo: deb ## build a local apt repository of the package in dist/apt
+	packaging/apt-repo.sh
+
+.PHONY: e2e
+e2e: vm-deps apt-repo ## install, run and remove the package on real systemd in a qemu VM
+	packaging/vm/vm.sh run dist/apt
+
+.PHONY: pkg-deps vm-deps
+pkg-deps: # the packaging tools
+	@$(MAKE) --no-print-directory deps DEPS="dpkg-dev lintian gcc"
+vm-deps: # the VM tools
+	@$(MAKE) --no-print-directory deps DEPS="qemu-system-x86 qemu-utils mmdebstrap e2fsprogs debian-archive-keyring zstd"
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin dist

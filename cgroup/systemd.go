@@ -33,9 +33,9 @@ func newSystemd(instance string) (*systemdDriver, error) {
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
 		return nil, fmt.Errorf("%w: /sys/fs/cgroup is not a cgroup v2 hierarchy", ErrUnavailable)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := sd.NewSystemConnectionContext(ctx)
+	// The context is the connection's whole life (go-systemd closes the
+	// connection when it is done), not a timeout for connecting.
+	conn, err := sd.NewSystemConnectionContext(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("%w: connect to systemd over D-Bus: %v", ErrUnavailable, err)
 	}

@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kqueue/kqueue/cgroup"
 	"github.com/kqueue/kqueue/internal/testenv"
 	"github.com/kqueue/kqueue/protocol"
 )
@@ -249,5 +251,38 @@ func TestBackoffFromTheJob(t *testing.T) {
 	}
 	if o := h.run(strings.Replace(payload, `"attempts":0`, `"attempts":2`, 1)); o.Kind != protocol.Delete || !o.Failed {
 		t.Errorf("attempt 3 of 3: %+v, want failed", o)
+	}
+}
+
+// brokenDriver cannot make a cgroup: a fault injected where the host would
+// refuse one (no D-Bus, no delegation).
+type brokenDriver struct{}
+
+func (brokenDriver) Name() string { return "broken" }
+func (brokenDriver) Create(string, cgroup.Limits) (cgroup.Group, error) {
+	return nil, errors.New("no cgroup for you")
+}
+func (brokenDriver) Close() error { return nil }
+
+// An isolated job kqueue cannot isolate never runs outside its limits, and
+// is not handed back forever either: Laravel's rules fail it (here: one
+// try), with the reason in failed_jobs and its failed() hook run.
+func TestIsolationFailureFollowsLaravelsRules(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, func(c *Config) {
+		c.Isolation = &Isolation{Driver: brokenDriver{}, Fresh: true}
+	})
+	o := h.run(h.dispatch("isolated")[0]) // App\Jobs\IsolatedHog
+	if o.Kind != protocol.Delete || !o.Failed || o.Result != "isolation-failed" ||
+		!strings.Contains(o.Reason, "could not start App\\Jobs\\IsolatedHog inside its limits") ||
+		!strings.Contains(o.Reason, "no cgroup for you") {
+		t.Fatalf("outcome %+v, want failed for the isolation failure", o)
+	}
+	if n := h.app.Redis.Client.HGet(context.Background(), testenv.Prefix+"kqtest:runs", "hog").Val(); n != "" {
+		t.Errorf("the job ran %s times outside its cgroup", n)
+	}
+	failed := strings.Join(h.app.Sqlite(t, "SELECT exception FROM failed_jobs"), "\n")
+	if !strings.Contains(failed, "IsolationFailedException") || !strings.Contains(failed, "no cgroup for you") {
+		t.Errorf("failed_jobs: %s", failed)
 	}
 }

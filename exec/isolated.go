@@ -59,15 +59,18 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 	// Unique on the host: two dispatchers may share an instance name.
 	name := fmt.Sprintf("job-%s-%d", i.token, i.seq.Add(1))
 	out := protocol.Outcome{ID: t.job.ID, Strategy: s.String()}
-	fail := func(result, reason string) protocol.Outcome {
-		// kqueue could not run it: give it back at once, attempt counted.
-		out.Kind, out.ReleaseAt, out.Result, out.Reason = protocol.Release, time.Now().Unix(), result, reason
-		i.log.Error("isolated job not run", append(t.fields(), "error", reason)...)
-		return out
+	fail := func(err error) protocol.Outcome {
+		// kqueue could not start it inside its limits, so it never ran:
+		// Laravel's rules decide (its tries and backoff; with unlimited
+		// tries it fails rather than loop).
+		i.log.Error("isolated job not run", append(t.fields(), "error", err)...)
+		o := &orphan{t: t, kind: "isolation", result: "isolation-failed",
+			reason: fmt.Sprintf("kqueue could not start %s inside its limits (%s): %v", t.name(), s.Limits, err)}
+		return i.applyFailure(o, out)
 	}
 	g, err := i.iso.Driver.Create(name, s.Limits)
 	if err != nil {
-		return fail("isolation-failed", err.Error())
+		return fail(err)
 	}
 	out.Scope = g.Path()
 	defer func() {
@@ -80,11 +83,11 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 	}()
 	w, how, err := i.process()
 	if err != nil {
-		return fail("isolation-failed", err.Error())
+		return fail(err)
 	}
 	if err := g.Add(w.pid); err != nil {
 		w.kill()
-		return fail("isolation-failed", err.Error())
+		return fail(err)
 	}
 	w.group = g
 	fields := append(t.fields(), "strategy", out.Strategy, "scope", out.Scope)
@@ -122,7 +125,12 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		o.kind, o.result = "crash", "crashed"
 		o.reason = fmt.Sprintf("%s crashed its process (pid %d, %s): %s%s", t.name(), w.pid, s.Limits, r.exit, w.tail.suffix())
 	}
-	// Laravel's failure rules run in a fresh process outside the cgroup.
+	return i.applyFailure(o, out)
+}
+
+// applyFailure runs Laravel's failure rules for a job whose own process is
+// gone, in a fresh process outside any job cgroup.
+func (i *isolator) applyFailure(o *orphan, out protocol.Outcome) protocol.Outcome {
 	fw, err := startWorker(context.Background(), i.cfg, i.script, i.log)
 	if err != nil {
 		return keepOrphan(o, err.Error())

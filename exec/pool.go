@@ -54,7 +54,7 @@ func (t *task) deadline(s Strategy, def time.Duration) (time.Duration, time.Time
 // still run for it, in a healthy worker.
 type orphan struct {
 	t       *task
-	kind    string // "timeout" or "crash"
+	kind    string // "timeout", "crash", "oom" or "isolation"
 	result  string // "timeout" or "crashed"
 	reason  string
 	elapsed time.Duration

@@ -84,7 +84,7 @@ func priority(l slog.Level) int {
 
 func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	var b bytes.Buffer
-	field(&b, "MESSAGE", r.Message)
+	field(&b, "MESSAGE", message(r))
 	field(&b, "PRIORITY", strconv.Itoa(priority(r.Level)))
 	field(&b, "SYSLOG_IDENTIFIER", h.ident)
 	for _, a := range h.attrs {
@@ -98,6 +98,20 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	defer h.mu.Unlock()
 	_, err := h.conn.Write(b.Bytes())
 	return err
+}
+
+// message is the entry's text: the record's message, and its error if it has
+// one, so `journalctl -u` alone says what went wrong.
+func message(r slog.Record) string {
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" {
+			msg += ": " + a.Value.String()
+			return false
+		}
+		return true
+	})
+	return msg
 }
 
 func (h *Handler) attr(b *bytes.Buffer, a slog.Attr) {

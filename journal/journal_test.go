@@ -59,7 +59,7 @@ func TestHandler(t *testing.T) {
 	}
 	got := parse(t, buf[:n])
 	want := map[string]string{
-		"MESSAGE": "job failed", "PRIORITY": "4", "SYSLOG_IDENTIFIER": "kqueue", "COMPONENT": "poller",
+		"MESSAGE": "job failed: boom\nPRIORITY=0", "PRIORITY": "4", "SYSLOG_IDENTIFIER": "kqueue", "COMPONENT": "poller",
 		"QUEUE": "default", "JOB_UUID": "u-1", "JOB_NAME": `App\Jobs\X`, "ATTEMPT": "2", "STRATEGY": "inline",
 		"OUTCOME": "failed", "DURATION_MS": "1.500", "PEAK_MEMORY": "1024", "SCOPE": "s",
 		"ERROR": "boom\nPRIORITY=0",

@@ -42,12 +42,13 @@ Usage:
   kqueue run        --config FILE [--stop-when-empty]   poller and dispatcher in one process
   kqueue poller     --config FILE                       the queue side (what kqueue@NAME runs)
   kqueue dispatcher --config FILE                       the execution side (kqueue-dispatcher@NAME)
-  kqueue check      --config FILE                       check a config and the app behind it
-  kqueue status     --config FILE [--json]              live counts, queue depths, running jobs, last failures
+  kqueue check      --config FILE | NAME                check a config and the app behind it
+  kqueue status     --config FILE | NAME [--json]       live counts, queue depths, running jobs, last failures
   kqueue version                                        print the version
 
 Flags:
-  --config FILE       the instance config (default /etc/kqueue/default.toml)
+  --config FILE       the instance config (default /etc/kqueue/default.toml);
+                      instance NAME is the same as --config /etc/kqueue/NAME.toml
   --stop-when-empty   run: exit once no job is ready or running
   --json              status: print the raw JSON
   --log-format FMT    text (default) or json
@@ -83,6 +84,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "")
 	cpuProfile := fs.String("cpuprofile", "", "")
 	asJSON := fs.Bool("json", false, "")
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		// kqueue status NAME: the instance NAME's config.
+		args = append([]string{"--config", "/etc/kqueue/" + args[0] + ".toml"}, args[1:]...)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil

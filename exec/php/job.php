@@ -59,6 +59,12 @@ class JobCrashedException extends RuntimeException
 {
 }
 
+// IsolationFailedException fails a job kqueue could not start inside its
+// cgroup: it never ran.
+class IsolationFailedException extends RuntimeException
+{
+}
+
 // UnknownJobClassException fails a job whose class the app does not have.
 class UnknownJobClassException extends RuntimeException
 {

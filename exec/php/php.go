@@ -4,6 +4,7 @@
 package php
 
 import (
+	"bytes"
 	"embed"
 	"fmt"
 	"os"
@@ -13,11 +14,20 @@ import (
 //go:embed *.php
 var files embed.FS
 
-// Install writes the PHP files into dir and returns worker.php's path.
+// Dir is where a package installs these same files (the Debian package sets
+// it to /usr/share/kqueue/php at build time). Empty in a development build.
+var Dir string
+
+// Install returns the path of a worker.php to run: the installed one in Dir
+// when its files are byte for byte the ones built in, else a copy written
+// into dir.
 func Install(dir string) (string, error) {
 	entries, err := files.ReadDir(".")
 	if err != nil {
 		return "", err
+	}
+	if Dir != "" && installed(Dir) {
+		return filepath.Join(Dir, "worker.php"), nil
 	}
 	for _, e := range entries {
 		b, err := files.ReadFile(e.Name())
@@ -29,4 +39,17 @@ func Install(dir string) (string, error) {
 		}
 	}
 	return filepath.Join(dir, "worker.php"), nil
+}
+
+// installed reports whether dir holds every PHP file, unchanged.
+func installed(dir string) bool {
+	entries, _ := files.ReadDir(".")
+	for _, e := range entries {
+		want, _ := files.ReadFile(e.Name())
+		got, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || !bytes.Equal(got, want) {
+			return false
+		}
+	}
+	return true
 }

@@ -11,7 +11,7 @@
 //   fd 3, dispatcher → worker: a JSON header line, then header.len bytes of
 //         the job's original payload.
 //         {"op":"run","queue":"default","len":N}
-//         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crash","reason":"…"}
+//         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crash"|"oom"|"isolation","reason":"…"}
 //   fd 4, worker → dispatcher: JSON lines.
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36"}
 //         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…}
@@ -181,6 +181,8 @@ final class Server
             $e = new $class($reason);
         } elseif ($kind === 'oom') {
             $e = new MemoryLimitExceededException($reason);
+        } elseif ($kind === 'isolation') {
+            $e = new IsolationFailedException($reason);
         } else {
             $e = new JobCrashedException($reason);
         }
@@ -193,9 +195,10 @@ final class Server
             if ($timedOut && ! $job->hasFailed()) {
                 $this->callWorker('markJobAsFailedIfItShouldFailOnTimeout', $this->connection, $job, $e);
             }
-            // Running out of memory again is certain: with unlimited tries
-            // it would loop forever, so it fails.
-            if ($kind === 'oom' && ! $job->hasFailed() && ! $job->retryUntil()
+            // Running out of memory again is certain, and a host that cannot
+            // isolate a job rarely heals by itself: with unlimited tries
+            // either would loop forever, so it fails.
+            if (($kind === 'oom' || $kind === 'isolation') && ! $job->hasFailed() && ! $job->retryUntil()
                 && ($job->maxTries() ?? $this->options->maxTries) == 0) {
                 $job->fail($e);
             }

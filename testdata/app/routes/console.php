@@ -120,3 +120,12 @@ Artisan::command('kq:pop {queue} {--times=1}', function ($queue) {
         $this->line($job ? json_encode([$job->getRawBody(), $job->getReservedJob()]) : 'null');
     }
 })->purpose('Pop jobs with Laravel and print them');
+
+// kq:failed prints each failed_jobs row as "displayName: first line of the
+// exception", oldest first.
+Artisan::command('kq:failed', function () {
+    foreach (app('db')->table('failed_jobs')->orderBy('id')->get() as $row) {
+        $name = json_decode($row->payload, true)['displayName'] ?? '?';
+        $this->line($name.': '.strtok($row->exception, "\n"));
+    }
+})->purpose('Print the failed jobs, one line each');

@@ -1,0 +1,152 @@
+#!/bin/bash
+# The end-to-end test, run as root inside the VM (packaging/vm/vm.sh) on real
+# systemd with pure cgroup v2: a user's whole story with kqueue, from
+# `apt install kqueue` to `apt purge kqueue`. $1 is the output folder on the
+# share; one PASS/FAIL line per check goes to $1/summary.txt.
+set -u
+out=${1:-/tmp}
+share=/mnt/share
+: >"$out/summary.txt"
+failures=0
+
+pass() { echo "PASS: $*" | tee -a "$out/summary.txt"; }
+fail() {
+	echo "FAIL: $*" | tee -a "$out/summary.txt"
+	failures=$((failures + 1))
+}
+check() { # description command…
+	local what=$1
+	shift
+	if "$@"; then pass "$what"; else fail "$what"; fi
+}
+step() { printf '\n== %s\n' "$*"; }
+# until SECONDS command…: true once the command succeeds, polled every 0.2 s.
+until_ok() {
+	local deadline=$((SECONDS + $1))
+	shift
+	while ! "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || return 1
+		sleep 0.2
+	done
+}
+
+app=/srv/app
+artisan() { (cd "$app" && php artisan "$@"); }
+rcli() { redis-cli "$@"; }
+key() { echo "laravel_database_$1"; }
+# pending: jobs of the default queue still ready, delayed or reserved.
+pending() {
+	echo $(($(rcli llen "$(key queues:default)") + $(rcli zcard "$(key queues:default:delayed)") + $(rcli zcard "$(key queues:default:reserved)")))
+}
+drained() { [ "$(pending)" = 0 ]; }
+runs() { rcli hget "$(key kqtest:runs)" "$1"; }
+active() { [ "$(systemctl is-active "$1")" = active ]; }
+inactive() { ! systemctl is-active --quiet "$1"; }
+journal() { journalctl --no-pager "$@"; }
+
+step "boot"
+state=$(systemctl is-system-running --wait)
+check "the system booted ($state)" test "$state" = running
+check "cgroup v2 only: /sys/fs/cgroup is cgroup2fs" test "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs
+check "redis-server answers" until_ok 30 rcli ping
+
+step "apt install kqueue, from the local repository"
+cp -r "$share/repo" /srv/kqueue-apt
+echo 'deb [trusted=yes] file:/srv/kqueue-apt ./' >/etc/apt/sources.list.d/kqueue.list
+apt-get update -qq
+check "apt-get install kqueue" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q kqueue
+check "the kqueue group exists" getent group kqueue
+check "/etc/kqueue/default.toml is installed" test -f /etc/kqueue/default.toml
+kqueue version
+
+step "the fixture app at /srv/app (the path default.toml names)"
+cp -r "$share/app" "$app"
+rm -f "$app"/bootstrap/cache/*.php
+touch "$app/database/database.sqlite"
+artisan migrate --force >/dev/null
+# The app's probe records each job run in Redis.
+sed -i 's/^# \[app.env\]$/[app.env]\nKQ_PROBE = "1"/' /etc/kqueue/default.toml
+check "kqueue check accepts the config" kqueue check --config /etc/kqueue/default.toml
+
+step "systemctl enable --now kqueue@default"
+check "systemctl enable --now kqueue@default" systemctl enable --now kqueue@default
+check "kqueue@default is active" active kqueue@default
+check "the dispatcher was started by its socket" until_ok 60 active kqueue-dispatcher@default
+systemctl status --no-pager kqueue@default kqueue-dispatcher@default | head -n 30
+
+step "a mix of jobs from the app"
+artisan kq:dispatch mix
+artisan kq:dispatch noop --count=200
+artisan kq:dispatch crash
+check "every job completed (ready, delayed and reserved all empty)" until_ok 120 drained
+check "the crashed job ran again and succeeded" test "$(runs crash)" = 2
+check "the chain ran to its end" test "$(runs chain-3)" = 1
+artisan kq:failed | tee "$out/failed-mix.txt"
+check "failed jobs are in failed_jobs (Fails, FailsManually)" grep -q 'App\\Jobs\\FailsManually' "$out/failed-mix.txt"
+
+step "status and journal"
+status=$(systemctl show -P StatusText kqueue@default)
+echo "STATUS=$status"
+check "systemctl status shows the live STATUS=" grep -q 'done' <<<"$status"
+systemctl status --no-pager kqueue@default | grep -i 'status:' || true
+journal -u kqueue@default -o verbose >"$out/journal-poller.txt"
+uuid=$(sed -n 's/^ *JOB_UUID=//p' "$out/journal-poller.txt" | head -n1)
+echo "one job: JOB_UUID=$uuid"
+journal -u kqueue@default JOB_UUID="$uuid" -o verbose | tee "$out/journal-one-job.txt" | grep -E 'MESSAGE=|OUTCOME=|QUEUE=' || true
+check "journalctl -u kqueue@default JOB_UUID=… shows the job with its OUTCOME" grep -q '^ *OUTCOME=' "$out/journal-one-job.txt"
+kqueue status default | tee "$out/status.txt"
+check "kqueue status reaches the instance" grep -q 'default' "$out/status.txt"
+
+step "an isolated job over its memory limit (transient scope, systemd driver)"
+artisan kq:dispatch isolated
+check "the isolated jobs and the ones after them completed" until_ok 120 drained
+artisan kq:failed | tee "$out/failed-isolated.txt"
+check "the memory hog failed with the memory reason" grep -q 'IsolatedHog: .*exceeded its memory limit (64M)' "$out/failed-isolated.txt"
+journal -k | grep -E 'oom_memcg=|Memory cgroup out of memory' | tail -n 4 | tee "$out/kernel-oom.txt"
+check "the kernel OOM-killed it inside its own scope in kqueue.slice" grep -q 'oom_memcg=/kqueue.slice/kqueue-default-[^ ]*\.scope' "$out/kernel-oom.txt"
+journal -u kqueue-dispatcher@default -o verbose | grep -m3 '^ *SCOPE=' || true
+check "the spawner's 'sleep 1000' child was killed with it" bash -c '! pgrep -f "sleep 1000"'
+check "the jobs after them ran" test "$(runs after-2)" = 1
+check "kqueue@default stayed active" active kqueue@default
+check "kqueue-dispatcher@default stayed active" active kqueue-dispatcher@default
+check "no job scope is left behind" bash -c '! systemctl list-units --all --no-legend "kqueue-default-*.scope" | grep -q .'
+
+step "the watchdog: a frozen poller is restarted and loses nothing"
+before=$(systemctl show -P NRestarts kqueue@default)
+pid=$(systemctl show -P MainPID kqueue@default)
+kill -STOP "$pid"
+artisan kq:dispatch record --count=20
+restarted() { [ "$(systemctl show -P NRestarts kqueue@default)" -gt "$before" ] && active kqueue@default; }
+check "WatchdogSec ran out and systemd restarted kqueue@default" until_ok 120 restarted
+journal -u kqueue@default | grep -m1 -i 'watchdog timeout' || true
+check "the jobs dispatched while it was frozen all ran" until_ok 60 drained
+check "each exactly once" test "$(runs record-19)" = 1 -a "$(runs record-0)" = 1
+
+step "systemctl stop drains running jobs; a restart picks up the rest"
+artisan kq:dispatch sleep --count=6
+check "two slow jobs are running" until_ok 30 test "$(runs sleep-1)" = 1
+check "systemctl stop kqueue@default" systemctl stop kqueue@default
+check "nothing is left reserved" test "$(rcli zcard "$(key queues:default:reserved)")" = 0
+check "no job failed in the drain" bash -c "! (cd $app && php artisan kq:failed) | grep -q Sleeps"
+check "the dispatcher stopped with it" inactive kqueue-dispatcher@default
+left=$(rcli llen "$(key queues:default)")
+echo "$left jobs wait for the restart"
+check "systemctl restart kqueue@default" systemctl restart kqueue@default
+check "the rest ran after the restart" until_ok 60 drained
+all_once() {
+	for i in 0 1 2 3 4 5; do [ "$(runs sleep-$i)" = 1 ] || return 1; done
+}
+check "every slow job ran exactly once" all_once
+
+step "apt remove, apt purge"
+check "apt-get remove kqueue" env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q kqueue
+check "kqueue@default is stopped" inactive kqueue@default
+check "no kqueue process remains" bash -c '! pgrep -x kqueue'
+check "nothing is left reserved" test "$(rcli zcard "$(key queues:default:reserved)")" = 0
+check "the config survives remove" test -f /etc/kqueue/default.toml
+check "apt-get purge kqueue" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q kqueue
+check "purge removed /etc/kqueue" test ! -e /etc/kqueue
+
+echo
+echo "$failures failed"
+exit $((failures > 0))
