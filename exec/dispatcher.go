@@ -17,7 +17,7 @@ import (
 
 // Dispatcher runs the jobs a poller connection hands it.
 type Dispatcher struct {
-	cfg  Config
+	cfg  *settings
 	log  *slog.Logger
 	pool *pool
 	dir  string // holds worker.php
@@ -41,7 +41,7 @@ func New(cfg Config, log *slog.Logger) *Dispatcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Dispatcher{cfg: cfg, log: log, capSig: make(chan struct{}, 1)}
+	return &Dispatcher{cfg: newSettings(cfg), log: log, capSig: make(chan struct{}, 1)}
 }
 
 // Start writes worker.php out, boots the first worker (a Laravel app that
@@ -63,17 +63,18 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	run, stop := context.WithCancel(context.WithoutCancel(ctx))
 	d.stopPool = stop
 	d.pool = &pool{
-		cfg:        &d.cfg,
+		cfg:        d.cfg,
 		script:     script,
 		log:        d.log,
 		tasks:      make(chan *task, 1024),
 		hardStop:   make(chan struct{}),
 		onCapacity: d.capacityChanged,
 	}
-	if d.cfg.Isolation != nil {
-		d.pool.iso = newIsolator(&d.cfg, script, d.log, d.pool.hardStop)
-		if !d.cfg.Isolation.Fresh {
-			f, err := newForker(&d.cfg, script, dir, d.log)
+	cfg := d.cfg.get()
+	if cfg.Isolation != nil {
+		d.pool.iso = newIsolator(d.cfg, script, d.log, d.pool.hardStop)
+		if !cfg.Isolation.Fresh {
+			f, err := newForker(d.cfg, script, dir, d.log)
 			if err != nil {
 				stop()
 				os.RemoveAll(dir)
@@ -87,7 +88,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		os.RemoveAll(dir)
 		return err
 	}
-	d.log.Info("pool started", "workers", d.cfg.Workers, "app", d.cfg.AppPath)
+	d.log.Info("pool started", "workers", cfg.Workers, "app", cfg.AppPath)
 	return nil
 }
 
@@ -123,6 +124,42 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 // Roll replaces every PHP worker once it is idle (a deploy: new code, no
 // job interrupted), as `php artisan queue:restart` does.
 func (d *Dispatcher) Roll() { d.pool.roll() }
+
+// Reload takes a new Config and rolls the pool: every worker is replaced,
+// once idle, by one started with it (new code, new environment, new
+// limits, rules and recycling). A few settings shape the running process
+// and stay until the next restart: the pool's size and the isolation
+// driver, concurrency and process model. Reload returns those that
+// differ, by their config names.
+func (d *Dispatcher) Reload(cfg Config) (needRestart []string) {
+	cfg.setDefaults()
+	old := d.cfg.get()
+	if cfg.Workers != old.Workers {
+		needRestart = append(needRestart, "pool.workers")
+		cfg.Workers = old.Workers
+	}
+	switch {
+	case (cfg.Isolation == nil) != (old.Isolation == nil):
+		needRestart = append(needRestart, "isolation.driver")
+		cfg.Isolation = old.Isolation
+	case cfg.Isolation != nil:
+		iso := *cfg.Isolation
+		if iso.Driver.Name() != old.Isolation.Driver.Name() {
+			needRestart = append(needRestart, "isolation.driver")
+		}
+		if iso.MaxConcurrent != old.Isolation.MaxConcurrent {
+			needRestart = append(needRestart, "isolation.max_concurrent")
+		}
+		if iso.Fresh != old.Isolation.Fresh {
+			needRestart = append(needRestart, "isolation.fresh")
+		}
+		iso.Driver, iso.MaxConcurrent, iso.Fresh = old.Isolation.Driver, old.Isolation.MaxConcurrent, old.Isolation.Fresh
+		cfg.Isolation = &iso
+	}
+	d.cfg.p.Store(&cfg)
+	d.pool.roll()
+	return needRestart
+}
 
 // Ready is how many pool workers are booted and serving.
 func (d *Dispatcher) Ready() int {

@@ -8,11 +8,12 @@ package exec
 
 import (
 	"cmp"
-
-	"github.com/kqueue/kqueue/cgroup"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/kqueue/kqueue/cgroup"
 )
 
 // Config configures a Dispatcher.
@@ -104,3 +105,15 @@ func (c *Config) env() []string {
 		"KQUEUE_BACKOFF="+c.Backoff,
 	)
 }
+
+// settings holds the dispatcher's current Config. A reload swaps it; each
+// reader takes one consistent snapshot with get.
+type settings struct{ p atomic.Pointer[Config] }
+
+func newSettings(c Config) *settings {
+	s := &settings{}
+	s.p.Store(&c)
+	return s
+}
+
+func (s *settings) get() *Config { return s.p.Load() }

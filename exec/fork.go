@@ -21,7 +21,7 @@ import (
 // forker's socket and says its pid; the dispatcher moves it into the job's
 // cgroup and only then hands it the job.
 type forker struct {
-	cfg    *Config
+	cfg    *settings
 	script string
 	log    *slog.Logger
 	socket string
@@ -36,7 +36,7 @@ type forker struct {
 	done    chan struct{}
 }
 
-func newForker(cfg *Config, script, dir string, log *slog.Logger) (*forker, error) {
+func newForker(cfg *settings, script, dir string, log *slog.Logger) (*forker, error) {
 	sock := filepath.Join(dir, "fork.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -104,7 +104,7 @@ func (f *forker) fork() (*worker, error) {
 	defer f.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		if f.tmpl == nil {
-			t, err := startWorker(context.Background(), f.cfg, f.script, f.log)
+			t, err := startWorker(context.Background(), f.cfg.get(), f.script, f.log)
 			if err != nil {
 				return nil, err
 			}
@@ -173,7 +173,7 @@ func (f *forker) discard(pid int) {
 
 func (f *forker) retire() {
 	if f.tmpl != nil {
-		f.tmpl.stop(f.cfg.StopGrace)
+		f.tmpl.stop(f.cfg.get().StopGrace)
 		f.tmpl = nil
 	}
 }

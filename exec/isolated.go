@@ -19,8 +19,8 @@ import (
 // first instruction. At most MaxConcurrent run at once, apart from the warm
 // pool.
 type isolator struct {
-	cfg      *Config
-	iso      *Isolation
+	cfg      *settings
+	iso      *Isolation // as started: its driver and concurrency stay
 	script   string
 	log      *slog.Logger
 	hardStop <-chan struct{}
@@ -31,8 +31,8 @@ type isolator struct {
 	token    string  // tells this dispatcher's groups from others'
 }
 
-func newIsolator(cfg *Config, script string, log *slog.Logger, hardStop <-chan struct{}) *isolator {
-	iso := cfg.Isolation
+func newIsolator(cfg *settings, script string, log *slog.Logger, hardStop <-chan struct{}) *isolator {
+	iso := cfg.get().Isolation
 	return &isolator{
 		cfg: cfg, iso: iso, script: script, log: log, hardStop: hardStop,
 		sem:   make(chan struct{}, max(iso.MaxConcurrent, 1)),
@@ -94,14 +94,15 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 	i.log.Debug("isolated job starting", append(fields, "pid", w.pid, "why", s.Why, "process", how)...)
 	w.current.Store(&fields)
 
-	timeout, deadline := t.deadline(s, i.cfg.Timeout)
+	cfg := i.cfg.get()
+	timeout, deadline := t.deadline(s, cfg.Timeout)
 	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, i.hardStop)
 	stats, err := g.Stats()
 	if err != nil {
 		i.log.Warn("read job cgroup", "scope", g.Path(), "error", err)
 	}
 	if r.ok {
-		w.stop(i.cfg.StopGrace)
+		w.stop(cfg.StopGrace)
 		o := outcomeOf(r.msg)
 		o.ID, o.Duration, o.Memory, o.Strategy, o.Scope = t.job.ID, time.Since(begin), stats.PeakMemory, out.Strategy, out.Scope
 		return o
@@ -131,13 +132,14 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 // applyFailure runs Laravel's failure rules for a job whose own process is
 // gone, in a fresh process outside any job cgroup.
 func (i *isolator) applyFailure(o *orphan, out protocol.Outcome) protocol.Outcome {
-	fw, err := startWorker(context.Background(), i.cfg, i.script, i.log)
+	cfg := i.cfg.get()
+	fw, err := startWorker(context.Background(), cfg, i.script, i.log)
 	if err != nil {
 		return keepOrphan(o, err.Error())
 	}
-	res, alive := failIn(fw, o, i.cfg.Timeout, i.hardStop)
+	res, alive := failIn(fw, o, cfg.Timeout, i.hardStop)
 	if alive {
-		fw.stop(i.cfg.StopGrace)
+		fw.stop(cfg.StopGrace)
 	}
 	res.Memory, res.Strategy, res.Scope = o.memory, out.Strategy, out.Scope
 	return res
@@ -153,7 +155,7 @@ func (i *isolator) process() (*worker, string, error) {
 		}
 		i.log.Warn("fork path failed; starting a fresh process", "error", err)
 	}
-	w, err := startWorker(context.Background(), i.cfg, i.script, i.log)
+	w, err := startWorker(context.Background(), i.cfg.get(), i.script, i.log)
 	return w, "fresh", err
 }
 

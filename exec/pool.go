@@ -64,7 +64,7 @@ type orphan struct {
 // pool is the warm pool: one goroutine per slot, each owning at most one
 // PHP worker at a time.
 type pool struct {
-	cfg      *Config
+	cfg      *settings
 	script   string
 	log      *slog.Logger
 	tasks    chan *task
@@ -157,13 +157,13 @@ func (p *pool) adjust(count *int, delta int) {
 // starts every slot; the slots run until run is done.
 func (p *pool) start(ctx, run context.Context) error {
 	p.rollCh = make(chan struct{})
-	first, err := startWorker(ctx, p.cfg, p.script, p.log)
+	first, err := startWorker(ctx, p.cfg.get(), p.script, p.log)
 	if err != nil {
 		return err
 	}
 	p.log.Info("worker ready", "pid", first.pid, "laravel", first.version, "boot", time.Since(first.booted).Round(time.Millisecond))
 	p.addReady(1)
-	for i := range p.cfg.Workers {
+	for i := range p.cfg.get().Workers {
 		var w *worker
 		if i == 0 {
 			w = first
@@ -209,7 +209,7 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 				return
 			}
 			var err error
-			w, err = startWorker(context.WithoutCancel(ctx), p.cfg, p.script, p.log)
+			w, err = startWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
 			if err != nil {
 				failures++
 				// One clear error per failing streak, then quiet retries.
@@ -285,15 +285,16 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 // strategyFor chooses how t runs. A class's declared defaults are asked of
 // worker w once per class; alive is false if w died meanwhile.
 func (p *pool) strategyFor(w *worker, t *task) (s Strategy, alive bool) {
-	if p.iso == nil && len(p.cfg.Rules) == 0 {
+	cfg := p.cfg.get()
+	if p.iso == nil && len(cfg.Rules) == 0 {
 		return Strategy{}, true
 	}
 	var limits cgroup.Limits
-	if p.iso != nil {
-		limits = p.iso.iso.Limits
+	if cfg.Isolation != nil {
+		limits = cfg.Isolation.Limits
 	}
 	if t.p == nil {
-		return choose(t.job.Queue, "", Hints{}, p.cfg.Rules, limits), true
+		return choose(t.job.Queue, "", Hints{}, cfg.Rules, limits), true
 	}
 	class := t.p.CommandName
 	if class == "" {
@@ -313,7 +314,7 @@ func (p *pool) strategyFor(w *worker, t *task) (s Strategy, alive bool) {
 		}
 		h = h.merge(d)
 	}
-	return choose(t.job.Queue, class, h, p.cfg.Rules, limits), true
+	return choose(t.job.Queue, class, h, cfg.Rules, limits), true
 }
 
 // classDefaults asks PHP for a class's declared $isolated, $maxMemory and
@@ -367,7 +368,7 @@ func (p *pool) sleep(ctx context.Context, d time.Duration) bool {
 // retire stops a healthy worker and returns nil for the slot's next one.
 func (p *pool) retire(w *worker) *worker {
 	p.addReady(-1)
-	w.stop(p.cfg.StopGrace)
+	w.stop(p.cfg.get().StopGrace)
 	return nil
 }
 
@@ -383,7 +384,7 @@ func (p *pool) run(w *worker, t *task, s Strategy) (*worker, *orphan) {
 	}
 	fields := t.fields()
 	w.current.Store(&fields)
-	timeout, deadline := t.deadline(s, p.cfg.Timeout)
+	timeout, deadline := t.deadline(s, p.cfg.get().Timeout)
 	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, p.hardStop)
 	// current stays set: output the job wrote just before it answered may
 	// still be in the pipe, and belongs to it.
@@ -427,7 +428,7 @@ func (p *pool) run(w *worker, t *task, s Strategy) (*worker, *orphan) {
 // failOutside runs Laravel's failure rules for an orphaned job in the
 // slot's worker w and returns the worker to keep (nil when it died too).
 func (p *pool) failOutside(w *worker, o *orphan) *worker {
-	out, alive := failIn(w, o, p.cfg.Timeout, p.hardStop)
+	out, alive := failIn(w, o, p.cfg.get().Timeout, p.hardStop)
 	o.t.reply(out)
 	if !alive {
 		p.addReady(-1)
@@ -463,14 +464,15 @@ func keepOrphan(o *orphan, why string) protocol.Outcome {
 
 // recycleReason says why a worker must be replaced after a job, or "".
 func (p *pool) recycleReason(w *worker, rss int64, restart bool) string {
+	cfg := p.cfg.get()
 	switch {
 	case restart:
 		return "restart"
-	case p.cfg.MaxJobs > 0 && w.jobs >= p.cfg.MaxJobs:
+	case cfg.MaxJobs > 0 && w.jobs >= cfg.MaxJobs:
 		return "max_jobs"
-	case p.cfg.MaxMemory > 0 && rss > p.cfg.MaxMemory:
+	case cfg.MaxMemory > 0 && rss > cfg.MaxMemory:
 		return "max_memory"
-	case p.cfg.MaxLifetime > 0 && time.Since(w.booted) > p.cfg.MaxLifetime:
+	case cfg.MaxLifetime > 0 && time.Since(w.booted) > cfg.MaxLifetime:
 		return "max_lifetime"
 	}
 	return ""

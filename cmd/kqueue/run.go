@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
@@ -279,11 +280,11 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	}
 	defer rdb.Close()
 
-	d, closeDriver, err := startDispatcher(ctx, cfg, log)
+	d, driver, err := startDispatcher(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeDriver()
+	defer driver.Close()
 	pc, dc, err := socketPair()
 	if err != nil {
 		d.Stop(context.Background())
@@ -294,7 +295,10 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 
 	n := notify.New()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
-	defer reloadOnHUP(ctx, d, n, log)()
+	defer reloadOnHUP(ctx, cfg, n, log, func(next *config.Config) {
+		reloadPoller(cfg, log)(next)
+		reloadDispatcher(d, driver, log)(next)
+	})()
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
 	defer hardStopAfter(ctx, d, cfg.Job.ShutdownTimeout.D())()
@@ -351,9 +355,9 @@ func startPoller(ctx context.Context, cfg *config.Config, rdb redis.UniversalCli
 
 // startDispatcher opens the isolation driver and boots the pool;
 // closeDriver is for after the dispatcher's own Stop.
-func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *exec.Dispatcher, closeDriver func(), err error) {
+func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *exec.Dispatcher, driver cgroup.Driver, err error) {
 	log = log.With("component", "dispatcher")
-	driver, err := cgroup.Open(cfg.Isolation.Driver, cfg.Name, log)
+	driver, err = cgroup.Open(cfg.Isolation.Driver, cfg.Name, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -362,7 +366,7 @@ func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		driver.Close()
 		return nil, nil, err
 	}
-	return d, func() { driver.Close() }, nil
+	return d, driver, nil
 }
 
 // hardStopAfter ends a drain: once ctx is done, running jobs get timeout to
@@ -386,10 +390,11 @@ func hardStopAfter(ctx context.Context, d *exec.Dispatcher, timeout time.Duratio
 	}
 }
 
-// reloadOnHUP rolls the dispatcher's workers on each SIGHUP (systemctl
-// reload) until ctx is done.
-// It stops when the returned function is called.
-func reloadOnHUP(ctx context.Context, d *exec.Dispatcher, n *notify.Notifier, log *slog.Logger) (stop func()) {
+// reloadOnHUP re-reads the config on each SIGHUP (systemctl reload) and
+// hands it to apply, until ctx is done or the returned function is called.
+// A config that does not load changes nothing: kqueue runs on with the old
+// one and says why.
+func reloadOnHUP(ctx context.Context, cfg *config.Config, n *notify.Notifier, log *slog.Logger, apply func(*config.Config)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -403,13 +408,48 @@ func reloadOnHUP(ctx context.Context, d *exec.Dispatcher, n *notify.Notifier, lo
 				return
 			case <-hup:
 				n.Reloading()
-				log.Info("reload: replacing every PHP worker once it is idle")
-				d.Roll()
+				next, err := config.Load(cfg.File)
+				if err != nil {
+					log.Error("reload: the config has errors; running on with the previous one", "error", err)
+					n.Ready("reload failed: the config has errors (see the journal)")
+					continue
+				}
+				apply(next)
 				n.Ready("reloaded")
 			}
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// reloadDispatcher applies a reloaded config to the dispatcher: its
+// workers are replaced once idle, with the new settings.
+func reloadDispatcher(d *exec.Dispatcher, driver cgroup.Driver, log *slog.Logger) func(*config.Config) {
+	return func(next *config.Config) {
+		log.Info("reload: replacing every PHP worker once it is idle, with the new config")
+		for _, key := range d.Reload(dispatcherConfig(next, driver)) {
+			log.Warn("reload: " + key + " changed; it applies at the next restart")
+		}
+	}
+}
+
+// reloadPoller reports what a reloaded config changes on the poller's
+// side: those settings apply at the next restart.
+func reloadPoller(cfg *config.Config, log *slog.Logger) func(*config.Config) {
+	return func(next *config.Config) {
+		for key, same := range map[string]bool{
+			"redis":                reflect.DeepEqual(cfg.Redis, next.Redis),
+			"queue":                reflect.DeepEqual(cfg.Queues, next.Queues),
+			"job.shutdown_timeout": cfg.Job.ShutdownTimeout == next.Job.ShutdownTimeout,
+			"metrics":              cfg.Metrics == next.Metrics,
+			"control":              cfg.Control == next.Control,
+			"dispatcher":           cfg.Dispatcher == next.Dispatcher,
+		} {
+			if !same {
+				log.Warn("reload: [" + key + "] changed; it applies at the next restart (systemctl restart kqueue@" + cfg.Name + ")")
+			}
+		}
+	}
 }
 
 // socketPair is a connected pair of unix stream sockets.
@@ -443,8 +483,9 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	n := notify.New()
 	n.Ready("redis reachable; connecting to the dispatcher")
 	// systemctl reload reaches the dispatcher through its own unit
-	// (ReloadPropagatedFrom); here it only must not end the poller.
-	signal.Ignore(syscall.SIGHUP)
+	// (ReloadPropagatedFrom); the poller reads the config again and says
+	// what waits for a restart.
+	defer reloadOnHUP(ctx, cfg, n, log, reloadPoller(cfg, log))()
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
 	p, stopPoller := startPoller(ctx, cfg, rdb, log, n, false, 0)
@@ -496,14 +537,14 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 	}
 	defer ln.Close()
 
-	d, closeDriver, err := startDispatcher(ctx, cfg, log)
+	d, driver, err := startDispatcher(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeDriver()
+	defer driver.Close()
 	n := notify.New()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
-	defer reloadOnHUP(ctx, d, n, log)()
+	defer reloadOnHUP(ctx, cfg, n, log, reloadDispatcher(d, driver, log))()
 	defer hardStopAfter(ctx, d, cfg.Job.ShutdownTimeout.D())()
 	if every := n.WatchdogInterval(); every > 0 {
 		// Pinged only while the pool has a worker that can run a job.

@@ -154,9 +154,10 @@ func TestSocketActivation(t *testing.T) {
 	}
 }
 
-// SIGHUP (systemctl reload) during a steady stream of jobs replaces every
-// worker and interrupts or fails none. Not parallel: the signal goes to
-// the whole test process.
+// SIGHUP (systemctl reload) during a steady stream of jobs re-reads the
+// config and replaces every worker, interrupting or failing no job; new
+// workers run with the new config. Not parallel: the signal goes to the
+// whole test process.
 func TestReloadRollsWorkers(t *testing.T) {
 	r := testenv.StartRedis(t)
 	app := testenv.NewApp(t, r)
@@ -172,17 +173,43 @@ func TestReloadRollsWorkers(t *testing.T) {
 	go func() { done <- run(ctx, []string{"run", "--config", cfg}, io.Discard, logs) }()
 	runs := testenv.Prefix + "kqtest:runs"
 	waitFor(t, 30*time.Second, "jobs to flow", func() bool { return r.Client.HLen(ctx, runs).Val() >= 20 })
+	// The deploy: new environment for the workers, and a pool size that
+	// only a restart can apply.
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(strings.Replace(string(b), "[app.env]\n", "[app.env]\nKQ_EXTRA = \"reloaded\"\n", 1), "workers = 2", "workers = 3", 1)
+	if err := os.WriteFile(cfg, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
 	logs.WaitFor(t, "reload: recycling worker", 2, 30*time.Second)
+	logs.WaitFor(t, "pool.workers changed; it applies at the next restart", 1, 10*time.Second)
 	waitFor(t, 60*time.Second, "every job to run", func() bool {
 		return r.Client.HLen(ctx, runs).Val() == jobs && queueSize(t, r.Client, "default") == 0
 	})
+	app.Artisan(t, "kq:dispatch", "chatty")
+	waitFor(t, 30*time.Second, "a job to see the new environment", func() bool {
+		for _, rec := range r.Client.LRange(ctx, testenv.Prefix+"kqtest:log", 0, -1).Val() {
+			if strings.Contains(rec, `"kind":"env"`) && strings.Contains(rec, `"KQ_EXTRA":"reloaded"`) {
+				return true
+			}
+		}
+		return false
+	})
+	// A broken config changes nothing: kqueue runs on and says why.
+	if err := os.WriteFile(cfg, []byte(edited+"\n[pool]\nworkers = \"many\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	logs.WaitFor(t, "reload: the config has errors; running on with the previous one", 1, 10*time.Second)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if n := r.Client.HLen(context.Background(), runs).Val(); n != jobs {
-		t.Errorf("%d jobs ran, want %d", n, jobs)
+	if n := r.Client.HLen(context.Background(), runs).Val(); n != jobs+1 {
+		t.Errorf("%d jobs ran, want %d", n, jobs+1)
 	}
 	for tag, n := range r.Client.HGetAll(context.Background(), runs).Val() {
 		if n != "1" {

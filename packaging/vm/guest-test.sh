@@ -105,7 +105,9 @@ check "the memory hog failed with the memory reason" grep -q 'IsolatedHog: .*exc
 journal -k | grep -E 'oom_memcg=|Memory cgroup out of memory' | tail -n 4 | tee "$out/kernel-oom.txt"
 check "the kernel OOM-killed it inside its own scope in kqueue.slice" grep -q 'oom_memcg=/kqueue.slice/kqueue-default-[^ ]*\.scope' "$out/kernel-oom.txt"
 journal -u kqueue-dispatcher@default -o verbose | grep -m3 '^ *SCOPE=' || true
-check "the spawner's 'sleep 1000' child was killed with it" bash -c '! pgrep -f "sleep 1000"'
+child=$(rcli lrange "$(key kqtest:log)" 0 -1 | sed -n 's/.*"kind":"child","tag":"spawner","pid":\([0-9]*\).*/\1/p')
+echo "the spawner's child: pid $child"
+check "the spawner's 'sleep 1000' child (pid $child) was killed with it" test -n "$child" -a ! -e "/proc/$child"
 check "the jobs after them ran" test "$(runs after-2)" = 1
 check "kqueue@default stayed active" active kqueue@default
 check "kqueue-dispatcher@default stayed active" active kqueue-dispatcher@default
