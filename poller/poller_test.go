@@ -208,3 +208,50 @@ func TestDispatcherGone(t *testing.T) {
 		t.Errorf("%d jobs still held after the connection ended", len(p.inflight))
 	}
 }
+
+// The heartbeat (which pings systemd's watchdog) comes from the main loop
+// itself: while the loop is wedged, here inside a blocked Observe hook, the
+// pings stop; once it moves again, they resume.
+func TestWedgedLoopStopsTheHeartbeat(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	beats := make(chan struct{}, 1000)
+	wedged, release := make(chan struct{}), make(chan struct{})
+	d := startPoller(t, r.Client, 1, Config{
+		Queues:         []Queue{{Name: "default"}},
+		HeartbeatEvery: 5 * time.Millisecond,
+		Heartbeat:      func(Stats) { beats <- struct{}{} },
+		Observe: func(string, string, string, time.Duration) {
+			close(wedged)
+			<-release
+		},
+	})
+	for range 3 { // the loop is alive: it beats
+		select {
+		case <-beats:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no heartbeat from a healthy loop")
+		}
+	}
+	push(r.Client, "default", 1)
+	d.done(d.next(10 * time.Second))
+	select {
+	case <-wedged:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the outcome never reached the loop")
+	}
+	for len(beats) > 0 {
+		<-beats
+	}
+	select {
+	case <-beats:
+		t.Fatal("a heartbeat from a wedged loop")
+	case <-time.After(100 * time.Millisecond): // 20 heartbeat periods
+	}
+	close(release)
+	select {
+	case <-beats:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no heartbeat once the loop moved again")
+	}
+}
