@@ -1,6 +1,8 @@
 package exec
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"path"
 	"strings"
@@ -49,11 +51,59 @@ func (r Rule) matches(queue, class string) bool {
 
 // Hints are what a job says about itself: its class's properties
 // $isolated, $maxMemory (MB) and $cpu (percent), from the serialized
-// command or else the class's declared defaults. nil: not said.
+// command or else the class's declared defaults (nil: not said); and
+// whether its class implements KQueue\Contracts\ShouldBeIsolated, which
+// the kqueue PHP library writes into the payload.
 type Hints struct {
 	Isolated  *bool
 	MaxMemory *int64
 	CPU       *int64
+	// MustIsolate: the job runs isolated whatever $isolated and the rules
+	// say; its limits are chosen as usual.
+	MustIsolate bool
+}
+
+// payloadKey is the top-level payload key the kqueue PHP library's payload
+// hook (Queue::createPayloadUsing) adds: {"kqueue": {"isolated": true}} for
+// a job whose class implements ShouldBeIsolated.
+const payloadKey = "kqueue"
+
+// mustIsolate reports whether a raw payload carries the library's mark.
+// Most payloads have no such key, and the check costs them one scan: a
+// command serialized into the payload can only hold the text with its
+// quotes escaped, so the unescaped key appears only as a key.
+func mustIsolate(raw []byte) bool {
+	if !bytes.Contains(raw, []byte(`"`+payloadKey+`"`)) {
+		return false
+	}
+	var p struct {
+		KQueue struct {
+			Isolated bool `json:"isolated"`
+		} `json:"kqueue"`
+	}
+	return json.Unmarshal(raw, &p) == nil && p.KQueue.Isolated
+}
+
+// jobHints gathers everything a job says about how it runs: the payload's
+// mark, the properties its serialized command holds, and for those Laravel
+// 10+ left out at their declared defaults, the class's defaults, which
+// classDefaults asks of PHP (ok false: the worker asked died).
+func jobHints(p *payload.Payload, raw []byte, classDefaults func(class string) (Hints, bool)) (h Hints, ok bool) {
+	known := map[string]bool{}
+	if strings.HasPrefix(p.Command, "O:") {
+		if o, err := payload.ReadCommand([]byte(p.Command)); err == nil {
+			h, known = hintsFrom(o)
+		}
+	}
+	if p.CommandName != "" && len(known) < 3 {
+		d, ok := classDefaults(p.CommandName)
+		if !ok {
+			return Hints{}, false
+		}
+		h = h.merge(d)
+	}
+	h.MustIsolate = mustIsolate(raw)
+	return h, true
 }
 
 // hintsFrom reads the hints a serialized command carries. Laravel 10+
@@ -148,6 +198,9 @@ func choose(queue, class string, h Hints, rules []Rule, defaults cgroup.Limits) 
 		said = append(said, "$cpu")
 	}
 	switch {
+	case h.MustIsolate:
+		s.Isolated = true
+		said = append([]string{"ShouldBeIsolated"}, said...)
 	case h.Isolated != nil:
 		s.Isolated = *h.Isolated
 		said = append([]string{"$isolated"}, said...)

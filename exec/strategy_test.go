@@ -1,11 +1,19 @@
 package exec
 
 import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/kqueue/kqueue/cgroup"
+	"github.com/kqueue/kqueue/internal/testenv"
 	"github.com/kqueue/kqueue/payload"
+	"github.com/kqueue/kqueue/protocol"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -63,6 +71,138 @@ func TestHintsFromCommand(t *testing.T) {
 		s := choose("default", o.Class, h.merge(classDefaults), nil, cgroup.Limits{Tasks: 64})
 		if s.String() != "isolated (memory 64M, tasks 64)" {
 			t.Errorf("%q: %s", cmd, s)
+		}
+	}
+}
+
+// libraryEnv points the fixture app at the kqueue PHP library in this
+// repository (the app loads it from $KQUEUE_PHP_LIBRARY).
+func libraryEnv(c *Config) {
+	c.Env["KQUEUE_PHP_LIBRARY"] = filepath.Join(testenv.Root(), "php-library", "src")
+}
+
+// laravel10Form rewrites a Laravel 8 payload the way Laravel 10+ would have
+// written it for a job dispatched with its declared defaults: without the
+// properties that choose the strategy in the serialized command, so that
+// kqueue must learn them from the class.
+func laravel10Form(t *testing.T, raw string) string {
+	t.Helper()
+	var p map[string]any
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	data := p["data"].(map[string]any)
+	cmd := data["command"].(string)
+	n := len(strategyProps.FindAllStringIndex(cmd, -1))
+	cmd = strategyProps.ReplaceAllString(cmd, "")
+	head := objectHead.FindStringSubmatch(cmd)
+	count, _ := strconv.Atoi(head[2])
+	data["command"] = head[1] + strconv.Itoa(count-n) + cmd[len(head[0])-2:] // from ":{"
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+var (
+	strategyProps = regexp.MustCompile(`s:\d+:"(isolated|maxMemory|cpu|timeout)";(b:[01]|i:-?\d+|N);`)
+	objectHead    = regexp.MustCompile(`^(O:\d+:"[^"]+":)(\d+):\{`)
+)
+
+// Jobs that say how they run with plain properties and the same jobs
+// written on the library's KQueueJob run the same way, dispatched by the
+// real app and run by the real pool — in Laravel 8's payloads, which hold
+// every property, and in Laravel 10+'s, which leave the declared defaults
+// for kqueue to read from the class. KQueueJob's defaults leave the choice
+// to the config: a rule isolates the jobs that say nothing.
+func TestBothWaysPickTheSameStrategy(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, func(c *Config) {
+		libraryEnv(c)
+		c.Isolation = &Isolation{Driver: cgroup.None{}, Limits: cgroup.Limits{Memory: 256 << 20, Tasks: 64}}
+		c.Rules = []Rule{{Class: `App\Jobs\*Unsaid`, Strategy: "isolated", Limits: cgroup.Limits{Memory: 128 << 20}}}
+	})
+	payloads := h.dispatch("both-ways")
+	want := map[string]string{
+		"Limits": "isolated (memory 96M, cpu 50%, tasks 64)",
+		"Unsaid": "isolated (memory 128M, tasks 64)",
+	}
+	for i, kind := range []string{"Limits", "Unsaid", "MustIsolate"} {
+		plain, based := payloads[2*i], payloads[2*i+1]
+		for _, form := range []struct {
+			name         string
+			plain, based string
+		}{
+			{"laravel 8", plain, based},
+			{"laravel 10", laravel10Form(t, plain), laravel10Form(t, based)},
+		} {
+			var got [2]string
+			var timeout [2]*time.Duration
+			for j, raw := range []string{form.plain, form.based} {
+				p, err := payload.Parse([]byte(raw))
+				if err != nil {
+					t.Fatal(err)
+				}
+				o := h.run(raw)
+				if o.Kind != protocol.Delete || o.Failed {
+					t.Fatalf("%s %s: outcome %+v\n%s", form.name, p.CommandName, o, h.logs.String())
+				}
+				got[j], timeout[j] = o.Strategy, p.Timeout
+			}
+			if got[0] != got[1] {
+				t.Errorf("%s %s: plain job runs %s, KQueueJob %s", form.name, kind, got[0], got[1])
+			}
+			if w, ok := want[kind]; ok && got[1] != w {
+				t.Errorf("%s %s: runs %s, want %s", form.name, kind, got[1], w)
+			}
+			if (timeout[0] == nil) != (timeout[1] == nil) || timeout[0] != nil && *timeout[0] != *timeout[1] {
+				t.Errorf("%s %s: timeouts %v and %v differ", form.name, kind, timeout[0], timeout[1])
+			}
+		}
+	}
+	if runs := h.app.Redis.Client.HGetAll(context.Background(), testenv.Prefix+"kqtest:runs").Val(); len(runs) != 6 {
+		t.Errorf("runs %v, want each of the 6 jobs", runs)
+	}
+}
+
+// A job whose class implements ShouldBeIsolated carries the library's mark
+// in its payload, so kqueue isolates it without asking PHP, even when its
+// own $isolated says false; its limits come as usual.
+func TestShouldBeIsolatedMark(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, libraryEnv)
+	noDefaults := func(string) (Hints, bool) { return Hints{}, true }
+	for _, raw := range h.dispatch("both-ways") {
+		p, err := payload.Parse([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hints, _ := jobHints(p, []byte(raw), noDefaults)
+		s := choose("default", p.CommandName, hints, nil, cgroup.Limits{Memory: 256 << 20})
+		marked := strings.HasSuffix(p.CommandName, "MustIsolate")
+		if hints.MustIsolate != marked || strings.Contains(raw, `"kqueue"`) != marked {
+			t.Errorf("%s: marked %v in %s", p.CommandName, hints.MustIsolate, raw)
+		}
+		if marked && (s.String() != "isolated (memory 256M)" || s.Why != "job ShouldBeIsolated") {
+			t.Errorf("%s: %s (%s), want isolated by ShouldBeIsolated", p.CommandName, s, s.Why)
+		}
+	}
+}
+
+func TestMustIsolate(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]bool{
+		`{"kqueue":{"isolated":true},"job":"x"}`:                   true,
+		`{"kqueue":{"isolated":false}}`:                            false,
+		`{"data":{"command":"O:1:\"X\":1:{s:6:\"kqueue\";b:1;}"}}`: false,
+		`{"displayName":"kqueue","kqueue":null}`:                   false,
+		`not json "kqueue"`:                                        false,
+	} {
+		if got := mustIsolate([]byte(raw)); got != want {
+			t.Errorf("mustIsolate(%s) = %v, want %v", raw, got, want)
 		}
 	}
 }

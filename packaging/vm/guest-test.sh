@@ -65,7 +65,7 @@ rm -f "$app"/bootstrap/cache/*.php
 touch "$app/database/database.sqlite"
 artisan migrate --force >/dev/null
 # The app's probe records each job run in Redis.
-sed -i 's/^# \[app.env\]$/[app.env]\nKQ_PROBE = "1"/' /etc/kqueue/default.toml
+sed -i 's/^# \[app.env\]$/[app.env]\nKQ_PROBE = "1"/; s/^# listen = "127.0.0.1:9464"/listen = "127.0.0.1:9464"/' /etc/kqueue/default.toml
 check "kqueue check accepts the config" kqueue check --config /etc/kqueue/default.toml
 
 step "systemctl enable --now kqueue@default"
@@ -97,6 +97,22 @@ check "journalctl -u kqueue@default JOB_UUID=… shows the job with its OUTCOME"
 kqueue status default | tee "$out/status.txt"
 check "kqueue status reaches the instance" grep -q 'default' "$out/status.txt"
 
+step "metrics"
+php -r 'echo file_get_contents("http://127.0.0.1:9464/metrics");' >"$out/metrics.txt"
+check "Prometheus metrics count the jobs" grep -q '^kqueue_jobs_total{job="App\\\\Jobs\\\\Record",outcome="done",queue="default"}' "$out/metrics.txt"
+grep '^kqueue_' "$out/metrics.txt" | head -n 20
+
+step "systemctl reload kqueue@default during a stream of jobs"
+artisan kq:dispatch record --count=300 --queue=default
+since=$(date '+%Y-%m-%d %H:%M:%S')
+check "systemctl reload kqueue@default" systemctl reload kqueue@default
+recycled() { [ "$(journal -u kqueue-dispatcher@default --since "$since" | grep -c 'reload: recycling worker')" -ge 2 ]; }
+check "the reload reached the dispatcher and replaced both workers" until_ok 60 recycled
+check "the stream completed" until_ok 120 drained
+check "no job failed or ran twice in the reload" test "$(runs record-299)" = 1 -a "$(artisan kq:failed | grep -c Record)" = 0
+both_active() { active kqueue@default && active kqueue-dispatcher@default; }
+check "both units are still active" both_active
+
 step "an isolated job over its memory limit (transient scope, systemd driver)"
 artisan kq:dispatch isolated
 check "the isolated jobs and the ones after them completed" until_ok 120 drained
@@ -114,6 +130,7 @@ check "kqueue-dispatcher@default stayed active" active kqueue-dispatcher@default
 check "no job scope is left behind" bash -c '! systemctl list-units --all --no-legend "kqueue-default-*.scope" | grep -q .'
 
 step "the watchdog: a frozen poller is restarted and loses nothing"
+rcli del "$(key kqtest:runs)" >/dev/null
 before=$(systemctl show -P NRestarts kqueue@default)
 pid=$(systemctl show -P MainPID kqueue@default)
 kill -STOP "$pid"

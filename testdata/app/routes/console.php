@@ -103,6 +103,21 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
             }
             break;
 
+        // both-ways: jobs that say how they run with plain properties and
+        // the same jobs written on the kqueue library's KQueueJob, in pairs.
+        case 'both-ways':
+            if (! class_exists(\KQueue\Jobs\KQueueJob::class)) {
+                $this->error('the kqueue PHP library is not loaded: set KQUEUE_PHP_LIBRARY to php-library/src');
+                return 1;
+            }
+            foreach (['Limits', 'Unsaid', 'MustIsolate'] as $kind) {
+                foreach (['Plain', 'KQueue'] as $style) {
+                    $class = "App\\Jobs\\$style$kind";
+                    $on($class::dispatch(strtolower("$style-$kind")));
+                }
+            }
+            break;
+
         default:
             $this->error("unknown scenario $scenario");
             return 1;

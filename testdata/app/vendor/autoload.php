@@ -13,3 +13,14 @@ spl_autoload_register(function ($class) {
         require $file;
     }
 });
+
+// The kqueue PHP library, when it is there: from $KQUEUE_PHP_LIBRARY (tests
+// point it at the repository's php-library/src), in place in the repository,
+// or installed by the Debian package. The app runs without it, as any
+// Laravel app does; AppServiceProvider registers its provider if present.
+foreach ([getenv('KQUEUE_PHP_LIBRARY') ?: null, __DIR__.'/../../../php-library/src', '/usr/share/php/KQueue'] as $dir) {
+    if ($dir !== null && is_file($dir.'/autoload.php')) {
+        require_once $dir.'/autoload.php';
+        break;
+    }
+}

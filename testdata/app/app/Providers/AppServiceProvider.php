@@ -9,9 +9,19 @@ use Illuminate\Queue\Events\JobProcessed;
 use Illuminate\Queue\Events\JobProcessing;
 use Illuminate\Support\Facades\Event;
 use Illuminate\Support\ServiceProvider;
+use KQueue\KQueueServiceProvider;
 
 class AppServiceProvider extends ServiceProvider
 {
+    public function register()
+    {
+        // A composer app gets the kqueue library's provider by package
+        // discovery; this app has no composer, and the library is optional.
+        if (class_exists(KQueueServiceProvider::class)) {
+            $this->app->register(KQueueServiceProvider::class);
+        }
+    }
+
     public function boot()
     {
         if (! Probe::enabled()) {
