@@ -4,7 +4,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Debian packages the runtime, the tests and the demo need.
-DEPS := php-cli php-redis php-sqlite3 php-mbstring php-laravel-framework redis-server systemd
+DEPS := php-cli php-redis php-sqlite3 php-mbstring php-laravel-framework redis-server systemd phpunit
 FUZZTIME ?= 5s
 
 .DEFAULT_GOAL := help
@@ -33,7 +33,12 @@ demo: deps build ## run the demo: real Laravel jobs through kqueue on a private 
 .PHONY: test
 test: deps lint ## run every test (with the race detector) and a short fuzz of every parser
 	$(GO) test -race -count=1 ./...
-	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory phpunit fuzz
+
+.PHONY: phpunit
+phpunit: ## php -l every file of the PHP library (php-library/), then its PHPUnit tests
+	@for f in $$(find php-library -name '*.php'); do out=$$(php -l $$f 2>&1) || { echo "$$out"; exit 1; }; done
+	phpunit -c php-library/phpunit.xml.dist
 
 .PHONY: lint
 lint: ## go vet and gofmt
