@@ -31,7 +31,10 @@ demo: deps build ## run the demo: real Laravel jobs through kqueue on a private 
 	demo/demo.sh
 
 .PHONY: test
-test: deps lint ## run every test (with the race detector) and a short fuzz of every parser
+test: unit e2e ## run every test: make unit, then the VM tier (make e2e)
+
+.PHONY: unit
+unit: deps lint ## every test but the VM tier (with the race detector), and a short fuzz of every parser
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory phpunit fuzz
 
