@@ -103,6 +103,14 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
             }
             break;
 
+        // waits: one failure, then jobs that run until the test lets them go.
+        case 'waits':
+            $on(Jobs\FailsManually::dispatch('waits-failure'));
+            for ($i = 0; $i < $count; $i++) {
+                $on(Jobs\Waits::dispatch("wait-$i"));
+            }
+            break;
+
         // both-ways: jobs that say how they run with plain properties and
         // the same jobs written on the kqueue library's KQueueJob, in pairs.
         case 'both-ways':
