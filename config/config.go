@@ -139,6 +139,11 @@ type Pool struct {
 	MaxMemory Size `toml:"max_memory"`
 	// MaxLifetime recycles a worker after this long. Default 0 (never).
 	MaxLifetime Duration `toml:"max_lifetime"`
+	// IdleExit lets the dispatcher exit after this long without work; its
+	// socket starts it again for the next job (scale to zero under
+	// systemd). Default 0 (never). Only kqueue@NAME's two-process setup
+	// uses it; kqueue run ignores it.
+	IdleExit Duration `toml:"idle_exit"`
 }
 
 // Job holds the defaults for what a job's payload does not say, as

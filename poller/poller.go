@@ -55,6 +55,10 @@ type Config struct {
 	// polling again (delayed dispatch pushes no notify token). Default and
 	// maximum 1s.
 	IdleWait time.Duration
+	// IdleExit, when set, ends Run with ErrIdle once nothing has run or
+	// been ready for this long: the dispatcher may then exit, and
+	// WaitForWork says when to connect again.
+	IdleExit time.Duration
 	// Logger receives the job log. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -148,6 +152,9 @@ type event struct {
 // connection while the poller was not stopping.
 var ErrDispatcherGone = errors.New("dispatcher closed the connection")
 
+// ErrIdle ends Run after Config.IdleExit without work; nothing is running.
+var ErrIdle = errors.New("idle")
+
 // Run serves one dispatcher connection until ctx is done (then it stops
 // reserving, waits up to ShutdownTimeout for running jobs, and returns nil),
 // until the queues are empty with StopWhenEmpty (nil), or until the
@@ -236,6 +243,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 		giveUp   <-chan time.Time // armed once stopping
 		needPoll = true           // Redis may hold work we have not seen
 		armed    bool             // the waker is waiting for us
+		idle     time.Time        // since when nothing ran or was ready
 	)
 	for {
 		if stopping && len(p.inflight) == 0 {
@@ -265,8 +273,22 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 					p.flush(bg, acks)
 					return nil
 				}
+				wait := p.cfg.IdleWait
+				if p.cfg.IdleExit > 0 && got == 0 && len(p.inflight) == 0 {
+					now := time.Now()
+					if idle.IsZero() {
+						idle = now
+					}
+					left := p.cfg.IdleExit - now.Sub(idle)
+					if left <= 0 {
+						p.flush(bg, acks)
+						return ErrIdle
+					}
+					wait = min(wait, left)
+				} else {
+					idle = time.Time{}
+				}
 				if !armed {
-					wait := p.cfg.IdleWait
 					if !next.IsZero() {
 						wait = min(wait, max(next.Sub(p.cfg.Now()), time.Millisecond))
 					}

@@ -2,9 +2,13 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Snapshot is what `kqueue status` shows of a running poller.
@@ -94,4 +98,40 @@ func (p *Poller) recordFailure(f FailedRecent) {
 	if len(p.failures) > keepFailures {
 		p.failures = p.failures[len(p.failures)-keepFailures:]
 	}
+}
+
+// WaitForWork waits up to within for a job to run on any queue: one ready,
+// a delayed one due, or a reservation expired. It wakes at once on a push
+// (Laravel's :notify lists). An idle poller calls it before it connects,
+// and so starts, the dispatcher again.
+func (p *Poller) WaitForWork(ctx context.Context, within time.Duration) (bool, error) {
+	pipe := p.cfg.Redis.Pipeline()
+	now := strconv.FormatInt(p.cfg.Now().Unix(), 10)
+	var counts []interface{ Val() int64 }
+	for _, q := range p.queues {
+		counts = append(counts, pipe.LLen(ctx, q.keys.queue),
+			pipe.ZCount(ctx, q.keys.delayed, "-inf", now), pipe.ZCount(ctx, q.keys.reserved, "-inf", now))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, fmt.Errorf("look for work: %w", err)
+	}
+	for _, c := range counts {
+		if c.Val() > 0 {
+			return true, nil
+		}
+	}
+	// A push notifies; BLPOP's timeout is in seconds, fractions allowed.
+	args := []any{"blpop"}
+	for _, k := range p.notifyKeys() {
+		args = append(args, k)
+	}
+	args = append(args, strconv.FormatFloat(within.Seconds(), 'f', 3, 64))
+	err := p.cfg.Redis.Do(ctx, args...).Err()
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, redis.Nil):
+		return false, nil
+	}
+	return false, fmt.Errorf("wait for work: %w", err)
 }

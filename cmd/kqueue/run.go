@@ -206,7 +206,7 @@ func redisClient(ctx context.Context, cfg *config.Config) (*redis.Client, error)
 	return rdb, nil
 }
 
-func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, stopWhenEmpty bool, n *notify.Notifier) poller.Config {
+func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, n *notify.Notifier) poller.Config {
 	every := time.Second
 	if wd := n.WatchdogInterval(); wd > 0 {
 		every = min(every, wd)
@@ -224,7 +224,6 @@ func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logge
 		Redis:           rdb,
 		Prefix:          *cfg.Redis.Prefix,
 		Instance:        cfg.Name,
-		StopWhenEmpty:   stopWhenEmpty,
 		ShutdownTimeout: cfg.Job.ShutdownTimeout.D(),
 		Logger:          log,
 	}
@@ -302,9 +301,12 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
 	defer hardStopAfter(ctx, d, cfg.Job.ShutdownTimeout.D())()
-	// The poller outwaits the dispatcher's hard stop, to apply the releases
-	// of the jobs it kills.
-	p, stopPoller := startPoller(ctx, cfg, rdb, log, n, stopWhenEmpty, 10*time.Second)
+	p, stopPoller := startPoller(ctx, cfg, rdb, log, n, func(pc *poller.Config) {
+		pc.StopWhenEmpty = stopWhenEmpty
+		// The poller outwaits the dispatcher's hard stop, to apply the
+		// releases of the jobs it kills.
+		pc.ShutdownTimeout += 10 * time.Second
+	})
 	defer stopPoller()
 	runErr := p.Run(ctx, protocol.NewConn(pc))
 	serveErr := <-served
@@ -318,11 +320,11 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 
 // startPoller makes the poller, with its metrics (when [metrics] listen
 // is set) and its control socket for `kqueue status`; stop ends those.
-// extraShutdown lengthens the poller's wait for running jobs.
+// tune adjusts the poller's config to the command.
 func startPoller(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger,
-	n *notify.Notifier, stopWhenEmpty bool, extraShutdown time.Duration) (p *poller.Poller, stop func()) {
-	pc := pollerConfig(cfg, rdb, log.With("component", "poller"), stopWhenEmpty, n)
-	pc.ShutdownTimeout += extraShutdown
+	n *notify.Notifier, tune func(*poller.Config)) (p *poller.Poller, stop func()) {
+	pc := pollerConfig(cfg, rdb, log.With("component", "poller"), n)
+	tune(&pc)
 	var m *metrics.Metrics
 	if cfg.Metrics.Listen != "" {
 		// Depths are read through p, which exists before /metrics serves.
@@ -488,7 +490,9 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	defer reloadOnHUP(ctx, cfg, n, log, reloadPoller(cfg, log))()
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
-	p, stopPoller := startPoller(ctx, cfg, rdb, log, n, false, 0)
+	p, stopPoller := startPoller(ctx, cfg, rdb, log, n, func(pc *poller.Config) {
+		pc.IdleExit = cfg.Pool.IdleExit.D()
+	})
 	defer stopPoller()
 	var dialer net.Dialer
 	logged := false
@@ -512,6 +516,24 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		if ctx.Err() != nil {
 			return nil // stopped
 		}
+		if errors.Is(err, poller.ErrIdle) {
+			// Scale to zero: the dispatcher exits once we let go; the
+			// next job starts it again through its socket.
+			log.Info("no work for pool.idle_exit: letting the dispatcher exit until the next job", "idle_exit", cfg.Pool.IdleExit.D())
+			n.Status("idle: no dispatcher running (pool.idle_exit); waiting for a job")
+			for ctx.Err() == nil {
+				n.Watchdog()
+				work, err := p.WaitForWork(ctx, time.Second)
+				if err != nil && ctx.Err() == nil {
+					log.Error("waiting for work", "error", err)
+					time.Sleep(time.Second)
+				}
+				if work {
+					break
+				}
+			}
+			continue
+		}
 		// The dispatcher went away (restart, idle exit, crash): connect
 		// again, after a pause so a failing one is not hammered.
 		if errors.Is(err, poller.ErrDispatcherGone) {
@@ -531,9 +553,12 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 // one poller connection at a time on the socket.
 func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	logStart(log, cfg, "dispatcher")
-	ln, err := dispatcherListener(cfg, log)
+	ln, activated, err := dispatcherListener(cfg, log)
 	if err != nil {
 		return err
+	}
+	if cfg.Pool.IdleExit > 0 && !activated {
+		log.Warn("pool.idle_exit is ignored: it needs the dispatcher started by its socket (kqueue-dispatcher@NAME.socket), which starts it again")
 	}
 	defer ln.Close()
 
@@ -576,6 +601,11 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 		log.Info("poller connected")
 		if err := d.Serve(context.WithoutCancel(ctx), protocol.NewConn(c)); err != nil {
 			log.Error("poller connection ended", "error", err)
+		} else if cfg.Pool.IdleExit > 0 && activated {
+			// The poller let go after pool.idle_exit without work: scale
+			// to zero. The socket starts us again for the next job.
+			log.Info("idle: exiting until the next job (pool.idle_exit)")
+			break
 		}
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.Job.ShutdownTimeout.D())
@@ -585,10 +615,10 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 
 // dispatcherListener is the socket systemd passed (socket activation,
 // $LISTEN_FDS), or else one of our own at dispatcher.socket.
-func dispatcherListener(cfg *config.Config, log *slog.Logger) (net.Listener, error) {
+func dispatcherListener(cfg *config.Config, log *slog.Logger) (ln net.Listener, activated bool, err error) {
 	lns, err := activation.Listeners()
 	if err != nil {
-		return nil, fmt.Errorf("socket activation: %w", err)
+		return nil, false, fmt.Errorf("socket activation: %w", err)
 	}
 	if len(lns) > 0 && lns[0] != nil {
 		log.Info("listening on the socket systemd passed", "socket", lns[0].Addr().String())
@@ -597,23 +627,23 @@ func dispatcherListener(cfg *config.Config, log *slog.Logger) (net.Listener, err
 				extra.Close()
 			}
 		}
-		return lns[0], nil
+		return lns[0], true, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Dispatcher.Socket), 0o750); err != nil {
-		return nil, fmt.Errorf("dispatcher socket: %w", err)
+		return nil, false, fmt.Errorf("dispatcher socket: %w", err)
 	}
 	if err := os.Remove(cfg.Dispatcher.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("dispatcher socket: %w", err)
+		return nil, false, fmt.Errorf("dispatcher socket: %w", err)
 	}
-	ln, err := net.Listen("unix", cfg.Dispatcher.Socket)
+	ln, err = net.Listen("unix", cfg.Dispatcher.Socket)
 	if err != nil {
-		return nil, fmt.Errorf("dispatcher socket: %w", err)
+		return nil, false, fmt.Errorf("dispatcher socket: %w", err)
 	}
 	if err := os.Chmod(cfg.Dispatcher.Socket, 0o660); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("dispatcher socket: %w", err)
+		return nil, false, fmt.Errorf("dispatcher socket: %w", err)
 	}
-	return ln, nil
+	return ln, false, nil
 }
 
 // check validates a config and the app behind it.

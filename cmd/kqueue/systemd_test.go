@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // The units pass `systemd-analyze verify` (systemd need not be PID 1).
@@ -221,5 +222,90 @@ func TestReloadRollsWorkers(t *testing.T) {
 	}
 	if n := logs.Count("worker ready"); n < 3 {
 		t.Errorf("only %d worker boots: the workers were not replaced", n)
+	}
+}
+
+// pool.idle_exit: after that long without work the poller lets go, and the
+// socket-activated dispatcher exits 0; the next job starts it again through
+// its socket. The test plays systemd's part: it holds the listening socket
+// and starts the dispatcher whenever a connection waits on it.
+func TestIdleExit(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	cfg := app.Config(t, 1, "")
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), "[pool]\n", "[pool]\nidle_exit = \"1s\"\n", 1)), 0o644)
+	bin := filepath.Join(t.TempDir(), "kqueue")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("unix", filepath.Join(filepath.Dir(cfg), "kqueue.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sock, err := ln.(*net.UnixListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := testenv.NewLogs()
+	exits := make(chan error, 10)
+	activator := make(chan struct{})
+	go func() {
+		defer close(activator)
+		for ctx.Err() == nil {
+			fds := []unix.PollFd{{Fd: int32(sock.Fd()), Events: unix.POLLIN}}
+			if n, _ := unix.Poll(fds, 100); n <= 0 {
+				continue
+			}
+			// $$ is the shell's pid, which exec keeps: the dispatcher's.
+			cmd := exec.CommandContext(ctx, "sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" dispatcher --config "$1"`, bin, cfg)
+			cmd.ExtraFiles = []*os.File{sock} // fd 3
+			cmd.Stdout, cmd.Stderr = logs, logs
+			if err := cmd.Start(); err != nil {
+				exits <- err
+				return
+			}
+			exits <- cmd.Wait()
+		}
+	}()
+	exited := func(what string) {
+		t.Helper()
+		select {
+		case err := <-exits:
+			if err != nil {
+				t.Fatalf("%s: the dispatcher exited with %v\n%s", what, err, logs.String())
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s: the dispatcher did not exit\n%s", what, logs.String())
+		}
+	}
+
+	wait := background(t, ctx, "poller", "--config", cfg)
+	runs := testenv.Prefix + "kqtest:runs"
+	for round := 1; round <= 2; round++ {
+		app.Artisan(t, "kq:dispatch", "record", "--count=3")
+		waitFor(t, 60*time.Second, "the jobs to run", func() bool {
+			return r.Client.HGet(ctx, runs, "record-2").Val() == fmt.Sprint(round)
+		})
+		exited(fmt.Sprintf("round %d", round))
+	}
+	if n := logs.Count("idle: exiting until the next job"); n != 2 {
+		t.Errorf("%d idle exits, want 2:\n%s", n, logs.String())
+	}
+	cancel()
+	<-activator
+	plog, err := wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plog, "letting the dispatcher exit until the next job") {
+		t.Errorf("the poller did not say it let the dispatcher go:\n%s", plog)
 	}
 }
