@@ -17,7 +17,17 @@ fail() {
 check() { # description command…
 	local what=$1
 	shift
-	if "$@"; then pass "$what"; else fail "$what"; fi
+	if "$@"; then pass "$what"; else
+		fail "$what"
+		return 1
+	fi
+}
+# need: a check the rest depends on; when it fails, the test ends here.
+need() {
+	check "$@" || {
+		echo "$failures failed; stopping: the checks after this one depend on it"
+		exit 1
+	}
 }
 step() { printf '\n== %s\n' "$*"; }
 # until SECONDS command…: true once the command succeeds, polled every 0.2 s.
@@ -40,13 +50,15 @@ pending() {
 }
 drained() { [ "$(pending)" = 0 ]; }
 runs() { rcli hget "$(key kqtest:runs)" "$1"; }
+# ran TAG N: the job tagged TAG has run N times.
+ran() { [ "$(runs "$1")" = "$2" ]; }
 active() { [ "$(systemctl is-active "$1")" = active ]; }
 inactive() { ! systemctl is-active --quiet "$1"; }
 journal() { journalctl --no-pager "$@"; }
 
 step "boot"
 state=$(systemctl is-system-running --wait)
-check "the system booted ($state)" test "$state" = running
+need "the system booted ($state)" test "$state" = running
 check "cgroup v2 only: /sys/fs/cgroup is cgroup2fs" test "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs
 check "redis-server answers" until_ok 30 rcli ping
 
@@ -54,7 +66,7 @@ step "apt install kqueue, from the local repository"
 cp -r "$share/repo" /srv/kqueue-apt
 echo 'deb [trusted=yes] file:/srv/kqueue-apt ./' >/etc/apt/sources.list.d/kqueue.list
 apt-get update -qq
-check "apt-get install kqueue" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q kqueue
+need "apt-get install kqueue" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q kqueue
 check "the kqueue group exists" getent group kqueue
 check "/etc/kqueue/default.toml is installed" test -f /etc/kqueue/default.toml
 kqueue version
@@ -69,9 +81,9 @@ sed -i 's/^# \[app.env\]$/[app.env]\nKQ_PROBE = "1"/; s/^# listen = "127.0.0.1:9
 check "kqueue check accepts the config" kqueue check --config /etc/kqueue/default.toml
 
 step "systemctl enable --now kqueue@default"
-check "systemctl enable --now kqueue@default" systemctl enable --now kqueue@default
-check "kqueue@default is active" active kqueue@default
-check "the dispatcher was started by its socket" until_ok 60 active kqueue-dispatcher@default
+need "systemctl enable --now kqueue@default" systemctl enable --now kqueue@default
+need "kqueue@default is active" active kqueue@default
+need "the dispatcher was started by its socket" until_ok 60 active kqueue-dispatcher@default
 systemctl status --no-pager kqueue@default kqueue-dispatcher@default | head -n 30
 
 step "a mix of jobs from the app"
@@ -129,6 +141,32 @@ check "kqueue@default stayed active" active kqueue@default
 check "kqueue-dispatcher@default stayed active" active kqueue-dispatcher@default
 check "no job scope is left behind" bash -c '! systemctl list-units --all --no-legend "kqueue-default-*.scope" | grep -q .'
 
+step "pool.idle_exit: a second instance scales to zero and back"
+cat >/etc/kqueue/small.toml <<'TOML'
+[app]
+path = "/srv/app"
+[app.env]
+KQ_PROBE = "1"
+[redis]
+url = "redis://127.0.0.1:6379/0"
+prefix = "laravel_database_"
+[[queue]]
+name = "small"
+[pool]
+workers = 1
+idle_exit = "3s"
+TOML
+rcli del "$(key kqtest:runs)" >/dev/null
+check "systemctl enable --now kqueue@small" systemctl enable --now kqueue@small
+artisan kq:dispatch record --count=2 --queue=small
+check "its jobs ran" until_ok 60 ran record-1 1
+check "with no work its dispatcher exited" until_ok 60 inactive kqueue-dispatcher@small
+check "its poller stays" active kqueue@small
+artisan kq:dispatch record --count=2 --queue=small
+check "the next job started the dispatcher again through its socket" until_ok 60 ran record-1 2
+journal -u kqueue-dispatcher@small | grep -E 'idle|Started|Deactivated' || true
+systemctl disable --now kqueue@small
+
 step "the watchdog: a frozen poller is restarted and loses nothing"
 rcli del "$(key kqtest:runs)" >/dev/null
 before=$(systemctl show -P NRestarts kqueue@default)
@@ -143,7 +181,7 @@ check "each exactly once" test "$(runs record-19)" = 1 -a "$(runs record-0)" = 1
 
 step "systemctl stop drains running jobs; a restart picks up the rest"
 artisan kq:dispatch sleep --count=6
-check "two slow jobs are running" until_ok 30 test "$(runs sleep-1)" = 1
+check "two slow jobs are running" until_ok 30 ran sleep-1 1
 check "systemctl stop kqueue@default" systemctl stop kqueue@default
 check "nothing is left reserved" test "$(rcli zcard "$(key queues:default:reserved)")" = 0
 check "no job failed in the drain" bash -c "! (cd $app && php artisan kq:failed) | grep -q Sleeps"
