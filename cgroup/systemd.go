@@ -69,14 +69,17 @@ func escapeUnit(s string) string {
 }
 
 // scopeProperties are the transient scope's unit properties: the job's
-// process, its slice, and the limits (swap off), collected once it is
-// done whatever happened.
+// process, its slice, and the limits (swap off). systemd forgets the scope
+// once it is inactive; a failed one (the kernel OOM-killed the job) stays
+// until Delete, so its Result can still be read after systemd has removed
+// its cgroup — which it does as soon as the last process ends, sometimes
+// before kqueue reads memory.events.
 func scopeProperties(pid int, slice, desc string, l Limits) []sd.Property {
 	props := []sd.Property{
 		sd.PropDescription(desc),
 		sd.PropSlice(slice),
 		sd.PropPids(uint32(pid)),
-		{Name: "CollectMode", Value: godbus.MakeVariant("inactive-or-failed")},
+		{Name: "CollectMode", Value: godbus.MakeVariant("inactive")},
 		{Name: "MemoryAccounting", Value: godbus.MakeVariant(true)},
 		{Name: "CPUAccounting", Value: godbus.MakeVariant(true)},
 		{Name: "TasksAccounting", Value: godbus.MakeVariant(true)},
@@ -161,9 +164,17 @@ func (s *scope) Stats() (Stats, error) {
 	if s.dir == "" {
 		return st, nil
 	}
-	if v, err := keyedValue(filepath.Join(s.dir, "memory.events"), "oom_kill"); err == nil {
-		st.OOMKills = v
+	v, err := keyedValue(filepath.Join(s.dir, "memory.events"), "oom_kill")
+	if errors.Is(err, os.ErrNotExist) {
+		// systemd already stopped the scope and removed its cgroup: its
+		// Result says whether the kernel OOM-killed the job.
+		result, err := s.result()
+		if result == "oom-kill" {
+			st.OOMKills, st.PeakMemory = 1, uint64(s.limits.Memory)
+		}
+		return st, err
 	}
+	st.OOMKills = v
 	if b, err := os.ReadFile(filepath.Join(s.dir, "memory.peak")); err == nil {
 		st.PeakMemory, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	}
@@ -173,13 +184,44 @@ func (s *scope) Stats() (Stats, error) {
 	return st, nil
 }
 
-// Delete stops the scope; CollectMode makes systemd forget it.
+// result waits for the stopped scope to settle and returns its Result:
+// "oom-kill" when the kernel killed a process of it for memory, "success"
+// for an inactive (or already forgotten) one.
+func (s *scope) result() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		p, err := s.d.conn.GetUnitPropertyContext(ctx, s.unit, "ActiveState")
+		if err != nil {
+			return "", fmt.Errorf("scope %s: read its state: %w", s.unit, err)
+		}
+		switch state, _ := p.Value.Value().(string); state {
+		case "inactive":
+			return "success", nil
+		case "failed":
+			p, err := s.d.conn.GetUnitTypePropertyContext(ctx, s.unit, "Scope", "Result")
+			if err != nil {
+				return "", fmt.Errorf("scope %s: read its result: %w", s.unit, err)
+			}
+			r, _ := p.Value.Value().(string)
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("scope %s did not stop: %w", s.unit, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Delete stops the scope and clears a failed one: nothing is left loaded.
 func (s *scope) Delete() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := s.d.conn.StopUnitContext(ctx, s.unit, "replace", nil); err != nil && !strings.Contains(err.Error(), "not loaded") {
 		return fmt.Errorf("stop scope %s: %w", s.unit, err)
 	}
+	s.d.conn.ResetFailedUnitContext(ctx, s.unit) // not failed: nothing to clear
 	return nil
 }
 

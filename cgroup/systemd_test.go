@@ -21,7 +21,7 @@ func TestScopeProperties(t *testing.T) {
 		"Description":        "kqueue job x",
 		"Slice":              "kqueue.slice",
 		"PIDs":               "[4242]",
-		"CollectMode":        "inactive-or-failed",
+		"CollectMode":        "inactive",
 		"MemoryAccounting":   "true",
 		"CPUAccounting":      "true",
 		"TasksAccounting":    "true",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -300,19 +299,9 @@ func (p *pool) strategyFor(w *worker, t *task) (s Strategy, alive bool) {
 	if class == "" {
 		class = t.p.Name()
 	}
-	var h Hints
-	known := map[string]bool{}
-	if strings.HasPrefix(t.p.Command, "O:") {
-		if o, err := payload.ReadCommand([]byte(t.p.Command)); err == nil {
-			h, known = hintsFrom(o)
-		}
-	}
-	if t.p.CommandName != "" && len(known) < 3 {
-		d, ok := p.classDefaults(w, class)
-		if !ok {
-			return Strategy{}, false
-		}
-		h = h.merge(d)
+	h, ok := jobHints(t.p, t.job.Payload, func(class string) (Hints, bool) { return p.classDefaults(w, class) })
+	if !ok {
+		return Strategy{}, false
 	}
 	return choose(t.job.Queue, class, h, cfg.Rules, limits), true
 }

@@ -127,8 +127,9 @@ func TestBothWaysPickTheSameStrategy(t *testing.T) {
 	})
 	payloads := h.dispatch("both-ways")
 	want := map[string]string{
-		"Limits": "isolated (memory 96M, cpu 50%, tasks 64)",
-		"Unsaid": "isolated (memory 128M, tasks 64)",
+		"Limits":      "isolated (memory 96M, cpu 50%, tasks 64)",
+		"Unsaid":      "isolated (memory 128M, tasks 64)",
+		"MustIsolate": "isolated (memory 256M, tasks 64)",
 	}
 	for i, kind := range []string{"Limits", "Unsaid", "MustIsolate"} {
 		plain, based := payloads[2*i], payloads[2*i+1]

@@ -23,6 +23,11 @@ install -d "$p/usr/share/man/man1"
 gzip -9n <packaging/kqueue.1 >"$p/usr/share/man/man1/kqueue.1.gz"
 install -m 644 units/* "$p/lib/systemd/system/"
 install -m 644 exec/php/*.php "$p/usr/share/kqueue/php/"
+# The optional Laravel package, Debian style: require_once '/usr/share/php/KQueue/autoload.php'.
+for d in . Console Contracts Jobs; do
+	install -d "$p/usr/share/php/KQueue/$d"
+	install -m 644 php-library/src/$d/*.php "$p/usr/share/php/KQueue/$d/"
+done
 install -m 644 kqueue.toml "$p/etc/kqueue/default.toml"
 install -m 644 "$deb/tmpfiles.conf" "$p/usr/lib/tmpfiles.d/kqueue.conf"
 install -m 644 "$deb/copyright" README.md "$p/usr/share/doc/kqueue/"

@@ -108,6 +108,8 @@ journal -u kqueue@default JOB_UUID="$uuid" -o verbose | tee "$out/journal-one-jo
 check "journalctl -u kqueue@default JOB_UUID=… shows the job with its OUTCOME" grep -q '^ *OUTCOME=' "$out/journal-one-job.txt"
 kqueue status default | tee "$out/status.txt"
 check "kqueue status reaches the instance" grep -q 'default' "$out/status.txt"
+artisan kqueue:status default | tee "$out/artisan-status.txt" | head -n 3
+check "php artisan kqueue:status (the package's library in /usr/share/php/KQueue) shows it too" grep -q '^QUEUE ' "$out/artisan-status.txt"
 
 step "metrics"
 php -r 'echo file_get_contents("http://127.0.0.1:9464/metrics");' >"$out/metrics.txt"
