@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/kqueue/kqueue/exec/php"
 	"github.com/kqueue/kqueue/payload"
@@ -244,6 +245,9 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 }
 
 // write sends outcomes and capacity changes, batching what is ready.
+// poolStateEvery is how often the poller hears of the pool's workers.
+const poolStateEvery = 2 * time.Second
+
 func (d *Dispatcher) write(conn *protocol.Conn, outcomes <-chan protocol.Outcome, stop <-chan struct{}) {
 	var (
 		batch  []protocol.Message
@@ -258,10 +262,17 @@ func (d *Dispatcher) write(conn *protocol.Conn, outcomes <-chan protocol.Outcome
 		}
 		batch = batch[:0]
 	}
+	// The pool's state, now and every few seconds, for `kqueue status`.
+	tick := time.NewTicker(poolStateEvery)
+	defer tick.Stop()
+	batch = append(batch, d.pool.state())
+	flush()
 	for {
 		select {
 		case o := <-outcomes:
 			batch = append(batch, o)
+		case <-tick.C:
+			batch = append(batch, d.pool.state())
 		case <-d.capSig:
 			batch = append(batch, protocol.Capacity{Capacity: uint64(d.pool.capacity())})
 		case <-stop:

@@ -105,6 +105,7 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		w.stop(cfg.StopGrace)
 		o := outcomeOf(r.msg)
 		o.ID, o.Duration, o.Memory, o.Strategy, o.Scope = t.job.ID, time.Since(begin), stats.PeakMemory, out.Strategy, out.Scope
+		o.CPU = stats.CPU
 		return o
 	}
 	if r.stopped {
@@ -112,7 +113,7 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		out.Reason = "kqueue was stopping and the job did not finish within the shutdown timeout"
 		return out
 	}
-	o := &orphan{t: t, elapsed: r.elapsed, memory: stats.PeakMemory}
+	o := &orphan{t: t, elapsed: r.elapsed, memory: stats.PeakMemory, cpu: stats.CPU}
 	switch {
 	case r.timedOut:
 		o.kind, o.result = "timeout", "timeout"
@@ -141,7 +142,7 @@ func (i *isolator) applyFailure(o *orphan, out protocol.Outcome) protocol.Outcom
 	if alive {
 		fw.stop(cfg.StopGrace)
 	}
-	res.Memory, res.Strategy, res.Scope = o.memory, out.Strategy, out.Scope
+	res.Memory, res.CPU, res.Strategy, res.Scope = o.memory, o.cpu, out.Strategy, out.Scope
 	return res
 }
 

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kqueue/kqueue/cgroup"
@@ -58,6 +61,7 @@ type orphan struct {
 	reason  string
 	elapsed time.Duration
 	memory  uint64
+	cpu     time.Duration
 }
 
 // pool is the warm pool: one goroutine per slot, each owning at most one
@@ -85,6 +89,9 @@ type pool struct {
 	seen       int           // jobs observed, up to prefetchAfter
 	prefetch   bool          // offer one queued job per worker
 	onCapacity func()
+	recycles   map[string]uint64 // workers replaced, by reason
+
+	slots []atomic.Pointer[worker] // each slot's worker, for status
 }
 
 // Prefetch: while jobs are short, a worker that finishes one should find
@@ -162,13 +169,14 @@ func (p *pool) start(ctx, run context.Context) error {
 	}
 	p.log.Info("worker ready", "pid", first.pid, "laravel", first.version, "boot", time.Since(first.booted).Round(time.Millisecond))
 	p.addReady(1)
-	for i := range p.cfg.get().Workers {
+	p.slots = make([]atomic.Pointer[worker], p.cfg.get().Workers)
+	for i := range p.slots {
 		var w *worker
 		if i == 0 {
 			w = first
 		}
 		p.wg.Add(1)
-		go p.slot(run, w)
+		go p.slot(run, i, w)
 	}
 	return nil
 }
@@ -196,7 +204,7 @@ func (p *pool) rolling(w *worker) (<-chan struct{}, bool) {
 }
 
 // slot keeps one worker alive and feeds it jobs until ctx is done.
-func (p *pool) slot(ctx context.Context, w *worker) {
+func (p *pool) slot(ctx context.Context, i int, w *worker) {
 	defer p.wg.Done()
 	var (
 		pending  *orphan
@@ -235,9 +243,11 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 			pending = nil
 			continue
 		}
+		p.slots[i].Store(w)
 		rolled, stale := p.rolling(w)
 		if stale {
 			p.log.Info("reload: recycling worker", "pid", w.pid, "reason", "reload")
+			p.recycled("reload")
 			w = p.retire(w)
 			continue
 		}
@@ -267,10 +277,12 @@ func (p *pool) slot(ctx context.Context, w *worker) {
 				<-w.exited
 				w.release()
 				p.log.Warn("idle worker exited; replacing it", "pid", w.pid, "exit", exitText(w.state))
+				p.recycled("exited")
 				p.addReady(-1)
 				w = nil
 			} else if m.Op == "restart" {
 				p.log.Info("queue:restart seen; recycling worker", "pid", w.pid, "reason", "restart")
+				p.recycled("restart")
 				p.forgetDefaults()
 				w = p.retire(w)
 			}
@@ -373,11 +385,13 @@ func (p *pool) run(w *worker, t *task, s Strategy) (*worker, *orphan) {
 	}
 	fields := t.fields()
 	w.current.Store(&fields)
+	w.busy.Store(true)
 	timeout, deadline := t.deadline(s, p.cfg.get().Timeout)
 	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, p.hardStop)
 	// current stays set: output the job wrote just before it answered may
 	// still be in the pipe, and belongs to it.
-	w.jobs++
+	w.jobs.Add(1)
+	w.busy.Store(false)
 	p.observe(r.elapsed)
 
 	switch {
@@ -390,7 +404,8 @@ func (p *pool) run(w *worker, t *task, s Strategy) (*worker, *orphan) {
 			p.forgetDefaults()
 		}
 		if why := p.recycleReason(w, rss, r.restart); why != "" {
-			p.log.Info("recycling worker", "pid", w.pid, "reason", why, "jobs", w.jobs, "rss", rss)
+			p.log.Info("recycling worker", "pid", w.pid, "reason", why, "jobs", w.jobs.Load(), "rss", rss)
+			p.recycled(why)
 			return p.retire(w), nil
 		}
 		return w, nil
@@ -404,14 +419,54 @@ func (p *pool) run(w *worker, t *task, s Strategy) (*worker, *orphan) {
 		return nil, nil
 	case r.timedOut:
 		p.addReady(-1)
+		p.recycled("timeout")
 		return nil, &orphan{t: t, kind: "timeout", result: "timeout", elapsed: r.elapsed, reason: fmt.Sprintf(
 			"%s has timed out: it ran longer than its timeout of %s, and kqueue killed its worker (pid %d) and every process it started",
 			t.name(), timeout, w.pid)}
 	default:
 		p.addReady(-1)
+		p.recycled("crash")
 		return nil, &orphan{t: t, kind: "crash", result: "crashed", elapsed: r.elapsed, reason: fmt.Sprintf(
 			"%s crashed its worker (pid %d): %s%s", t.name(), w.pid, r.exit, w.tail.suffix())}
 	}
+}
+
+// recycled counts a worker replaced for reason.
+func (p *pool) recycled(reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.recycles == nil {
+		p.recycles = map[string]uint64{}
+	}
+	p.recycles[reason]++
+}
+
+// state is the pool as `kqueue status` shows it: each live worker with its
+// memory and jobs, and the workers replaced so far by reason.
+func (p *pool) state() protocol.Pool {
+	var s protocol.Pool
+	for i := range p.slots {
+		w := p.slots[i].Load()
+		if w == nil {
+			continue
+		}
+		select {
+		case <-w.exited:
+			continue // being replaced
+		default:
+		}
+		s.Workers = append(s.Workers, protocol.PoolWorker{
+			PID: uint64(w.pid), Busy: w.busy.Load(), Jobs: uint64(w.jobs.Load()),
+			RSS: uint64(max(rssOf(w.pid), 0)), Age: time.Since(w.booted),
+		})
+	}
+	p.mu.Lock()
+	for reason, n := range p.recycles {
+		s.Recycles = append(s.Recycles, protocol.Recycle{Reason: reason, Count: n})
+	}
+	p.mu.Unlock()
+	slices.SortFunc(s.Recycles, func(a, b protocol.Recycle) int { return strings.Compare(a.Reason, b.Reason) })
+	return s
 }
 
 // failOutside runs Laravel's failure rules for an orphaned job in the
@@ -457,7 +512,7 @@ func (p *pool) recycleReason(w *worker, rss int64, restart bool) string {
 	switch {
 	case restart:
 		return "restart"
-	case cfg.MaxJobs > 0 && w.jobs >= cfg.MaxJobs:
+	case cfg.MaxJobs > 0 && int(w.jobs.Load()) >= cfg.MaxJobs:
 		return "max_jobs"
 	case cfg.MaxMemory > 0 && rss > cfg.MaxMemory:
 		return "max_memory"

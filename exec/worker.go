@@ -31,8 +31,9 @@ type worker struct {
 	exited  chan struct{}
 	state   *os.ProcessState
 	booted  time.Time
-	jobs    int
-	version string // Laravel's
+	jobs    atomic.Int64 // jobs run; read by the pool's status too
+	busy    atomic.Bool  // running a job now
+	version string       // Laravel's
 
 	wbuf  []byte   // request buffer, reused
 	statm *os.File // /proc/PID/statm, kept open
@@ -353,8 +354,24 @@ func (w *worker) rss() int64 {
 		}
 		w.statm = f
 	}
+	return readRSS(w.statm)
+}
+
+// rssOf measures any process's resident memory (the status view, from
+// another goroutine than the worker's own).
+func rssOf(pid int) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	return readRSS(f)
+}
+
+// readRSS reads resident memory from an open /proc/PID/statm.
+func readRSS(statm *os.File) int64 {
 	var buf [128]byte
-	n, err := w.statm.ReadAt(buf[:], 0)
+	n, err := statm.ReadAt(buf[:], 0)
 	if n == 0 && err != nil {
 		return 0
 	}

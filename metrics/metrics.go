@@ -85,12 +85,16 @@ var (
 	depthDesc   = prometheus.NewDesc("kqueue_queue_jobs", "Jobs in a queue's Redis keys, by state (ready, delayed, reserved).", []string{"queue", "state"}, nil)
 	runningDesc = prometheus.NewDesc("kqueue_running_jobs", "Jobs handed to the dispatcher and not yet settled.", nil, nil)
 	capDesc     = prometheus.NewDesc("kqueue_capacity", "Jobs the dispatcher can take at once.", nil, nil)
+	workersDesc = prometheus.NewDesc("kqueue_pool_workers", "Warm PHP workers, by state (busy, idle).", []string{"state"}, nil)
+	recycleDesc = prometheus.NewDesc("kqueue_worker_recycles_total", "PHP workers replaced, by reason (max_jobs, max_memory, max_lifetime, reload, restart, timeout, crash, exited).", []string{"reason"}, nil)
 )
 
 func (d *depths) Describe(ch chan<- *prometheus.Desc) {
 	ch <- depthDesc
 	ch <- runningDesc
 	ch <- capDesc
+	ch <- workersDesc
+	ch <- recycleDesc
 }
 
 func (d *depths) Collect(ch chan<- prometheus.Metric) {
@@ -107,4 +111,14 @@ func (d *depths) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, float64(s.Stats.Running))
 	ch <- prometheus.MustNewConstMetric(capDesc, prometheus.GaugeValue, float64(s.Stats.Capacity))
+	states := map[string]int{"busy": 0, "idle": 0}
+	for _, w := range s.Workers {
+		states[w.State]++
+	}
+	for state, n := range states {
+		ch <- prometheus.MustNewConstMetric(workersDesc, prometheus.GaugeValue, float64(n), state)
+	}
+	for reason, n := range s.Recycles {
+		ch <- prometheus.MustNewConstMetric(recycleDesc, prometheus.CounterValue, float64(n), reason)
+	}
 }

@@ -101,6 +101,7 @@ type Poller struct {
 	capacity int
 	stats    Stats
 	failures []FailedRecent
+	pool     protocol.Pool // the dispatcher's last word on its workers
 	// snapshots carries `kqueue status` requests into the main loop.
 	snapshots chan chan Snapshot
 }
@@ -392,6 +393,9 @@ func (p *Poller) handle(ctx context.Context, acks redis.Pipeliner, m protocol.Me
 		delete(p.inflight, m.ID)
 		p.settle(ctx, acks, r, m)
 		return true
+	case protocol.Pool:
+		p.pool = m
+		return false
 	default:
 		p.log.Error("unexpected message from dispatcher", "type", m.Type())
 		return false
@@ -425,6 +429,9 @@ func (p *Poller) settle(ctx context.Context, acks redis.Pipeliner, r *running, o
 	}
 	if o.Memory > 0 {
 		attrs = append(attrs, "peak_memory", o.Memory)
+	}
+	if o.CPU > 0 {
+		attrs = append(attrs, "cpu", o.CPU)
 	}
 	if o.Kind == protocol.Release {
 		attrs = append(attrs, "release_in", time.Duration(o.ReleaseAt-p.cfg.Now().Unix())*time.Second)

@@ -13,11 +13,22 @@ import (
 
 // Snapshot is what `kqueue status` shows of a running poller.
 type Snapshot struct {
-	Instance string         `json:"instance"`
-	Stats    Stats          `json:"stats"`
-	Queues   []QueueDepth   `json:"queues"`
-	Running  []RunningJob   `json:"running"`
-	Failures []FailedRecent `json:"recent_failures"`
+	Instance string            `json:"instance"`
+	Stats    Stats             `json:"stats"`
+	Queues   []QueueDepth      `json:"queues"`
+	Running  []RunningJob      `json:"running"`
+	Workers  []PoolWorker      `json:"workers"`
+	Recycles map[string]uint64 `json:"recycles,omitempty"` // workers replaced, by reason
+	Failures []FailedRecent    `json:"recent_failures"`
+}
+
+// PoolWorker is one of the dispatcher's warm PHP workers.
+type PoolWorker struct {
+	PID   uint64        `json:"pid"`
+	State string        `json:"state"` // "busy" or "idle"
+	Jobs  uint64        `json:"jobs"`  // jobs it has run
+	RSS   uint64        `json:"rss"`   // resident bytes
+	Age   time.Duration `json:"age"`
 }
 
 // QueueDepth is one queue's jobs in Redis.
@@ -89,6 +100,19 @@ func (p *Poller) snapshot(stopping bool) Snapshot {
 		s.Running = append(s.Running, RunningJob{Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Attempt: r.p.Attempts + 1, Age: now.Sub(r.started)})
 	}
 	sort.Slice(s.Running, func(i, j int) bool { return s.Running[i].Age > s.Running[j].Age })
+	for _, w := range p.pool.Workers {
+		state := "idle"
+		if w.Busy {
+			state = "busy"
+		}
+		s.Workers = append(s.Workers, PoolWorker{PID: w.PID, State: state, Jobs: w.Jobs, RSS: w.RSS, Age: w.Age})
+	}
+	for _, r := range p.pool.Recycles {
+		if s.Recycles == nil {
+			s.Recycles = map[string]uint64{}
+		}
+		s.Recycles[r.Reason] = r.Count
+	}
 	return s
 }
 

@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the protocol version; a peer with another version is refused.
-const Version = 2
+const Version = 3
 
 // MaxFrame bounds a frame's size (a Laravel payload may be tens of MB).
 const MaxFrame = 128 << 20
@@ -32,6 +32,7 @@ const (
 	TypeCapacity byte = 3
 	TypeJob      byte = 4
 	TypeOutcome  byte = 5
+	TypePool     byte = 6
 )
 
 // ErrMalformed is wrapped by every decoding error.
@@ -105,9 +106,33 @@ type Outcome struct {
 	Result   string
 	Reason   string // an error text, when there is one
 	Duration time.Duration
-	Memory   uint64 // peak resident bytes of the process that ran it, if known
-	Strategy string // "inline" or "isolated (limits)"
-	Scope    string // the isolated job's cgroup or scope
+	Memory   uint64        // peak resident bytes of the process that ran it, if known
+	Strategy string        // "inline" or "isolated (limits)"
+	Scope    string        // the isolated job's cgroup or scope
+	CPU      time.Duration // CPU time of the isolated job's cgroup, if known
+}
+
+// Pool is the dispatcher's warm pool as it is now, for `kqueue status` and
+// metrics (dispatcher → poller, every few seconds).
+type Pool struct {
+	Workers  []PoolWorker
+	Recycles []Recycle // workers replaced so far, by reason
+}
+
+// PoolWorker is one warm PHP worker.
+type PoolWorker struct {
+	PID  uint64
+	Busy bool
+	Jobs uint64        // jobs it has run
+	RSS  uint64        // resident bytes, measured from outside
+	Age  time.Duration // since it booted
+}
+
+// Recycle counts the workers replaced for one reason (max_jobs,
+// max_memory, max_lifetime, reload, restart, timeout, crash, exited).
+type Recycle struct {
+	Reason string
+	Count  uint64
 }
 
 func (Hello) Type() byte    { return TypeHello }
@@ -115,6 +140,7 @@ func (Welcome) Type() byte  { return TypeWelcome }
 func (Capacity) Type() byte { return TypeCapacity }
 func (Job) Type() byte      { return TypeJob }
 func (Outcome) Type() byte  { return TypeOutcome }
+func (Pool) Type() byte     { return TypePool }
 
 func (m Hello) AppendBody(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.Version)
@@ -151,7 +177,29 @@ func (m Outcome) AppendBody(b []byte) []byte {
 	b = binary.AppendVarint(b, int64(m.Duration))
 	b = binary.AppendUvarint(b, m.Memory)
 	b = appendString(b, m.Strategy)
-	return appendString(b, m.Scope)
+	b = appendString(b, m.Scope)
+	return binary.AppendVarint(b, int64(m.CPU))
+}
+
+func (m Pool) AppendBody(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(m.Workers)))
+	for _, w := range m.Workers {
+		b = binary.AppendUvarint(b, w.PID)
+		if w.Busy {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+		b = binary.AppendUvarint(b, w.Jobs)
+		b = binary.AppendUvarint(b, w.RSS)
+		b = binary.AppendVarint(b, int64(w.Age))
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Recycles)))
+	for _, r := range m.Recycles {
+		b = appendString(b, r.Reason)
+		b = binary.AppendUvarint(b, r.Count)
+	}
+	return b
 }
 
 // Decode reads one frame's content: its type byte and body. Byte slices in
@@ -180,10 +228,22 @@ func Decode(frame []byte) (Message, error) {
 		o.Memory = d.uvarint()
 		o.Strategy = d.string()
 		o.Scope = d.string()
+		o.CPU = time.Duration(d.varint())
 		if d.err == nil && (o.Kind < Delete || o.Kind > Keep) {
 			d.err = fmt.Errorf("unknown outcome kind %d", o.Kind)
 		}
 		m = o
+	case TypePool:
+		var p Pool
+		for n := d.count(); n > 0 && d.err == nil; n-- {
+			w := PoolWorker{PID: d.uvarint(), Busy: d.byte() == 1, Jobs: d.uvarint(), RSS: d.uvarint()}
+			w.Age = time.Duration(d.varint())
+			p.Workers = append(p.Workers, w)
+		}
+		for n := d.count(); n > 0 && d.err == nil; n-- {
+			p.Recycles = append(p.Recycles, Recycle{Reason: d.string(), Count: d.uvarint()})
+		}
+		m = p
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrMalformed, frame[0])
 	}
@@ -267,3 +327,14 @@ func (d *decoder) bytes() []byte {
 }
 
 func (d *decoder) string() string { return string(d.bytes()) }
+
+// count reads a list's length; each element takes at least one byte, so a
+// count beyond what is left is malformed (and cannot make a huge loop).
+func (d *decoder) count() uint64 {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("list")
+		return 0
+	}
+	return n
+}

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
 )
@@ -138,5 +140,37 @@ func TestIsolationMaxConcurrent(t *testing.T) {
 	}
 	if n := r.Client.HLen(context.Background(), testenv.Prefix+"kqtest:runs").Val(); n != 7 {
 		t.Errorf("%d jobs ran, want 7", n)
+	}
+}
+
+// An isolated job with $cpu = 20 that spins for a second of wall time gets
+// about a fifth of a core, measured from its cgroup's CPU accounting (and
+// reported with its outcome). Asserted loosely: well under a full core.
+func TestIsolatedCPULimit(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	app.Artisan(t, "kq:dispatch", "cpu")
+	cfg := app.Config(t, 1, "[isolation]\ndriver = \"cgroupfs\"\n")
+	logs, err := kqueue(t, context.Background(), "run", "--config", cfg, "--stop-when-empty")
+	if err != nil {
+		t.Fatalf("kqueue run: %v\n%s", err, logs)
+	}
+	line := regexp.MustCompile(`(?m)^.*msg="job done".*job_name=App\\Jobs\\CpuBound.*$`).FindString(logs)
+	cpu := regexp.MustCompile(` cpu=(\S+)`).FindStringSubmatch(line)
+	took := regexp.MustCompile(` duration=(\S+)`).FindStringSubmatch(line)
+	if cpu == nil || took == nil {
+		t.Fatalf("no cpu and duration in the job's outcome:\n%s", logs)
+	}
+	c, err1 := time.ParseDuration(cpu[1])
+	d, err2 := time.ParseDuration(took[1])
+	if err1 != nil || err2 != nil || d < time.Second {
+		t.Fatalf("cpu %q, duration %q: %v %v", cpu[1], took[1], err1, err2)
+	}
+	if share := float64(c) / float64(d); share < 0.05 || share > 0.5 {
+		t.Errorf("the job used %.0f%% of a core (cpu %s over %s), want about 20%%", 100*share, c, d)
+	} else {
+		t.Logf("cpu %s over %s: %.0f%% of a core", c, d, 100*share)
 	}
 }

@@ -10,10 +10,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/kqueue/kqueue/cgroup"
 	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/poller"
 )
@@ -101,6 +103,23 @@ func status(ctx context.Context, cfg *config.Config, stdout io.Writer, asJSON bo
 			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", r.Age.Round(time.Second), r.Queue, r.Attempt, r.Name, r.UUID)
 		}
 		w.Flush()
+	}
+	fmt.Fprintf(stdout, "\nWORKERS (%d)\n", len(s.Workers))
+	if len(s.Workers) > 0 {
+		w = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "PID\tSTATE\tJOBS\tMEMORY\tAGE")
+		for _, p := range s.Workers {
+			fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\n", p.PID, p.State, p.Jobs, cgroup.FormatBytes(int64(p.RSS)), p.Age.Round(time.Second))
+		}
+		w.Flush()
+	}
+	if len(s.Recycles) > 0 {
+		var rs []string
+		for reason, n := range s.Recycles {
+			rs = append(rs, fmt.Sprintf("%s %d", reason, n))
+		}
+		sort.Strings(rs)
+		fmt.Fprintf(stdout, "replaced: %s\n", strings.Join(rs, ", "))
 	}
 	fmt.Fprintf(stdout, "\nRECENT FAILURES (%d)\n", len(s.Failures))
 	for _, f := range s.Failures {

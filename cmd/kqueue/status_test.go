@@ -41,6 +41,13 @@ func TestStatus(t *testing.T) {
 		return r.Client.HExists(ctx, runs, "sleep-0").Val() && r.Client.HExists(ctx, runs, "sleep-1").Val()
 	})
 
+	waitFor(t, 30*time.Second, "the dispatcher to report both workers", func() bool {
+		var js bytes.Buffer
+		var s struct{ Workers []any }
+		return run(ctx, []string{"status", "--config", cfg, "--json"}, &js, io.Discard) == nil &&
+			json.Unmarshal(js.Bytes(), &s) == nil && len(s.Workers) == 2
+	})
+
 	var out bytes.Buffer
 	if err := run(ctx, []string{"status", "--config", cfg}, &out, os.Stderr); err != nil {
 		t.Fatal(err)
@@ -86,6 +93,9 @@ var masks = []struct {
 	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), "<uuid>"},
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`), "<time>"},
 	{regexp.MustCompile(`(?m)^\d+(\.\d+)?m?s `), "<age> "},
+	// Workers: which one ran which job, their memory and age vary.
+	{regexp.MustCompile(`(?m)^PID +STATE +JOBS +MEMORY +AGE$`), "PID STATE JOBS MEMORY AGE"},
+	{regexp.MustCompile(`(?m)^\d+ +(busy|idle) +\d+ +\S+ +\S+$`), "<pid> <state> <jobs> <memory> <age>"},
 }
 
 func mask(s string) string {

@@ -93,6 +93,10 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
             }
             break;
 
+        case 'cpu':
+            $on(Jobs\CpuBound::dispatch('cpu'));
+            break;
+
         case 'crash':
             $on(Jobs\Crashes::dispatch('crash'));
             break;
