@@ -143,6 +143,8 @@ func TestMetrics(t *testing.T) {
 		`kqueue_job_duration_seconds_count{queue="default"}`,
 		`kqueue_queue_jobs{queue="default",state="ready"}`,
 		`kqueue_running_jobs`,
+		`kqueue_pool_workers{state="busy"}`,
+		`kqueue_pool_workers{state="idle"}`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s:\n%s", want, body)
