@@ -2,7 +2,8 @@
 // memory, CPU and task limits, kills everything in it on demand, and reads
 // back what happened: OOM kills, peak memory, CPU time. One interface,
 // several drivers: systemd (a transient scope per job, cgroup v2), cgroupfs
-// v1 (hybrid hosts), none (no limits, loudly).
+// (v2 inside kqueue's delegated cgroup, or v1 on hybrid hosts), none (no
+// limits, loudly).
 package cgroup
 
 import (
@@ -87,7 +88,8 @@ var ErrUnavailable = errors.New("cgroup driver unavailable")
 
 // Open returns the configured driver: "auto" picks systemd (running as
 // PID 1 on a cgroup v2 host, reachable over D-Bus), else cgroupfs where it
-// works, else none — and logs which. instance names the kqueue instance.
+// works, else none — and logs which. cgroupfs is cgroup v2 on a pure v2
+// host and v1 on a hybrid or v1 host. instance names the kqueue instance.
 func Open(name, instance string, log *slog.Logger) (Driver, error) {
 	switch name {
 	case "systemd":
@@ -96,19 +98,32 @@ func Open(name, instance string, log *slog.Logger) (Driver, error) {
 		log.Warn("isolation.driver = none: isolated jobs run in their own process but NO memory, CPU or task limit is enforced")
 		return None{}, nil
 	case "cgroupfs":
-		return newV1(instance)
+		return newCgroupfs(instance)
 	case "", "auto":
 		if d, err := newSystemd(instance); err == nil {
 			log.Info("isolation driver chosen", "driver", d.Name(), "why", "systemd is PID 1 on a cgroup v2 host: a transient scope per job")
 			return d, nil
 		}
-		d, err := newV1(instance)
+		d, err := newCgroupfs(instance)
 		if err == nil {
-			log.Info("isolation driver chosen", "driver", d.Name(), "why", "cgroup v1 memory, cpu and pids controllers are mounted")
+			why := "cgroup v1 memory, cpu and pids controllers are mounted"
+			if v, ok := d.(*v2); ok {
+				why = "cgroup v2: kqueue's own cgroup " + v.own + " is delegated to it"
+			}
+			log.Info("isolation driver chosen", "driver", d.Name(), "why", why)
 			return d, nil
 		}
 		log.Warn("no cgroup driver works here: isolated jobs run without limits", "error", err)
 		return None{}, nil
 	}
 	return nil, fmt.Errorf("isolation.driver %q: want auto, systemd, cgroupfs or none", name)
+}
+
+// newCgroupfs is the cgroupfs driver of this host: cgroup v2 on a pure v2
+// host, else the v1 hierarchy.
+func newCgroupfs(instance string) (Driver, error) {
+	if isV2(mountRoot) {
+		return newV2()
+	}
+	return newV1(instance)
 }
