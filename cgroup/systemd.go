@@ -30,8 +30,8 @@ func newSystemd(instance string) (*systemdDriver, error) {
 	if _, err := os.Stat("/run/systemd/system"); err != nil {
 		return nil, fmt.Errorf("%w: systemd is not running (no /run/systemd/system)", ErrUnavailable)
 	}
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
-		return nil, fmt.Errorf("%w: /sys/fs/cgroup is not a cgroup v2 hierarchy", ErrUnavailable)
+	if !isV2(mountRoot) {
+		return nil, fmt.Errorf("%w: %s is not a cgroup v2 hierarchy", ErrUnavailable, mountRoot)
 	}
 	// The context is the connection's whole life (go-systemd closes the
 	// connection when it is done), not a timeout for connecting.
