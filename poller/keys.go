@@ -8,6 +8,7 @@ type keys struct {
 	reserved   string // ZSET reserved copy → reservation expiry
 	notify     string // LIST of "1" tokens, one per ready job
 	quarantine string // LIST of entries that are not Laravel payloads (kqueue's own)
+	receipt    string // LIST: one poller's last reserve, for a reply lost in an outage (kqueue's own)
 }
 
 func keysFor(prefix, name string) keys {
@@ -19,4 +20,10 @@ func keysFor(prefix, name string) keys {
 		notify:     q + ":notify",
 		quarantine: q + ":kqueue-quarantine",
 	}
+}
+
+// withReceipt names the receipt key of one poller (token) on these keys.
+func (k keys) withReceipt(token string) keys {
+	k.receipt = k.queue + ":kqueue-receipt:" + token
+	return k
 }

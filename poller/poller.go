@@ -13,8 +13,12 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kqueue/kqueue/payload"
@@ -92,16 +96,21 @@ func (s Stats) String() string {
 
 // Poller moves jobs between Redis and a dispatcher connection.
 type Poller struct {
-	cfg      Config
-	log      *slog.Logger
-	queues   []queueState
-	weighted bool
-	nextID   uint64
-	inflight map[uint64]*running
-	capacity int
-	stats    Stats
-	failures []FailedRecent
-	pool     protocol.Pool // the dispatcher's last word on its workers
+	cfg       Config
+	log       *slog.Logger
+	queues    []queueState
+	weighted  bool
+	nextID    uint64
+	inflight  map[uint64]*running
+	capacity  int
+	stats     Stats
+	failures  []FailedRecent
+	acks      []ack         // outcomes not yet in Redis, oldest first
+	downSince time.Time     // when Redis stopped answering; zero while it answers
+	pool      protocol.Pool // the dispatcher's last word on its workers
+	token     string        // this poller's name in its receipt keys
+	seq       uint64        // reserve calls made
+	uncertain *lostReply    // a reserve whose reply was lost: it may have reserved jobs
 	// snapshots carries `kqueue status` requests into the main loop.
 	snapshots chan chan Snapshot
 }
@@ -129,12 +138,14 @@ func New(cfg Config) *Poller {
 		cfg.Now = time.Now
 	}
 	p := &Poller{cfg: cfg, log: cfg.Logger, inflight: map[uint64]*running{}, snapshots: make(chan chan Snapshot)}
+	host, _ := os.Hostname()
+	p.token = fmt.Sprintf("%s-%d-%x", host, os.Getpid(), rand.Uint32())
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	for _, q := range cfg.Queues {
 		q.RetryAfter = cmp.Or(q.RetryAfter, 90*time.Second)
-		p.queues = append(p.queues, queueState{Queue: q, keys: keysFor(cfg.Prefix, q.Name)})
+		p.queues = append(p.queues, queueState{Queue: q, keys: keysFor(cfg.Prefix, q.Name).withReceipt(p.token)})
 		if q.Weight > 0 {
 			p.weighted = true
 		}
@@ -238,7 +249,6 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 
 	var (
 		bg       = context.WithoutCancel(ctx) // acks outlive a stop
-		acks     = p.cfg.Redis.Pipeline()
 		done     = ctx.Done()
 		stopping bool
 		giveUp   <-chan time.Time // armed once stopping
@@ -248,19 +258,30 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 	)
 	for {
 		if stopping && len(p.inflight) == 0 {
-			p.flush(bg, acks)
-			return nil // stopped, and nothing left running
+			if p.flush(bg) == nil {
+				return nil // stopped, nothing left running, every outcome in Redis
+			}
+			select { // Redis is away: try again until the shutdown timeout
+			case <-giveUp:
+				p.log.Warn("stopping: Redis is unreachable; these jobs' outcomes are lost and they run again after retry_after",
+					"outcomes", len(p.acks))
+				return nil
+			case <-time.After(time.Second):
+				continue
+			}
 		}
 		free := p.capacity - len(p.inflight)
 		if stopping || !needPoll || free <= 0 {
-			p.flush(bg, acks) // otherwise the acks ride along with the reserve
+			p.flush(bg) // otherwise the acks ride along with the reserve
 		} else {
-			got, more, next, err := p.reserve(ctx, conn, acks, free)
+			got, more, next, err := p.reserve(ctx, conn, free)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				needPoll = false // stopping: the select below sees it
 			case err != nil:
-				p.log.Error("reserve failed", "error", err)
+				if p.downSince.IsZero() { // an outage is told once, by redisDown
+					p.log.Error("reserve failed", "error", err)
+				}
 				needPoll = false
 				if !armed {
 					armed = true
@@ -271,7 +292,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			default:
 				needPoll = false
 				if p.cfg.StopWhenEmpty && got == 0 && len(p.inflight) == 0 {
-					p.flush(bg, acks)
+					p.flush(bg)
 					return nil
 				}
 				wait := p.cfg.IdleWait
@@ -282,7 +303,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 					}
 					left := p.cfg.IdleExit - now.Sub(idle)
 					if left <= 0 {
-						p.flush(bg, acks)
+						p.flush(bg)
 						return ErrIdle
 					}
 					wait = min(wait, left)
@@ -312,10 +333,10 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 					armed = false
 					needPoll = true
 				case ev.err != nil:
-					p.flush(bg, acks)
+					p.flush(bg)
 					return p.connLost(ev.err, stopping)
 				default:
-					if p.handle(bg, acks, ev.msg) {
+					if p.handle(bg, ev.msg) {
 						needPoll = true
 					}
 				}
@@ -344,7 +365,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 				p.log.Info("stopping: waiting for running jobs", "running", len(p.inflight), "timeout", p.cfg.ShutdownTimeout)
 			}
 		case <-giveUp:
-			p.flush(bg, acks)
+			p.flush(bg)
 			p.log.Warn("stopping: running jobs did not finish in time; their reservations expire after retry_after",
 				"running", len(p.inflight))
 			return nil
@@ -378,7 +399,7 @@ func (p *Poller) connLost(err error, stopping bool) error {
 
 // handle applies one message from the dispatcher. It reports whether there
 // is new capacity to fill.
-func (p *Poller) handle(ctx context.Context, acks redis.Pipeliner, m protocol.Message) bool {
+func (p *Poller) handle(ctx context.Context, m protocol.Message) bool {
 	switch m := m.(type) {
 	case protocol.Capacity:
 		grew := int(m.Capacity) > p.capacity
@@ -391,7 +412,7 @@ func (p *Poller) handle(ctx context.Context, acks redis.Pipeliner, m protocol.Me
 			return false
 		}
 		delete(p.inflight, m.ID)
-		p.settle(ctx, acks, r, m)
+		p.settle(r, m)
 		return true
 	case protocol.Pool:
 		p.pool = m
@@ -403,13 +424,12 @@ func (p *Poller) handle(ctx context.Context, acks redis.Pipeliner, m protocol.Me
 }
 
 // settle queues the Redis side of an outcome and logs the job's story.
-func (p *Poller) settle(ctx context.Context, acks redis.Pipeliner, r *running, o protocol.Outcome) {
-	k := r.queue.keys
+func (p *Poller) settle(r *running, o protocol.Outcome) {
 	switch o.Kind {
 	case protocol.Delete:
-		acks.ZRem(ctx, k.reserved, r.reserved)
+		p.acks = append(p.acks, ack{keys: r.queue.keys, reserved: r.reserved})
 	case protocol.Release:
-		releaseScript.EvalSha(ctx, acks, []string{k.delayed, k.reserved}, r.reserved, o.ReleaseAt)
+		p.acks = append(p.acks, ack{keys: r.queue.keys, reserved: r.reserved, release: true, releaseAt: o.ReleaseAt})
 	case protocol.Keep:
 		// Leave it reserved: it comes back after retry_after, as under Laravel.
 	}
@@ -457,16 +477,77 @@ func (p *Poller) settle(ctx context.Context, acks redis.Pipeliner, r *running, o
 	if o.Failed || o.Result == "timeout" || o.Result == "crashed" || o.Result == "oom" {
 		level = slog.LevelWarn
 	}
-	p.log.Log(ctx, level, "job "+o.Result, attrs...)
+	p.log.Log(context.Background(), level, "job "+o.Result, attrs...)
 }
 
 // flush sends the queued acknowledgements in one round trip.
-func (p *Poller) flush(ctx context.Context, pipe redis.Pipeliner) {
-	if pipe.Len() == 0 {
+func (p *Poller) flush(ctx context.Context) error {
+	if len(p.acks) == 0 {
+		return nil
+	}
+	pipe := p.cfg.Redis.Pipeline()
+	cmds := p.queueAcks(ctx, pipe)
+	err := p.exec(ctx, pipe)
+	p.acked(cmds, err)
+	return err
+}
+
+// ack is the Redis side of one settled job. It stays queued until Redis
+// has it: a round trip that fails (Redis away) is replayed whole on a later
+// one. Replaying is safe: ZREM again does nothing, and a release pushes the
+// job back only if its own ZREM removed the reservation.
+type ack struct {
+	keys      keys
+	reserved  string
+	release   bool
+	releaseAt int64
+}
+
+// queueAcks adds the pending acknowledgements to pipe.
+func (p *Poller) queueAcks(ctx context.Context, pipe redis.Pipeliner) []redis.Cmder {
+	cmds := make([]redis.Cmder, 0, len(p.acks))
+	for _, a := range p.acks {
+		if a.release {
+			cmds = append(cmds, releaseScript.EvalSha(ctx, pipe, []string{a.keys.delayed, a.keys.reserved}, a.reserved, a.releaseAt))
+		} else {
+			cmds = append(cmds, pipe.ZRem(ctx, a.keys.reserved, a.reserved))
+		}
+	}
+	return cmds
+}
+
+// acked drops the acknowledgements Redis took, or keeps them all for the
+// next round trip, and tells of an outage once, when it starts and ends.
+func (p *Poller) acked(cmds []redis.Cmder, err error) {
+	for _, c := range cmds {
+		if c.Err() != nil && !errors.Is(c.Err(), redis.Nil) {
+			p.redisDown(c.Err())
+			return
+		}
+	}
+	p.acks = p.acks[len(cmds):]
+	if err == nil {
+		p.redisUp()
+	}
+}
+
+// redisDown notes that Redis did not answer; the first failure of an
+// outage is logged. Other errors (a script's) are not an outage.
+func (p *Poller) redisDown(err error) {
+	if !unreachable(err) {
 		return
 	}
-	if err := p.exec(ctx, pipe); err != nil {
-		p.log.Error("acknowledge outcomes", "error", err)
+	if p.downSince.IsZero() {
+		p.downSince = time.Now()
+		p.log.Error("Redis is unreachable; retrying every second, outcomes are kept until it is back", "error", err)
+	}
+}
+
+// redisUp notes that Redis answered again.
+func (p *Poller) redisUp() {
+	if !p.downSince.IsZero() {
+		p.log.Info("Redis is reachable again", "outage", time.Since(p.downSince).Round(time.Millisecond))
+		p.downSince = time.Time{}
 	}
 }
 
@@ -505,8 +586,22 @@ func (p *Poller) exec(ctx context.Context, pipe redis.Pipeliner) error {
 // due.
 //
 // The pipeline may hold acknowledgements: they go with the first round trip.
-func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, pipe redis.Pipeliner, free int) (sent int, more bool, next time.Time, err error) {
+func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (sent int, more bool, next time.Time, err error) {
 	var batch []protocol.Message
+	if !p.downSince.IsZero() || p.uncertain != nil {
+		jobs, err := p.recover(ctx)
+		if err != nil {
+			return 0, false, next, err
+		}
+		for _, j := range jobs {
+			p.nextID++
+			p.inflight[p.nextID] = j.running
+			batch = append(batch, protocol.Job{ID: p.nextID, Queue: j.queue.Name, Payload: []byte(j.original)})
+			free--
+			sent++
+		}
+		free = max(free, 0)
+	}
 	for _, i := range p.order() {
 		if free == 0 {
 			more = true
@@ -514,7 +609,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, pipe redis.Pi
 		}
 		q := &p.queues[i]
 		ask := min(free, p.cfg.MaxBatch)
-		jobs, taken, due, err := p.reserveFrom(ctx, pipe, q, ask)
+		jobs, taken, due, err := p.reserveFrom(ctx, q, ask)
 		if err != nil {
 			// Hand on what earlier queues gave: it is reserved already.
 			if len(batch) > 0 {
@@ -556,19 +651,28 @@ type reservedJob struct {
 // reserveFrom runs the reserve script on one queue. It returns the jobs to
 // run, how many entries it took off the queue (quarantined ones too) and
 // when the next delayed job falls due.
-func (p *Poller) reserveFrom(ctx context.Context, pipe redis.Pipeliner, q *queueState, n int) ([]*reservedJob, int, time.Time, error) {
+func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*reservedJob, int, time.Time, error) {
 	now := p.cfg.Now()
 	expiry := now.Add(q.RetryAfter).Unix()
 	k := q.keys
+	// The pending acknowledgements ride along.
+	pipe := p.cfg.Redis.Pipeline()
+	acks := p.queueAcks(ctx, pipe)
+	p.seq++
+	seq := p.seq
 	cmd := reserveScript.EvalSha(ctx, pipe,
-		[]string{k.queue, k.delayed, k.reserved, k.notify, k.quarantine},
-		now.Unix(), expiry, n)
+		[]string{k.queue, k.delayed, k.reserved, k.notify, k.quarantine, k.receipt},
+		now.Unix(), expiry, n, seq)
 	// Not cancelled by a stop: the pipeline may carry acknowledgements.
-	if err := p.exec(context.WithoutCancel(ctx), pipe); err != nil && cmd.Err() == nil {
-		p.log.Error("acknowledge outcomes", "error", err)
-	}
+	err := p.exec(context.WithoutCancel(ctx), pipe)
+	p.acked(acks, err)
 	res, err := cmd.Slice()
 	if err != nil {
+		if unreachable(err) {
+			// Redis may have run it and lost only the reply.
+			p.uncertain = &lostReply{queue: q, seq: seq}
+		}
+		p.redisDown(err)
 		return nil, 0, time.Time{}, fmt.Errorf("reserve from %s: %w", k.queue, err)
 	}
 	if len(res) != 3 {
@@ -587,6 +691,13 @@ func (p *Poller) reserveFrom(ctx context.Context, pipe redis.Pipeliner, q *queue
 		p.log.Error("quarantined a queue entry that is not a Laravel job payload (not a JSON object with a numeric \"attempts\")",
 			"queue", q.Name, "key", k.quarantine, "entry", preview(raw))
 	}
+	return p.reservedJobs(ctx, q, pairs, now), len(pairs)/2 + len(bad), due, nil
+}
+
+// reservedJobs turns reserved (original, reserved copy) pairs into jobs to
+// run; one whose payload does not parse is quarantined.
+func (p *Poller) reservedJobs(ctx context.Context, q *queueState, pairs []any, now time.Time) []*reservedJob {
+	k := q.keys
 	jobs := make([]*reservedJob, 0, len(pairs)/2)
 	for i := 0; i+1 < len(pairs); i += 2 {
 		orig, _ := pairs[i].(string)
@@ -604,7 +715,46 @@ func (p *Poller) reserveFrom(ctx context.Context, pipe redis.Pipeliner, q *queue
 			original: orig,
 		})
 	}
-	return jobs, len(pairs)/2 + len(bad), due, nil
+	return jobs
+}
+
+// lostReply is a reserve call whose reply never came.
+type lostReply struct {
+	queue *queueState
+	seq   uint64
+}
+
+// recover runs before reserving while Redis is (or was) away. It checks
+// that Redis answers; then, a reserve whose reply was lost may still have
+// reserved jobs (a frozen Redis runs what was sent once it thaws), and as
+// the last one of this poller, its receipt names them: they run now instead
+// of waiting out retry_after. Nothing else is sent while Redis is away, so
+// at most one reserve is ever in doubt.
+func (p *Poller) recover(ctx context.Context) ([]*reservedJob, error) {
+	if err := p.cfg.Redis.Ping(ctx).Err(); err != nil {
+		p.redisDown(err)
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	u := p.uncertain
+	if u == nil {
+		return nil, nil
+	}
+	got, err := p.cfg.Redis.LRange(ctx, u.queue.keys.receipt, 0, -1).Result()
+	if err != nil {
+		p.redisDown(err)
+		return nil, fmt.Errorf("read reserve receipt: %w", err)
+	}
+	p.uncertain = nil
+	if len(got) == 0 || got[0] != strconv.FormatUint(u.seq, 10) {
+		return nil, nil // it reserved nothing
+	}
+	pairs := make([]any, 0, len(got)-1)
+	for _, s := range got[1:] {
+		pairs = append(pairs, s)
+	}
+	jobs := p.reservedJobs(ctx, u.queue, pairs, p.cfg.Now())
+	p.log.Warn("a reserve's reply was lost in the Redis outage; running the jobs it reserved", "queue", u.queue.Name, "jobs", len(jobs))
+	return jobs, nil
 }
 
 // order is the order to visit queues in this round: as listed (strict
@@ -655,7 +805,7 @@ func (p *Poller) extendLeases(ctx context.Context) {
 		pipe.ZAddXX(ctx, r.queue.keys.reserved, redis.Z{Score: float64(now.Add(r.queue.RetryAfter).Unix()), Member: r.reserved})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		p.log.Error("extend reservations", "error", err, "running", len(p.inflight))
+		p.redisDown(err)
 	}
 }
 
@@ -750,8 +900,13 @@ func (w *waker) loop() {
 			for _, k := range w.keys {
 				args = append(args, k)
 			}
-			args = append(args, strconv.FormatFloat(min(req.wait, time.Second).Seconds(), 'f', 3, 64))
-			err := w.rdb.Do(w.ctx, args...).Err()
+			wait := min(req.wait, time.Second)
+			args = append(args, strconv.FormatFloat(wait.Seconds(), 'f', 3, 64))
+			// A deadline of its own: a Redis that does not answer must not
+			// hold the wake-up (and so the poller) forever.
+			ctx, cancel := context.WithTimeout(w.ctx, wait+2*time.Second)
+			err := w.rdb.Do(ctx, args...).Err()
+			cancel()
 			if err != nil && !errors.Is(err, redis.Nil) && w.ctx.Err() == nil {
 				// Redis trouble: do not spin.
 				t := time.NewTimer(req.wait)
@@ -781,4 +936,14 @@ func (w *waker) loop() {
 func (w *waker) stop() {
 	w.cancel()
 	w.wg.Wait()
+}
+
+// unreachable tells an error of the network or of Redis's availability
+// (kqueue retries it) from one Redis answered with.
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ENOENT) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) ||
+		strings.HasPrefix(err.Error(), "LOADING") // a restarted Redis reading its data
 }

@@ -39,8 +39,8 @@ end
 // reserved pairs; quarantined the raw entries moved aside; next the lowest
 // score left in delayed (or false).
 var reserveScript = redis.NewScript(migrateLua + `
-local queue, delayed, reserved, notify, quarantine = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local now, expiry, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local queue, delayed, reserved, notify, quarantine, receipt = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now, expiry, max, seq = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
 migrate(delayed, queue, notify, now)
 migrate(reserved, queue, notify, now)
@@ -66,6 +66,14 @@ for _ = 1, max do
     redis.call('RPUSH', quarantine, job)
     bad[#bad + 1] = job
   end
+end
+
+-- The receipt: what this call reserved, under its sequence number, so a
+-- poller whose reply was lost (Redis froze mid-call) can still run them.
+if #jobs > 0 then
+  redis.call('DEL', receipt)
+  redis.call('RPUSH', receipt, seq, unpack(jobs))
+  redis.call('EXPIRE', receipt, 3600)
 end
 
 local next = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')

@@ -62,7 +62,7 @@ func TestReserveMatchesLaravel(t *testing.T) {
 	// kqueue pops several per round trip.
 	var got [][2]string
 	for {
-		jobs, taken, _, err := p.reserveFrom(ctx, rdb.Pipeline(), &p.queues[0], 4)
+		jobs, taken, _, err := p.reserveFrom(ctx, &p.queues[0], 4)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -196,6 +196,22 @@ func redisClient(ctx context.Context, cfg *config.Config) (*redis.Client, error)
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
 	}
+	// The poller's loop does one round trip at a time and retries on its
+	// own (its acknowledgements are kept until Redis has them): a Redis
+	// that does not answer must cost it seconds, not go-redis's retries
+	// of 5 s timeouts, which would starve the watchdog.
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = 2 * time.Second
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = 2 * time.Second
+	}
+	opts.MaxRetries = -1
+	// Deadlines from contexts bound blocking commands (BLPOP) too; RESP2,
+	// as Laravel speaks, keeps clear of RESP3 push handling, which can wait
+	// on a frozen server without a deadline.
+	opts.ContextTimeoutEnabled = true
+	opts.Protocol = 2
 	rdb := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

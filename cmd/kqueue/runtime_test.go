@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"sync"
@@ -313,5 +314,68 @@ func TestStopPastShutdownTimeout(t *testing.T) {
 	}
 	if n := strings.Count(logs, "outcome=interrupted"); n != 2 {
 		t.Errorf("%d interrupted outcomes, want 2:\n%s", n, logs)
+	}
+}
+
+// A 30 s Redis outage in the middle of a run (the server frozen: it keeps
+// its data but answers nobody) loses nothing: the jobs that finish during
+// it have their outcomes written once Redis is back, and every job runs
+// exactly once.
+func TestRedisOutage(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	// The jobs' own Laravel must not need the queue's Redis to finish: its
+	// cache (queue:restart) is on files and the probe has a server of its
+	// own. Then jobs finish during the outage, and only kqueue has outcomes
+	// to write.
+	app.Env["CACHE_DRIVER"] = "file"
+	probe := testenv.StartRedis(t)
+	app.Env["KQ_PROBE_REDIS_HOST"], app.Env["KQ_PROBE_REDIS_PORT"] = probe.Socket, "0"
+	cfg := app.Config(t, 2, "")
+	app.Artisan(t, "kq:dispatch", "sleep", "--count=4")
+	app.Artisan(t, "kq:dispatch", "record", "--count=100")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := testenv.NewLogs()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"run", "--config", cfg}, io.Discard, logs) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
+	runs := testenv.Prefix + "kqtest:runs"
+	waitFor(t, 30*time.Second, "two slow jobs to start", func() bool {
+		return probe.Client.HExists(ctx, runs, "sleep-1").Val()
+	})
+	r.Freeze(t)
+	logs.WaitFor(t, "Redis is unreachable", 1, 30*time.Second)
+	// The outage: the running jobs finish meanwhile, their outcomes wait.
+	select {
+	case <-time.After(30 * time.Second):
+	case <-ctx.Done():
+	}
+	r.Thaw(t)
+	logs.WaitFor(t, "Redis is reachable again", 1, 30*time.Second)
+	waitFor(t, 60*time.Second, "every job to run", func() bool {
+		return probe.Client.HLen(ctx, runs).Val() == 104 && queueSize(t, r.Client, "default") == 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for tag, n := range probe.Client.HGetAll(context.Background(), runs).Val() {
+		if n != "1" {
+			t.Errorf("%s ran %s times", tag, n)
+		}
+	}
+	if rows := app.Sqlite(t, "SELECT uuid FROM failed_jobs"); len(rows) != 0 {
+		t.Errorf("%d jobs failed", len(rows))
+	}
+	if n := logs.Count("Redis is unreachable"); n != 1 {
+		t.Errorf("the outage was reported %d times, want once:\n%s", n, logs.String())
 	}
 }

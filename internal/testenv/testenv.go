@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +92,23 @@ func (r *Redis) Stop() {
 	r.cmd.Process.Kill()
 	r.cmd.Wait()
 	r.cmd = nil
+}
+
+// Freeze stops the server process (SIGSTOP): an outage in which Redis
+// keeps its data but answers nobody, the worst kind for a client. Thaw
+// ends it.
+func (r *Redis) Freeze(t testing.TB) {
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.cmd.Process.Signal(syscall.SIGCONT) })
+}
+
+// Thaw resumes a frozen server (SIGCONT).
+func (r *Redis) Thaw(t testing.TB) {
+	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // App is a private copy of the Laravel fixture app with its own sqlite

@@ -20,7 +20,7 @@ class Probe
         if (! static::enabled()) {
             return;
         }
-        Redis::connection()->rpush('kqtest:log', json_encode($entry, JSON_UNESCAPED_SLASHES));
+        Redis::connection('probe')->rpush('kqtest:log', json_encode($entry, JSON_UNESCAPED_SLASHES));
     }
 
     // ran records one execution of a job's handle().
@@ -30,7 +30,7 @@ class Probe
             return;
         }
         $tag = $command->tag ?? get_class($command);
-        Redis::connection()->hincrby('kqtest:runs', $tag, 1);
+        Redis::connection('probe')->hincrby('kqtest:runs', $tag, 1);
         static::record([
             'kind' => 'run',
             'tag' => $tag,

@@ -41,5 +41,13 @@ return [
             'port' => env('REDIS_PORT', '6379'),
             'database' => env('REDIS_CACHE_DB', '1'),
         ],
+
+        // The test probe's records (App\Probe): the queue's Redis, unless a
+        // test gives them a server of their own (KQ_PROBE_REDIS_HOST).
+        'probe' => [
+            'host' => env('KQ_PROBE_REDIS_HOST', env('REDIS_HOST', '127.0.0.1')),
+            'port' => env('KQ_PROBE_REDIS_PORT', env('REDIS_PORT', '6379')),
+            'database' => env('REDIS_DB', '0'),
+        ],
     ],
 ];
