@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Payload is what kqueue reads from a job's JSON. Absent or null fields are
@@ -50,6 +51,11 @@ type wire struct {
 // reserved copy Redis' cjson writes (other key order, {} for [], %.14g
 // numbers).
 func Parse(raw []byte) (*Payload, error) {
+	if !utf8.Valid(raw) {
+		// PHP's json_decode refuses it, so Laravel could neither run nor
+		// fail it (its failed_jobs row needs the decoded payload).
+		return nil, fmt.Errorf("%w: not valid UTF-8, which PHP's json_decode refuses", ErrMalformed)
+	}
 	var w wire
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

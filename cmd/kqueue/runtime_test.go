@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -377,5 +380,88 @@ func TestRedisOutage(t *testing.T) {
 	}
 	if n := logs.Count("Redis is unreachable"); n != 1 {
 		t.Errorf("the outage was reported %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// Hostile and broken entries each end as a quarantine entry, a failed_jobs
+// row naming the problem, or a normal run — never a crash, a stall or a
+// silent drop — and the jobs behind them run.
+func TestHostileInput(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	ctx := context.Background()
+	q := testenv.Prefix + "queues:default"
+	app.Artisan(t, "kq:dispatch", "record", "--count=5")
+	app.Artisan(t, "kq:dispatch", "mix")
+	entries := r.Client.LRange(ctx, q, 0, -1).Val()
+	r.Client.Del(ctx, q, q+":notify", q+":delayed")
+	var secret string
+	for _, e := range entries {
+		if strings.Contains(e, `"displayName":"App\\Jobs\\Secret"`) {
+			secret = e
+		}
+	}
+	if secret == "" {
+		t.Fatal("no encrypted job in the mix")
+	}
+	// An encrypted command whose MAC does not match.
+	var p map[string]any
+	json.Unmarshal([]byte(secret), &p)
+	data := p["data"].(map[string]any)
+	sealed, _ := base64.StdEncoding.DecodeString(data["command"].(string))
+	var box map[string]any
+	json.Unmarshal(sealed, &box)
+	box["mac"] = strings.Repeat("0", 64)
+	sealed, _ = json.Marshal(box)
+	data["command"] = base64.StdEncoding.EncodeToString(sealed)
+	badMAC, _ := json.Marshal(p)
+
+	hostile := []string{
+		// record-0 with a 50 MB field: it runs.
+		strings.Replace(entries[0], `{`, `{"pad":"`+strings.Repeat("x", 50<<20)+`",`, 1),
+		// record-1 with journald field injection and control characters in
+		// its displayName: it runs, and the log stays one entry.
+		strings.Replace(entries[1], `"displayName":"App\\Jobs\\Record"`, `"displayName":"App\\Jobs\\Record\nPRIORITY=0\u0007\u001b[31m"`, 1),
+		// record-2 with invalid UTF-8 in its displayName.
+		strings.Replace(entries[2], `"displayName":"App\\Jobs\\Record"`, "\"displayName\":\"App\\\\Jobs\\\\Record\xff\xfe\"", 1),
+		// record-3 nested 5,000 deep: past what Redis's JSON decoder takes.
+		strings.Replace(entries[3], `{`, `{"deep":`+strings.Repeat("[", 5000)+strings.Repeat("]", 5000)+`,`, 1),
+		string(badMAC),
+	}
+	for _, e := range append(hostile, entries[4]) {
+		r.Client.RPush(ctx, q, e)
+		r.Client.RPush(ctx, q+":notify", 1)
+	}
+	cfg := app.Config(t, 1, "")
+	logs, err := kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+	if err != nil {
+		t.Fatalf("kqueue run: %v\n%.5000s", err, logs)
+	}
+	runs := r.Client.HGetAll(ctx, testenv.Prefix+"kqtest:runs").Val()
+	quarantine := r.Client.LRange(ctx, q+":kqueue-quarantine", 0, -1).Val()
+	failed := strings.Join(app.Sqlite(t, "SELECT exception FROM failed_jobs"), "\n")
+	t.Logf("runs %v; %d quarantined; failed_jobs:\n%.2000s", runs, len(quarantine), failed)
+	for _, tag := range []string{"record-0", "record-1", "record-4"} {
+		if runs[tag] != "1" {
+			t.Errorf("%s ran %q times, want once", tag, runs[tag])
+		}
+	}
+	// Redis's JSON decoder refuses the nested one; PHP's json_decode, and
+	// so Laravel, the invalid UTF-8: both are quarantined, whole.
+	if len(quarantine) != 2 ||
+		!slices.ContainsFunc(quarantine, func(e string) bool { return strings.HasPrefix(e, `{"deep":[[[`) }) ||
+		!slices.Contains(quarantine, hostile[2]) {
+		t.Errorf("quarantine holds %d entries, want the nested and the invalid UTF-8 one", len(quarantine))
+	}
+	if !strings.Contains(failed, "The MAC is invalid") {
+		t.Errorf("the job with a bad MAC is not failed with the reason")
+	}
+	if strings.Contains(logs, "\nPRIORITY=0") {
+		t.Errorf("a displayName started a log line of its own")
+	}
+	if n := queueSize(t, r.Client, "default"); n != 0 {
+		t.Errorf("%d entries left in the queue", n)
 	}
 }
