@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/user"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -103,6 +104,10 @@ type App struct {
 	// Env is added to the PHP workers' environment (it wins over the
 	// daemon's own environment, and Laravel's .env does not override it).
 	Env map[string]string `toml:"env"`
+	// User is the account the PHP workers run as (a name, e.g.
+	// "www-data"): kqueue starts them with its uid, gid and groups.
+	// Default: kqueue's own user. Running as root, set it.
+	User string `toml:"user"`
 }
 
 // Redis is where Laravel's queues live.
@@ -238,6 +243,11 @@ func (c *Config) complete() error {
 	}
 	c.App.PHP = cmp.Or(c.App.PHP, "php")
 	c.App.Connection = cmp.Or(c.App.Connection, "redis")
+	if c.App.User != "" {
+		if _, err := user.Lookup(c.App.User); err != nil {
+			return &Error{Key: "app.user", Msg: fmt.Sprintf("no such user %q: name the account your app runs as (e.g. www-data)", c.App.User)}
+		}
+	}
 
 	c.Redis.URL = cmp.Or(c.Redis.URL, DefaultURL)
 	if _, err := redisOptions(c.Redis.URL); err != nil {

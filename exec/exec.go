@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kqueue/kqueue/cgroup"
@@ -22,6 +23,9 @@ type Config struct {
 	AppPath string
 	// PHP is the php binary. Default "php".
 	PHP string
+	// User runs the PHP workers as this account (uid, gid, groups); nil:
+	// as the dispatcher's own.
+	User *syscall.Credential
 	// Connection is the Laravel queue connection name. Default "redis".
 	Connection string
 	// Env is added to the workers' environment, after the daemon's own

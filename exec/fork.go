@@ -46,6 +46,13 @@ func newForker(cfg *settings, script, dir string, log *slog.Logger) (*forker, er
 		ln.Close()
 		return nil, fmt.Errorf("fork socket: %w", err)
 	}
+	if u := cfg.get().User; u != nil {
+		// The children run as the app's user and must reach it.
+		if err := os.Chown(sock, int(u.Uid), int(u.Gid)); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("fork socket: %w", err)
+		}
+	}
 	f := &forker{cfg: cfg, script: script, log: log, socket: sock, ln: ln,
 		waiting: map[int]chan net.Conn{}, early: map[int]net.Conn{}, done: make(chan struct{})}
 	go f.accept()

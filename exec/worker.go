@@ -91,7 +91,7 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	cmd.ExtraFiles = []*os.File{reqR, resW} // fd 3, fd 4
 	// Its own process group: a terminal's ^C does not reach it, and a kill
 	// takes the job's children with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.User}
 	err = cmd.Start()
 	reqR.Close()
 	resW.Close()

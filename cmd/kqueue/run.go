@@ -11,10 +11,12 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -172,6 +174,9 @@ func logStart(log *slog.Logger, cfg *config.Config, role string) {
 	for _, r := range cfg.Risks() {
 		log.Warn("risky setting: " + r)
 	}
+	if role != "poller" && cfg.App.User == "" && os.Geteuid() == 0 {
+		log.Warn("PHP jobs run as root: set [app] user to the account your app runs as (e.g. www-data)")
+	}
 }
 
 func queueNames(cfg *config.Config) string {
@@ -180,6 +185,29 @@ func queueNames(cfg *config.Config) string {
 		names = append(names, q.Name)
 	}
 	return strings.Join(names, ",")
+}
+
+// appUser is [app] user as the credential to start PHP with; nil for
+// kqueue's own user. config.Load checked that the user exists.
+func appUser(cfg *config.Config) *syscall.Credential {
+	if cfg.App.User == "" {
+		return nil
+	}
+	u, err := user.Lookup(cfg.App.User)
+	if err != nil {
+		return nil
+	}
+	cred := &syscall.Credential{}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	cred.Uid, cred.Gid = uint32(uid), uint32(gid)
+	groups, _ := u.GroupIds()
+	for _, g := range groups {
+		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+			cred.Groups = append(cred.Groups, uint32(n))
+		}
+	}
+	return cred
 }
 
 // redactURL hides a password in a Redis URL.
@@ -269,6 +297,7 @@ func dispatcherConfig(cfg *config.Config, driver cgroup.Driver) exec.Config {
 		}
 	}
 	return exec.Config{
+		User:        appUser(cfg),
 		Isolation:   iso,
 		Rules:       rules,
 		AppPath:     cfg.App.Path,
@@ -613,6 +642,11 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 		c, err := ln.Accept()
 		if err != nil {
 			break
+		}
+		if ok, who := peerAllowed(c); !ok {
+			log.Warn("dispatcher socket: refused a connection from a process outside root, kqueue's user and its group", "peer", who)
+			c.Close()
+			continue
 		}
 		log.Info("poller connected")
 		if err := d.Serve(context.WithoutCancel(ctx), protocol.NewConn(c)); err != nil {

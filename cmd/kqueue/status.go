@@ -46,6 +46,11 @@ func serveControl(ctx context.Context, cfg *config.Config, p *poller.Poller, log
 			if err != nil {
 				return
 			}
+			if ok, who := peerAllowed(c); !ok {
+				log.Warn("control socket: refused a connection from a process outside root, kqueue's user and its group", "peer", who)
+				c.Close()
+				continue
+			}
 			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			s, err := p.Snapshot(qctx)
 			cancel()
