@@ -59,6 +59,10 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 5s)
 bench: deps build ## measure kqueue against php artisan queue:work, side by side
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 ./bench
 
+.PHONY: microbench
+microbench: ## Go benchmarks of the hot paths: frame codec, payload reading, reserve/ack batching
+	$(GO) test -run '^$$' -bench . -benchmem ./protocol ./payload ./poller
+
 .PHONY: deb
 deb: pkg-deps ## build dist/kqueue_VERSION_ARCH.deb and check it with lintian
 	rm -f dist/*.deb

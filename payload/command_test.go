@@ -73,3 +73,13 @@ func FuzzReadCommand(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkReadCommand(b *testing.B) {
+	raw := []byte(laravelCommand)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ReadCommand(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -126,3 +126,32 @@ func TestReleaseScript(t *testing.T) {
 		t.Errorf("reserved still holds %d", n)
 	}
 }
+
+// BenchmarkReserveAck is the poller's Redis side per job: reserve 64 jobs in
+// one round trip, then acknowledge them riding along with the next one.
+func BenchmarkReserveAck(b *testing.B) {
+	r := testenv.StartRedis(b)
+	ctx := context.Background()
+	p := New(Config{Redis: r.Client, Prefix: "p_", Queues: []Queue{{Name: "default"}}})
+	if err := p.loadScripts(ctx); err != nil {
+		b.Fatal(err)
+	}
+	const batch = 64
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		push(r.Client, "default", batch)
+		b.StartTimer()
+		jobs, _, _, err := p.reserveFrom(ctx, &p.queues[0], batch)
+		if err != nil || len(jobs) != batch {
+			b.Fatalf("reserved %d: %v", len(jobs), err)
+		}
+		for _, j := range jobs {
+			p.acks = append(p.acks, ack{keys: j.queue.keys, reserved: j.reserved})
+		}
+		if err := p.flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/job")
+}

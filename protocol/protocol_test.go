@@ -122,3 +122,27 @@ func BenchmarkJobFrame(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkOutcomeBatch(b *testing.B) {
+	batch := make([]Message, 64)
+	for i := range batch {
+		batch[i] = Outcome{ID: uint64(i), Kind: Delete, Result: "done", Duration: time.Millisecond, Memory: 40 << 20, Strategy: "inline"}
+	}
+	a, c := net.Pipe()
+	ca, cb := NewConn(a), NewConn(c)
+	go func() {
+		for {
+			if _, err := cb.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ca.SendBatch(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/outcome")
+	ca.Close()
+}
