@@ -59,6 +59,10 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 5s)
 bench: deps build ## measure kqueue against php artisan queue:work, side by side
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 ./bench
 
+.PHONY: chaos
+chaos: deps ## fault injection: 10,000 jobs, 60 faults (kills, Redis restarts and freezes); nothing may be lost
+	KQ_CHAOS_JOBS=10000 KQ_CHAOS_FAULTS=60 $(GO) test -count=1 -v -run '^TestChaos$$' -timeout 20m ./chaos
+
 .PHONY: microbench
 microbench: ## Go benchmarks of the hot paths: frame codec, payload reading, reserve/ack batching
 	$(GO) test -run '^$$' -bench . -benchmem ./protocol ./payload ./poller

@@ -47,6 +47,7 @@ type Redis struct {
 	Client *redis.Client
 	cmd    *exec.Cmd
 	dir    string
+	extra  []string // redis-server arguments it was started with
 }
 
 // StartRedis starts a redis-server for the test and stops it at cleanup.
@@ -54,7 +55,7 @@ func StartRedis(t testing.TB, extra ...string) *Redis {
 	t.Helper()
 	Need(t, "redis-server")
 	dir := shortTempDir(t)
-	r := &Redis{Socket: filepath.Join(dir, "redis.sock"), dir: dir}
+	r := &Redis{Socket: filepath.Join(dir, "redis.sock"), dir: dir, extra: extra}
 	r.start(t, extra...)
 	t.Cleanup(func() { r.Stop() })
 	return r
@@ -92,6 +93,16 @@ func (r *Redis) Stop() {
 	r.cmd.Process.Kill()
 	r.cmd.Wait()
 	r.cmd = nil
+}
+
+// Restart stops the server cleanly (SIGTERM: with --appendonly yes it
+// keeps its data) and starts it again on the same socket and folder.
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	r.Client.Close()
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	r.cmd.Wait()
+	r.start(t, r.extra...)
 }
 
 // Freeze stops the server process (SIGSTOP): an outage in which Redis

@@ -93,6 +93,26 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
             }
             break;
 
+        // chaos: a mix for the fault-injection suite. Every job but the
+        // fail-* ones must end up run; those end in failed_jobs.
+        case 'chaos':
+            for ($i = 0; $i < $count; $i++) {
+                switch ($i % 100) {
+                    case 0: case 50:
+                        $on(Jobs\Fails::dispatch("fail-$i"));
+                        break;
+                    case 1:
+                        $on(Jobs\Sleeps::dispatch("slow-$i", 0.3, 60, 0));
+                        break;
+                    case 2:
+                        $on(Jobs\IsolatedSleeper::dispatch("iso-$i"));
+                        break;
+                    default:
+                        $on(Jobs\Record::dispatch("rec-$i"));
+                }
+            }
+            break;
+
         case 'cpu':
             $on(Jobs\CpuBound::dispatch('cpu'));
             break;
