@@ -77,7 +77,9 @@ rm -f "$app"/bootstrap/cache/*.php
 touch "$app/database/database.sqlite"
 artisan migrate --force >/dev/null
 # The app's probe records each job run in Redis.
-sed -i 's/^# \[app.env\]$/[app.env]\nKQ_PROBE = "1"/; s/^# listen = "127.0.0.1:9464"/listen = "127.0.0.1:9464"/' /etc/kqueue/default.toml
+# The jobs run as www-data, which owns what Laravel writes.
+chown -R www-data:www-data "$app/storage" "$app/database" "$app/bootstrap/cache"
+sed -i 's/^# \[app.env\]$/[app.env]\nKQ_PROBE = "1"/; s/^# listen = "127.0.0.1:9464"/listen = "127.0.0.1:9464"/; s/^# user = "www-data"/user = "www-data"/' /etc/kqueue/default.toml
 check "kqueue check accepts the config" kqueue check --config /etc/kqueue/default.toml
 
 step "systemctl enable --now kqueue@default"
@@ -90,9 +92,11 @@ step "a mix of jobs from the app"
 artisan kq:dispatch mix
 artisan kq:dispatch noop --count=200
 artisan kq:dispatch crash
+artisan kq:dispatch chatty
 check "every job completed (ready, delayed and reserved all empty)" until_ok 120 drained
 check "the crashed job ran again and succeeded" test "$(runs crash)" = 2
 check "the chain ran to its end" test "$(runs chain-3)" = 1
+check "the jobs ran as www-data ([app] user), not root" bash -c "redis-cli lrange $(key kqtest:log) 0 -1 | grep '\"kind\":\"env\"' | grep -q '\"user\":33'"
 artisan kq:failed | tee "$out/failed-mix.txt"
 check "failed jobs are in failed_jobs (Fails, FailsManually)" grep -q 'App\\Jobs\\FailsManually' "$out/failed-mix.txt"
 
