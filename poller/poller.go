@@ -84,12 +84,18 @@ type Stats struct {
 	Failed   uint64 // settled jobs that failed
 	Released uint64 // settled jobs released back to their queue
 	Stopping bool
+	// RedisDown is how long Redis has not answered; 0 while it does.
+	RedisDown time.Duration `json:",omitempty"`
+	Unacked   int           `json:",omitempty"` // outcomes waiting for Redis
 }
 
 func (s Stats) String() string {
 	state := "running"
 	if s.Stopping {
 		state = "stopping"
+	}
+	if s.RedisDown > 0 {
+		state += fmt.Sprintf(", Redis unreachable for %s (%d outcomes waiting)", s.RedisDown.Round(time.Second), s.Unacked)
 	}
 	return fmt.Sprintf("%s: %d running (capacity %d), %d done, %d failed, %d released", state, s.Running, s.Capacity, s.Done, s.Failed, s.Released)
 }
@@ -108,6 +114,7 @@ type Poller struct {
 	acks      []ack         // outcomes not yet in Redis, oldest first
 	downSince time.Time     // when Redis stopped answering; zero while it answers
 	pool      protocol.Pool // the dispatcher's last word on its workers
+	lastFlush time.Time     // the last try to write acknowledgements
 	token     string        // this poller's name in its receipt keys
 	seq       uint64        // reserve calls made
 	uncertain *lostReply    // a reserve whose reply was lost: it may have reserved jobs
@@ -163,6 +170,9 @@ type event struct {
 // ErrDispatcherGone is returned by Run when the dispatcher closed the
 // connection while the poller was not stopping.
 var ErrDispatcherGone = errors.New("dispatcher closed the connection")
+
+// errRedisAway: a flush not tried, Redis being away.
+var errRedisAway = errors.New("redis is unreachable")
 
 // ErrIdle ends Run after Config.IdleExit without work; nothing is running.
 var ErrIdle = errors.New("idle")
@@ -284,8 +294,10 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 				}
 				needPoll = false
 				if !armed {
+					// Again in about a second, spread so that many pollers
+					// do not come back to a recovering Redis at once.
 					armed = true
-					waker.arm(time.Second, false)
+					waker.arm(time.Second+rand.N(500*time.Millisecond), false)
 				}
 			case more:
 				// the queues may hold more: poll again once there is room
@@ -373,14 +385,22 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 	}
 }
 
+// liveStats are the counts as of now.
+func (p *Poller) liveStats(stopping bool) Stats {
+	s := p.stats
+	s.Running, s.Capacity, s.Stopping, s.Unacked = len(p.inflight), p.capacity, stopping, len(p.acks)
+	if !p.downSince.IsZero() {
+		s.RedisDown = max(time.Since(p.downSince), time.Millisecond)
+	}
+	return s
+}
+
 // beat reports the live counts to the heartbeat.
 func (p *Poller) beat(stopping bool) {
 	if p.cfg.Heartbeat == nil {
 		return
 	}
-	s := p.stats
-	s.Running, s.Capacity, s.Stopping = len(p.inflight), p.capacity, stopping
-	p.cfg.Heartbeat(s)
+	p.cfg.Heartbeat(p.liveStats(stopping))
 }
 
 // connLost reports the end of the dispatcher connection.
@@ -485,6 +505,12 @@ func (p *Poller) flush(ctx context.Context) error {
 	if len(p.acks) == 0 {
 		return nil
 	}
+	// While Redis is away, try once a second, not on every turn of the
+	// loop: each try may wait out a timeout.
+	if !p.downSince.IsZero() && time.Since(p.lastFlush) < time.Second {
+		return errRedisAway
+	}
+	p.lastFlush = time.Now()
 	pipe := p.cfg.Redis.Pipeline()
 	cmds := p.queueAcks(ctx, pipe)
 	err := p.exec(ctx, pipe)

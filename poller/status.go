@@ -20,6 +20,8 @@ type Snapshot struct {
 	Workers  []PoolWorker      `json:"workers"`
 	Recycles map[string]uint64 `json:"recycles,omitempty"` // workers replaced, by reason
 	Failures []FailedRecent    `json:"recent_failures"`
+	// QueuesError says why Queues is empty: Redis did not answer.
+	QueuesError string `json:"queues_error,omitempty"`
 }
 
 // PoolWorker is one of the dispatcher's warm PHP workers.
@@ -83,7 +85,8 @@ func (p *Poller) Snapshot(ctx context.Context) (Snapshot, error) {
 		cs = append(cs, counts{pipe.LLen(ctx, q.keys.queue), pipe.ZCard(ctx, q.keys.delayed), pipe.ZCard(ctx, q.keys.reserved)})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return s, fmt.Errorf("read queue depths: %w", err)
+		s.QueuesError = err.Error() // the rest of the state still helps
+		return s, nil
 	}
 	for i, q := range p.queues {
 		s.Queues = append(s.Queues, QueueDepth{Name: q.Name, Ready: cs[i].ready.Val(), Delayed: cs[i].delayed.Val(), Reserved: cs[i].reserved.Val()})
@@ -93,8 +96,7 @@ func (p *Poller) Snapshot(ctx context.Context) (Snapshot, error) {
 
 // snapshot fills a snapshot from the main loop's state.
 func (p *Poller) snapshot(stopping bool) Snapshot {
-	s := Snapshot{Instance: p.cfg.Instance, Stats: p.stats, Failures: append([]FailedRecent(nil), p.failures...)}
-	s.Stats.Running, s.Stats.Capacity, s.Stats.Stopping = len(p.inflight), p.capacity, stopping
+	s := Snapshot{Instance: p.cfg.Instance, Stats: p.liveStats(stopping), Failures: append([]FailedRecent(nil), p.failures...)}
 	now := p.cfg.Now()
 	for _, r := range p.inflight {
 		s.Running = append(s.Running, RunningJob{Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Attempt: r.p.Attempts + 1, Age: now.Sub(r.started)})

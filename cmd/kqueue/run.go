@@ -235,6 +235,10 @@ func redisClient(ctx context.Context, cfg *config.Config) (*redis.Client, error)
 		opts.WriteTimeout = 2 * time.Second
 	}
 	opts.MaxRetries = -1
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 2 * time.Second
+	}
+	opts.DisableIdentity = true // no CLIENT SETINFO round trip on each new connection
 	// Deadlines from contexts bound blocking commands (BLPOP) too; RESP2,
 	// as Laravel speaks, keeps clear of RESP3 push handling, which can wait
 	// on a frozen server without a deadline.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -356,6 +357,11 @@ func TestRedisOutage(t *testing.T) {
 	})
 	r.Freeze(t)
 	logs.WaitFor(t, "Redis is unreachable", 1, 30*time.Second)
+	// The outage shows in STATUS= and kqueue status.
+	var out bytes.Buffer
+	if err := run(ctx, []string{"status", "--config", cfg}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "Redis unreachable for") {
+		t.Errorf("kqueue status during the outage: %v\n%s", err, out.String())
+	}
 	// The outage: the running jobs finish meanwhile, their outcomes wait.
 	select {
 	case <-time.After(30 * time.Second):

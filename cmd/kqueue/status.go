@@ -51,7 +51,7 @@ func serveControl(ctx context.Context, cfg *config.Config, p *poller.Poller, log
 				c.Close()
 				continue
 			}
-			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			s, err := p.Snapshot(qctx)
 			cancel()
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -76,7 +76,7 @@ func status(ctx context.Context, cfg *config.Config, stdout io.Writer, asJSON bo
 		return fmt.Errorf("kqueue %s is not running (or not reachable): %w", cfg.Name, err)
 	}
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(15 * time.Second))
 	raw, err := io.ReadAll(c)
 	if err != nil {
 		return fmt.Errorf("read status: %w", err)
@@ -94,6 +94,9 @@ func status(ctx context.Context, cfg *config.Config, stdout io.Writer, asJSON bo
 		return fmt.Errorf("read status: %w", err)
 	}
 	fmt.Fprintf(stdout, "kqueue %s — %s\n\n", s.Instance, s.Stats)
+	if s.QueuesError != "" {
+		fmt.Fprintf(stdout, "queue depths unavailable: %s\n", s.QueuesError)
+	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tREADY\tDELAYED\tRESERVED")
 	for _, q := range s.Queues {
