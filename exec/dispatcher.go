@@ -162,6 +162,13 @@ func (d *Dispatcher) Reload(cfg Config) (needRestart []string) {
 	return needRestart
 }
 
+// Healthy reports whether the pool can serve jobs now or is on its way to:
+// a worker is ready, or one is booting (a reload replaces them all, and a
+// boot can take seconds). A pool whose workers all fail to boot is not.
+func (d *Dispatcher) Healthy() bool {
+	return d.Ready() > 0 || d.pool.booting.Load() > 0
+}
+
 // Ready is how many pool workers are booted and serving.
 func (d *Dispatcher) Ready() int {
 	d.pool.mu.Lock()

@@ -91,7 +91,8 @@ type pool struct {
 	onCapacity func()
 	recycles   map[string]uint64 // workers replaced, by reason
 
-	slots []atomic.Pointer[worker] // each slot's worker, for status
+	slots   []atomic.Pointer[worker] // each slot's worker, for status
+	booting atomic.Int32             // workers being started now
 }
 
 // Prefetch: while jobs are short, a worker that finishes one should find
@@ -216,7 +217,9 @@ func (p *pool) slot(ctx context.Context, i int, w *worker) {
 				return
 			}
 			var err error
+			p.booting.Add(1)
 			w, err = startWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
+			p.booting.Add(-1)
 			if err != nil {
 				failures++
 				// One clear error per failing streak, then quiet retries.

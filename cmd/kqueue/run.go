@@ -621,7 +621,7 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 	defer reloadOnHUP(ctx, cfg, n, log, reloadDispatcher(d, driver, log))()
 	defer hardStopAfter(ctx, d, cfg.Job.ShutdownTimeout.D())()
 	if every := n.WatchdogInterval(); every > 0 {
-		// Pinged only while the pool has a worker that can run a job.
+		// Pinged only while the pool can run jobs or is booting workers to.
 		go func() {
 			t := time.NewTicker(every)
 			defer t.Stop()
@@ -630,7 +630,7 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					if d.Ready() > 0 {
+					if d.Healthy() {
 						n.Watchdog()
 					}
 				}
