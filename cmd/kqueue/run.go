@@ -444,7 +444,7 @@ func hardStopAfter(ctx context.Context, d *exec.Dispatcher, timeout time.Duratio
 // reloadOnHUP re-reads the config on each SIGHUP (systemctl reload) and
 // hands it to apply, until ctx is done or the returned function is called.
 // A config that does not load changes nothing: kqueue runs on with the old
-// one and says why.
+// one and says why. n, when set, hears RELOADING=1 and READY=1.
 func reloadOnHUP(ctx context.Context, cfg *config.Config, n *notify.Notifier, log *slog.Logger, apply func(*config.Config)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	hup := make(chan os.Signal, 1)
@@ -458,15 +458,21 @@ func reloadOnHUP(ctx context.Context, cfg *config.Config, n *notify.Notifier, lo
 			case <-ctx.Done():
 				return
 			case <-hup:
-				n.Reloading()
+				if n != nil {
+					n.Reloading()
+				}
 				next, err := config.Load(cfg.File)
 				if err != nil {
 					log.Error("reload: the config has errors; running on with the previous one", "error", err)
-					n.Ready("reload failed: the config has errors (see the journal)")
+					if n != nil {
+						n.Ready("reload failed: the config has errors (see the journal)")
+					}
 					continue
 				}
 				apply(next)
-				n.Ready("reloaded")
+				if n != nil {
+					n.Ready("reloaded")
+				}
 			}
 		}
 	}()
@@ -536,7 +542,11 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	// systemctl reload reaches the dispatcher through its own unit
 	// (ReloadPropagatedFrom); the poller reads the config again and says
 	// what waits for a restart.
-	defer reloadOnHUP(ctx, cfg, n, log, reloadPoller(cfg, log))()
+	// The poller's reload only reads the config again: it tells systemd
+	// nothing, since a RELOADING=1 of its own would make systemd propagate
+	// a second reload to the dispatcher, which systemctl reload already
+	// reached (ReloadPropagatedFrom).
+	defer reloadOnHUP(ctx, cfg, nil, log, reloadPoller(cfg, log))()
 	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
 	defer stopped()
 	p, stopPoller := startPoller(ctx, cfg, rdb, log, n, func(pc *poller.Config) {
