@@ -147,6 +147,52 @@ check "kqueue@default stayed active" active kqueue@default
 check "kqueue-dispatcher@default stayed active" active kqueue-dispatcher@default
 check "no job scope is left behind" bash -c '! systemctl list-units --all --no-legend "kqueue-default-*.scope" | grep -q .'
 
+step "isolated jobs under the cgroupfs driver on cgroup v2: kqueue@v2, in its dispatcher's delegated cgroup"
+cat >/etc/kqueue/v2.toml <<'TOML'
+[app]
+path = "/srv/app"
+user = "www-data"
+[app.env]
+KQ_PROBE = "1"
+[redis]
+url = "redis://127.0.0.1:6379/0"
+prefix = "laravel_database_"
+[[queue]]
+name = "v2"
+[pool]
+workers = 1
+[isolation]
+driver = "cgroupfs"
+max_concurrent = 1
+TOML
+rcli del "$(key kqtest:runs)" "$(key kqtest:log)" >/dev/null
+svc=/kqueue.slice/kqueue-dispatcher@v2.service
+v2drained() { [ $(($(rcli llen "$(key queues:v2)") + $(rcli zcard "$(key queues:v2:delayed)") + $(rcli zcard "$(key queues:v2:reserved)"))) = 0 ]; }
+hogs_v2() { artisan kq:failed | grep -c "IsolatedHog: .*exceeded its memory limit (64M): the kernel killed it in cgroup $svc/job-"; }
+check "systemctl enable --now kqueue@v2" systemctl enable --now kqueue@v2
+check "its dispatcher was started by its socket" until_ok 60 active kqueue-dispatcher@v2
+v2pid=$(systemctl show -P MainPID kqueue-dispatcher@v2)
+check "the dispatcher moved into the leaf of its delegated cgroup" grep -qx "0::$svc/dispatcher" "/proc/$v2pid/cgroup"
+check "and handed memory, cpu and pids to the job groups" grep -q 'cpu memory pids' "/sys/fs/cgroup$svc/cgroup.subtree_control"
+artisan kq:dispatch isolated --queue=v2
+check "the isolated jobs and the ones after them completed" until_ok 120 v2drained
+artisan kq:failed | grep "$svc/" | tee "$out/failed-v2.txt"
+check "the memory hog failed with the memory reason, in its cgroup below the dispatcher's" test "$(hogs_v2)" = 1
+journal -k | grep -E "oom_memcg=$svc/" | tail -n 2 | tee "$out/kernel-oom-v2.txt"
+check "the kernel OOM-killed it in a cgroup under $svc" grep -q "oom_memcg=$svc/job-" "$out/kernel-oom-v2.txt"
+child=$(rcli lrange "$(key kqtest:log)" 0 -1 | sed -n 's/.*"kind":"child","tag":"spawner","pid":\([0-9]*\).*/\1/p')
+echo "the spawner's child: pid $child"
+check "the spawner's 'sleep 1000' child (pid $child) was killed with its cgroup" test -n "$child" -a ! -e "/proc/$child"
+check "the jobs after them ran" ran after-2 1
+check "the fork bomb ran to its end under the task limit" bash -c "redis-cli lrange $(key kqtest:log) 0 -1 | grep -q '\"kind\":\"bomb-done\"'"
+check "kqueue-dispatcher@v2 stayed active, same process" test "$(systemctl show -P MainPID kqueue-dispatcher@v2)" = "$v2pid"
+check "kqueue@v2 stayed active" active kqueue@v2
+check "no job cgroup is left behind" bash -c "! ls -d /sys/fs/cgroup$svc/job-* 2>/dev/null"
+journal -u kqueue-dispatcher@v2 >"$out/journal-v2.txt"
+check "the dispatcher logged no cgroup error" bash -c "! grep -E 'empty job cgroup|remove job cgroup|read job cgroup|isolated job not run' $out/journal-v2.txt"
+systemctl disable --now kqueue@v2
+check "the dispatcher's cgroup went with it" until_ok 30 test ! -e "/sys/fs/cgroup$svc"
+
 step "pool.idle_exit: a second instance scales to zero and back"
 cat >/etc/kqueue/small.toml <<'TOML'
 [app]
