@@ -774,9 +774,23 @@ func (p *Poller) recover(ctx context.Context) ([]*reservedJob, error) {
 	if len(got) == 0 || got[0] != strconv.FormatUint(u.seq, 10) {
 		return nil, nil // it reserved nothing
 	}
+	// Only what is still reserved: a reservation that lapsed meanwhile
+	// went back to the queue and may be running elsewhere.
+	pipe := p.cfg.Redis.Pipeline()
+	var scores []*redis.FloatCmd
+	for i := 2; i < len(got); i += 2 {
+		scores = append(scores, pipe.ZScore(ctx, u.queue.keys.reserved, got[i]))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		p.uncertain = u
+		p.redisDown(err)
+		return nil, fmt.Errorf("read reserve receipt: %w", err)
+	}
 	pairs := make([]any, 0, len(got)-1)
-	for _, s := range got[1:] {
-		pairs = append(pairs, s)
+	for i, s := range scores {
+		if s.Err() == nil {
+			pairs = append(pairs, got[1+2*i], got[2+2*i])
+		}
 	}
 	jobs := p.reservedJobs(ctx, u.queue, pairs, p.cfg.Now())
 	p.log.Warn("a reserve's reply was lost in the Redis outage; running the jobs it reserved", "queue", u.queue.Name, "jobs", len(jobs))

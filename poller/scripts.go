@@ -44,6 +44,8 @@ local now, expiry, max, seq = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
 migrate(delayed, queue, notify, now)
 migrate(reserved, queue, notify, now)
+-- The last receipt is answered: this call is the one that may go astray.
+redis.call('DEL', receipt)
 
 local jobs, bad = {}, {}
 for _ = 1, max do
@@ -70,10 +72,10 @@ end
 
 -- The receipt: what this call reserved, under its sequence number, so a
 -- poller whose reply was lost (Redis froze mid-call) can still run them.
+-- It lasts as long as the reservations.
 if #jobs > 0 then
-  redis.call('DEL', receipt)
   redis.call('RPUSH', receipt, seq, unpack(jobs))
-  redis.call('EXPIRE', receipt, 3600)
+  redis.call('EXPIREAT', receipt, expiry)
 end
 
 local next = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
