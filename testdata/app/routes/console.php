@@ -176,3 +176,12 @@ Artisan::command('kq:failed', function () {
         $this->line($name.': '.strtok($row->exception, "\n"));
     }
 })->purpose('Print the failed jobs, one line each');
+
+// kq:stamp dispatches Stamp jobs one at a time, --gap milliseconds apart,
+// from one process: the pickup latency benchmark's producer.
+Artisan::command('kq:stamp {--count=200} {--gap=20}', function () {
+    for ($i = 0; $i < (int) $this->option('count'); $i++) {
+        dispatch(new \App\Jobs\Stamp(microtime(true)));
+        usleep((int) $this->option('gap') * 1000);
+    }
+})->purpose('Dispatch timestamped jobs, spaced out');
