@@ -164,8 +164,8 @@ func (s *scope) Stats() (Stats, error) {
 	if s.dir == "" {
 		return st, nil
 	}
-	v, err := keyedValue(filepath.Join(s.dir, "memory.events"), "oom_kill")
-	if errors.Is(err, os.ErrNotExist) {
+	v, err := oomKills(filepath.Join(s.dir, "memory.events"))
+	if err != nil {
 		// systemd already stopped the scope and removed its cgroup: its
 		// Result says whether the kernel OOM-killed the job.
 		result, err := s.result()
@@ -223,6 +223,21 @@ func (s *scope) Delete() error {
 	}
 	s.d.conn.ResetFailedUnitContext(ctx, s.unit) // not failed: nothing to clear
 	return nil
+}
+
+// oomKills reads a cgroup v2 memory.events: the OOM kills, or 1 when the
+// group hit its limit and the OOM killer ran but the kill is not counted
+// yet (the kernel counts it after it signals the victim, which may be gone
+// by the time kqueue looks).
+func oomKills(path string) (uint64, error) {
+	kills, err := keyedValue(path, "oom_kill")
+	if err != nil {
+		return 0, err
+	}
+	if ooms, err := keyedValue(path, "oom"); err == nil && kills == 0 && ooms > 0 {
+		return 1, nil
+	}
+	return kills, nil
 }
 
 // keyedValue reads "key value" lines (memory.events, cpu.stat).

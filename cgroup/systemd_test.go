@@ -79,3 +79,23 @@ func TestSystemdUnavailableHere(t *testing.T) {
 		t.Error("newSystemd succeeded without systemd")
 	}
 }
+
+// The kernel counts an OOM kill after it signals the victim: a group that
+// hit the OOM killer counts as OOM-killed even before oom_kill moves.
+func TestOOMKills(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "memory.events")
+	for events, want := range map[string]uint64{
+		"low 0\nhigh 0\nmax 3\noom 0\noom_kill 0\n": 0,
+		"low 0\nhigh 0\nmax 9\noom 1\noom_kill 0\n": 1,
+		"low 0\nhigh 0\nmax 9\noom 2\noom_kill 2\n": 2,
+	} {
+		os.WriteFile(path, []byte(events), 0o644)
+		if got, err := oomKills(path); err != nil || got != want {
+			t.Errorf("%q: %d, %v; want %d", events, got, err, want)
+		}
+	}
+	if _, err := oomKills(filepath.Join(t.TempDir(), "gone")); err == nil {
+		t.Error("a removed cgroup read as no OOM")
+	}
+}

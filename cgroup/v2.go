@@ -297,6 +297,9 @@ func (g *v2Group) Stats() (Stats, error) {
 	var s Stats
 	if m.MemoryEvents != nil {
 		s.OOMKills = m.MemoryEvents.OomKill
+		if s.OOMKills == 0 && m.MemoryEvents.Oom > 0 {
+			s.OOMKills = 1 // the kernel counts the kill after it signals the victim
+		}
 	}
 	if m.Memory != nil {
 		s.PeakMemory = m.Memory.MaxUsage
