@@ -348,7 +348,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 					p.flush(bg)
 					return p.connLost(ev.err, stopping)
 				default:
-					if p.handle(bg, ev.msg) {
+					if p.handle(ev.msg) {
 						needPoll = true
 					}
 				}
@@ -419,7 +419,7 @@ func (p *Poller) connLost(err error, stopping bool) error {
 
 // handle applies one message from the dispatcher. It reports whether there
 // is new capacity to fill.
-func (p *Poller) handle(ctx context.Context, m protocol.Message) bool {
+func (p *Poller) handle(m protocol.Message) bool {
 	switch m := m.(type) {
 	case protocol.Capacity:
 		grew := int(m.Capacity) > p.capacity
