@@ -6,6 +6,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,7 +24,7 @@ import (
 )
 
 // jobs is how many no-op jobs one measurement runs.
-const jobs = 10000
+const jobs = 20000
 
 var kqueueBin = func() string {
 	if p := os.Getenv("KQUEUE_BIN"); p != "" {
@@ -59,6 +60,11 @@ func BenchmarkNoopThroughput(b *testing.B) {
 				return nil
 			})
 		})
+		b.Run(fmt.Sprintf("runner=php-ceiling/php=%d", workers), func(b *testing.B) {
+			measure(b, app, func(ctx context.Context) error {
+				return ceiling(ctx, app, workers)
+			})
+		})
 		b.Run(fmt.Sprintf("runner=kqueue/php=%d", workers), func(b *testing.B) {
 			cfg := app.Config(b, workers, "")
 			measure(b, app, func(ctx context.Context) error {
@@ -70,6 +76,33 @@ func BenchmarkNoopThroughput(b *testing.B) {
 			})
 		})
 	}
+}
+
+// ceiling runs the jobs on the queue through Worker::process in workers
+// PHP processes at once, each its share, with no queue I/O (ceiling.php).
+// Like the runners it is timed from process start (PHP and Laravel boot
+// included) to the last job done; reading the payloads first costs it a few
+// milliseconds.
+func ceiling(ctx context.Context, app *testenv.App, workers int) error {
+	share := jobs / workers
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.CommandContext(ctx, "php", filepath.Join(testenv.Root(), "bench", "ceiling.php"), app.Path,
+				filepath.Join(testenv.Root(), "exec", "php", "job.php"), strconv.Itoa(i*share), strconv.Itoa(share))
+			cmd.Env = app.Environ()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("ceiling.php: %v: %s", err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	// What a runner would have taken off the queue.
+	app.Redis.Client.Del(ctx, testenv.Prefix+"queues:default")
+	return errors.Join(errs...)
 }
 
 // benchApp is the fixture app on a private Redis, quiet, for timing.

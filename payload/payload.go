@@ -4,11 +4,9 @@ package payload
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -34,52 +32,87 @@ type Payload struct {
 var ErrMalformed = errors.New("malformed job payload")
 
 type wire struct {
-	UUID          *string         `json:"uuid"`
-	DisplayName   *string         `json:"displayName"`
-	Job           *string         `json:"job"`
-	MaxTries      json.RawMessage `json:"maxTries"`
-	MaxExceptions json.RawMessage `json:"maxExceptions"`
-	FailOnTimeout json.RawMessage `json:"failOnTimeout"`
-	Backoff       json.RawMessage `json:"backoff"`
-	Timeout       json.RawMessage `json:"timeout"`
-	RetryUntil    json.RawMessage `json:"retryUntil"`
-	Data          json.RawMessage `json:"data"`
-	Attempts      json.RawMessage `json:"attempts"`
+	UUID, DisplayName, Job, MaxTries, MaxExceptions, FailOnTimeout,
+	Backoff, Timeout, RetryUntil, Data, Attempts []byte
+}
+
+// field returns where the member named key goes, or nil.
+func (w *wire) field(key []byte) *[]byte {
+	switch string(key) {
+	case "uuid":
+		return &w.UUID
+	case "displayName":
+		return &w.DisplayName
+	case "job":
+		return &w.Job
+	case "maxTries":
+		return &w.MaxTries
+	case "maxExceptions":
+		return &w.MaxExceptions
+	case "failOnTimeout":
+		return &w.FailOnTimeout
+	case "backoff":
+		return &w.Backoff
+	case "timeout":
+		return &w.Timeout
+	case "retryUntil":
+		return &w.RetryUntil
+	case "data":
+		return &w.Data
+	case "attempts":
+		return &w.Attempts
+	}
+	return nil
 }
 
 // Parse reads a payload. It accepts both Laravel's own encoding and the
 // reserved copy Redis' cjson writes (other key order, {} for [], %.14g
-// numbers).
+// numbers). Keys match exactly and the last of duplicates wins, as with
+// PHP's json_decode.
 func Parse(raw []byte) (*Payload, error) {
 	if !utf8.Valid(raw) {
-		// PHP's json_decode refuses it, so Laravel could neither run nor
-		// fail it (its failed_jobs row needs the decoded payload).
 		return nil, fmt.Errorf("%w: not valid UTF-8, which PHP's json_decode refuses", ErrMalformed)
 	}
 	var w wire
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&w); err != nil {
-		return nil, fmt.Errorf("%w: not a JSON object: %v", ErrMalformed, err)
+	err := members(raw, func(key, value []byte) {
+		if f := w.field(keyBytes(key)); f != nil {
+			*f = value
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrMalformed)
+	return w.payload()
+}
+
+// keyBytes is a member's key from its raw bytes, escapes resolved.
+func keyBytes(raw []byte) []byte {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return raw
 	}
+	s, _ := unquote(append(append([]byte{'"'}, raw...), '"'))
+	return []byte(s)
+}
+
+// payload checks the fields and converts them.
+func (w *wire) payload() (*Payload, error) {
 	p := &Payload{}
 	var err error
-	if w.Job == nil || *w.Job == "" {
+	if p.Job, err = strField("job", w.Job); err != nil {
+		return nil, err
+	} else if p.Job == "" {
 		return nil, fmt.Errorf("%w: no \"job\" field: this is not a Laravel queue payload", ErrMalformed)
 	}
-	p.Job = *w.Job
-	if w.UUID == nil || *w.UUID == "" {
+	if p.UUID, err = strField("uuid", w.UUID); err != nil {
+		return nil, err
+	} else if p.UUID == "" {
 		return nil, fmt.Errorf("%w: no \"uuid\" field: this is not a Laravel queue payload", ErrMalformed)
 	}
-	p.UUID = *w.UUID
 	if isNull(w.Data) {
 		return nil, fmt.Errorf("%w: no \"data\" field: this is not a Laravel queue payload", ErrMalformed)
 	}
-	if w.DisplayName != nil {
-		p.DisplayName = *w.DisplayName
+	if p.DisplayName, err = strField("displayName", w.DisplayName); err != nil {
+		return nil, err
 	}
 	if p.Attempts, err = intField("attempts", w.Attempts, true); err != nil {
 		return nil, err
@@ -102,25 +135,47 @@ func Parse(raw []byte) (*Payload, error) {
 		v := int64(*r)
 		p.RetryUntil = &v
 	}
-	p.FailOnTimeout = string(bytes.TrimSpace(w.FailOnTimeout)) == "true"
+	p.FailOnTimeout = string(w.FailOnTimeout) == "true"
 	if !isNull(w.Backoff) {
-		var s string
-		if json.Unmarshal(w.Backoff, &s) == nil {
+		if s, ok := unquote(w.Backoff); ok {
 			p.Backoff = s
 		} else {
-			p.Backoff = strings.TrimSpace(string(w.Backoff))
+			p.Backoff = string(w.Backoff)
 		}
 	}
-	var data struct {
-		CommandName string `json:"commandName"`
-		Command     string `json:"command"`
+	if w.Data[0] == '{' {
+		// data.commandName and data.command are optional; a value that is
+		// not a string counts as absent. The object is valid JSON already.
+		members(w.Data, func(key, value []byte) {
+			switch string(keyBytes(key)) {
+			case "commandName":
+				p.CommandName, _ = unquote(value)
+			case "command":
+				p.Command, _ = unquote(value)
+			}
+		})
 	}
-	if bytes.HasPrefix(bytes.TrimSpace(w.Data), []byte("{")) {
-		_ = json.Unmarshal(w.Data, &data) // data.commandName is optional
-	}
-	p.CommandName = data.CommandName
-	p.Command = data.Command
 	return p, nil
+}
+
+// strField reads a string member; absent or null is "".
+func strField(name string, raw []byte) (string, error) {
+	if isNull(raw) {
+		return "", nil
+	}
+	s, ok := unquote(raw)
+	if !ok {
+		return "", fmt.Errorf("%w: %q is %s, want a string", ErrMalformed, name, preview(raw))
+	}
+	return s, nil
+}
+
+// preview is the start of a raw value, for an error.
+func preview(raw []byte) string {
+	if len(raw) > 40 {
+		return string(raw[:40]) + "…"
+	}
+	return string(raw)
 }
 
 // Name is how Laravel names the job: displayName, else job.
@@ -131,12 +186,11 @@ func (p *Payload) Name() string {
 	return p.Job
 }
 
-func isNull(raw json.RawMessage) bool {
-	t := bytes.TrimSpace(raw)
-	return len(t) == 0 || string(t) == "null"
+func isNull(raw []byte) bool {
+	return len(raw) == 0 || string(raw) == "null"
 }
 
-func optInt(name string, raw json.RawMessage) (*int, error) {
+func optInt(name string, raw []byte) (*int, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -149,8 +203,8 @@ func optInt(name string, raw json.RawMessage) (*int, error) {
 
 // intField reads a JSON number that must be integral (cjson may write it as
 // 1e+16 or 3.0).
-func intField(name string, raw json.RawMessage, required bool) (int, error) {
-	t := strings.TrimSpace(string(raw))
+func intField(name string, raw []byte, required bool) (int, error) {
+	t := string(raw)
 	if t == "" || t == "null" {
 		if required {
 			return 0, fmt.Errorf("%w: no numeric %q field", ErrMalformed, name)

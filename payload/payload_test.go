@@ -1,10 +1,14 @@
 package payload
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // laravel8 is a payload as Laravel 8.83 writes it; reserved is the copy
@@ -117,4 +121,49 @@ func BenchmarkParse(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// referenceWire fills a wire with encoding/json: the scanner must accept
+// exactly what it accepts and read the same members (exact keys, the last
+// duplicate wins — a map decode does both).
+func referenceWire(raw []byte) (*wire, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	var w wire
+	for k, v := range m {
+		if f := w.field([]byte(k)); f != nil {
+			*f = v
+		}
+	}
+	return &w, nil
+}
+
+func FuzzScanMatchesEncodingJSON(f *testing.F) {
+	f.Add([]byte(laravel8))
+	f.Add([]byte(reserved))
+	f.Add([]byte(`{"uuid":"a","uuid":"b","job":"j","data":{},"attempts":0}`))
+	f.Add([]byte(`{"u\u0075id":"a","job":"j\"\\\/\b\f\n\r\t\ud83d\ude00","data":{"command":1},"attempts":1.0e0} `))
+	f.Add([]byte(`{"uuid":"a","job":"j","data":[[[]]],"attempts":-0,"x":[1,-2.5e+3,true,false,null,{"a":{}}]}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !utf8.Valid(raw) {
+			return // refused before either runs
+		}
+		got, err := Parse(raw)
+		ref, rerr := referenceWire(raw)
+		if (err == nil) != (rerr == nil) && rerr != nil {
+			t.Fatalf("Parse accepted %q, encoding/json did not: %v", raw, rerr)
+		}
+		if rerr != nil {
+			return
+		}
+		want, werr := ref.payload()
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("Parse(%q) error %v, reference %v", raw, err, werr)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("Parse(%q) = %+v, reference %+v", raw, got, want)
+		}
+	})
 }

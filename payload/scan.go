@@ -1,0 +1,270 @@
+package payload
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// A payload is read in one pass over its bytes: every job goes through it
+// twice (poller and dispatcher), and encoding/json scans a document three
+// times and allocates for every field. The scanner below checks the whole
+// document against the JSON grammar (RFC 8259, as PHP's json_decode does)
+// and hands back the members of the top-level object as raw values.
+
+// maxJSONDepth is how deep arrays and objects may nest (encoding/json's limit).
+const maxJSONDepth = 10000
+
+var errSyntax = errors.New("not a JSON object: invalid JSON")
+
+// members checks that b is one JSON object (surrounded by whitespace at
+// most) and calls fn with each member's key (its raw bytes between the
+// quotes, escapes and all) and value (raw JSON), in order.
+func members(b []byte, fn func(key, value []byte)) error {
+	i := skipSpace(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return errors.New("not a JSON object")
+	}
+	end, err := object(b, i, 1, fn)
+	if err != nil {
+		return err
+	}
+	if skipSpace(b, end) != len(b) {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+// object scans the object at b[i] == '{', calling fn (if not nil) for its
+// members, and returns the index after it.
+func object(b []byte, i, depth int, fn func(key, value []byte)) (int, error) {
+	if depth > maxJSONDepth {
+		return 0, fmt.Errorf("%w: nested deeper than %d", errSyntax, maxJSONDepth)
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i == len(b) || b[i] != '"' {
+			return 0, syntaxAt(b, i, "a string key")
+		}
+		keyStart := i
+		kEnd, err := str(b, i)
+		if err != nil {
+			return 0, err
+		}
+		i = skipSpace(b, kEnd)
+		if i == len(b) || b[i] != ':' {
+			return 0, syntaxAt(b, i, "':'")
+		}
+		vStart := skipSpace(b, i+1)
+		vEnd, err := value(b, vStart, depth)
+		if err != nil {
+			return 0, err
+		}
+		if fn != nil {
+			fn(b[keyStart+1:kEnd-1], b[vStart:vEnd])
+		}
+		i = skipSpace(b, vEnd)
+		switch {
+		case i == len(b):
+			return 0, syntaxAt(b, i, "',' or '}'")
+		case b[i] == '}':
+			return i + 1, nil
+		case b[i] != ',':
+			return 0, syntaxAt(b, i, "',' or '}'")
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+// value scans the JSON value at b[i] and returns the index after it.
+func value(b []byte, i, depth int) (int, error) {
+	if i == len(b) {
+		return 0, syntaxAt(b, i, "a value")
+	}
+	switch c := b[i]; {
+	case c == '{':
+		return object(b, i, depth+1, nil)
+	case c == '[':
+		return array(b, i, depth+1)
+	case c == '"':
+		return str(b, i)
+	case c == 't':
+		return literal(b, i, "true")
+	case c == 'f':
+		return literal(b, i, "false")
+	case c == 'n':
+		return literal(b, i, "null")
+	case c == '-' || isDigit(c):
+		return number(b, i)
+	}
+	return 0, syntaxAt(b, i, "a value")
+}
+
+func array(b []byte, i, depth int) (int, error) {
+	if depth > maxJSONDepth {
+		return 0, fmt.Errorf("%w: nested deeper than %d", errSyntax, maxJSONDepth)
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for {
+		end, err := value(b, i, depth)
+		if err != nil {
+			return 0, err
+		}
+		i = skipSpace(b, end)
+		switch {
+		case i == len(b):
+			return 0, syntaxAt(b, i, "',' or ']'")
+		case b[i] == ']':
+			return i + 1, nil
+		case b[i] != ',':
+			return 0, syntaxAt(b, i, "',' or ']'")
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+// str scans the string at b[i] == '"' and returns the index after it. The
+// bytes are valid UTF-8 already (Parse checks).
+func str(b []byte, i int) (int, error) {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, nil
+		case c < 0x20:
+			return 0, syntaxAt(b, i, "no control character in a string")
+		case c == '\\':
+			i++
+			if i == len(b) {
+				return 0, syntaxAt(b, i, "an escape")
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) {
+					return 0, syntaxAt(b, i, "four hex digits after \\u")
+				}
+				i += 4
+			default:
+				return 0, syntaxAt(b, i, "a valid escape")
+			}
+		}
+	}
+	return 0, syntaxAt(b, i, "the end of a string")
+}
+
+// number scans -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func number(b []byte, i int) (int, error) {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && isDigit(b[i]):
+		i = digits(b, i)
+	default:
+		return 0, syntaxAt(b, i, "a digit")
+	}
+	if i < len(b) && b[i] == '.' {
+		if i+1 == len(b) || !isDigit(b[i+1]) {
+			return 0, syntaxAt(b, i+1, "a digit")
+		}
+		i = digits(b, i+1)
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i == len(b) || !isDigit(b[i]) {
+			return 0, syntaxAt(b, i, "a digit")
+		}
+		i = digits(b, i)
+	}
+	return i, nil
+}
+
+func digits(b []byte, i int) int {
+	for i < len(b) && isDigit(b[i]) {
+		i++
+	}
+	return i
+}
+
+func literal(b []byte, i int, lit string) (int, error) {
+	if !bytes.HasPrefix(b[i:], []byte(lit)) {
+		return 0, syntaxAt(b, i, lit)
+	}
+	return i + len(lit), nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func isHex(c byte) bool { return isDigit(c) || 'a' <= c|0x20 && c|0x20 <= 'f' }
+
+func syntaxAt(b []byte, i int, want string) error {
+	if i >= len(b) {
+		return fmt.Errorf("%w: unexpected end, want %s", errSyntax, want)
+	}
+	return fmt.Errorf("%w at offset %d: want %s", errSyntax, i, want)
+}
+
+// unquote returns the string a raw JSON string token stands for (escapes
+// resolved as encoding/json does), or ok false if raw is not a string.
+func unquote(raw []byte) (s string, ok bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	inner := raw[1 : len(raw)-1]
+	first := bytes.IndexByte(inner, '\\')
+	if first < 0 {
+		return string(inner), true
+	}
+	// Laravel escapes every backslash and quote of a class name and a
+	// serialized command; \u escapes (surrogates and all) are left to
+	// encoding/json.
+	out := make([]byte, first, len(inner))
+	copy(out, inner)
+	for i := first; i < len(inner); i++ {
+		c := inner[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		switch inner[i] {
+		case '"', '\\', '/':
+			out = append(out, inner[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		default: // 'u'
+			if json.Unmarshal(raw, &s) != nil {
+				return "", false
+			}
+			return s, true
+		}
+	}
+	return string(out), true
+}
