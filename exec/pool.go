@@ -87,7 +87,7 @@ type pool struct {
 	isolated   int           // isolated jobs not yet done
 	recent     time.Duration // moving average of job durations
 	seen       int           // jobs observed, up to prefetchAfter
-	prefetch   bool          // offer one queued job per worker
+	depth      int           // jobs asked for per worker (prefetch)
 	onCapacity func()
 	recycles   map[string]uint64 // workers replaced, by reason
 
@@ -96,25 +96,28 @@ type pool struct {
 }
 
 // Prefetch: while jobs are short, a worker that finishes one should find
-// the next already here rather than wait a round trip to Redis for it. So
-// once prefetchAfter jobs have averaged under prefetchOn, the pool asks for
-// one job per worker beyond those running; it stops above prefetchOff. A
-// job thus never waits behind a long one for more than a few milliseconds.
+// the next already here rather than wait a round trip to Redis for it, and
+// the poller should reserve many in one round trip rather than one each.
+// So once prefetchAfter jobs have averaged under prefetchOn, the pool asks
+// for depth jobs per worker: as many as its workers run in about
+// prefetchWindow, at least 2, at most maxDepth. A job thus waits behind
+// queued short ones for a few milliseconds at most. Above prefetchOff the
+// pool asks for one job per worker again. (The poller extends the
+// reservations of every job it has handed over, so a queued job's
+// reservation does not expire while it waits.)
 const (
-	prefetchAfter = 16
-	prefetchOn    = 10 * time.Millisecond
-	prefetchOff   = 50 * time.Millisecond
+	prefetchAfter  = 16
+	prefetchOn     = 10 * time.Millisecond
+	prefetchOff    = 50 * time.Millisecond
+	prefetchWindow = 5 * time.Millisecond
+	maxDepth       = 64
 )
 
-// capacity is how many jobs the pool takes at once: one per ready worker,
-// twice that while prefetching.
+// capacity is how many jobs the pool takes at once: depth per ready worker.
 func (p *pool) capacity() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := p.ready
-	if p.prefetch {
-		n = 2 * p.ready
-	}
+	n := p.ready * max(p.depth, 1)
 	// An isolated job does not hold a worker: it gives its credit back
 	// while it runs, up to max_concurrent.
 	if p.iso != nil {
@@ -123,29 +126,39 @@ func (p *pool) capacity() int {
 	return n
 }
 
-// isolatedDelta counts isolated jobs handed to the isolator and not yet
-// done.
-func (p *pool) isolatedDelta(d int) { p.adjust(&p.isolated, d) }
-
-// observe records how long a job took.
+// observe records how long a job took and adapts the prefetch depth.
 func (p *pool) observe(d time.Duration) {
 	p.mu.Lock()
 	p.recent += (d - p.recent) / 8
 	p.seen = min(p.seen+1, prefetchAfter)
-	was := p.prefetch
+	was := p.depth
 	switch {
-	case p.recent > prefetchOff:
-		p.prefetch = false
-	case p.recent < prefetchOn && p.seen >= prefetchAfter:
-		p.prefetch = true
+	case p.recent > prefetchOff || p.seen < prefetchAfter:
+		p.depth = 1
+	case p.depth > 1 || p.recent < prefetchOn:
+		// The depth follows the ideal by powers of two, with slack both
+		// ways so that a noisy average does not flap it.
+		ideal := min(max(int(prefetchWindow/max(p.recent, time.Microsecond)), 2), maxDepth)
+		switch {
+		case p.depth <= 1:
+			p.depth = 2
+		case ideal >= 2*p.depth:
+			p.depth = min(2*p.depth, maxDepth)
+		case ideal < p.depth/2:
+			p.depth = max(p.depth/2, 2)
+		}
 	}
-	changed := p.prefetch != was
+	changed := p.depth != was
 	notify := p.onCapacity
 	p.mu.Unlock()
 	if changed && notify != nil {
 		notify()
 	}
 }
+
+// isolatedDelta counts isolated jobs handed to the isolator and not yet
+// done.
+func (p *pool) isolatedDelta(d int) { p.adjust(&p.isolated, d) }
 
 func (p *pool) addReady(delta int) { p.adjust(&p.ready, delta) }
 
@@ -209,6 +222,7 @@ func (p *pool) slot(ctx context.Context, i int, w *worker) {
 	defer p.wg.Done()
 	var (
 		pending  *orphan
+		held     *task // taken from the queue, not started: runs next
 		failures int
 	)
 	for {
@@ -252,53 +266,80 @@ func (p *pool) slot(ctx context.Context, i int, w *worker) {
 			p.log.Info("reload: recycling worker", "pid", w.pid, "reason", "reload")
 			p.recycled("reload")
 			w = p.retire(w)
+			if held != nil {
+				p.requeue(held)
+				held = nil
+			}
 			continue
 		}
-		select {
-		case <-rolled:
-			continue // checked at the top
-		case t := <-p.tasks:
-			s, alive := p.strategyFor(w, t)
-			switch {
-			case !alive:
-				p.addReady(-1)
-				w = nil
-				go func() { p.tasks <- t }() // run it once a worker is back
-			case s.Isolated && p.iso != nil:
-				p.isolatedDelta(1)
-				reply := t.reply
-				t.reply = func(o protocol.Outcome) {
-					reply(o)
-					p.isolatedDelta(-1)
+		if held == nil {
+			select {
+			case <-rolled:
+				continue // checked at the top
+			case t := <-p.tasks:
+				held = t
+			case m, ok := <-w.msgs:
+				if !ok {
+					<-w.exited
+					w.release()
+					p.log.Warn("idle worker exited; replacing it", "pid", w.pid, "exit", exitText(w.state))
+					p.recycled("exited")
+					p.addReady(-1)
+					w = nil
+				} else if m.Op == "restart" {
+					p.log.Info("queue:restart seen; recycling worker", "pid", w.pid, "reason", "restart")
+					p.recycled("restart")
+					p.forgetDefaults()
+					w = p.retire(w)
 				}
-				p.iso.submit(t, s)
-			default:
-				w, pending = p.run(w, t, s)
+				continue
+			case <-ctx.Done():
+				p.retire(w)
+				return
 			}
-		case m, ok := <-w.msgs:
-			if !ok {
-				<-w.exited
-				w.release()
-				p.log.Warn("idle worker exited; replacing it", "pid", w.pid, "exit", exitText(w.state))
-				p.recycled("exited")
-				p.addReady(-1)
-				w = nil
-			} else if m.Op == "restart" {
-				p.log.Info("queue:restart seen; recycling worker", "pid", w.pid, "reason", "restart")
-				p.recycled("restart")
-				p.forgetDefaults()
-				w = p.retire(w)
+		}
+		t := held
+		held = nil
+		s, alive := p.strategyFor(w, t)
+		switch {
+		case !alive:
+			p.addReady(-1)
+			w = nil
+			p.requeue(t)
+		case s.Isolated && p.iso != nil:
+			p.isolate(t, s)
+		default:
+			w, pending, held = p.run(ctx, w, t, s)
+			if w == nil && held != nil {
+				p.requeue(held)
+				held = nil
 			}
-		case <-ctx.Done():
-			p.retire(w)
-			return
 		}
 	}
 }
 
+// requeue gives a task that has not started back to the pool's queue, for
+// the first worker free (this slot's is gone).
+func (p *pool) requeue(t *task) { go func() { p.tasks <- t }() }
+
 // strategyFor chooses how t runs. A class's declared defaults are asked of
 // worker w once per class; alive is false if w died meanwhile.
 func (p *pool) strategyFor(w *worker, t *task) (s Strategy, alive bool) {
+	return p.strategy(t, func(class string) (Hints, bool) { return p.classDefaults(w, class) })
+}
+
+// knownStrategy chooses how t runs without asking PHP; ok is false when it
+// needs a class's defaults that are not known yet.
+func (p *pool) knownStrategy(t *task) (s Strategy, ok bool) {
+	return p.strategy(t, func(class string) (Hints, bool) {
+		p.defaultsMu.Lock()
+		defer p.defaultsMu.Unlock()
+		h, ok := p.defaults[class]
+		return h, ok
+	})
+}
+
+func (p *pool) strategy(t *task, classDefaults func(string) (Hints, bool)) (Strategy, bool) {
 	cfg := p.cfg.get()
 	if p.iso == nil && len(cfg.Rules) == 0 {
 		return Strategy{}, true
@@ -314,11 +355,22 @@ func (p *pool) strategyFor(w *worker, t *task) (s Strategy, alive bool) {
 	if class == "" {
 		class = t.p.Name()
 	}
-	h, ok := jobHints(t.p, t.job.Payload, func(class string) (Hints, bool) { return p.classDefaults(w, class) })
+	h, ok := jobHints(t.p, t.job.Payload, classDefaults)
 	if !ok {
 		return Strategy{}, false
 	}
 	return choose(t.job.Queue, class, h, cfg.Rules, limits), true
+}
+
+// isolate hands t to the isolator; its credit is back while it runs.
+func (p *pool) isolate(t *task, s Strategy) {
+	p.isolatedDelta(1)
+	reply := t.reply
+	t.reply = func(o protocol.Outcome) {
+		reply(o)
+		p.isolatedDelta(-1)
+	}
+	p.iso.submit(t, s)
 }
 
 // classDefaults asks PHP for a class's declared $isolated, $maxMemory and
@@ -376,62 +428,190 @@ func (p *pool) retire(w *worker) *worker {
 	return nil
 }
 
-// run runs one job. It returns the worker to keep (nil when it is gone)
-// and an orphan when the job's worker died under it.
-func (p *pool) run(w *worker, t *task, s Strategy) (*worker, *orphan) {
-	select {
-	case <-p.hardStop: // stopping hard: do not start it
-		t.reply(protocol.Outcome{ID: t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(), Strategy: "inline",
-			Result: "interrupted", Reason: "kqueue was stopping and the job had not started"})
-		return w, nil
-	default:
-	}
-	fields := t.fields()
-	w.current.Store(&fields)
-	w.busy.Store(true)
-	timeout, deadline := t.deadline(s, p.cfg.get().Timeout)
-	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, p.hardStop)
-	// current stays set: output the job wrote just before it answered may
-	// still be in the pipe, and belongs to it.
-	w.jobs.Add(1)
-	w.busy.Store(false)
-	p.observe(r.elapsed)
+// sent is a job handed to a worker and not answered yet.
+type sent struct {
+	t       *task
+	s       Strategy
+	fields  []any
+	timeout time.Duration // the job's, set when it starts
+}
 
-	switch {
-	case r.ok:
-		rss := w.rss()
-		o := outcomeOf(r.msg)
-		o.ID, o.Duration, o.Memory, o.Strategy = t.job.ID, r.elapsed, uint64(rss), "inline"
-		t.reply(o)
-		if r.restart {
-			p.forgetDefaults()
+// run runs t in worker w. While it runs, run takes the next task and hands
+// it to w as well when it can run inline there, so that the worker goes
+// from one job to the next without waiting for the daemon: a worker holds
+// two jobs at most, the one it runs and the next, and runs them in order.
+// run returns the worker to keep (nil when it is gone), an orphan when a
+// job's worker died under it, and a task it took but has not started (it
+// needs w to itself first: its class's defaults are not known yet).
+func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker, *orphan, *task) {
+	var (
+		inflight []sent
+		held     *task
+		began    time.Time // when the head of inflight started
+		restart  bool      // queue:restart seen
+		retiring string    // why w is replaced once inflight is done
+		timer    = time.NewTimer(time.Hour)
+	)
+	timer.Stop()
+	defer timer.Stop()
+	w.busy.Store(true)
+	defer w.busy.Store(false)
+
+	// hand sends a task to w, unless kqueue is stopping hard.
+	hand := func(t *task, s Strategy) {
+		select {
+		case <-p.hardStop:
+			t.reply(notStarted(t))
+			return
+		default:
 		}
-		if why := p.recycleReason(w, rss, r.restart); why != "" {
-			p.log.Info("recycling worker", "pid", w.pid, "reason", why, "jobs", w.jobs.Load(), "rss", rss)
-			p.recycled(why)
-			return p.retire(w), nil
+		if err := w.send(request{Op: "run", Queue: t.job.Queue}, t.job.Payload); err != nil {
+			w.kill() // the answer loop sees it gone
 		}
-		return w, nil
-	case r.stopped:
-		p.addReady(-1)
-		t.reply(protocol.Outcome{
-			ID: t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(),
-			Result: "interrupted", Reason: "kqueue was stopping and the job did not finish within the shutdown timeout",
-			Duration: r.elapsed,
-		})
-		return nil, nil
-	case r.timedOut:
-		p.addReady(-1)
-		p.recycled("timeout")
-		return nil, &orphan{t: t, kind: "timeout", result: "timeout", elapsed: r.elapsed, reason: fmt.Sprintf(
-			"%s has timed out: it ran longer than its timeout of %s, and kqueue killed its worker (pid %d) and every process it started",
-			t.name(), timeout, w.pid)}
-	default:
-		p.addReady(-1)
-		p.recycled("crash")
-		return nil, &orphan{t: t, kind: "crash", result: "crashed", elapsed: r.elapsed, reason: fmt.Sprintf(
-			"%s crashed its worker (pid %d): %s%s", t.name(), w.pid, r.exit, w.tail.suffix())}
+		inflight = append(inflight, sent{t: t, s: s, fields: t.fields()})
 	}
+	// begin starts the clock of the job at the head: w runs it now.
+	begin := func() {
+		h := &inflight[0]
+		began = time.Now()
+		w.current.Store(&h.fields)
+		var deadline time.Time
+		h.timeout, deadline = h.t.deadline(h.s, p.cfg.get().Timeout)
+		if !deadline.IsZero() {
+			timer.Reset(time.Until(deadline))
+		}
+	}
+	// lost ends run when w died under the head: the jobs after it never
+	// started and go back to the queue.
+	lost := func(reason, kind, result string) (*worker, *orphan, *task) {
+		h := inflight[0]
+		for _, x := range inflight[1:] {
+			p.requeue(x.t)
+		}
+		p.addReady(-1)
+		if kind == "timeout" {
+			p.recycled("timeout")
+		} else {
+			p.recycled("crash")
+		}
+		return nil, &orphan{t: h.t, kind: kind, result: result, elapsed: time.Since(began), reason: reason}, held
+	}
+
+	hand(t, s)
+	if len(inflight) == 0 {
+		return w, nil, nil
+	}
+	begin()
+	for len(inflight) > 0 {
+		var more <-chan *task
+		if held == nil && len(inflight) == 1 && retiring == "" && !restart && w.writing == nil &&
+			ctx.Err() == nil && p.accepts(w, len(inflight)) {
+			more = p.tasks
+		}
+		select {
+		case t := <-more:
+			switch s, ok := p.knownStrategy(t); {
+			case !ok:
+				held = t
+			case s.Isolated && p.iso != nil:
+				p.isolate(t, s)
+			default:
+				hand(t, s)
+			}
+		case m, ok := <-w.msgs:
+			h := inflight[0]
+			switch {
+			case !ok:
+				<-w.exited
+				w.release()
+				return lost(fmt.Sprintf("%s crashed its worker (pid %d): %s%s", h.t.name(), w.pid, exitText(w.state), w.tail.suffix()),
+					"crash", "crashed")
+			case m.Op == "restart":
+				restart = true
+				continue
+			case m.Op != "done":
+				// A worker that breaks the protocol cannot be trusted.
+				w.kill()
+				return lost(fmt.Sprintf("%s crashed its worker (pid %d): it broke the protocol (%s: %s)", h.t.name(), w.pid, m.Op, m.Error),
+					"crash", "crashed")
+			}
+			// The head's answer. w.current stays: output the job wrote just
+			// before it answered may still be in the pipe, and belongs to it.
+			timer.Stop()
+			elapsed := time.Since(began)
+			inflight = inflight[1:]
+			w.jobs.Add(1)
+			p.observe(elapsed)
+			rss := w.recentRSS()
+			o := outcomeOf(m)
+			o.ID, o.Duration, o.Memory, o.Strategy = h.t.job.ID, elapsed, uint64(rss), "inline"
+			h.t.reply(o)
+			if why := p.recycleReason(w, rss, restart); why != "" && retiring == "" {
+				retiring = why
+			}
+			if len(inflight) > 0 {
+				begin()
+			}
+		case err := <-w.writing:
+			w.writing = nil
+			if err != nil {
+				w.kill() // the answer loop sees it gone
+			}
+		case <-timer.C:
+			w.kill()
+			h := inflight[0]
+			return lost(fmt.Sprintf(
+				"%s has timed out: it ran longer than its timeout of %s, and kqueue killed its worker (pid %d) and every process it started",
+				h.t.name(), h.timeout, w.pid), "timeout", "timeout")
+		case <-p.hardStop:
+			w.kill()
+			h := inflight[0]
+			h.t.reply(protocol.Outcome{
+				ID: h.t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(),
+				Result: "interrupted", Reason: "kqueue was stopping and the job did not finish within the shutdown timeout",
+				Duration: time.Since(began),
+			})
+			for _, x := range inflight[1:] {
+				x.t.reply(notStarted(x.t))
+			}
+			p.addReady(-1)
+			return nil, nil, held
+		}
+	}
+	if restart {
+		p.forgetDefaults()
+	}
+	if retiring != "" {
+		p.log.Info("recycling worker", "pid", w.pid, "reason", retiring, "jobs", w.jobs.Load())
+		p.recycled(retiring)
+		return p.retire(w), nil, held
+	}
+	return w, nil, held
+}
+
+// accepts reports whether worker w, with n jobs in hand, may take another:
+// only while jobs are short (the pool prefetches: a job taken here would
+// rather wait behind a short one than leave another worker idle), and
+// neither after a reload rolled the pool nor beyond max_jobs.
+func (p *pool) accepts(w *worker, n int) bool {
+	p.mu.Lock()
+	prefetching := p.depth > 1
+	p.mu.Unlock()
+	if !prefetching {
+		return false
+	}
+	if _, stale := p.rolling(w); stale {
+		return false
+	}
+	maxJobs := p.cfg.get().MaxJobs
+	return maxJobs <= 0 || int(w.jobs.Load())+n < maxJobs
+}
+
+// notStarted is the outcome of a job kqueue stopped before it started: back
+// to its queue.
+func notStarted(t *task) protocol.Outcome {
+	return protocol.Outcome{ID: t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(), Strategy: "inline",
+		Result: "interrupted", Reason: "kqueue was stopping and the job had not started"}
 }
 
 // recycled counts a worker replaced for reason.

@@ -90,7 +90,7 @@ func mustIsolate(raw []byte) bool {
 // classDefaults asks of PHP (ok false: the worker asked died).
 func jobHints(p *payload.Payload, raw []byte, classDefaults func(class string) (Hints, bool)) (h Hints, ok bool) {
 	known := map[string]bool{}
-	if strings.HasPrefix(p.Command, "O:") {
+	if strings.HasPrefix(p.Command, "O:") && namesAHint(p.Command) {
 		if o, err := payload.ReadCommand([]byte(p.Command)); err == nil {
 			h, known = hintsFrom(o)
 		}
@@ -104,6 +104,15 @@ func jobHints(p *payload.Payload, raw []byte, classDefaults func(class string) (
 	}
 	h.MustIsolate = mustIsolate(raw)
 	return h, true
+}
+
+// namesAHint reports whether a serialized command may hold one of the
+// properties hintsFrom reads: a property name is serialized as a string
+// ending `NAME";`, public or not, so a command without any of them is not
+// worth reading.
+func namesAHint(command string) bool {
+	return strings.Contains(command, `isolated";`) || strings.Contains(command, `maxMemory";`) ||
+		strings.Contains(command, `cpu";`)
 }
 
 // hintsFrom reads the hints a serialized command carries. Laravel 10+

@@ -35,8 +35,11 @@ type worker struct {
 	busy    atomic.Bool  // running a job now
 	version string       // Laravel's
 
-	wbuf  []byte   // request buffer, reused
-	statm *os.File // /proc/PID/statm, kept open
+	wbuf    []byte     // request buffer, reused
+	writing chan error // a large request being written; nil when none
+	statm   *os.File   // /proc/PID/statm, kept open
+	lastRSS int64      // as read at rssAt
+	rssAt   time.Time
 
 	closeOnce sync.Once
 	group     cgroup.Group // an isolated worker's cgroup, killed with it
@@ -223,40 +226,49 @@ type reply struct {
 	restart  bool          // queue:restart was seen meanwhile
 }
 
+// smallRequest is the largest request written in the caller's goroutine:
+// the pipe always has room for it, since a worker is handed at most one
+// request besides the one it runs (and it has read that one).
+const smallRequest = 4 << 10
+
+// send writes one request: a JSON header line, then the body. A small
+// request is written at once; a large one in the background, so that a
+// deadline still holds while PHP is slow to read it — w.writing then
+// reports the end of that write, and no other request may be sent before.
+func (w *worker) send(req request, body []byte) error {
+	req.Len = len(body)
+	hdr, _ := json.Marshal(req)
+	n := len(hdr) + 1 + len(body)
+	if n <= smallRequest {
+		w.wbuf = append(append(append(w.wbuf[:0], hdr...), '\n'), body...)
+		_, err := w.req.Write(w.wbuf)
+		return err
+	}
+	buf := make([]byte, 0, n)
+	buf = append(append(append(buf, hdr...), '\n'), body...)
+	done := make(chan error, 1)
+	w.writing = done
+	go func() {
+		_, err := w.req.Write(buf)
+		done <- err
+	}()
+	return nil
+}
+
 // do sends one request and waits for its answer, the deadline (zero: none)
 // or a hard stop. When it returns without an answer the worker is dead.
 func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-chan struct{}) reply {
 	start := time.Now()
-	req.Len = len(body)
-	hdr, _ := json.Marshal(req)
-	hdr = append(hdr, '\n')
 	var r reply
-
+	if err := w.send(req, body); err != nil {
+		w.kill() // below, its messages end
+	}
 	var timeout <-chan time.Time
 	if !deadline.IsZero() {
 		t := time.NewTimer(time.Until(deadline))
 		defer t.Stop()
 		timeout = t.C
 	}
-	// Write in the background: a big payload must not block the deadline.
-	// One write: header and body in one buffer.
-	w.wbuf = append(append(w.wbuf[:0], hdr...), body...)
-	buf := w.wbuf
-	if cap(w.wbuf) > 1<<20 {
-		w.wbuf = nil // don't keep a huge payload's buffer
-	}
-	writeErr := make(chan error, 1)
-	go func() {
-		_, err := w.req.Write(buf)
-		writeErr <- err
-	}()
-	// The buffer is reused: the write must be over before do returns. It
-	// is once PHP has answered (it read everything) or is dead (EPIPE).
-	defer func() {
-		if writeErr != nil {
-			<-writeErr
-		}
-	}()
 	for {
 		select {
 		case m, ok := <-w.msgs:
@@ -280,11 +292,11 @@ func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-cha
 			}
 			r.msg, r.ok, r.elapsed = m, true, time.Since(start)
 			return r
-		case err := <-writeErr:
+		case err := <-w.writing:
+			w.writing = nil
 			if err != nil {
 				w.kill()
 			}
-			writeErr = nil
 		case <-timeout:
 			w.kill()
 			r.timedOut = true
@@ -343,6 +355,18 @@ func (w *worker) release() {
 			w.statm.Close()
 		}
 	})
+}
+
+// rssEvery is how often a busy worker's memory is read again: reading
+// /proc after every short job would cost more than the job.
+const rssEvery = 20 * time.Millisecond
+
+// recentRSS is the worker's resident memory as of at most rssEvery ago.
+func (w *worker) recentRSS() int64 {
+	if now := time.Now(); now.Sub(w.rssAt) >= rssEvery {
+		w.lastRSS, w.rssAt = w.rss(), now
+	}
+	return w.lastRSS
 }
 
 // rss is the worker's resident memory in bytes, read from /proc.

@@ -281,9 +281,14 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			}
 		}
 		free := p.capacity - len(p.inflight)
-		if stopping || !needPoll || free <= 0 {
+		switch {
+		case stopping || !needPoll || free <= 0:
 			p.flush(bg) // otherwise the acks ride along with the reserve
-		} else {
+		case free < p.capacity/2 && len(p.inflight) > 0:
+			// A deep dispatcher (short jobs) still has plenty queued:
+			// wait until half of it has run, then reserve that many in
+			// one round trip, with the acknowledgements riding along.
+		default:
 			got, more, next, err := p.reserve(ctx, conn, free)
 			switch {
 			case err != nil && ctx.Err() != nil:
