@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -11,12 +13,42 @@ import (
 // TestDifferential runs every outcome of DESIGN.md §2 that runs in PHP
 // through `php artisan queue:work` and through `kqueue run` on the same app,
 // and finds the same jobs run, the same attempts and events, the same
-// failed_jobs rows and the same Redis state.
+// failed_jobs rows and the same Redis state. It does so on every Laravel
+// version of the matrix (testenv.Versions): on this host's Laravel 8,
+// kqueue runs in this process; on Laravel 10 and 13, the kqueue binary runs
+// inside the version's chroot, next to its PHP.
 func TestDifferential(t *testing.T) {
 	t.Parallel()
-	r := testenv.StartRedis(t)
-	app := testenv.NewApp(t, r)
+	for _, l := range testenv.Versions() {
+		t.Run("laravel"+l.Version, func(t *testing.T) {
+			t.Parallel()
+			root := l.Root(t)
+			bin := ""
+			if root != "" {
+				// Built on this host: the chroots' C libraries are newer.
+				bin = buildKqueue(t)
+			}
+			differential(t, l, root, bin)
+		})
+	}
+}
+
+// differential is TestDifferential on one Laravel version: with the app in
+// the chroot at root, and kqueue run from the binary bin inside it, or in
+// this process when root is "".
+func differential(t *testing.T, l testenv.Laravel, root, bin string) {
+	r := testenv.StartRedisIn(t, root)
+	app := testenv.NewAppIn(t, r, root)
 	ctx := t.Context()
+	run := func(cfg string) (string, error) {
+		return kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+	}
+	if root != "" {
+		run = kqueueIn(t, app, bin)
+	}
+	if v := app.Artisan(t, "--version"); !strings.Contains(v, "Laravel Framework "+l.Version+".") {
+		t.Fatalf("the app runs %s, want Laravel %s", strings.TrimSpace(v), l.Version)
+	}
 
 	type result struct {
 		log    map[string][]string
@@ -38,10 +70,10 @@ func TestDifferential(t *testing.T) {
 	laravel := collect()
 
 	reset()
-	cfg := app.Config(t, 2, "")
+	cfg := app.Inside(app.Config(t, 2, ""))
 	app.Artisan(t, "kq:dispatch", "mix")
 	drain(t, r.Client, "default", func() error {
-		logs, err := kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+		logs, err := run(cfg)
 		if err != nil {
 			t.Log(logs)
 		}
@@ -70,5 +102,25 @@ func TestDifferential(t *testing.T) {
 	}
 	if !reflect.DeepEqual(kq.state, laravel.state) {
 		t.Errorf("redis state differs:\nqueue:work: %v\nkqueue:     %v", laravel.state, kq.state)
+	}
+}
+
+// kqueueIn copies the kqueue binary bin into the app's chroot and returns
+// a function that runs it there with `run --config cfg --stop-when-empty`
+// (cfg as the chroot sees it), returning its log.
+func kqueueIn(t *testing.T, app *testenv.App, bin string) func(cfg string) (string, error) {
+	t.Helper()
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside := filepath.Join(app.Path, "..", "kqueue")
+	if err := os.WriteFile(inside, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return func(cfg string) (string, error) {
+		cmd := testenv.InChroot(t.Context(), app.Root, "/", app.Inside(inside), "run", "--config", cfg, "--stop-when-empty")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
 	}
 }
