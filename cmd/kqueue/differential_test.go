@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -44,7 +46,11 @@ func differential(t *testing.T, l testenv.Laravel, root, bin string) {
 		return kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
 	}
 	if root != "" {
-		run = kqueueIn(t, app, bin)
+		kq := kqueueIn(t, app, bin)
+		run = func(cfg string) (string, error) {
+			out, err := kq(ctx, "run", "--config", cfg, "--stop-when-empty").CombinedOutput()
+			return string(out), err
+		}
 	}
 	if v := app.Artisan(t, "--version"); !strings.Contains(v, "Laravel Framework "+l.Version+".") {
 		t.Fatalf("the app runs %s, want Laravel %s", strings.TrimSpace(v), l.Version)
@@ -105,10 +111,10 @@ func differential(t *testing.T, l testenv.Laravel, root, bin string) {
 	}
 }
 
-// kqueueIn copies the kqueue binary bin into the app's chroot and returns
-// a function that runs it there with `run --config cfg --stop-when-empty`
-// (cfg as the chroot sees it), returning its log.
-func kqueueIn(t *testing.T, app *testenv.App, bin string) func(cfg string) (string, error) {
+// kqueueIn copies the kqueue binary bin next to the app and returns
+// `kqueue args…` run there: inside the app's chroot, if it has one (paths in
+// args are then the chroot's).
+func kqueueIn(t *testing.T, app *testenv.App, bin string) func(ctx context.Context, args ...string) *exec.Cmd {
 	t.Helper()
 	b, err := os.ReadFile(bin)
 	if err != nil {
@@ -118,9 +124,7 @@ func kqueueIn(t *testing.T, app *testenv.App, bin string) func(cfg string) (stri
 	if err := os.WriteFile(inside, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return func(cfg string) (string, error) {
-		cmd := testenv.InChroot(t.Context(), app.Root, "/", app.Inside(inside), "run", "--config", cfg, "--stop-when-empty")
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+	return func(ctx context.Context, args ...string) *exec.Cmd {
+		return testenv.InChroot(ctx, app.Root, "/", app.Inside(inside), args...)
 	}
 }

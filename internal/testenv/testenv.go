@@ -177,6 +177,17 @@ func NewAppIn(t testing.TB, r *Redis, root string) *App {
 	return app
 }
 
+// CopyIn copies the folder src (a path in the repository) next to the app,
+// under name, and returns the copy's path as PHP sees it.
+func (a *App) CopyIn(t testing.TB, src, name string) string {
+	t.Helper()
+	dst := filepath.Join(a.Path, "..", name)
+	if err := copyTree(src, dst); err != nil {
+		t.Fatalf("copy %s: %v", src, err)
+	}
+	return a.Inside(dst)
+}
+
 // Inside is the path PHP sees for path, a path of this process inside the
 // app's chroot.
 func (a *App) Inside(path string) string {
