@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -30,6 +32,7 @@ func TestLaravelVersions(t *testing.T) {
 			t.Run("timeout", v.timeout)
 			t.Run("class-defaults", v.classDefaults)
 			t.Run("restart", v.restart)
+			t.Run("prefix", v.prefix)
 		})
 	}
 }
@@ -151,5 +154,31 @@ func (v *laravelApp) restart(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("kqueue run: %v\n%s", err, logs.String())
+	}
+}
+
+// prefix: the Redis prefix is the app's, read from it — a Laravel 11+
+// skeleton's default is laravel-database-, not 8's laravel_database_ —
+// and kqueue check says so when kqueue.toml has another.
+func (v *laravelApp) prefix(t *testing.T) {
+	v.app.Env["REDIS_PREFIX"] = "laravel-database-"
+	t.Cleanup(func() { delete(v.app.Env, "REDIS_PREFIX") })
+	cfg := v.app.Inside(v.app.Config(t, 1, ""))
+	out, err := v.kqueue(t.Context(), "check", "--config", cfg).CombinedOutput()
+	want := `kqueue.toml has "laravel_database_", but the app's queue connection "redis" puts "laravel-database-" in front of its keys: set prefix = "laravel-database-" in [redis]`
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("kqueue check with the wrong prefix: %v, want the error %q:\n%s", err, want, out)
+	}
+	path := v.app.Config(t, 1, "")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte("[redis]\n"), []byte("[redis]\nprefix = \"laravel-database-\"\n"), 1)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := v.kqueue(t.Context(), "check", "--config", v.app.Inside(path)).CombinedOutput(); err != nil {
+		t.Errorf("kqueue check with the app's prefix: %v\n%s", err, out)
 	}
 }
