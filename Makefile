@@ -34,9 +34,13 @@ demo: deps build ## run the demo: real Laravel jobs through kqueue on a private 
 test: unit e2e ## run every test: make unit, then the VM tier (make e2e)
 
 .PHONY: unit
-unit: deps lint ## every test but the VM tier (with the race detector), and a short fuzz of every parser
+unit: deps lint chroots ## every test but the VM tier (with the race detector), and a short fuzz of every parser
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory phpunit fuzz
+
+.PHONY: chroots
+chroots: chroot-deps ## build the Laravel 10 (trixie) and 13 (sid) chroots in /var/tmp/kqueue-chroots, once (as root)
+	testdata/chroots.sh
 
 .PHONY: phpunit
 phpunit: ## php -l every file of the PHP library (php-library/), then its PHPUnit tests
@@ -81,9 +85,11 @@ apt-repo: deb ## build a local apt repository of the package in dist/apt
 e2e: vm-deps apt-repo ## install, run and remove the package on real systemd in a qemu VM
 	packaging/vm/vm.sh run dist/apt
 
-.PHONY: pkg-deps vm-deps
+.PHONY: pkg-deps vm-deps chroot-deps
 pkg-deps: # the packaging tools
 	@$(MAKE) --no-print-directory deps DEPS="dpkg-dev lintian gcc"
+chroot-deps: # the chroot tools
+	@$(MAKE) --no-print-directory deps DEPS="mmdebstrap debian-archive-keyring"
 vm-deps: # the VM tools
 	@$(MAKE) --no-print-directory deps DEPS="qemu-system-x86 qemu-utils mmdebstrap e2fsprogs debian-archive-keyring zstd"
 

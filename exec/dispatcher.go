@@ -126,6 +126,16 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 // job interrupted), as `php artisan queue:restart` does.
 func (d *Dispatcher) Roll() { d.pool.roll() }
 
+// AppPrefix is the Redis key prefix the app's queue connection uses, as
+// its first worker reported it after Start; ok is false when the app could
+// not say (not a Redis connection, or Redis out of reach at boot).
+func (d *Dispatcher) AppPrefix() (prefix string, ok bool) {
+	if d.pool.appPrefix == nil {
+		return "", false
+	}
+	return *d.pool.appPrefix, true
+}
+
 // Reload takes a new Config and rolls the pool: every worker is replaced,
 // once idle, by one started with it (new code, new environment, new
 // limits, rules and recycling). A few settings shape the running process

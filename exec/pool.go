@@ -93,6 +93,8 @@ type pool struct {
 
 	slots   []atomic.Pointer[worker] // each slot's worker, for status
 	booting atomic.Int32             // workers being started now
+
+	appPrefix *string // the first worker's report of the app's Redis prefix; set by start
 }
 
 // Prefetch: while jobs are short, a worker that finishes one should find
@@ -182,6 +184,7 @@ func (p *pool) start(ctx, run context.Context) error {
 		return err
 	}
 	p.log.Info("worker ready", "pid", first.pid, "laravel", first.version, "boot", time.Since(first.booted).Round(time.Millisecond))
+	p.appPrefix = first.prefix
 	p.addReady(1)
 	p.slots = make([]atomic.Pointer[worker], p.cfg.get().Workers)
 	for i := range p.slots {

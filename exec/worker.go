@@ -34,6 +34,7 @@ type worker struct {
 	jobs    atomic.Int64 // jobs run; read by the pool's status too
 	busy    atomic.Bool  // running a job now
 	version string       // Laravel's
+	prefix  *string      // the app's Redis key prefix for its queue connection, if known
 
 	wbuf    []byte     // request buffer, reused
 	writing chan error // a large request being written; nil when none
@@ -54,6 +55,7 @@ type message struct {
 	Op        string         `json:"op"`
 	Pid       int            `json:"pid"`
 	Laravel   string         `json:"laravel"`
+	Prefix    *string        `json:"prefix"`
 	Deleted   bool           `json:"deleted"`
 	Released  bool           `json:"released"`
 	ReleaseAt *int64         `json:"release_at"`
@@ -151,7 +153,7 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	case m, ok := <-w.msgs:
 		switch {
 		case ok && m.Op == "ready":
-			w.version = m.Laravel
+			w.version, w.prefix = m.Laravel, m.Prefix
 			return w, nil
 		case ok && m.Op == "boot-failed":
 			w.kill()

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -11,12 +15,46 @@ import (
 // TestDifferential runs every outcome of DESIGN.md §2 that runs in PHP
 // through `php artisan queue:work` and through `kqueue run` on the same app,
 // and finds the same jobs run, the same attempts and events, the same
-// failed_jobs rows and the same Redis state.
+// failed_jobs rows and the same Redis state. It does so on every Laravel
+// version of the matrix (testenv.Versions): on this host's Laravel 8,
+// kqueue runs in this process; on Laravel 10 and 13, the kqueue binary runs
+// inside the version's chroot, next to its PHP.
 func TestDifferential(t *testing.T) {
 	t.Parallel()
-	r := testenv.StartRedis(t)
-	app := testenv.NewApp(t, r)
+	for _, l := range testenv.Versions() {
+		t.Run("laravel"+l.Version, func(t *testing.T) {
+			t.Parallel()
+			root := l.Root(t)
+			bin := ""
+			if root != "" {
+				// Built on this host: the chroots' C libraries are newer.
+				bin = buildKqueue(t)
+			}
+			differential(t, l, root, bin)
+		})
+	}
+}
+
+// differential is TestDifferential on one Laravel version: with the app in
+// the chroot at root, and kqueue run from the binary bin inside it, or in
+// this process when root is "".
+func differential(t *testing.T, l testenv.Laravel, root, bin string) {
+	r := testenv.StartRedisIn(t, root)
+	app := testenv.NewAppIn(t, r, root)
 	ctx := t.Context()
+	run := func(cfg string) (string, error) {
+		return kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+	}
+	if root != "" {
+		kq := kqueueIn(t, app, bin)
+		run = func(cfg string) (string, error) {
+			out, err := kq(ctx, "run", "--config", cfg, "--stop-when-empty").CombinedOutput()
+			return string(out), err
+		}
+	}
+	if v := app.Artisan(t, "--version"); !strings.Contains(v, "Laravel Framework "+l.Version+".") {
+		t.Fatalf("the app runs %s, want Laravel %s", strings.TrimSpace(v), l.Version)
+	}
 
 	type result struct {
 		log    map[string][]string
@@ -38,10 +76,10 @@ func TestDifferential(t *testing.T) {
 	laravel := collect()
 
 	reset()
-	cfg := app.Config(t, 2, "")
+	cfg := app.Inside(app.Config(t, 2, ""))
 	app.Artisan(t, "kq:dispatch", "mix")
 	drain(t, r.Client, "default", func() error {
-		logs, err := kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+		logs, err := run(cfg)
 		if err != nil {
 			t.Log(logs)
 		}
@@ -70,5 +108,23 @@ func TestDifferential(t *testing.T) {
 	}
 	if !reflect.DeepEqual(kq.state, laravel.state) {
 		t.Errorf("redis state differs:\nqueue:work: %v\nkqueue:     %v", laravel.state, kq.state)
+	}
+}
+
+// kqueueIn copies the kqueue binary bin next to the app and returns
+// `kqueue args…` run there: inside the app's chroot, if it has one (paths in
+// args are then the chroot's).
+func kqueueIn(t *testing.T, app *testenv.App, bin string) func(ctx context.Context, args ...string) *exec.Cmd {
+	t.Helper()
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside := filepath.Join(app.Path, "..", "kqueue")
+	if err := os.WriteFile(inside, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return func(ctx context.Context, args ...string) *exec.Cmd {
+		return testenv.InChroot(ctx, app.Root, "/", app.Inside(inside), args...)
 	}
 }

@@ -146,8 +146,9 @@ func redisState(t *testing.T, rdb *redis.Client) []string {
 }
 
 // failedJobs reads failed_jobs, normalised so two runs compare: no ids or
-// times, payload without uuid/id/retryUntil values, and each exception cut
-// just before the frame where the runner called Worker::process.
+// times, payload without uuid/id/retryUntil/createdAt values (createdAt:
+// Laravel 12.11+), and each exception cut just before the frame where the
+// runner called Worker::process.
 func failedJobs(t *testing.T, app *testenv.App) []string {
 	t.Helper()
 	rows := app.Sqlite(t, "SELECT connection, queue, payload, exception FROM failed_jobs")
@@ -162,8 +163,10 @@ func failedJobs(t *testing.T, app *testenv.App) []string {
 			t.Fatalf("failed_jobs payload is not JSON: %v", err)
 		}
 		p["uuid"], p["id"] = "-", "-"
-		if p["retryUntil"] != nil {
-			p["retryUntil"] = "set"
+		for _, k := range []string{"retryUntil", "createdAt"} {
+			if p[k] != nil {
+				p[k] = "set"
+			}
 		}
 		if data, ok := p["data"].(map[string]any); ok {
 			if cmd, ok := data["command"].(string); ok {

@@ -417,7 +417,24 @@ func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		driver.Close()
 		return nil, nil, err
 	}
+	if err := prefixMismatch(cfg, d); err != nil {
+		log.Error("no job will be seen", "error", err)
+	}
 	return d, driver, nil
+}
+
+// prefixMismatch says when kqueue.toml's Redis prefix is not the one the
+// app's queue connection puts in front of its keys (as its worker
+// reported it): kqueue would wait on queues nobody pushes to. Skeletons
+// differ here (laravel_database_ in Laravel 8, laravel-database- on 11+
+// framework defaults), so it is read from the app, not guessed.
+func prefixMismatch(cfg *config.Config, d *exec.Dispatcher) error {
+	app, ok := d.AppPrefix()
+	if !ok || app == *cfg.Redis.Prefix {
+		return nil
+	}
+	return fmt.Errorf("redis prefix: %s has %q, but the app's queue connection %q puts %q in front of its keys: set prefix = %q in [redis]",
+		cfg.File, *cfg.Redis.Prefix, cfg.App.Connection, app, app)
 }
 
 // hardStopAfter ends a drain: once ctx is done, running jobs get timeout to
@@ -727,8 +744,11 @@ func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 	if err := d.Start(ctx); err != nil {
 		problems = append(problems, err)
 	} else {
-		d.Stop(context.Background())
 		fmt.Fprintf(stdout, "laravel app %s: boots\n", cfg.App.Path)
+		if err := prefixMismatch(cfg, d); err != nil {
+			problems = append(problems, err)
+		}
+		d.Stop(context.Background())
 	}
 	for _, r := range cfg.Risks() {
 		fmt.Fprintf(stdout, "warning: %s\n", r)

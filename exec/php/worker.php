@@ -13,7 +13,7 @@
 //         {"op":"run","queue":"default","len":N}
 //         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crash"|"oom"|"isolation","reason":"…"}
 //   fd 4, worker → dispatcher: JSON lines.
-//         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36"}
+//         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36","prefix":"laravel_database_"|null}
 //         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…}
 //         {"op":"restart"}   php artisan queue:restart was issued
 //         {"op":"boot-failed","error":"…"}
@@ -92,6 +92,7 @@ final class Server
                 'pid' => getmypid(),
                 'laravel' => $this->app->version(),
                 'php' => PHP_VERSION,
+                'prefix' => $this->redisPrefix(),
             ]);
         }
         while (true) {
@@ -326,6 +327,27 @@ final class Server
         return (function () use ($method, $args) {
             return $this->{$method}(...$args);
         })->call($this->worker);
+    }
+
+    // redisPrefix is the key prefix of the queue connection's Redis client
+    // (the skeleton's default differs between versions), or null when the
+    // connection is not Redis or Redis is out of reach.
+    private function redisPrefix(): ?string
+    {
+        try {
+            $config = $this->app['config']["queue.connections.{$this->connection}"] ?? [];
+            if (($config['driver'] ?? '') !== 'redis') {
+                return null;
+            }
+            $client = $this->app['redis']->connection($config['connection'] ?? 'default')->client();
+            if (method_exists($client, 'getOption')) { // phpredis
+                return (string) $client->getOption(\Redis::OPT_PREFIX);
+            }
+            $prefix = $client->getOptions()->prefix ?? null; // predis
+            return $prefix ? (string) $prefix->getPrefix() : '';
+        } catch (Throwable $e) {
+            return null;
+        }
     }
 
     private function restartTimestamp()

@@ -7,6 +7,7 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
@@ -53,8 +54,15 @@ type Redis struct {
 // StartRedis starts a redis-server for the test and stops it at cleanup.
 func StartRedis(t testing.TB, extra ...string) *Redis {
 	t.Helper()
+	return StartRedisIn(t, "", extra...)
+}
+
+// StartRedisIn is StartRedis with the server's socket inside the chroot at
+// root ("" = the host's /tmp), so PHP in the chroot reaches it too.
+func StartRedisIn(t testing.TB, root string, extra ...string) *Redis {
+	t.Helper()
 	Need(t, "redis-server")
-	dir := shortTempDir(t)
+	dir := shortTempDir(t, root)
 	r := &Redis{Socket: filepath.Join(dir, "redis.sock"), dir: dir, extra: extra}
 	r.start(t, extra...)
 	t.Cleanup(func() { r.Stop() })
@@ -125,18 +133,33 @@ func (r *Redis) Thaw(t testing.TB) {
 // App is a private copy of the Laravel fixture app with its own sqlite
 // database (migrated) and Redis.
 type App struct {
-	Path  string
-	DB    string
+	Path  string // the app's folder, as this process sees it
+	DB    string // the sqlite database, as this process sees it
 	Redis *Redis
 	Env   map[string]string // what the app needs on top of its .env
+	// Root is the chroot the app's PHP runs in ("" = this host): its paths
+	// inside are Inside(Path), Inside(DB), ….
+	Root string
 }
 
 // NewApp copies testdata/app for the test and migrates its database.
 func NewApp(t testing.TB, r *Redis) *App {
 	t.Helper()
-	Need(t, "php")
-	dir := t.TempDir()
-	app := &App{Path: filepath.Join(dir, "app"), DB: filepath.Join(dir, "database.sqlite"), Redis: r}
+	return NewAppIn(t, r, "")
+}
+
+// NewAppIn is NewApp for PHP in the chroot at root ("" = this host): the
+// copy is made inside the chroot, where r must be too (StartRedisIn).
+func NewAppIn(t testing.TB, r *Redis, root string) *App {
+	t.Helper()
+	var dir string
+	if root == "" {
+		Need(t, "php")
+		dir = t.TempDir()
+	} else {
+		dir = shortTempDir(t, root)
+	}
+	app := &App{Path: filepath.Join(dir, "app"), DB: filepath.Join(dir, "database.sqlite"), Redis: r, Root: root}
 	if err := copyTree(filepath.Join(Root(), "testdata", "app"), app.Path); err != nil {
 		t.Fatalf("copy fixture app: %v", err)
 	}
@@ -144,14 +167,59 @@ func NewApp(t testing.TB, r *Redis) *App {
 		t.Fatal(err)
 	}
 	app.Env = map[string]string{
-		"REDIS_HOST":  r.Socket,
+		"REDIS_HOST":  app.Inside(r.Socket),
 		"REDIS_PORT":  "0",
-		"DB_DATABASE": app.DB,
+		"DB_DATABASE": app.Inside(app.DB),
 		"KQ_PROBE":    "1",
 		"LOG_CHANNEL": "stderr",
 	}
 	app.Artisan(t, "migrate", "--force")
 	return app
+}
+
+// CopyIn copies the folder src (a path in the repository) next to the app,
+// under name, and returns the copy's path as PHP sees it.
+func (a *App) CopyIn(t testing.TB, src, name string) string {
+	t.Helper()
+	dst := filepath.Join(a.Path, "..", name)
+	if err := copyTree(src, dst); err != nil {
+		t.Fatalf("copy %s: %v", src, err)
+	}
+	return a.Inside(dst)
+}
+
+// Inside is the path PHP sees for path, a path of this process inside the
+// app's chroot.
+func (a *App) Inside(path string) string {
+	if a.Root == "" {
+		return path
+	}
+	rel, err := filepath.Rel(a.Root, path)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		panic(fmt.Sprintf("testenv: %s is outside the chroot %s", path, a.Root))
+	}
+	return "/" + rel
+}
+
+// PHP is `php args…` run where the app's PHP runs (its chroot, if any),
+// in the folder dir as PHP sees it.
+func (a *App) PHP(ctx context.Context, dir string, args ...string) *exec.Cmd {
+	if a.Root == "" {
+		cmd := exec.CommandContext(ctx, "php", args...)
+		cmd.Dir = dir
+		return cmd
+	}
+	return InChroot(ctx, a.Root, dir, "/usr/bin/php", args...)
+}
+
+// InChroot is a command run in the chroot at root, in the folder dir (a
+// path inside it).
+func InChroot(ctx context.Context, root, dir, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Path = name // the chroot's, not looked up on this host
+	cmd.Dir = cmp.Or(dir, "/")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+	return cmd
 }
 
 // Environ is the environment to run the app's PHP with.
@@ -165,8 +233,7 @@ func (a *App) Environ() []string {
 
 // Command is `php artisan args…` in the app.
 func (a *App) Command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "php", append([]string{"artisan"}, args...)...)
-	cmd.Dir = a.Path
+	cmd := a.PHP(ctx, a.Inside(a.Path), append([]string{"artisan"}, args...)...)
 	cmd.Env = a.Environ()
 	return cmd
 }
@@ -182,19 +249,20 @@ func (a *App) Artisan(t testing.TB, args ...string) string {
 }
 
 // Config writes a kqueue.toml for the app and returns its path. extra is
-// appended (more TOML tables).
+// appended (more TOML tables). For an app in a chroot, the paths in it are
+// the chroot's: it is a config for a kqueue running inside.
 func (a *App) Config(t testing.TB, workers int, extra string) string {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "[app]\npath = %q\n", a.Path)
+	fmt.Fprintf(&b, "[app]\npath = %q\n", a.Inside(a.Path))
 	fmt.Fprintf(&b, "[app.env]\n")
 	for k, v := range a.Env {
 		fmt.Fprintf(&b, "%s = %q\n", k, v)
 	}
-	fmt.Fprintf(&b, "[redis]\nurl = %q\n", a.Redis.URL())
+	fmt.Fprintf(&b, "[redis]\nurl = %q\n", "unix://"+a.Inside(a.Redis.Socket))
 	fmt.Fprintf(&b, "[pool]\nworkers = %d\n", workers)
-	fmt.Fprintf(&b, "[dispatcher]\nsocket = %q\n", filepath.Join(a.Path, "..", "kqueue.sock"))
-	fmt.Fprintf(&b, "[control]\nsocket = %q\n", filepath.Join(a.Path, "..", "kqueue.control"))
+	fmt.Fprintf(&b, "[dispatcher]\nsocket = %q\n", a.Inside(filepath.Join(a.Path, "..", "kqueue.sock")))
+	fmt.Fprintf(&b, "[control]\nsocket = %q\n", a.Inside(filepath.Join(a.Path, "..", "kqueue.control")))
 	b.WriteString(extra)
 	path := filepath.Join(a.Path, "..", "kqueue.toml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
@@ -208,7 +276,7 @@ func (a *App) Config(t testing.TB, workers int, extra string) string {
 func (a *App) Sqlite(t testing.TB, query string) []string {
 	t.Helper()
 	script := `$db = new PDO('sqlite:' . $argv[1]); foreach ($db->query($argv[2], PDO::FETCH_NUM) as $row) { echo json_encode($row, JSON_UNESCAPED_SLASHES|JSON_UNESCAPED_UNICODE), "\n"; }`
-	out, err := exec.Command("php", "-r", script, a.DB, query).CombinedOutput()
+	out, err := a.PHP(context.Background(), "", "-r", script, a.Inside(a.DB), query).CombinedOutput()
 	if err != nil {
 		t.Fatalf("query %q: %v\n%s", query, err, out)
 	}
@@ -222,9 +290,14 @@ func (a *App) Sqlite(t testing.TB, query string) []string {
 }
 
 // shortTempDir is a temporary directory with a short path (unix socket
-// paths are limited to 108 bytes).
-func shortTempDir(t testing.TB) string {
-	dir, err := os.MkdirTemp("", "kq")
+// paths are limited to 108 bytes), in the /tmp of the chroot at root ("" =
+// the host's).
+func shortTempDir(t testing.TB, root string) string {
+	tmp := ""
+	if root != "" {
+		tmp = filepath.Join(root, "tmp")
+	}
+	dir, err := os.MkdirTemp(tmp, "kq")
 	if err != nil {
 		t.Fatal(err)
 	}

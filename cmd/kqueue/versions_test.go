@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/redis/go-redis/v9"
+)
+
+// TestLaravelVersions checks, on each Laravel version of the matrix, what
+// differs between them (docs/laravel-versions.md) beyond what
+// TestDifferential compares. The kqueue binary runs next to the version's
+// PHP: inside its chroot for 10 and 13.
+func TestLaravelVersions(t *testing.T) {
+	t.Parallel()
+	for _, l := range testenv.Versions() {
+		t.Run("laravel"+l.Version, func(t *testing.T) {
+			t.Parallel()
+			root := l.Root(t)
+			bin := buildKqueue(t)
+			r := testenv.StartRedisIn(t, root)
+			v := &laravelApp{Laravel: l, app: testenv.NewAppIn(t, r, root)}
+			v.kqueue = kqueueIn(t, v.app, bin)
+			t.Run("timeout", v.timeout)
+			t.Run("class-defaults", v.classDefaults)
+			t.Run("restart", v.restart)
+			t.Run("prefix", v.prefix)
+		})
+	}
+}
+
+// laravelApp is one Laravel version's app, and kqueue next to it.
+type laravelApp struct {
+	testenv.Laravel
+	app    *testenv.App
+	kqueue func(ctx context.Context, args ...string) *exec.Cmd
+}
+
+// drain runs `kqueue run --stop-when-empty` with the config text extra
+// until the default queue is empty, and returns kqueue's log.
+func (v *laravelApp) drain(t *testing.T, extra string) string {
+	t.Helper()
+	cfg := v.app.Inside(v.app.Config(t, 2, extra))
+	var logs strings.Builder
+	drain(t, v.app.Redis.Client, "default", func() error {
+		out, err := v.kqueue(t.Context(), "run", "--config", cfg, "--stop-when-empty").CombinedOutput()
+		logs.Write(out)
+		if err != nil {
+			t.Log(logs.String())
+		}
+		return err
+	})
+	return logs.String()
+}
+
+func (v *laravelApp) reset(t *testing.T) {
+	t.Helper()
+	v.app.Redis.Client.FlushAll(t.Context())
+	v.app.Sqlite(t, "DELETE FROM failed_jobs")
+}
+
+// timeout: a job killed at its timeout fails with the exception the
+// version's queue:work uses: MaxAttemptsExceededException on 8,
+// TimeoutExceededException (its subclass, "… has timed out.") from 10.10.
+func (v *laravelApp) timeout(t *testing.T) {
+	v.reset(t)
+	v.app.Artisan(t, "kq:dispatch", "timeout")
+	logs := v.drain(t, "")
+	want := `Illuminate\Queue\TimeoutExceededException: `
+	if v.Version == "8" {
+		want = `Illuminate\Queue\MaxAttemptsExceededException: `
+	}
+	rows := v.app.Sqlite(t, "SELECT exception FROM failed_jobs")
+	if len(rows) != 2 {
+		t.Fatalf("%d failed_jobs rows, want 2:\n%s", len(rows), logs)
+	}
+	for _, row := range rows {
+		if !strings.HasPrefix(row, `["`+strings.ReplaceAll(want, `\`, `\\`)) || !strings.Contains(row, "has timed out") {
+			t.Errorf("failed_jobs exception is not %q…has timed out: %s", want, row[:min(len(row), 300)])
+		}
+	}
+}
+
+// classDefaults: from Laravel 10 on, the serialized command leaves out
+// properties at their declared defaults, so kqueue learns $isolated,
+// $maxMemory and $cpu from the class; the plain jobs and their KQueueJob
+// twins run with the same strategy on every version.
+func (v *laravelApp) classDefaults(t *testing.T) {
+	v.reset(t)
+	v.app.Env["KQUEUE_PHP_LIBRARY"] = v.app.CopyIn(t, filepath.Join(testenv.Root(), "php-library", "src"), "php-library")
+	t.Cleanup(func() { delete(v.app.Env, "KQUEUE_PHP_LIBRARY") })
+	v.app.Artisan(t, "kq:dispatch", "both-ways")
+	for _, p := range v.app.Redis.Client.LRange(t.Context(), testenv.Prefix+"queues:default", 0, -1).Val() {
+		if strings.Contains(p, `PlainLimits`) && strings.Contains(p, `isolated`) != (v.Version == "8") {
+			t.Errorf("Laravel %s: the command says $isolated: %v, want it only on 8: %s", v.Version, strings.Contains(p, `isolated`), p)
+		}
+	}
+	logs := v.drain(t, "[isolation]\ndriver = \"none\"\nmemory = \"256M\"\ntasks = 64\n"+
+		"[[rule]]\nclass = 'App\\Jobs\\*Unsaid'\nstrategy = \"isolated\"\nmemory = \"128M\"\n")
+	want := map[string]string{
+		"Limits":      "isolated (memory 96M, cpu 50%, tasks 64)",
+		"Unsaid":      "isolated (memory 128M, tasks 64)",
+		"MustIsolate": "isolated (memory 256M, tasks 64)",
+	}
+	for kind, strategy := range want {
+		for _, style := range []string{"Plain", "KQueue"} {
+			job := `job_name=App\Jobs\` + style + kind + " "
+			if !strings.Contains(logs, job) || !strings.Contains(logs, job+"attempt=1 outcome=done") {
+				t.Errorf("%s%s did not run once:\n%s", style, kind, logs)
+				continue
+			}
+			line := logs[strings.Index(logs, job):]
+			line = line[:strings.IndexByte(line, '\n')]
+			if !strings.Contains(line, `strategy="`+strategy+`"`) {
+				t.Errorf("%s%s: want strategy %q: %s", style, kind, strategy, line)
+			}
+		}
+	}
+}
+
+// restart: `php artisan queue:restart` recycles kqueue's workers. The
+// restart key is a cache key whose layout changed in 11 (no ':' after the
+// cache prefix); kqueue reads it through the app's own cache store.
+func (v *laravelApp) restart(t *testing.T) {
+	v.reset(t)
+	cfg := v.app.Inside(v.app.Config(t, 2, ""))
+	var logs syncBuffer
+	cmd := v.kqueue(t.Context(), "run", "--config", cfg)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "workers ready", func() bool { return strings.Contains(logs.String(), "worker ready") })
+	v.app.Artisan(t, "queue:restart")
+	key := "laravel_database_laravel_cache:illuminate:queue:restart"
+	if v.Version == "13" {
+		key = "laravel_database_laravel_cacheilluminate:queue:restart"
+	}
+	cache := redis.NewClient(&redis.Options{Network: "unix", Addr: v.app.Redis.Socket, DB: 1})
+	defer cache.Close()
+	if n := cache.Exists(t.Context(), key).Val(); n != 1 {
+		t.Errorf("queue:restart did not set %s: keys %v", key, cache.Keys(t.Context(), "*").Val())
+	}
+	waitFor(t, 30*time.Second, "queue:restart seen", func() bool { return strings.Contains(logs.String(), "queue:restart seen") })
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("kqueue run: %v\n%s", err, logs.String())
+	}
+}
+
+// prefix: the Redis prefix is the app's, read from it — a Laravel 11+
+// skeleton's default is laravel-database-, not 8's laravel_database_ —
+// and kqueue check says so when kqueue.toml has another.
+func (v *laravelApp) prefix(t *testing.T) {
+	v.app.Env["REDIS_PREFIX"] = "laravel-database-"
+	t.Cleanup(func() { delete(v.app.Env, "REDIS_PREFIX") })
+	cfg := v.app.Inside(v.app.Config(t, 1, ""))
+	out, err := v.kqueue(t.Context(), "check", "--config", cfg).CombinedOutput()
+	want := `kqueue.toml has "laravel_database_", but the app's queue connection "redis" puts "laravel-database-" in front of its keys: set prefix = "laravel-database-" in [redis]`
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("kqueue check with the wrong prefix: %v, want the error %q:\n%s", err, want, out)
+	}
+	path := v.app.Config(t, 1, "")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte("[redis]\n"), []byte("[redis]\nprefix = \"laravel-database-\"\n"), 1)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := v.kqueue(t.Context(), "check", "--config", v.app.Inside(path)).CombinedOutput(); err != nil {
+		t.Errorf("kqueue check with the app's prefix: %v\n%s", err, out)
+	}
+}
