@@ -138,6 +138,17 @@ func TestHostsWithSkewedClocks(t *testing.T) {
 			return strings.Contains(p.out.String(), "fault injection: the poller's clock is off")
 		})
 	}
+	// Redis sees each host from its own address: three machines, as far
+	// as it can tell, all of them connected.
+	testenv.WaitFor(t, 30*time.Second, "Redis to have clients on all three hosts", func() bool {
+		clients := r.Client.ClientList(ctx).Val()
+		for _, h := range hs {
+			if !strings.Contains(clients, "addr="+h.ip+":") {
+				return false
+			}
+		}
+		return true
+	})
 
 	app.Artisan(t, "kq:dispatch", "record", "--count=600")
 	app.Artisan(t, "kq:dispatch", "due", "--count=60")
