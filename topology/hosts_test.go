@@ -72,9 +72,10 @@ func (h host) command(dir string, env []string, name string, args ...string) *ex
 //     ahead keeps polling their queue (and so migrating what it takes for
 //     expired reservations). kqueue's leases (extended every retry_after/3)
 //     keep them: each runs once.
-//   - Delayed jobs fall due while all three hosts poll: each runs once,
-//     no earlier than the most advanced clock allows (3 s).
-//   - Immediate jobs: shared between the three, each runs once.
+//   - Immediate jobs of 50 ms: shared between the three, each runs once.
+//   - Then delayed jobs fall due on the idle queue while all three hosts
+//     poll: each runs once, no earlier than the most advanced clock
+//     allows (3 s).
 func TestHostsWithSkewedClocks(t *testing.T) {
 	t.Parallel()
 	needRoot(t)
@@ -150,9 +151,15 @@ func TestHostsWithSkewedClocks(t *testing.T) {
 		return true
 	})
 
-	app.Artisan(t, "kq:dispatch", "record", "--count=600")
+	// Jobs of 50 ms: the pace at which every runner gets its share.
+	app.Artisan(t, "kq:dispatch", "paced", "--count=300")
+	// The delayed jobs once those are taken, so that they fall due on an
+	// idle queue: how early they run is then the clocks' doing.
+	testenv.WaitFor(t, 60*time.Second, "the immediate jobs to be taken", func() bool {
+		return r.Client.LLen(ctx, testenv.Prefix+"queues:default").Val() == 0
+	})
 	app.Artisan(t, "kq:dispatch", "due", "--count=60")
-	want := append(append(tags("long", 0, 2), tags("record", 0, 600)...), tags("due", 0, 60)...)
+	want := append(append(tags("long", 0, 2), tags("paced", 0, 300)...), tags("due", 0, 60)...)
 	runs := testenv.Prefix + "kqtest:runs"
 	testenv.WaitFor(t, 120*time.Second, "every job to run and the queues to empty", func() bool {
 		for _, p := range []*proc{kqAhead, kqBehind, qw} {
