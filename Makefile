@@ -4,7 +4,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Debian packages the runtime, the tests and the demo need.
-DEPS := php-cli php-redis php-sqlite3 php-mbstring php-laravel-framework redis-server systemd phpunit
+DEPS := php-cli php-redis php-sqlite3 php-mbstring php-laravel-framework redis-server redis-tools systemd phpunit iproute2 faketime
 FUZZTIME ?= 5s
 
 .DEFAULT_GOAL := help

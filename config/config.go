@@ -110,10 +110,25 @@ type App struct {
 	User string `toml:"user"`
 }
 
-// Redis is where Laravel's queues live.
+// Redis is where Laravel's queues live: one server (URL), a Redis Cluster
+// (Cluster) or a Sentinel-managed primary (SentinelMaster and Sentinels).
 type Redis struct {
-	// URL is a redis:// or unix:// URL. Default "redis://127.0.0.1:6379/0".
+	// URL is a redis:// or unix:// URL. Default "redis://127.0.0.1:6379/0"
+	// unless Cluster or Sentinels is set; it excludes both.
 	URL string `toml:"url"`
+	// Cluster lists Redis Cluster nodes to start from ("10.0.0.1:6379"); the
+	// rest are discovered. Every queue name must then carry a hash tag
+	// ("{default}"), as Laravel documents. Default none.
+	Cluster []string `toml:"cluster"`
+	// SentinelMaster is the name Sentinel knows the primary by ("mymaster").
+	// Set with Sentinels. Default "".
+	SentinelMaster string `toml:"sentinel_master"`
+	// Sentinels lists the Sentinel addresses ("10.0.0.1:26379"). Default
+	// none.
+	Sentinels []string `toml:"sentinels"`
+	// Password authenticates to the Cluster nodes or to the Sentinel-managed
+	// primary and replicas (with url, write it in the URL). Default "".
+	Password string `toml:"password"`
 	// Prefix is the Laravel Redis client prefix put in front of every key.
 	// Default "laravel_database_" (the Laravel 8 skeleton's).
 	Prefix *string `toml:"prefix"`
@@ -249,9 +264,8 @@ func (c *Config) complete() error {
 		}
 	}
 
-	c.Redis.URL = cmp.Or(c.Redis.URL, DefaultURL)
-	if _, err := redisOptions(c.Redis.URL); err != nil {
-		return &Error{Key: "redis.url", Msg: err.Error()}
+	if err := c.Redis.complete(); err != nil {
+		return err
 	}
 	if c.Redis.Prefix == nil {
 		p := DefaultPrefix
@@ -276,6 +290,11 @@ func (c *Config) complete() error {
 			return &Error{Key: key + ".name", Msg: fmt.Sprintf("queue %q is listed twice", q.Name)}
 		}
 		seen[q.Name] = true
+		if c.Redis.Mode() == Cluster {
+			if err := slotSafe(*c.Redis.Prefix, q.Name); err != nil {
+				return &Error{Key: key + ".name", Msg: err.Error()}
+			}
+		}
 		if q.Weight < 0 {
 			return &Error{Key: key + ".weight", Msg: "must not be negative"}
 		}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,6 +113,15 @@ func TestErrors(t *testing.T) {
 		{"duplicate queue", "[app]\npath = \"/a\"\n[[queue]]\nname = \"a\"\n[[queue]]\nname = \"a\"\n", `queue[1].name: queue "a" is listed twice`},
 		{"unnamed queue", "[app]\npath = \"/a\"\n[[queue]]\nweight = 1\n", `queue[0].name: missing`},
 		{"bad backoff", "[app]\npath = \"/a\"\n[job]\nbackoff = \"1,x\"\n", `f.toml:4: job.backoff: want seconds or a comma-separated list`},
+		{"cluster without hash tag", "[app]\npath = \"/a\"\n[redis]\ncluster = [\"127.0.0.1:7000\"]\n[[queue]]\nname = \"{high}\"\n[[queue]]\nname = \"default\"\n",
+			`f.toml:8: queue[1].name: queue "default" has no hash tag, so under Redis Cluster its keys (laravel_database_queues:default, …:reserved, …:delayed, …:notify) fall in different slots and no script can touch them together: name the queue "{default}" here`},
+		{"cluster empty hash tag", "[app]\npath = \"/a\"\n[redis]\ncluster = [\"127.0.0.1:7000\"]\n[[queue]]\nname = \"{}default\"\n", `queue[0].name: queue "{}default" has no hash tag`},
+		{"cluster and url", "[app]\npath = \"/a\"\n[redis]\nurl = \"redis://x\"\ncluster = [\"127.0.0.1:7000\"]\n", `f.toml:4: redis.url: set url, cluster or sentinels, not more than one`},
+		{"cluster and sentinels", "[app]\npath = \"/a\"\n[redis]\ncluster = [\"a:1\"]\nsentinels = [\"b:2\"]\nsentinel_master = \"m\"\n", `f.toml:4: redis.cluster: set cluster or sentinels, not both`},
+		{"cluster bad address", "[app]\npath = \"/a\"\n[redis]\ncluster = [\"127.0.0.1\"]\n", `f.toml:4: redis.cluster: want host:port addresses such as "10.0.0.1:6379", got "127.0.0.1"`},
+		{"sentinel without master", "[app]\npath = \"/a\"\n[redis]\nsentinels = [\"127.0.0.1:26379\"]\n", `f.toml:4: redis.sentinels: sentinel_master is missing`},
+		{"sentinel master without sentinels", "[app]\npath = \"/a\"\n[redis]\nsentinel_master = \"mymaster\"\n", `f.toml:4: redis.sentinel_master: sentinels is missing`},
+		{"password with url", "[app]\npath = \"/a\"\n[redis]\npassword = \"x\"\n", `f.toml:4: redis.password: with url, write the password in the URL`},
 		{"bad size", "[app]\npath = \"/a\"\n[pool]\nmax_memory = \"lots\"\n", `f.toml:4: pool.max_memory`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,6 +136,35 @@ func TestErrors(t *testing.T) {
 			var cerr *Error
 			if !errors.As(err, &cerr) {
 				t.Errorf("error is %T, want *config.Error", err)
+			}
+		})
+	}
+}
+
+// Cluster and Sentinel setups: a hash tag anywhere in the queue's key
+// before the suffixes keeps every key of the queue in one slot.
+func TestRedisModes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, redis, queue, mode, where string
+	}{
+		{"single", `url = "redis://:secret@10.0.0.1:6379/2"`, "default", Single, "redis://:xxxxx@10.0.0.1:6379/2"},
+		{"cluster", `cluster = ["10.0.0.1:6379", "10.0.0.2:6379"]`, "{default}", Cluster, "cluster 10.0.0.1:6379,10.0.0.2:6379"},
+		{"cluster, tag inside the name", `cluster = ["10.0.0.1:6379"]`, "emails{eu}", Cluster, "cluster 10.0.0.1:6379"},
+		{"cluster, tag in the prefix", "cluster = [\"10.0.0.1:6379\"]\nprefix = \"{app}:\"", "default", Cluster, "cluster 10.0.0.1:6379"},
+		{"sentinel", "sentinel_master = \"mymaster\"\nsentinels = [\"10.0.0.1:26379\"]\npassword = \"x\"", "default", Sentinel, `sentinel master "mymaster" via 10.0.0.1:26379`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse("f.toml", []byte(fmt.Sprintf("[app]\npath = \"/a\"\n[redis]\n%s\n[[queue]]\nname = %q\n", tc.redis, tc.queue)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Redis.Mode() != tc.mode || c.Redis.String() != tc.where {
+				t.Errorf("mode %s, %s; want %s, %s", c.Redis.Mode(), c.Redis.String(), tc.mode, tc.where)
+			}
+			if tc.mode != Single && c.Redis.URL != "" {
+				t.Errorf("url = %q, want none", c.Redis.URL)
 			}
 		})
 	}

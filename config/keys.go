@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
 )
+
+var arrayItem = regexp.MustCompile(`^([a-z_]+)\[(\d+)\]$`)
 
 // lineOf finds the line where key is written, or 0.
 func lineOf(data []byte, key toml.Key) int {
@@ -21,9 +24,26 @@ func lineOf(data []byte, key toml.Key) int {
 	}
 	assign := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(last) + `"?\s*=`)
 	table := regexp.MustCompile(`^\s*\[\[?\s*` + regexp.QuoteMeta(strings.Join(key, ".")) + `\s*\]`)
-	for i, line := range bytes.Split(data, []byte("\n")) {
+	lines := bytes.Split(data, []byte("\n"))
+	from := 0
+	// "queue[1].name" from our own messages: the name under the second
+	// [[queue]].
+	if m := arrayItem.FindStringSubmatch(key[0]); m != nil && len(key) > 1 {
+		header := regexp.MustCompile(`^\s*\[\[\s*` + regexp.QuoteMeta(m[1]) + `\s*\]\]`)
+		n, _ := strconv.Atoi(m[2])
+		for i, line := range lines {
+			if header.Match(line) {
+				if n == 0 {
+					from = i + 1
+					break
+				}
+				n--
+			}
+		}
+	}
+	for i, line := range lines[from:] {
 		if assign.Match(line) || table.Match(line) {
-			return i + 1
+			return from + i + 1
 		}
 	}
 	return 0

@@ -1,5 +1,7 @@
 package poller
 
+import "strings"
+
 // keys are the Redis keys of one Laravel queue, prefix included. Every key
 // kqueue touches is built here.
 type keys struct {
@@ -26,4 +28,16 @@ func keysFor(prefix, name string) keys {
 func (k keys) withReceipt(token string) keys {
 	k.receipt = k.queue + ":kqueue-receipt:" + token
 	return k
+}
+
+// hashTag is the part of key that Redis Cluster hashes to choose its slot:
+// the first "{…}" with something inside, else the whole key. Keys with the
+// same hash tag share a slot.
+func hashTag(key string) string {
+	if open := strings.IndexByte(key, '{'); open >= 0 {
+		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
+			return key[open+1 : open+1+end]
+		}
+	}
+	return key
 }

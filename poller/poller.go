@@ -866,7 +866,13 @@ func (p *Poller) leaseInterval() time.Duration {
 
 func (p *Poller) notifyKeys() []string {
 	var ks []string
+	_, cluster := p.cfg.Redis.(*redis.ClusterClient)
 	for _, q := range p.queues {
+		// Under Redis Cluster one BLPOP names keys of one slot only; the
+		// queues of other slots are polled when the wait times out.
+		if cluster && len(ks) > 0 && hashTag(q.keys.notify) != hashTag(ks[0]) {
+			continue
+		}
 		ks = append(ks, q.keys.notify)
 	}
 	return ks

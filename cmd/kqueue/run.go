@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"os/user"
@@ -170,7 +169,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // logStart logs what a newcomer needs to know about this instance.
 func logStart(log *slog.Logger, cfg *config.Config, role string) {
 	log.Info("kqueue starting", "version", buildVersion(), "role", role, "config", cfg.File,
-		"app", cfg.App.Path, "redis", redactURL(cfg.Redis.URL), "queues", queueNames(cfg))
+		"app", cfg.App.Path, "redis", cfg.Redis.String(), "queues", queueNames(cfg))
 	for _, r := range cfg.Risks() {
 		log.Warn("risky setting: " + r)
 	}
@@ -210,49 +209,67 @@ func appUser(cfg *config.Config) *syscall.Credential {
 	return cred
 }
 
-// redactURL hides a password in a Redis URL.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(invalid)"
+// redisClient connects to the queues' Redis: one server, a Redis Cluster
+// or a Sentinel-managed primary, as [redis] says.
+func redisClient(ctx context.Context, cfg *config.Config) (redis.UniversalClient, error) {
+	var rdb redis.UniversalClient
+	switch cfg.Redis.Mode() {
+	case config.Cluster, config.Sentinel:
+		opts := &redis.UniversalOptions{
+			Addrs:         cfg.Redis.Cluster,
+			IsClusterMode: cfg.Redis.Mode() == config.Cluster,
+			Password:      cfg.Redis.Password,
+		}
+		if cfg.Redis.Mode() == config.Sentinel {
+			opts.Addrs, opts.MasterName = cfg.Redis.Sentinels, cfg.Redis.SentinelMaster
+		}
+		// As for a single server, below.
+		opts.ReadTimeout, opts.WriteTimeout, opts.DialTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+		opts.MaxRetries = -1
+		opts.DisableIdentity = true
+		opts.ContextTimeoutEnabled = true
+		opts.Protocol = 2
+		rdb = redis.NewUniversalClient(opts)
+	default:
+		opts, err := redis.ParseURL(cfg.Redis.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis.url: %w", err)
+		}
+		// The poller's loop does one round trip at a time and retries on its
+		// own (its acknowledgements are kept until Redis has them): a Redis
+		// that does not answer must cost it seconds, not go-redis's retries
+		// of 5 s timeouts, which would starve the watchdog.
+		if opts.ReadTimeout == 0 {
+			opts.ReadTimeout = 2 * time.Second
+		}
+		if opts.WriteTimeout == 0 {
+			opts.WriteTimeout = 2 * time.Second
+		}
+		opts.MaxRetries = -1
+		if opts.DialTimeout == 0 {
+			opts.DialTimeout = 2 * time.Second
+		}
+		opts.DisableIdentity = true // no CLIENT SETINFO round trip on each new connection
+		// Deadlines from contexts bound blocking commands (BLPOP) too; RESP2,
+		// as Laravel speaks, keeps clear of RESP3 push handling, which can wait
+		// on a frozen server without a deadline.
+		opts.ContextTimeoutEnabled = true
+		opts.Protocol = 2
+		rdb = redis.NewClient(opts)
 	}
-	return u.Redacted()
-}
-
-func redisClient(ctx context.Context, cfg *config.Config) (*redis.Client, error) {
-	opts, err := redis.ParseURL(cfg.Redis.URL)
-	if err != nil {
-		return nil, fmt.Errorf("redis.url: %w", err)
-	}
-	// The poller's loop does one round trip at a time and retries on its
-	// own (its acknowledgements are kept until Redis has them): a Redis
-	// that does not answer must cost it seconds, not go-redis's retries
-	// of 5 s timeouts, which would starve the watchdog.
-	if opts.ReadTimeout == 0 {
-		opts.ReadTimeout = 2 * time.Second
-	}
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = 2 * time.Second
-	}
-	opts.MaxRetries = -1
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = 2 * time.Second
-	}
-	opts.DisableIdentity = true // no CLIENT SETINFO round trip on each new connection
-	// Deadlines from contexts bound blocking commands (BLPOP) too; RESP2,
-	// as Laravel speaks, keeps clear of RESP3 push handling, which can wait
-	// on a frozen server without a deadline.
-	opts.ContextTimeoutEnabled = true
-	opts.Protocol = 2
-	rdb := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		rdb.Close()
-		return nil, fmt.Errorf("redis at %s: %w", redactURL(cfg.Redis.URL), err)
+		return nil, fmt.Errorf("redis at %s: %w", cfg.Redis.String(), err)
 	}
 	return rdb, nil
 }
+
+// clockOffsetEnv shifts the poller's clock (a Go duration, "-3s"): fault
+// injection for the multi-host tests, whose network namespaces share one
+// kernel clock. Not for production.
+const clockOffsetEnv = "KQUEUE_FAULT_CLOCK_OFFSET"
 
 func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger, n *notify.Notifier) poller.Config {
 	every := time.Second
@@ -277,6 +294,12 @@ func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logge
 	}
 	for _, q := range cfg.Queues {
 		pc.Queues = append(pc.Queues, poller.Queue{Name: q.Name, Weight: q.Weight, RetryAfter: q.RetryAfter.D()})
+	}
+	if v := os.Getenv(clockOffsetEnv); v != "" {
+		if off, err := time.ParseDuration(v); err == nil && off != 0 {
+			log.Warn("fault injection: the poller's clock is off by "+off.String(), "env", clockOffsetEnv)
+			pc.Now = func() time.Time { return time.Now().Add(off) }
+		}
 	}
 	return pc
 }
@@ -736,7 +759,7 @@ func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 		problems = append(problems, err)
 	} else {
 		rdb.Close()
-		fmt.Fprintf(stdout, "redis %s: reachable\n", redactURL(cfg.Redis.URL))
+		fmt.Fprintf(stdout, "redis %s: reachable\n", cfg.Redis.String())
 	}
 	dc := dispatcherConfig(cfg, nil)
 	dc.Workers = 1

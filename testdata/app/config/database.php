@@ -17,8 +17,31 @@ return [
     'migrations' => 'migrations',
 
     // As in the Laravel 8 skeleton: phpredis, and the client prefix
-    // "laravel_database_" that every queue key carries.
-    'redis' => [
+    // "laravel_database_" that every queue key carries. With
+    // REDIS_CLUSTER_NODES ("127.0.0.1:7000,127.0.0.1:7001"), the queue's
+    // connection is that Redis Cluster instead (phpredis' RedisCluster).
+    'redis' => env('REDIS_CLUSTER_NODES') ? [
+        'client' => env('REDIS_CLIENT', 'phpredis'),
+
+        'options' => [
+            'cluster' => 'redis',
+            'prefix' => env('REDIS_PREFIX', Str::slug(env('APP_NAME', 'laravel'), '_').'_database_'),
+        ],
+
+        'clusters' => [
+            'default' => array_map(function ($node) {
+                [$host, $port] = explode(':', $node);
+
+                return ['host' => $host, 'port' => $port, 'password' => env('REDIS_PASSWORD', null), 'database' => 0];
+            }, explode(',', env('REDIS_CLUSTER_NODES'))),
+        ],
+
+        'probe' => [
+            'host' => env('KQ_PROBE_REDIS_HOST', '127.0.0.1'),
+            'port' => env('KQ_PROBE_REDIS_PORT', '6379'),
+            'database' => 0,
+        ],
+    ] : [
         'client' => env('REDIS_CLIENT', 'phpredis'),
 
         'options' => [

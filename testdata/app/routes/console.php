@@ -7,8 +7,9 @@ use Illuminate\Support\Facades\Bus;
 
 // kq:dispatch pushes the jobs of one named scenario onto the app's queue, the
 // way any Laravel app does: with dispatch().
-Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($scenario) {
+Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', function ($scenario) {
     $count = (int) $this->option('count');
+    $from = (int) $this->option('from');
     $queue = $this->option('queue') ?: null;
     $on = function ($pending) use ($queue) {
         if ($queue !== null) {
@@ -25,8 +26,31 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=}', function ($sce
             break;
 
         case 'record':
-            for ($i = 0; $i < $count; $i++) {
+            for ($i = $from; $i < $from + $count; $i++) {
                 $on(Jobs\Record::dispatch("record-$i"));
+            }
+            break;
+
+        // paced: jobs of 50 ms each, so that a run lasts a while.
+        case 'paced':
+            for ($i = $from; $i < $from + $count; $i++) {
+                $on(Jobs\Sleeps::dispatch("paced-$i", 0.05, 60, 0));
+            }
+            break;
+
+        // long: jobs of 14 s each, longer than the tests' 12 s retry_after.
+        case 'long':
+            for ($i = $from; $i < $from + $count; $i++) {
+                $on(Jobs\Sleeps::dispatch("long-$i", 14, 60, 0));
+            }
+            break;
+
+        // due: delayed jobs due 1 to 6 s from now, each recording how late
+        // it ran.
+        case 'due':
+            for ($i = $from; $i < $from + $count; $i++) {
+                $delay = 1 + $i % 6;
+                $on(Jobs\Due::dispatch("due-$i", time() + $delay)->delay($delay));
             }
             break;
 
