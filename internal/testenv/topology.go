@@ -75,7 +75,7 @@ func StartServer(t testing.TB, port int, args ...string) *Server {
 	if port == 0 {
 		port = FreePort(t)
 	}
-	dir := shortTempDir(t)
+	dir := shortTempDir(t, "")
 	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, out: &syncBuffer{}}
 	all := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "no", "--loglevel", "warning"}, args...)
@@ -181,7 +181,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 	s.Primary = StartServer(t, 0)
 	s.Replica = StartServer(t, 0, "--replicaof", "127.0.0.1", strings.TrimPrefix(s.Primary.Addr, "127.0.0.1:"))
 	port := FreePort(t)
-	dir := shortTempDir(t)
+	dir := shortTempDir(t, "")
 	conf := filepath.Join(dir, "sentinel.conf")
 	text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
 		"sentinel monitor %s 127.0.0.1 %s 1\n"+
