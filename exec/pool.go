@@ -436,13 +436,19 @@ type sent struct {
 	t       *task
 	s       Strategy
 	fields  []any
+	size    int           // bytes of the request
 	timeout time.Duration // the job's, set when it starts
 }
 
-// run runs t in worker w. While it runs, run takes the next task and hands
-// it to w as well when it can run inline there, so that the worker goes
+// handAhead is how many jobs a worker may hold beyond the one it runs, while
+// jobs are short: enough that PHP finds its next job in the pipe even when
+// the daemon is a little late to answer.
+const handAhead = 3
+
+// run runs t in worker w. While it runs, run takes the next tasks and hands
+// them to w as well when they can run inline there, so that the worker goes
 // from one job to the next without waiting for the daemon: a worker holds
-// two jobs at most, the one it runs and the next, and runs them in order.
+// handAhead jobs at most beyond the one it runs, and runs them in order.
 // run returns the worker to keep (nil when it is gone), an orphan when a
 // job's worker died under it, and a task it took but has not started (it
 // needs w to itself first: its class's defaults are not known yet).
@@ -468,10 +474,15 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			return
 		default:
 		}
-		if err := w.send(request{Op: "run", Queue: t.job.Queue}, t.job.Payload); err != nil {
+		ahead := 0
+		for _, x := range inflight[min(1, len(inflight)):] {
+			ahead += x.size
+		}
+		n, err := w.send(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, ahead)
+		if err != nil {
 			w.kill() // the answer loop sees it gone
 		}
-		inflight = append(inflight, sent{t: t, s: s, fields: t.fields()})
+		inflight = append(inflight, sent{t: t, s: s, fields: t.fields(), size: n})
 	}
 	// begin starts the clock of the job at the head: w runs it now.
 	begin := func() {
@@ -507,7 +518,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 	begin()
 	for len(inflight) > 0 {
 		var more <-chan *task
-		if held == nil && len(inflight) == 1 && retiring == "" && !restart && w.writing == nil &&
+		if held == nil && len(inflight) <= handAhead && retiring == "" && !restart && w.writing == nil &&
 			ctx.Err() == nil && p.accepts(w, len(inflight)) {
 			more = p.tasks
 		}

@@ -228,23 +228,25 @@ type reply struct {
 	restart  bool          // queue:restart was seen meanwhile
 }
 
-// smallRequest is the largest request written in the caller's goroutine:
-// the pipe always has room for it, since a worker is handed at most one
-// request besides the one it runs (and it has read that one).
-const smallRequest = 4 << 10
+// pipeRoom is how many bytes of requests may wait unread in a worker's
+// request pipe and still be written from the caller's goroutine: half of
+// what a Linux pipe holds by default, so such a write never blocks.
+const pipeRoom = 32 << 10
 
-// send writes one request: a JSON header line, then the body. A small
-// request is written at once; a large one in the background, so that a
-// deadline still holds while PHP is slow to read it — w.writing then
-// reports the end of that write, and no other request may be sent before.
-func (w *worker) send(req request, body []byte) error {
+// send writes one request: a JSON header line, then the body. ahead is how
+// many bytes of earlier requests the worker may not have read yet (those
+// handed to it beyond the one it runs). A request that fits the pipe's room
+// is written at once; a larger one in the background, so that a deadline
+// still holds while PHP is slow to read it — w.writing then reports the end
+// of that write, and no other request may be sent before.
+func (w *worker) send(req request, body []byte, ahead int) (int, error) {
 	req.Len = len(body)
 	hdr, _ := json.Marshal(req)
 	n := len(hdr) + 1 + len(body)
-	if n <= smallRequest {
+	if ahead+n <= pipeRoom {
 		w.wbuf = append(append(append(w.wbuf[:0], hdr...), '\n'), body...)
 		_, err := w.req.Write(w.wbuf)
-		return err
+		return n, err
 	}
 	buf := make([]byte, 0, n)
 	buf = append(append(append(buf, hdr...), '\n'), body...)
@@ -254,7 +256,7 @@ func (w *worker) send(req request, body []byte) error {
 		_, err := w.req.Write(buf)
 		done <- err
 	}()
-	return nil
+	return n, nil
 }
 
 // do sends one request and waits for its answer, the deadline (zero: none)
@@ -262,7 +264,7 @@ func (w *worker) send(req request, body []byte) error {
 func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-chan struct{}) reply {
 	start := time.Now()
 	var r reply
-	if err := w.send(req, body); err != nil {
+	if _, err := w.send(req, body, 0); err != nil {
 		w.kill() // below, its messages end
 	}
 	var timeout <-chan time.Time
