@@ -146,6 +146,9 @@ type Queue struct {
 	Weight int `toml:"weight"`
 	// RetryAfter overrides redis.retry_after for this queue.
 	RetryAfter Duration `toml:"retry_after"`
+	// MaxRunning caps how many of this queue's jobs run at once (0: no
+	// cap), so that a flood of slow jobs leaves workers to other queues.
+	MaxRunning int `toml:"max_running"`
 }
 
 // Pool is the warm pool of PHP workers.
@@ -300,6 +303,9 @@ func (c *Config) complete() error {
 		}
 		if q.RetryAfter < 0 {
 			return &Error{Key: key + ".retry_after", Msg: "must be more than 0 seconds"}
+		}
+		if q.MaxRunning < 0 {
+			return &Error{Key: key + ".max_running", Msg: "must be 0 (no cap) or more"}
 		}
 		q.RetryAfter = cmp.Or(q.RetryAfter, c.Redis.RetryAfter)
 	}

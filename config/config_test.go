@@ -112,6 +112,7 @@ func TestErrors(t *testing.T) {
 		{"zero retry_after", "[app]\npath = \"/a\"\n[redis]\nretry_after = 0\n", `f.toml:4: redis.retry_after: must be more than 0 seconds`},
 		{"duplicate queue", "[app]\npath = \"/a\"\n[[queue]]\nname = \"a\"\n[[queue]]\nname = \"a\"\n", `queue[1].name: queue "a" is listed twice`},
 		{"unnamed queue", "[app]\npath = \"/a\"\n[[queue]]\nweight = 1\n", `queue[0].name: missing`},
+		{"negative max_running", "[app]\npath = \"/a\"\n[[queue]]\nname = \"a\"\nmax_running = -1\n", `queue[0].max_running: must be 0 (no cap) or more`},
 		{"bad backoff", "[app]\npath = \"/a\"\n[job]\nbackoff = \"1,x\"\n", `f.toml:4: job.backoff: want seconds or a comma-separated list`},
 		{"cluster without hash tag", "[app]\npath = \"/a\"\n[redis]\ncluster = [\"127.0.0.1:7000\"]\n[[queue]]\nname = \"{high}\"\n[[queue]]\nname = \"default\"\n",
 			`f.toml:8: queue[1].name: queue "default" has no hash tag, so under Redis Cluster its keys (laravel_database_queues:default, …:reserved, …:delayed, …:notify) fall in different slots and no script can touch them together: name the queue "{default}" here`},

@@ -35,6 +35,10 @@ type Queue struct {
 	Weight int
 	// RetryAfter is Laravel's retry_after for this queue. Default 90s.
 	RetryAfter time.Duration
+	// MaxRunning caps how many of this queue's jobs are in the
+	// dispatcher's hands at once (0: no cap), so that a flood of long jobs
+	// cannot take every worker from the queues listed before it.
+	MaxRunning int
 }
 
 // Config configures a Poller.
@@ -124,7 +128,8 @@ type Poller struct {
 
 type queueState struct {
 	Queue
-	keys keys
+	keys    keys
+	running int // jobs of this queue in the dispatcher's hands
 }
 
 // running is a job handed to the dispatcher and not yet settled.
@@ -189,6 +194,9 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 	defer func() {
 		conn.Close()
 		clear(p.inflight)
+		for i := range p.queues {
+			p.queues[i].running = 0
+		}
 	}()
 	if len(p.queues) == 0 {
 		return errors.New("poller: no queues to consume")
@@ -437,6 +445,7 @@ func (p *Poller) handle(m protocol.Message) bool {
 			return false
 		}
 		delete(p.inflight, m.ID)
+		r.queue.running--
 		p.settle(r, m)
 		return true
 	case protocol.Pool:
@@ -627,6 +636,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 		for _, j := range jobs {
 			p.nextID++
 			p.inflight[p.nextID] = j.running
+			j.queue.running++
 			batch = append(batch, protocol.Job{ID: p.nextID, Queue: j.queue.Name, Payload: []byte(j.original)})
 			free--
 			sent++
@@ -640,6 +650,12 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 		}
 		q := &p.queues[i]
 		ask := min(free, p.cfg.MaxBatch)
+		if q.MaxRunning > 0 {
+			ask = min(ask, q.MaxRunning-q.running)
+			if ask <= 0 {
+				continue // at its cap: the next queue gets the room
+			}
+		}
 		jobs, taken, due, err := p.reserveFrom(ctx, q, ask)
 		if err != nil {
 			// Hand on what earlier queues gave: it is reserved already.
@@ -659,6 +675,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 		for _, j := range jobs {
 			p.nextID++
 			p.inflight[p.nextID] = j.running
+			j.queue.running++
 			batch = append(batch, protocol.Job{ID: p.nextID, Queue: q.Name, Payload: []byte(j.original)})
 			free--
 			sent++

@@ -116,6 +116,31 @@ func TestStrictPriorityAndCredit(t *testing.T) {
 	}
 }
 
+// A queue at its max_running gets no more room, however much the dispatcher
+// has: the other queues get it, and the queue its next job once one ends.
+func TestMaxRunning(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	push(r.Client, "default", 5)
+	d := startPoller(t, r.Client, 4, Config{Queues: []Queue{{Name: "high"}, {Name: "default", MaxRunning: 1}}})
+	first := d.next(5 * time.Second)
+	if first.Queue != "default" {
+		t.Fatalf("first job from %s", first.Queue)
+	}
+	d.none(50 * time.Millisecond) // default is at its cap
+	push(r.Client, "high", 2)
+	for range 2 {
+		if j := d.next(5 * time.Second); j.Queue != "high" {
+			t.Fatalf("got a job from %s, want high", j.Queue)
+		}
+	}
+	d.done(first)
+	if j := d.next(5 * time.Second); j.Queue != "default" {
+		t.Fatalf("got a job from %s after the default one ended, want default", j.Queue)
+	}
+	d.none(50 * time.Millisecond)
+}
+
 // An idle poller picks up a job as soon as it is pushed (the notify list
 // wakes it), and a delayed job when it falls due.
 func TestWakeUp(t *testing.T) {

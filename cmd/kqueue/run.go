@@ -293,7 +293,7 @@ func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logge
 		Logger:          log,
 	}
 	for _, q := range cfg.Queues {
-		pc.Queues = append(pc.Queues, poller.Queue{Name: q.Name, Weight: q.Weight, RetryAfter: q.RetryAfter.D()})
+		pc.Queues = append(pc.Queues, poller.Queue{Name: q.Name, Weight: q.Weight, RetryAfter: q.RetryAfter.D(), MaxRunning: q.MaxRunning})
 	}
 	if v := os.Getenv(clockOffsetEnv); v != "" {
 		if off, err := time.ParseDuration(v); err == nil && off != 0 {
