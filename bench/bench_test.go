@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +43,7 @@ func BenchmarkNoopThroughput(b *testing.B) {
 
 	for _, workers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("runner=queue:work/php=%d", workers), func(b *testing.B) {
-			measure(b, app, func(ctx context.Context) error {
+			measure(b, app, fmt.Sprintf("throughput/queue:work/%d", workers), func(ctx context.Context) error {
 				var wg sync.WaitGroup
 				errs := make([]error, workers)
 				for i := range workers {
@@ -61,13 +63,13 @@ func BenchmarkNoopThroughput(b *testing.B) {
 			})
 		})
 		b.Run(fmt.Sprintf("runner=php-ceiling/php=%d", workers), func(b *testing.B) {
-			measure(b, app, func(ctx context.Context) error {
+			measure(b, app, fmt.Sprintf("throughput/php-ceiling/%d", workers), func(ctx context.Context) error {
 				return ceiling(ctx, app, workers)
 			})
 		})
 		b.Run(fmt.Sprintf("runner=kqueue/php=%d", workers), func(b *testing.B) {
 			cfg := app.Config(b, workers, "")
-			measure(b, app, func(ctx context.Context) error {
+			measure(b, app, fmt.Sprintf("throughput/kqueue/%d", workers), func(ctx context.Context) error {
 				cmd := exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg, "--stop-when-empty")
 				if out, err := cmd.CombinedOutput(); err != nil {
 					return fmt.Errorf("%v: %s", err, out)
@@ -113,12 +115,13 @@ func benchApp(b *testing.B) *testenv.App {
 	app := testenv.NewApp(b, testenv.StartRedis(b))
 	app.Env["KQ_PROBE"] = "0"
 	app.Env["LOG_CHANNEL"] = "null"
+	laravel = strings.TrimSpace(app.Artisan(b, "--version"))
 	return app
 }
 
 // measure dispatches the jobs (untimed), then times one runner draining
 // them.
-func measure(b *testing.B, app *testenv.App, drain func(context.Context) error) {
+func measure(b *testing.B, app *testenv.App, name string, drain func(context.Context) error) {
 	var total time.Duration
 	for b.Loop() {
 		b.StopTimer()
@@ -136,7 +139,9 @@ func measure(b *testing.B, app *testenv.App, drain func(context.Context) error) 
 		}
 		b.StartTimer()
 	}
-	b.ReportMetric(float64(jobs*b.N)/total.Seconds(), "jobs/s")
+	rate := float64(jobs*b.N) / total.Seconds()
+	b.ReportMetric(rate, "jobs/s")
+	record(name, rate)
 }
 
 // BenchmarkIsolationOverhead measures what one no-op job costs, p50, run
@@ -165,6 +170,7 @@ func BenchmarkIsolationOverhead(b *testing.B) {
 				p50 = median(durations(b, out))
 			}
 			b.ReportMetric(float64(p50.Microseconds())/1000, "ms/job-p50")
+			record("isolation/"+tc.name, float64(p50.Microseconds())/1000)
 		})
 	}
 	b.Run("path=queue:work--once", func(b *testing.B) {
@@ -183,6 +189,7 @@ func BenchmarkIsolationOverhead(b *testing.B) {
 			p50 = median(took)
 		}
 		b.ReportMetric(float64(p50.Microseconds())/1000, "ms/job-p50")
+		record("isolation/queue:work--once", float64(p50.Microseconds())/1000)
 	})
 }
 
@@ -235,10 +242,14 @@ func BenchmarkPickupLatency(b *testing.B) {
 			}
 			var p50, p99 float64
 			for b.Loop() {
+				app.Redis.Client.FlushAll(context.Background())
 				p50, p99 = pickup(b, app, r.cmd)
 			}
 			b.ReportMetric(p50*1000, "p50_ms")
 			b.ReportMetric(p99*1000, "p99_ms")
+			name := "pickup/" + strings.TrimPrefix(r.name, "runner=")
+			record(name+"/p50", p50*1000)
+			record(name+"/p99", p99*1000)
 		})
 	}
 }
@@ -246,21 +257,31 @@ func BenchmarkPickupLatency(b *testing.B) {
 // pickup runs one runner, waits until it has taken a first job, then has
 // the app dispatch 200 spaced-out jobs and returns the p50 and p99 waits.
 func pickup(b *testing.B, app *testenv.App, runner func(context.Context) *exec.Cmd) (p50, p99 float64) {
+	return stamps(b, app, runner, nil, "")
+}
+
+// stamps runs one runner; once it has run a first Stamp job (and busy
+// says it is busy, if given), the app dispatches 200 Stamp jobs 20 ms apart
+// onto queue; it returns the p50 and p99 of their waits, in seconds.
+func stamps(b *testing.B, app *testenv.App, runner func(context.Context) *exec.Cmd, busy func() bool, queue string) (p50, p99 float64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rdb := app.Redis.Client
 	key := testenv.Prefix + "kqtest:pickup"
-	rdb.FlushAll(ctx)
 	cmd := runner(ctx)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { cancel(); cmd.Wait() }()
-	app.Artisan(b, "kq:stamp", "--count=1", "--gap=0")
+	on := "--queue=" + queue
+	app.Artisan(b, "kq:stamp", "--count=1", "--gap=0", on)
 	wait(b, func() bool { return rdb.LLen(ctx, key).Val() == 1 }, rdb)
+	if busy != nil {
+		wait(b, busy, rdb)
+	}
 	rdb.Del(ctx, key)
-	app.Artisan(b, "kq:stamp", "--count=200", "--gap=20")
+	app.Artisan(b, "kq:stamp", "--count=200", "--gap=20", on)
 	wait(b, func() bool { return rdb.LLen(ctx, key).Val() == 200 }, rdb)
 	var waits []float64
 	for _, s := range rdb.LRange(ctx, key, 0, -1).Val() {
@@ -282,4 +303,164 @@ func wait(b *testing.B, cond func() bool, rdb interface {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// BenchmarkLatencyUnderLoad measures how long short jobs on a high-priority
+// queue wait while slow jobs keep the pool busy: 200 ms jobs fill "default",
+// 200 Stamp jobs go to "high", 20 ms apart, two PHP processes each way.
+// queue:work takes "high" first whenever it looks, but both its processes
+// may be inside a slow job; kqueue caps "default" at one running job
+// (max_running), so a worker is always free for "high".
+func BenchmarkLatencyUnderLoad(b *testing.B) {
+	app := benchApp(b)
+	cfg := app.Config(b, 2, "[[queue]]\nname = \"high\"\n[[queue]]\nname = \"default\"\nmax_running = 1\n")
+	rdb := app.Redis.Client
+	backlog := func() int64 { return rdb.LLen(context.Background(), testenv.Prefix+"queues:default").Val() }
+	for _, r := range []struct {
+		name string
+		cmd  func(ctx context.Context) *exec.Cmd
+	}{
+		{"queue:work", func(ctx context.Context) *exec.Cmd {
+			// Two processes under a shell that passes SIGTERM on.
+			cmd := exec.CommandContext(ctx, "sh", "-c", `php artisan queue:work --queue=high,default & php artisan queue:work --queue=high,default & trap 'kill -TERM $(jobs -p); wait' TERM; wait`)
+			cmd.Dir, cmd.Env = app.Path, app.Environ()
+			return cmd
+		}},
+		{"kqueue", func(ctx context.Context) *exec.Cmd {
+			return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg)
+		}},
+	} {
+		b.Run("runner="+r.name, func(b *testing.B) {
+			var p50, p99 float64
+			for b.Loop() {
+				rdb.FlushAll(context.Background())
+				// 60 s of slow work: more than the stamps take.
+				app.Artisan(b, "kq:dispatch", "busy", "--count=300")
+				full := backlog()
+				// Busy: both processes (queue:work) or the capped worker
+				// (kqueue) have taken slow jobs.
+				taken := int64(2)
+				if r.name == "kqueue" {
+					taken = 1
+				}
+				p50, p99 = stamps(b, app, r.cmd, func() bool { return backlog() <= full-taken }, "high")
+			}
+			b.ReportMetric(p50*1000, "p50_ms")
+			b.ReportMetric(p99*1000, "p99_ms")
+			record("load/"+r.name+"/p50", p50*1000)
+			record("load/"+r.name+"/p99", p99*1000)
+		})
+	}
+}
+
+// BenchmarkMemory measures the resident memory of kqueue's two processes
+// as systemd runs them — `kqueue dispatcher` started by its socket, `kqueue
+// poller` — through 20,000 no-op jobs with 2 workers (peaks, VmHWM), then
+// idle, then after pool.idle_exit let the dispatcher and its PHP workers go.
+func BenchmarkMemory(b *testing.B) {
+	app := benchApp(b)
+	cfg := app.Config(b, 2, "")
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const idleExit = 3 * time.Second
+	raw = []byte(strings.Replace(string(raw), "[pool]\n", fmt.Sprintf("[pool]\nidle_exit = \"%s\"\n", idleExit), 1))
+	if err := os.WriteFile(cfg, raw, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	sock := filepath.Join(filepath.Dir(cfg), "kqueue.sock")
+	rdb := app.Redis.Client
+	ctx := context.Background()
+	for b.Loop() {
+		rdb.FlushAll(ctx)
+		app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
+		os.Remove(sock)
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ln.(*net.UnixListener).SetUnlinkOnClose(false) // the dispatcher has it
+		lf, err := ln.(*net.UnixListener).File()
+		ln.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Socket activation as systemd does it: the listener on fd 3,
+		// LISTEN_PID the dispatcher's own pid (the shell execs it).
+		disp := exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" dispatcher --config "$1"`, kqueueBin, cfg)
+		disp.ExtraFiles = []*os.File{lf}
+		disp.Stdout, disp.Stderr = io.Discard, io.Discard
+		if err := disp.Start(); err != nil {
+			b.Fatal(err)
+		}
+		lf.Close()
+		dispDone := make(chan error, 1)
+		go func() { dispDone <- disp.Wait() }()
+		poll := exec.Command(kqueueBin, "poller", "--config", cfg)
+		poll.Stdout, poll.Stderr = io.Discard, io.Discard
+		if err := poll.Start(); err != nil {
+			b.Fatal(err)
+		}
+		q := testenv.Prefix + "queues:default"
+		wait(b, func() bool { return rdb.LLen(ctx, q).Val() == 0 && rdb.ZCard(ctx, q+":reserved").Val() == 0 }, rdb)
+
+		var php []float64
+		for _, pid := range children(disp.Process.Pid) {
+			if strings.Contains(cmdline(pid), "worker.php") {
+				php = append(php, status(pid, "VmRSS"))
+			}
+		}
+		pollLoad, dispLoad := status(poll.Process.Pid, "VmHWM"), status(disp.Process.Pid, "VmHWM")
+		pollIdle := status(poll.Process.Pid, "VmRSS")
+		select {
+		case <-dispDone:
+		case <-time.After(idleExit + 30*time.Second):
+			b.Fatal("the dispatcher did not exit after pool.idle_exit")
+		}
+		idle := status(poll.Process.Pid, "VmRSS")
+		poll.Process.Signal(syscall.SIGTERM)
+		poll.Wait()
+
+		record("memory/poller-load", pollLoad)
+		record("memory/dispatcher-load", dispLoad)
+		record("memory/go-load", pollLoad+dispLoad)
+		record("memory/poller-idle", pollIdle)
+		record("memory/idle-exit", idle)
+		if len(php) > 0 {
+			record("memory/php-worker", php[0])
+		}
+		b.ReportMetric(pollLoad+dispLoad, "go-load-MB")
+		b.ReportMetric(idle, "idle-exit-MB")
+	}
+}
+
+// children lists a process's children.
+func children(pid int) []int {
+	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(raw)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func cmdline(pid int) string {
+	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return string(raw)
+}
+
+// status reads a size field of /proc/PID/status, in MB.
+func status(pid int, field string) float64 {
+	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(v), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
 }

@@ -620,6 +620,7 @@ func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			// next job starts it again through its socket.
 			log.Info("no work for pool.idle_exit: letting the dispatcher exit until the next job", "idle_exit", cfg.Pool.IdleExit.D())
 			n.Status("idle: no dispatcher running (pool.idle_exit); waiting for a job")
+			debug.FreeOSMemory() // what the busy spell took, back to the host while idle
 			for ctx.Err() == nil {
 				n.Watchdog()
 				work, err := p.WaitForWork(ctx, time.Second)

@@ -151,6 +151,13 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', fun
             }
             break;
 
+        // busy: 200 ms jobs that keep workers busy (latency under load).
+        case 'busy':
+            for ($i = 0; $i < $count; $i++) {
+                $on(Jobs\Sleeps::dispatch("busy-$i", 0.2, 60, 1));
+            }
+            break;
+
         // waits: one failure, then jobs that run until the test lets them go.
         case 'waits':
             $on(Jobs\FailsManually::dispatch('waits-failure'));
@@ -203,9 +210,9 @@ Artisan::command('kq:failed', function () {
 
 // kq:stamp dispatches Stamp jobs one at a time, --gap milliseconds apart,
 // from one process: the pickup latency benchmark's producer.
-Artisan::command('kq:stamp {--count=200} {--gap=20}', function () {
+Artisan::command('kq:stamp {--count=200} {--gap=20} {--queue=}', function () {
     for ($i = 0; $i < (int) $this->option('count'); $i++) {
-        dispatch(new \App\Jobs\Stamp(microtime(true)));
+        dispatch(new \App\Jobs\Stamp(microtime(true)))->onQueue($this->option('queue') ?: null);
         usleep((int) $this->option('gap') * 1000);
     }
 })->purpose('Dispatch timestamped jobs, spaced out');

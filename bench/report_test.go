@@ -1,0 +1,225 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+)
+
+// results collects every measurement of the run, by name, for the table
+// `make bench` writes into BENCHMARKS.md (KQ_BENCH_WRITE=1).
+var results = struct {
+	sync.Mutex
+	m map[string][]float64
+}{m: map[string][]float64{}}
+
+// record keeps one measurement.
+func record(name string, v float64) {
+	results.Lock()
+	defer results.Unlock()
+	results.m[name] = append(results.m[name], v)
+}
+
+// med is the median of a measurement's runs, and how many there were.
+func med(name string) (float64, int) {
+	results.Lock()
+	defer results.Unlock()
+	vs := slices.Clone(results.m[name])
+	if len(vs) == 0 {
+		return 0, 0
+	}
+	slices.Sort(vs)
+	return vs[len(vs)/2], len(vs)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 && os.Getenv("KQ_BENCH_WRITE") == "1" {
+		if err := writeReport(filepath.Join(testenv.Root(), "BENCHMARKS.md")); err != nil {
+			fmt.Fprintln(os.Stderr, "write BENCHMARKS.md:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+const (
+	reportBegin = "<!-- make bench: begin -->"
+	reportEnd   = "<!-- make bench: end -->"
+)
+
+// writeReport puts the run's table between the markers in BENCHMARKS.md and
+// prints it.
+func writeReport(path string) error {
+	table := report()
+	fmt.Print(table)
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	i, j := bytes.Index(old, []byte(reportBegin)), bytes.Index(old, []byte(reportEnd))
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %q … %q section", path, reportBegin, reportEnd)
+	}
+	var out bytes.Buffer
+	out.Write(old[:i+len(reportBegin)])
+	out.WriteString("\n" + table)
+	out.Write(old[j:])
+	return os.WriteFile(path, out.Bytes(), 0o644)
+}
+
+// report is the run as markdown: the machine, the versions, then one table
+// per measurement, with ratios.
+func report() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("Measured %s by `make bench` on %s.\n\n", time.Now().UTC().Format("2006-01-02"), machine())
+
+	n := func(name string) string {
+		v, _ := med(name)
+		if v == 0 {
+			return "—"
+		}
+		return thousands(v)
+	}
+	ratio := func(a, b string) string {
+		x, _ := med(a)
+		y, _ := med(b)
+		if x == 0 || y == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("**%.1f×**", x/y)
+	}
+	pct := func(a, b string) string {
+		x, _ := med(a)
+		y, _ := med(b)
+		if x == 0 || y == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("**%.0f %%**", 100*x/y)
+	}
+	_, runs := med("throughput/kqueue/1")
+	p("### No-op jobs per second (%d jobs, median of %d)\n\n", jobs, runs)
+	p("| PHP processes | `queue:work` | kqueue | PHP-only ceiling | kqueue / `queue:work` | kqueue / ceiling |\n|---|---|---|---|---|---|\n")
+	for _, w := range []string{"1", "2"} {
+		qw, kq, ce := "throughput/queue:work/"+w, "throughput/kqueue/"+w, "throughput/php-ceiling/"+w
+		p("| %s | %s | %s | %s | %s | %s |\n", w, n(qw), n(kq), n(ce), ratio(kq, qw), pct(kq, ce))
+	}
+
+	ms := func(name string) string {
+		v, _ := med(name)
+		if v == 0 {
+			return "—"
+		}
+		if v >= 100 {
+			return fmt.Sprintf("%s ms", thousands(v))
+		}
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	p("\n### Pickup latency on an idle queue (dispatch() to handle(), 200 jobs 20 ms apart)\n\n")
+	p("| runner | p50 | p99 |\n|---|---|---|\n")
+	for _, r := range []struct{ label, name string }{
+		{"`queue:work` (default: sleeps 3 s when idle)", "pickup/queue:work"},
+		{"`queue:work` with `block_for = 5`", "pickup/queue:work_block_for=5"},
+		{"kqueue", "pickup/kqueue"},
+	} {
+		p("| %s | %s | %s |\n", r.label, ms(r.name+"/p50"), ms(r.name+"/p99"))
+	}
+
+	p("\n### Latency under load (short jobs on `high` while 200 ms jobs on `default` keep 2 PHP processes busy)\n\n")
+	p("| runner | p50 | p99 |\n|---|---|---|\n")
+	for _, r := range []struct{ label, name string }{
+		{"`queue:work --queue=high,default` ×2", "load/queue:work"},
+		{"kqueue, 2 workers, `default` with `max_running = 1`", "load/kqueue"},
+	} {
+		p("| %s | %s | %s |\n", r.label, ms(r.name+"/p50"), ms(r.name+"/p99"))
+	}
+
+	p("\n### What one no-op job costs, p50\n\n| path | p50 per job | over inline |\n|---|---|---|\n")
+	inline, _ := med("isolation/inline")
+	for _, r := range []struct{ label, name string }{
+		{"inline (warm pool)", "isolation/inline"},
+		{"isolated, fork of a booted template", "isolation/isolated-fork"},
+		{"isolated, fresh process", "isolation/isolated-fresh"},
+		{"`queue:work --once` (no isolation)", "isolation/queue:work--once"},
+	} {
+		v, _ := med(r.name)
+		over := "—"
+		if v > 0 && r.name != "isolation/inline" {
+			over = fmt.Sprintf("%.1f ms", v-inline)
+		}
+		p("| %s | %s | %s |\n", r.label, ms(r.name), over)
+	}
+
+	mb := func(name string) string {
+		v, _ := med(name)
+		if v == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.1f MB", v)
+	}
+	p("\n### Memory (resident, `kqueue poller` and `kqueue dispatcher` as two processes, 2 workers)\n\n| what | RSS |\n|---|---|\n")
+	for _, r := range []struct{ label, name string }{
+		{"poller, peak under load (VmHWM)", "memory/poller-load"},
+		{"dispatcher, peak under load (VmHWM)", "memory/dispatcher-load"},
+		{"poller + dispatcher, peak under load", "memory/go-load"},
+		{"one PHP pool worker, after the load", "memory/php-worker"},
+		{"poller, idle (after the run, before idle_exit)", "memory/poller-idle"},
+		{"idle footprint with `idle_exit` (poller alone; dispatcher and PHP gone)", "memory/idle-exit"},
+	} {
+		p("| %s | %s |\n", r.label, mb(r.name))
+	}
+	p("\n")
+	return b.String()
+}
+
+// machine describes the host and the versions of what was measured.
+func machine() string {
+	cpu := "?"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
+		mem = fmt.Sprintf(", %d GiB", (kb+(1<<19))>>20)
+	}
+	out := func(name string, args ...string) string {
+		o, err := exec.Command(name, args...).Output()
+		if err != nil {
+			return "?"
+		}
+		return strings.TrimSpace(strings.SplitN(string(o), "\n", 2)[0])
+	}
+	return fmt.Sprintf("%d × %s%s; %s; PHP %s; %s; %s; %s",
+		runtime.NumCPU(), cpu, mem, runtime.Version(), out("php", "-r", "echo PHP_VERSION;"), laravel,
+		out("redis-server", "--version"), out(kqueueBin, "version"))
+}
+
+// laravel is the fixture app's `php artisan --version`.
+var laravel string
+
+// thousands formats a number with thousands separators.
+func thousands(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
