@@ -38,6 +38,13 @@ type Config struct {
 	Dispatcher Dispatcher `toml:"dispatcher"`
 	Control    Control    `toml:"control"`
 	Metrics    Metrics    `toml:"metrics"`
+
+	// Laravel is the app's own queue configuration, once Adopt has
+	// completed the config with it; nil before.
+	Laravel *Laravel `toml:"-"`
+	// set holds the keys the file itself set, of those the app can
+	// supply (see Set).
+	set map[string]bool
 }
 
 // Metrics is the Prometheus endpoint.
@@ -98,8 +105,10 @@ type App struct {
 	Path string `toml:"path"`
 	// PHP is the php binary. Default: "php" looked up in PATH.
 	PHP string `toml:"php"`
-	// Connection is the Laravel queue connection name the jobs came from; it
-	// is what failed_jobs.connection records. Default "redis".
+	// Connection is the Laravel queue connection name the jobs come from;
+	// it is what failed_jobs.connection records. Default: the app's default
+	// connection (config/queue.php default, QUEUE_CONNECTION), filled in by
+	// Adopt.
 	Connection string `toml:"connection"`
 	// Env is added to the PHP workers' environment (it wins over the
 	// daemon's own environment, and Laravel's .env does not override it).
@@ -113,8 +122,9 @@ type App struct {
 // Redis is where Laravel's queues live: one server (URL), a Redis Cluster
 // (Cluster) or a Sentinel-managed primary (SentinelMaster and Sentinels).
 type Redis struct {
-	// URL is a redis:// or unix:// URL. Default "redis://127.0.0.1:6379/0"
-	// unless Cluster or Sentinels is set; it excludes both.
+	// URL is a redis:// or unix:// URL. Default: the app's (Adopt: the
+	// Redis connection of its queue connection); without the app,
+	// "redis://127.0.0.1:6379/0". It excludes Cluster and Sentinels.
 	URL string `toml:"url"`
 	// Cluster lists Redis Cluster nodes to start from ("10.0.0.1:6379"); the
 	// rest are discovered. Every queue name must then carry a hash tag
@@ -130,10 +140,12 @@ type Redis struct {
 	// primary and replicas (with url, write it in the URL). Default "".
 	Password string `toml:"password"`
 	// Prefix is the Laravel Redis client prefix put in front of every key.
-	// Default "laravel_database_" (the Laravel 8 skeleton's).
+	// Default: the app's (Adopt: as its client applies it); without the
+	// app, "laravel_database_" (the Laravel 8 skeleton's).
 	Prefix *string `toml:"prefix"`
 	// RetryAfter is Laravel's retry_after: how long a reservation lasts
-	// before another worker may take the job. Default 90s.
+	// before another worker may take the job. Default: the app's queue
+	// connection's (Adopt); without the app, 90s.
 	RetryAfter Duration `toml:"retry_after"`
 }
 
@@ -144,7 +156,8 @@ type Queue struct {
 	// Weight, when any queue sets one, switches from strict priority (the
 	// order of [[queue]] entries) to weighted random choice. Default 0.
 	Weight int `toml:"weight"`
-	// RetryAfter overrides redis.retry_after for this queue.
+	// RetryAfter overrides redis.retry_after for this queue. Default:
+	// redis.retry_after.
 	RetryAfter Duration `toml:"retry_after"`
 	// MaxRunning caps how many of this queue's jobs run at once (0: no
 	// cap), so that a flood of slow jobs leaves workers to other queues.
@@ -240,6 +253,16 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	c.File = path
 	c.Name = strings.TrimSuffix(filepath.Base(path), ".toml")
+	c.set = map[string]bool{
+		"app.connection":    c.App.Connection != "",
+		"redis.url":         c.Redis.URL != "",
+		"redis.prefix":      c.Redis.Prefix != nil,
+		"redis.retry_after": c.Redis.RetryAfter != 0,
+		"queue":             len(c.Queues) > 0,
+	}
+	for i, q := range c.Queues {
+		c.set[fmt.Sprintf("queue[%d].retry_after", i)] = q.RetryAfter != 0
+	}
 	if err := c.complete(); err != nil {
 		var cerr *Error
 		if errors.As(err, &cerr) {
@@ -260,7 +283,6 @@ func (c *Config) complete() error {
 		c.App.Path = filepath.Join(filepath.Dir(c.File), c.App.Path)
 	}
 	c.App.PHP = cmp.Or(c.App.PHP, "php")
-	c.App.Connection = cmp.Or(c.App.Connection, "redis")
 	if c.App.User != "" {
 		if _, err := user.Lookup(c.App.User); err != nil {
 			return &Error{Key: "app.user", Msg: fmt.Sprintf("no such user %q: name the account your app runs as (e.g. www-data)", c.App.User)}

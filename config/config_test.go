@@ -36,7 +36,7 @@ workers = 2
 		{"name", c.Name, "default"},
 		{"app.path", c.App.Path, "/srv/app"},
 		{"app.php", c.App.PHP, "php"},
-		{"app.connection", c.App.Connection, "redis"},
+		{"app.connection", c.App.Connection, ""}, // the app's default: Adopt
 		{"prefix", *c.Redis.Prefix, "laravel_database_"},
 		{"queues", len(c.Queues), 2},
 		{"queue order", c.Queues[0].Name + "," + c.Queues[1].Name, "high,default"},

@@ -26,7 +26,8 @@ type Config struct {
 	// User runs the PHP workers as this account (uid, gid, groups); nil:
 	// as the dispatcher's own.
 	User *syscall.Credential
-	// Connection is the Laravel queue connection name. Default "redis".
+	// Connection is the Laravel queue connection name. Default: the app's
+	// default connection (config/queue.php default, QUEUE_CONNECTION).
 	Connection string
 	// Env is added to the workers' environment, after the daemon's own
 	// minus systemd's variables.
@@ -75,7 +76,6 @@ type Isolation struct {
 
 func (c *Config) setDefaults() {
 	c.PHP = cmp.Or(c.PHP, "php")
-	c.Connection = cmp.Or(c.Connection, "redis")
 	c.Workers = max(c.Workers, 1)
 	c.Backoff = cmp.Or(c.Backoff, "0")
 	c.BootTimeout = cmp.Or(c.BootTimeout, 60*time.Second)

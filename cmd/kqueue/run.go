@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -344,6 +345,9 @@ func dispatcherConfig(cfg *config.Config, driver cgroup.Driver) exec.Config {
 // runAll runs the poller and the dispatcher in this process, over a
 // socketpair: the same protocol as between the two units.
 func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenEmpty bool) error {
+	if err := adoptApp(ctx, cfg, log); err != nil {
+		return err
+	}
 	logStart(log, cfg, "run")
 	rdb, err := redisClient(ctx, cfg)
 	if err != nil {
@@ -451,13 +455,17 @@ func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 // reported it): kqueue would wait on queues nobody pushes to. Skeletons
 // differ here (laravel_database_ in Laravel 8, laravel-database- on 11+
 // framework defaults), so it is read from the app, not guessed.
+//
+// Only a kqueue.toml that sets prefix itself is checked here, and only
+// when the app's configuration was not read at start-up (kqueue
+// dispatcher): otherwise adoptApp has compared the two already.
 func prefixMismatch(cfg *config.Config, d *exec.Dispatcher) error {
 	app, ok := d.AppPrefix()
-	if !ok || app == *cfg.Redis.Prefix {
+	if !ok || app == *cfg.Redis.Prefix || cfg.Laravel != nil || !cfg.Set("redis.prefix") {
 		return nil
 	}
-	return fmt.Errorf("redis prefix: %s has %q, but the app's queue connection %q puts %q in front of its keys: set prefix = %q in [redis]",
-		cfg.File, *cfg.Redis.Prefix, cfg.App.Connection, app, app)
+	return fmt.Errorf("redis prefix: %s has %q, but the app's queue connection %q puts %q in front of its keys: set prefix = %q in [redis], or remove it to use the app's",
+		cfg.File, *cfg.Redis.Prefix, cmp.Or(cfg.App.Connection, "(its default)"), app, app)
 }
 
 // hardStopAfter ends a drain: once ctx is done, running jobs get timeout to
@@ -502,6 +510,11 @@ func reloadOnHUP(ctx context.Context, cfg *config.Config, n *notify.Notifier, lo
 					n.Reloading()
 				}
 				next, err := config.Load(cfg.File)
+				if err == nil && cfg.Laravel != nil {
+					// The app's configuration as read at start-up: what
+					// it changes applies at the next restart anyway.
+					_, err = next.Adopt(cfg.Laravel)
+				}
 				if err != nil {
 					log.Error("reload: the config has errors; running on with the previous one", "error", err)
 					if n != nil {
@@ -571,6 +584,9 @@ func socketPair() (net.Conn, net.Conn, error) {
 // runPoller is the queue side alone: it connects to the dispatcher's socket
 // and reconnects when the dispatcher restarts.
 func runPoller(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if err := adoptApp(ctx, cfg, log); err != nil {
+		return err
+	}
 	logStart(log, cfg, "poller")
 	rdb, err := redisClient(ctx, cfg)
 	if err != nil {
@@ -754,7 +770,7 @@ func dispatcherListener(cfg *config.Config, log *slog.Logger) (ln net.Listener, 
 // check validates a config and the app behind it.
 func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "config %s: ok\n", cfg.File)
-	var problems []error
+	problems := checkApp(ctx, cfg, stdout)
 	rdb, err := redisClient(ctx, cfg)
 	if err != nil {
 		problems = append(problems, err)
@@ -768,10 +784,7 @@ func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 	if err := d.Start(ctx); err != nil {
 		problems = append(problems, err)
 	} else {
-		fmt.Fprintf(stdout, "laravel app %s: boots\n", cfg.App.Path)
-		if err := prefixMismatch(cfg, d); err != nil {
-			problems = append(problems, err)
-		}
+		fmt.Fprintf(stdout, "php worker: boots\n")
 		d.Stop(context.Background())
 	}
 	for _, r := range cfg.Risks() {

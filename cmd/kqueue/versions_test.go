@@ -159,26 +159,36 @@ func (v *laravelApp) restart(t *testing.T) {
 
 // prefix: the Redis prefix is the app's, read from it — a Laravel 11+
 // skeleton's default is laravel-database-, not 8's laravel_database_ —
-// and kqueue check says so when kqueue.toml has another.
+// kqueue check reports it when kqueue.toml says nothing, and fails when
+// kqueue.toml sets another.
 func (v *laravelApp) prefix(t *testing.T) {
 	v.app.Env["REDIS_PREFIX"] = "laravel-database-"
 	t.Cleanup(func() { delete(v.app.Env, "REDIS_PREFIX") })
 	cfg := v.app.Inside(v.app.Config(t, 1, ""))
 	out, err := v.kqueue(t.Context(), "check", "--config", cfg).CombinedOutput()
-	want := `kqueue.toml has "laravel_database_", but the app's queue connection "redis" puts "laravel-database-" in front of its keys: set prefix = "laravel-database-" in [redis]`
-	if err == nil || !strings.Contains(string(out), want) {
-		t.Errorf("kqueue check with the wrong prefix: %v, want the error %q:\n%s", err, want, out)
+	want := `from the app: redis.prefix = "laravel-database-" (from config/database.php redis.options.prefix, REDIS_PREFIX)`
+	if err != nil || !strings.Contains(string(out), want) {
+		t.Errorf("kqueue check without a prefix: %v, want the line %q:\n%s", err, want, out)
 	}
 	path := v.app.Config(t, 1, "")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b = bytes.Replace(b, []byte("[redis]\n"), []byte("[redis]\nprefix = \"laravel-database-\"\n"), 1)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	wrong := bytes.Replace(b, []byte("[redis]\n"), []byte("[redis]\nprefix = \"laravel_database_\"\n"), 1)
+	if err := os.WriteFile(path, wrong, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := v.kqueue(t.Context(), "check", "--config", v.app.Inside(path)).CombinedOutput(); err != nil {
+	out, err = v.kqueue(t.Context(), "check", "--config", v.app.Inside(path)).CombinedOutput()
+	want = `disagreement: redis.prefix: kqueue.toml says "laravel_database_", the app says "laravel-database-" (config/database.php redis.options.prefix, REDIS_PREFIX); kqueue.toml's "laravel_database_" wins: kqueue would wait on keys the app never writes; remove prefix from [redis] or set prefix = "laravel-database-"`
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("kqueue check with the wrong prefix: %v, want the error %q:\n%s", err, want, out)
+	}
+	right := bytes.Replace(b, []byte("[redis]\n"), []byte("[redis]\nprefix = \"laravel-database-\"\n"), 1)
+	if err := os.WriteFile(path, right, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := v.kqueue(t.Context(), "check", "--config", v.app.Inside(path)).CombinedOutput(); err != nil || strings.Contains(string(out), "disagreement") {
 		t.Errorf("kqueue check with the app's prefix: %v\n%s", err, out)
 	}
 }

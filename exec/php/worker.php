@@ -55,7 +55,7 @@ final class Server
         $this->app->make(\Illuminate\Contracts\Console\Kernel::class)->bootstrap();
 
         $app = $this->app;
-        $this->connection = getenv('KQUEUE_CONNECTION') ?: 'redis';
+        $this->connection = getenv('KQUEUE_CONNECTION') ?: $app['config']['queue.default'];
 
         // What queue:work's listenForEvents() does: the failed_jobs row.
         $app['events']->listen(JobFailed::class, function ($event) use ($app) {

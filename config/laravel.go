@@ -1,0 +1,364 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Laravel is what a Laravel app's own configuration says about its queue:
+// the answer of exec/php/appconfig.php, which boots the app once.
+type Laravel struct {
+	// Version is the app's Laravel version ("8.83.27").
+	Version string `json:"laravel"`
+	// PHP is the PHP version that booted it.
+	PHP string `json:"php"`
+	// DefaultConnection is config/queue.php default (QUEUE_CONNECTION).
+	DefaultConnection string `json:"default_connection"`
+	// Connection is the queue connection described: [app] connection, or
+	// the default.
+	Connection string `json:"connection"`
+	// Queue is that connection's config/queue.php entry.
+	Queue LaravelQueue `json:"queue"`
+	// Redis is the Redis connection it uses; nil unless Queue.Driver is
+	// "redis".
+	Redis *LaravelRedis `json:"redis"`
+	// Cache is the default cache store, where queue:restart leaves its
+	// signal.
+	Cache LaravelCache `json:"cache"`
+	// Failed is config/queue.php failed: where failed jobs are recorded.
+	Failed LaravelFailed `json:"failed"`
+}
+
+// LaravelQueue is a queue connection (config/queue.php connections.NAME).
+type LaravelQueue struct {
+	Driver      string `json:"driver"`
+	Connection  string `json:"connection"` // the Redis connection's name
+	Queue       string `json:"queue"`      // the default queue
+	RetryAfter  *int   `json:"retry_after"`
+	BlockFor    *int   `json:"block_for"`
+	AfterCommit bool   `json:"after_commit"`
+}
+
+// LaravelRedis is a Redis connection (config/database.php redis.NAME) as
+// the app's client sees it: its url merged over host, port, … and the key
+// prefix as the client applies it.
+type LaravelRedis struct {
+	Name     string  `json:"name"`
+	Client   string  `json:"client"` // phpredis or predis
+	Cluster  bool    `json:"cluster"`
+	URL      *string `json:"url"`
+	Scheme   *string `json:"scheme"`
+	Host     *string `json:"host"`
+	Port     *int    `json:"port"`
+	Username *string `json:"username"`
+	Password *string `json:"password"`
+	Database *int    `json:"database"`
+	Prefix   string  `json:"prefix"`
+	// PrefixFrom is "client" when the prefix was read from a live client
+	// (phpredis OPT_PREFIX), "config" when Redis was out of reach and it
+	// was read from the config as the client would merge it.
+	PrefixFrom string `json:"prefix_from"`
+}
+
+// LaravelCache is the app's default cache store.
+type LaravelCache struct {
+	Store      string `json:"store"`
+	Driver     string `json:"driver"`
+	Prefix     string `json:"prefix"`
+	Connection string `json:"connection"`
+}
+
+// LaravelFailed is where the app records failed jobs.
+type LaravelFailed struct {
+	Driver   string `json:"driver"`
+	Database string `json:"database"`
+	Table    string `json:"table"`
+}
+
+// ParseLaravel reads appconfig.php's answer.
+func ParseLaravel(data []byte) (*Laravel, error) {
+	var l Laravel
+	if err := json.Unmarshal(data, &l); err != nil {
+		return nil, fmt.Errorf("the app's queue configuration: %w", err)
+	}
+	return &l, nil
+}
+
+// DefaultConnectionRetryAfter is what Laravel's Redis connector uses when a
+// connection has no retry_after.
+const DefaultConnectionRetryAfter = 60 * time.Second
+
+// RetryAfterOrDefault is the connection's retry_after as Laravel applies
+// it.
+func (q LaravelQueue) RetryAfterOrDefault() time.Duration {
+	if q.RetryAfter == nil {
+		return DefaultConnectionRetryAfter
+	}
+	return time.Duration(*q.RetryAfter) * time.Second
+}
+
+// KqueueURL is the Redis connection as a kqueue redis.url: unix:// for a socket
+// path, rediss:// for TLS, else redis://.
+func (r *LaravelRedis) KqueueURL() (string, error) {
+	if r.Cluster {
+		return "", fmt.Errorf("the app's Redis connection %q is a cluster (config/database.php redis.clusters): set [redis] url", r.Name)
+	}
+	host := deref(r.Host)
+	scheme := strings.ToLower(deref(r.Scheme))
+	for _, s := range []string{"tcp", "tls", "ssl", "unix", "redis", "rediss"} {
+		if h, ok := strings.CutPrefix(host, s+"://"); ok {
+			scheme, host = s, h
+			break
+		}
+	}
+	u := &url.URL{}
+	if r.Password != nil || r.Username != nil {
+		u.User = url.UserPassword(deref(r.Username), deref(r.Password))
+	}
+	db := 0
+	if r.Database != nil {
+		db = *r.Database
+	}
+	if scheme == "unix" || strings.HasPrefix(host, "/") {
+		u.Scheme, u.Path = "unix", host
+		u.RawQuery = "db=" + strconv.Itoa(db)
+		return u.String(), nil
+	}
+	u.Scheme = "redis"
+	if scheme == "tls" || scheme == "ssl" || scheme == "rediss" {
+		u.Scheme = "rediss"
+	}
+	port := 6379
+	if r.Port != nil && *r.Port > 0 {
+		port = *r.Port
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	u.Host = net.JoinHostPort(host, strconv.Itoa(port))
+	u.Path = "/" + strconv.Itoa(db)
+	return u.String(), nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// sameRedis reports whether two redis.url values name the same server,
+// database and credentials.
+func sameRedis(a, b string) bool {
+	ea, erra := endpointOf(a)
+	eb, errb := endpointOf(b)
+	return erra == nil && errb == nil && ea == eb
+}
+
+type endpoint struct {
+	network, addr, user, password string
+	db                            string
+}
+
+func endpointOf(raw string) (endpoint, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return endpoint{}, err
+	}
+	e := endpoint{user: u.User.Username(), db: "0"}
+	e.password, _ = u.User.Password()
+	switch u.Scheme {
+	case "unix":
+		e.network, e.addr = "unix", u.Path
+		if db := u.Query().Get("db"); db != "" {
+			e.db = db
+		}
+	default:
+		e.network = u.Scheme
+		host, port := u.Hostname(), u.Port()
+		switch host {
+		case "", "localhost", "::1":
+			host = "127.0.0.1"
+		}
+		e.addr = net.JoinHostPort(host, cmpOr(port, "6379"))
+		if db := strings.Trim(u.Path, "/"); db != "" {
+			e.db = db
+		}
+	}
+	return e, nil
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Note is one setting kqueue.toml left to the app, or one on which
+// kqueue.toml and the app disagree.
+type Note struct {
+	// Key is the kqueue.toml key ("redis.prefix").
+	Key string
+	// Value is what kqueue uses; App is what the app says (equal unless
+	// Disagree).
+	Value, App string
+	// Where is where the app's value comes from
+	// ("config/database.php redis.options.prefix").
+	Where string
+	// Disagree: kqueue.toml set Value, the app says App; kqueue.toml wins.
+	Disagree bool
+	// Fatal: a disagreement that keeps kqueue from seeing the app's jobs.
+	Fatal bool
+	// Hint says what to do about a disagreement.
+	Hint string
+}
+
+func (n Note) String() string {
+	if !n.Disagree {
+		return fmt.Sprintf("%s = %s (from %s)", n.Key, n.Value, n.Where)
+	}
+	s := fmt.Sprintf("%s: kqueue.toml says %s, the app says %s (%s); kqueue.toml's %s wins", n.Key, n.Value, n.App, n.Where, n.Value)
+	if n.Hint != "" {
+		s += ": " + n.Hint
+	}
+	return s
+}
+
+// Adopt completes the config with the app's own queue configuration: every
+// value kqueue.toml does not set is taken from l, and every value it sets
+// that l contradicts is kept and reported (kqueue.toml wins). It fails
+// when the app's queue connection is not a Redis one, or its Redis server
+// cannot be named as a redis.url and kqueue.toml names none. Adopt works
+// on a Config from Load or Parse; it records l in c.Laravel.
+func (c *Config) Adopt(l *Laravel) ([]Note, error) {
+	var notes []Note
+	conn := l.Connection
+	if c.set["app.connection"] {
+		if l.DefaultConnection != "" && c.App.Connection != l.DefaultConnection {
+			notes = append(notes, Note{Key: "app.connection", Value: strconv.Quote(c.App.Connection), App: strconv.Quote(l.DefaultConnection),
+				Where: "config/queue.php default, QUEUE_CONNECTION", Disagree: true,
+				Hint: "kqueue takes jobs from the connection it names, not from the one the app dispatches to by default"})
+		}
+	} else {
+		c.App.Connection = conn
+		notes = append(notes, Note{Key: "app.connection", Value: strconv.Quote(conn), App: strconv.Quote(conn), Where: "config/queue.php default, QUEUE_CONNECTION"})
+	}
+	where := "config/queue.php connections." + conn
+	if l.Queue.Driver != "redis" {
+		return notes, fmt.Errorf("the app's queue connection %q uses the %q driver (%s.driver): kqueue runs jobs from Redis queues only; set QUEUE_CONNECTION=redis in the app's .env, or name a redis connection in [app] connection",
+			conn, l.Queue.Driver, where)
+	}
+	if l.Redis == nil {
+		return notes, fmt.Errorf("the app did not describe the Redis connection of its queue connection %q", conn)
+	}
+	r := l.Redis
+	redisWhere := "config/database.php redis." + r.Name
+	if r.Cluster {
+		redisWhere = "config/database.php redis.clusters." + r.Name
+	}
+
+	appURL, urlErr := r.KqueueURL()
+	switch {
+	case c.Redis.Mode() != Single:
+		// kqueue.toml names a Cluster or Sentinels: it says where to go.
+	case !c.set["redis.url"] && urlErr != nil:
+		return notes, urlErr
+	case !c.set["redis.url"]:
+		c.Redis.URL = appURL
+		notes = append(notes, Note{Key: "redis.url", Value: strconv.Quote(redactURL(appURL)), App: strconv.Quote(redactURL(appURL)), Where: redisWhere})
+	case urlErr == nil && !sameRedis(c.Redis.URL, appURL):
+		notes = append(notes, Note{Key: "redis.url", Value: strconv.Quote(redactURL(c.Redis.URL)), App: strconv.Quote(redactURL(appURL)),
+			Where: redisWhere, Disagree: true,
+			Hint: "fine if both reach the same server (a proxy, another name for it); else kqueue waits on a Redis the app does not push to"})
+	}
+
+	prefixWhere := "config/database.php redis.options.prefix, REDIS_PREFIX"
+	if c.set["redis.prefix"] {
+		if *c.Redis.Prefix != r.Prefix {
+			notes = append(notes, Note{Key: "redis.prefix", Value: strconv.Quote(*c.Redis.Prefix), App: strconv.Quote(r.Prefix),
+				Where: prefixWhere, Disagree: true, Fatal: true,
+				Hint: fmt.Sprintf("kqueue would wait on keys the app never writes; remove prefix from [redis] or set prefix = %q", r.Prefix)})
+		}
+	} else {
+		p := r.Prefix
+		c.Redis.Prefix = &p
+		notes = append(notes, Note{Key: "redis.prefix", Value: strconv.Quote(p), App: strconv.Quote(p), Where: prefixWhere})
+	}
+
+	appRetry := l.Queue.RetryAfterOrDefault()
+	retryWhere := where + ".retry_after"
+	if l.Queue.RetryAfter == nil {
+		retryWhere += " (unset: Laravel's connector uses 60)"
+	}
+	hint := func(ours Duration) string {
+		return fmt.Sprintf("kqueue reserves jobs for %s and extends that while they run; a queue:work worker on the same queues reserves them for %s", ours, appRetry)
+	}
+	if c.set["redis.retry_after"] {
+		if c.Redis.RetryAfter.D() != appRetry {
+			notes = append(notes, Note{Key: "redis.retry_after", Value: c.Redis.RetryAfter.String(), App: appRetry.String(),
+				Where: retryWhere, Disagree: true, Hint: hint(c.Redis.RetryAfter)})
+		}
+	} else {
+		c.Redis.RetryAfter = Duration(appRetry)
+		notes = append(notes, Note{Key: "redis.retry_after", Value: appRetry.String(), App: appRetry.String(), Where: retryWhere})
+	}
+
+	appQueue := cmpOr(l.Queue.Queue, "default")
+	if !c.set["queue"] {
+		c.Queues = []Queue{{Name: appQueue}}
+		notes = append(notes, Note{Key: "queue", Value: strconv.Quote(appQueue), App: strconv.Quote(appQueue), Where: where + ".queue, REDIS_QUEUE"})
+	} else if !c.hasQueue(appQueue) {
+		notes = append(notes, Note{Key: "queue", Value: strconv.Quote(queueList(c.Queues)), App: strconv.Quote(appQueue),
+			Where: where + ".queue, the queue jobs go to when they name none", Disagree: true,
+			Hint: "jobs dispatched without onQueue() wait there; add a [[queue]] for it if kqueue should run them"})
+	}
+	for i := range c.Queues {
+		q := &c.Queues[i]
+		if !c.set[fmt.Sprintf("queue[%d].retry_after", i)] {
+			q.RetryAfter = c.Redis.RetryAfter
+		} else if q.RetryAfter.D() != appRetry {
+			notes = append(notes, Note{Key: fmt.Sprintf("queue %q retry_after", q.Name), Value: q.RetryAfter.String(), App: appRetry.String(),
+				Where: retryWhere, Disagree: true, Hint: hint(q.RetryAfter)})
+		}
+	}
+	c.Laravel = l
+	return notes, nil
+}
+
+func (c *Config) hasQueue(name string) bool {
+	for _, q := range c.Queues {
+		if q.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func queueList(qs []Queue) string {
+	var names []string
+	for _, q := range qs {
+		names = append(names, q.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// redactURL hides a password in a Redis URL.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid)"
+	}
+	return u.Redacted()
+}
+
+// Set reports whether the config file itself set key ("redis.prefix",
+// "redis.url", "redis.retry_after", "app.connection", "queue",
+// "queue[N].retry_after"); false for a Config built in code.
+func (c *Config) Set(key string) bool { return c.set[key] }

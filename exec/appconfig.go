@@ -1,0 +1,94 @@
+package exec
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	osexec "os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kqueue/kqueue/exec/php"
+)
+
+// ErrAppConfig wraps every failure to read the app's queue configuration.
+var ErrAppConfig = errors.New("read the app's queue configuration")
+
+// AppConfig boots the Laravel app at cfg.AppPath once, as a worker would
+// (cfg's php binary, user and environment), and returns what appconfig.php
+// says about its queue configuration: one JSON object (exec/php/appconfig.php
+// documents it). cfg.Connection names the queue connection to describe;
+// empty, the app's default (queue.default). The app's own output is kept
+// for the error when PHP fails; cfg.BootTimeout bounds the run.
+func AppConfig(ctx context.Context, cfg Config) ([]byte, error) {
+	cfg.PHP = cmp.Or(cfg.PHP, "php")
+	cfg.BootTimeout = cmp.Or(cfg.BootTimeout, 60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, cfg.BootTimeout)
+	defer cancel()
+
+	ansR, ansW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAppConfig, err)
+	}
+	defer ansR.Close()
+	var out limitedBuffer
+	cmd := osexec.CommandContext(ctx, cfg.PHP)
+	cmd.Dir = cfg.AppPath
+	cmd.Env = cfg.env()
+	cmd.Stdin = bytes.NewReader(php.AppConfig())
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.ExtraFiles = []*os.File{ansW} // fd 3
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.User}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		ansW.Close()
+		return nil, fmt.Errorf("%w: start %s: %v", ErrAppConfig, cfg.PHP, err)
+	}
+	ansW.Close()
+	answer, readErr := io.ReadAll(io.LimitReader(ansR, 1<<20))
+	waitErr := cmd.Wait()
+	tail := ""
+	if s := strings.TrimSpace(out.String()); s != "" {
+		tail = ": " + s
+	}
+	switch {
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("%w: Laravel app at %s did not boot within %s%s", ErrAppConfig, cfg.AppPath, cfg.BootTimeout, tail)
+	case readErr != nil:
+		return nil, fmt.Errorf("%w: %v", ErrAppConfig, readErr)
+	case len(bytes.TrimSpace(answer)) == 0 && waitErr != nil:
+		return nil, fmt.Errorf("%w: %s exited while booting the Laravel app at %s (%v)%s", ErrAppConfig, cfg.PHP, cfg.AppPath, waitErr, tail)
+	case len(bytes.TrimSpace(answer)) == 0:
+		return nil, fmt.Errorf("%w: %s said nothing while booting the Laravel app at %s%s", ErrAppConfig, cfg.PHP, cfg.AppPath, tail)
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(answer, &e); err != nil {
+		return nil, fmt.Errorf("%w: bad answer from appconfig.php: %v", ErrAppConfig, err)
+	}
+	if e.Error != "" {
+		return answer, fmt.Errorf("%w: Laravel app at %s: %s", ErrAppConfig, cfg.AppPath, e.Error)
+	}
+	return answer, nil
+}
+
+// limitedBuffer keeps the last 4 KiB written to it.
+type limitedBuffer struct{ b []byte }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	l.b = append(l.b, p...)
+	if len(l.b) > 4<<10 {
+		l.b = l.b[len(l.b)-4<<10:]
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string { return string(l.b) }

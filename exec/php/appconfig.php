@@ -1,0 +1,150 @@
+<?php
+
+// kqueue's reader of a Laravel app's queue configuration. kqueue pipes it
+// into `php` (no file needed) in the app's folder; it boots the app once
+// (the console kernel's bootstrap: .env, config, providers), reads what
+// kqueue needs to take jobs from the app's queues, and writes one JSON
+// object on fd 3 (the app's own output never shares that channel):
+//
+//   {"laravel":"8.83.27","php":"8.2.29",
+//    "default_connection":"redis",       queue.default
+//    "connection":"redis",               KQUEUE_CONNECTION, or the default
+//    "queue":{"driver":"redis","connection":"default","queue":"default",
+//             "retry_after":90|null,"block_for":5|null,"after_commit":false},
+//    "redis":{"client":"phpredis","cluster":false,"url":null,"scheme":null,
+//             "host":"127.0.0.1","port":6379,"username":null,"password":null,
+//             "database":0,"prefix":"laravel_database_","prefix_from":"client"|"config"},
+//    "cache":{"driver":"redis","prefix":"laravel_cache","connection":"cache"},
+//    "failed":{"driver":"database-uuids","database":"sqlite","table":"failed_jobs"}}
+//
+// or {"error":"…"} when the app does not boot or has no such connection.
+// Environment: KQUEUE_APP_PATH (required), KQUEUE_CONNECTION (optional).
+
+namespace KQueue\AppConfig;
+
+use Throwable;
+
+$out = fopen('php://fd/3', 'w');
+$send = function (array $msg) use ($out) {
+    fwrite($out, json_encode($msg, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PARTIAL_OUTPUT_ON_ERROR)."\n");
+    fflush($out);
+};
+
+// int or null: config values come as strings from .env.
+$int = function ($v) {
+    return $v === null || $v === '' ? null : (int) $v;
+};
+
+try {
+    $path = getenv('KQUEUE_APP_PATH');
+    require $path.'/vendor/autoload.php';
+    $app = require $path.'/bootstrap/app.php';
+    $app->make(\Illuminate\Contracts\Console\Kernel::class)->bootstrap();
+    $config = $app['config'];
+
+    $default = $config->get('queue.default');
+    $name = getenv('KQUEUE_CONNECTION') ?: $default;
+    $conn = $config->get("queue.connections.$name");
+    if (! is_array($conn)) {
+        $send(['error' => "the app has no queue connection \"$name\" (config/queue.php connections)",
+            'default_connection' => $default, 'connection' => $name,
+            'laravel' => $app->version(), 'php' => PHP_VERSION]);
+        exit(0);
+    }
+    $answer = [
+        'laravel' => $app->version(),
+        'php' => PHP_VERSION,
+        'default_connection' => $default,
+        'connection' => $name,
+        'queue' => [
+            'driver' => $conn['driver'] ?? null,
+            'connection' => $conn['connection'] ?? null,
+            'queue' => $conn['queue'] ?? null,
+            'retry_after' => $int($conn['retry_after'] ?? null),
+            'block_for' => $int($conn['block_for'] ?? null),
+            'after_commit' => (bool) ($conn['after_commit'] ?? false),
+        ],
+        'redis' => null,
+        'cache' => null,
+        'failed' => [
+            'driver' => $config->get('queue.failed.driver'),
+            'database' => $config->get('queue.failed.database'),
+            'table' => $config->get('queue.failed.table'),
+        ],
+    ];
+
+    if (($conn['driver'] ?? null) === 'redis') {
+        $answer['redis'] = redis($app, $conn['connection'] ?? 'default', $int);
+    }
+
+    $store = $config->get('cache.default');
+    $answer['cache'] = [
+        'store' => $store,
+        'driver' => $config->get("cache.stores.$store.driver"),
+        'prefix' => $config->get('cache.prefix'),
+        'connection' => $config->get("cache.stores.$store.connection"),
+    ];
+
+    $send($answer);
+} catch (Throwable $e) {
+    $send(['error' => get_class($e).': '.$e->getMessage().' in '.$e->getFile().':'.$e->getLine()]);
+}
+
+// redis describes the Redis connection $name as the app's client sees it:
+// its settings merged as Laravel's RedisManager and PhpRedisConnector merge
+// them, and the key prefix as the client applies it (phpredis OPT_PREFIX,
+// Predis' prefix option) when the client can be made, else as the config
+// says.
+function redis($app, string $name, callable $int): array
+{
+    $config = $app['config'];
+    $all = $config->get('database.redis', []);
+    $options = $all['options'] ?? [];
+    $cluster = ! isset($all[$name]) && isset($all['clusters'][$name]);
+    $raw = $cluster ? [] : ($all[$name] ?? []);
+
+    // The url key wins over host, port, …: ConfigurationUrlParser, as
+    // RedisManager::parseConnectionConfiguration uses it.
+    $parsed = $raw;
+    if (class_exists(\Illuminate\Support\ConfigurationUrlParser::class)) {
+        $parsed = (new \Illuminate\Support\ConfigurationUrlParser)->parseConfiguration($raw);
+    }
+    if (in_array(strtolower($parsed['driver'] ?? ''), ['tcp', 'tls'], true)) {
+        $parsed['scheme'] = strtolower($parsed['driver']);
+    }
+    // PhpRedisConnector::connect: the connection's keys, then the global
+    // options, then the connection's own options.
+    $merged = array_merge($parsed, array_diff_key($options, ['parameters' => 1]), $parsed['options'] ?? []);
+
+    $prefix = (string) ($merged['prefix'] ?? '');
+    $from = 'config';
+    if (! $cluster) {
+        try {
+            $client = $app['redis']->connection($name)->client();
+            if (method_exists($client, 'getOption')) { // phpredis
+                $prefix = (string) $client->getOption(\Redis::OPT_PREFIX);
+            } else { // predis
+                $p = $client->getOptions()->prefix ?? null;
+                $prefix = $p ? (string) $p->getPrefix() : '';
+            }
+            $from = 'client';
+        } catch (Throwable $e) {
+            // Redis out of reach: the config's word.
+        }
+    }
+
+    return [
+        'name' => $name,
+        'client' => $all['client'] ?? 'phpredis',
+        'cluster' => $cluster,
+        'url' => $raw['url'] ?? null,
+        'scheme' => $parsed['scheme'] ?? null,
+        'host' => isset($parsed['host']) ? (string) $parsed['host'] : null,
+        'port' => $int($parsed['port'] ?? null),
+        'username' => isset($parsed['username']) && $parsed['username'] !== '' ? (string) $parsed['username'] : null,
+        'password' => isset($parsed['password']) && $parsed['password'] !== '' ? (string) $parsed['password'] : null,
+        'database' => $int($parsed['database'] ?? null),
+        'prefix' => $prefix,
+        'prefix_from' => $from,
+    ];
+}
