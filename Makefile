@@ -60,8 +60,8 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 5s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./protocol
 
 .PHONY: bench
-bench: deps build ## measure kqueue against php artisan queue:work, side by side
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 ./bench
+bench: deps build ## measure kqueue against php artisan queue:work, side by side; the table goes into BENCHMARKS.md
+	KQ_BENCH_WRITE=1 $(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 30m ./bench
 
 .PHONY: chaos
 chaos: deps ## fault injection: 10,000 jobs, 60 faults (kills, Redis restarts and freezes); nothing may be lost

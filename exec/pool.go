@@ -187,6 +187,7 @@ func (p *pool) start(ctx, run context.Context) error {
 	p.appPrefix = first.prefix
 	p.addReady(1)
 	p.slots = make([]atomic.Pointer[worker], p.cfg.get().Workers)
+	p.slots[0].Store(first) // in the status from the start
 	for i := range p.slots {
 		var w *worker
 		if i == 0 {
