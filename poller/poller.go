@@ -361,7 +361,10 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 					p.flush(bg)
 					return p.connLost(ev.err, stopping)
 				default:
-					if p.handle(ev.msg) {
+					// While Redis is away only the retry timer polls: an
+					// outcome must not start a reserve that waits out a
+					// timeout and leaves the loop deaf meanwhile.
+					if p.handle(ev.msg) && p.downSince.IsZero() {
 						needPoll = true
 					}
 				}

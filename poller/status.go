@@ -81,15 +81,16 @@ func (p *Poller) Snapshot(ctx context.Context) (Snapshot, error) {
 	pipe := p.cfg.Redis.Pipeline()
 	type counts struct{ ready, delayed, reserved interface{ Val() int64 } }
 	var cs []counts
-	for _, q := range p.queues {
-		cs = append(cs, counts{pipe.LLen(ctx, q.keys.queue), pipe.ZCard(ctx, q.keys.delayed), pipe.ZCard(ctx, q.keys.reserved)})
+	for i := range p.queues {
+		k := &p.queues[i].keys // fixed; the loop changes only a queue's running count
+		cs = append(cs, counts{pipe.LLen(ctx, k.queue), pipe.ZCard(ctx, k.delayed), pipe.ZCard(ctx, k.reserved)})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		s.QueuesError = err.Error() // the rest of the state still helps
 		return s, nil
 	}
-	for i, q := range p.queues {
-		s.Queues = append(s.Queues, QueueDepth{Name: q.Name, Ready: cs[i].ready.Val(), Delayed: cs[i].delayed.Val(), Reserved: cs[i].reserved.Val()})
+	for i := range p.queues {
+		s.Queues = append(s.Queues, QueueDepth{Name: p.queues[i].Name, Ready: cs[i].ready.Val(), Delayed: cs[i].delayed.Val(), Reserved: cs[i].reserved.Val()})
 	}
 	return s, nil
 }
