@@ -322,7 +322,7 @@ func BenchmarkLatencyUnderLoad(b *testing.B) {
 	}{
 		{"queue:work", func(ctx context.Context) *exec.Cmd {
 			// Two processes under a shell that passes SIGTERM on.
-			cmd := exec.CommandContext(ctx, "sh", "-c", `php artisan queue:work --queue=high,default & php artisan queue:work --queue=high,default & trap 'kill -TERM $(jobs -p); wait' TERM; wait`)
+			cmd := exec.CommandContext(ctx, "sh", "-c", `php artisan queue:work --queue=high,default & a=$!; php artisan queue:work --queue=high,default & b=$!; trap 'kill -TERM $a $b; wait $a $b; exit 0' TERM; wait`)
 			cmd.Dir, cmd.Env = app.Path, app.Environ()
 			return cmd
 		}},

@@ -70,6 +70,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		tasks:      make(chan *task, 1024),
 		hardStop:   make(chan struct{}),
 		onCapacity: d.capacityChanged,
+		took:       map[string]time.Duration{},
 	}
 	cfg := d.cfg.get()
 	if cfg.Isolation != nil {

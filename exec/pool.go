@@ -83,11 +83,12 @@ type pool struct {
 	rollCh   chan struct{} // closed at each roll
 
 	mu         sync.Mutex
-	ready      int           // workers booted and serving
-	isolated   int           // isolated jobs not yet done
-	recent     time.Duration // moving average of job durations
-	seen       int           // jobs observed, up to prefetchAfter
-	depth      int           // jobs asked for per worker (prefetch)
+	ready      int                      // workers booted and serving
+	isolated   int                      // isolated jobs not yet done
+	recent     time.Duration            // moving average of job durations
+	seen       int                      // jobs observed, up to prefetchAfter
+	depth      int                      // jobs asked for per worker (prefetch)
+	took       map[string]time.Duration // moving average of each job class's duration
 	onCapacity func()
 	recycles   map[string]uint64 // workers replaced, by reason
 
@@ -129,8 +130,16 @@ func (p *pool) capacity() int {
 }
 
 // observe records how long a job took and adapts the prefetch depth.
-func (p *pool) observe(d time.Duration) {
+func (p *pool) observe(class string, d time.Duration) {
 	p.mu.Lock()
+	if len(p.took) >= maxClasses {
+		clear(p.took)
+	}
+	if old, ok := p.took[class]; ok {
+		p.took[class] = old + (d-old)/4
+	} else {
+		p.took[class] = d
+	}
 	p.recent += (d - p.recent) / 8
 	p.seen = min(p.seen+1, prefetchAfter)
 	was := p.depth
@@ -157,6 +166,18 @@ func (p *pool) observe(d time.Duration) {
 		notify()
 	}
 }
+
+// short reports whether t's job class has been quick so far: a worker
+// running such a job may be handed the next (one never seen is not).
+func (p *pool) short(t *task) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d, ok := p.took[t.name()]
+	return ok && d < prefetchOn
+}
+
+// maxClasses bounds how many job classes' durations the pool remembers.
+const maxClasses = 4096
 
 // isolatedDelta counts isolated jobs handed to the isolator and not yet
 // done.
@@ -458,6 +479,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		inflight []sent
 		held     *task
 		began    time.Time // when the head of inflight started
+		quick    bool      // the head is of a class that runs quickly
 		restart  bool      // queue:restart seen
 		retiring string    // why w is replaced once inflight is done
 		timer    = time.NewTimer(time.Hour)
@@ -485,10 +507,13 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		}
 		inflight = append(inflight, sent{t: t, s: s, fields: t.fields(), size: n})
 	}
-	// begin starts the clock of the job at the head: w runs it now.
+	// begin starts the clock of the job at the head: w runs it now. Only
+	// behind a job of a class known to be quick does w get more: a job
+	// handed to w behind a slow one would wait for it.
 	begin := func() {
 		h := &inflight[0]
 		began = time.Now()
+		quick = p.short(h.t)
 		w.current.Store(&h.fields)
 		var deadline time.Time
 		h.timeout, deadline = h.t.deadline(h.s, p.cfg.get().Timeout)
@@ -519,7 +544,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 	begin()
 	for len(inflight) > 0 {
 		var more <-chan *task
-		if held == nil && len(inflight) <= handAhead && retiring == "" && !restart && w.writing == nil &&
+		if quick && held == nil && len(inflight) <= handAhead && retiring == "" && !restart && w.writing == nil &&
 			ctx.Err() == nil && p.accepts(w, len(inflight)) {
 			more = p.tasks
 		}
@@ -556,7 +581,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			elapsed := time.Since(began)
 			inflight = inflight[1:]
 			w.jobs.Add(1)
-			p.observe(elapsed)
+			p.observe(h.t.name(), elapsed)
 			rss := w.recentRSS()
 			o := outcomeOf(m)
 			o.ID, o.Duration, o.Memory, o.Strategy = h.t.job.ID, elapsed, uint64(rss), "inline"
