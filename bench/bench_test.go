@@ -435,13 +435,17 @@ func BenchmarkMemory(b *testing.B) {
 	}
 }
 
-// children lists a process's children.
+// children lists a process's children (each thread has its own: a Go
+// program starts processes from any of its threads).
 func children(pid int) []int {
-	raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	var out []int
-	for _, f := range strings.Fields(string(raw)) {
-		if n, err := strconv.Atoi(f); err == nil {
-			out = append(out, n)
+	for _, file := range files {
+		raw, _ := os.ReadFile(file)
+		for _, f := range strings.Fields(string(raw)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
 		}
 	}
 	return out

@@ -121,8 +121,11 @@ func report() string {
 		if v == 0 {
 			return "—"
 		}
-		if v >= 100 {
+		switch {
+		case v >= 100:
 			return fmt.Sprintf("%s ms", thousands(v))
+		case v < 1:
+			return fmt.Sprintf("%.2f ms", v)
 		}
 		return fmt.Sprintf("%.1f ms", v)
 	}
@@ -209,7 +212,17 @@ func machine() string {
 	}
 	return fmt.Sprintf("%d × %s%s; %s; PHP %s; %s; %s; %s",
 		runtime.NumCPU(), cpu, mem, runtime.Version(), out("php", "-r", "echo PHP_VERSION;"), laravel,
-		out("redis-server", "--version"), out(kqueueBin, "version"))
+		redisVersion(out("redis-server", "--version")), out(kqueueBin, "version"))
+}
+
+// redisVersion is "Redis 7.0.15" from `redis-server --version`.
+func redisVersion(s string) string {
+	for _, f := range strings.Fields(s) {
+		if v, ok := strings.CutPrefix(f, "v="); ok {
+			return "Redis " + v
+		}
+	}
+	return s
 }
 
 // laravel is the fixture app's `php artisan --version`.
