@@ -104,7 +104,7 @@ type pool struct {
 // So once prefetchAfter jobs have averaged under prefetchOn, the pool asks
 // for depth jobs per worker: as many as its workers run in about
 // prefetchWindow, at least 2, at most maxDepth. A job thus waits behind
-// queued short ones for a few milliseconds at most. Above prefetchOff the
+// queued short ones for some 20 milliseconds at most. Above prefetchOff the
 // pool asks for one job per worker again. (The poller extends the
 // reservations of every job it has handed over, so a queued job's
 // reservation does not expire while it waits.)
@@ -112,7 +112,7 @@ const (
 	prefetchAfter  = 16
 	prefetchOn     = 10 * time.Millisecond
 	prefetchOff    = 50 * time.Millisecond
-	prefetchWindow = 5 * time.Millisecond
+	prefetchWindow = 20 * time.Millisecond
 	maxDepth       = 64
 )
 
@@ -167,13 +167,18 @@ func (p *pool) observe(class string, d time.Duration) {
 	}
 }
 
-// short reports whether t's job class has been quick so far: a worker
-// running such a job may be handed the next (one never seen is not).
-func (p *pool) short(t *task) bool {
+// ahead is how many jobs a worker running t may hold beyond it: about
+// handAheadWork of work, by how long t's class has taken so far, and none
+// behind a class that is slow or never seen (a job handed behind a slow
+// one would wait for it).
+func (p *pool) ahead(t *task) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	d, ok := p.took[t.name()]
-	return ok && d < prefetchOn
+	if !ok || d >= prefetchOn {
+		return 0
+	}
+	return min(max(int(handAheadWork/max(d, time.Microsecond)), 1), maxHandAhead)
 }
 
 // maxClasses bounds how many job classes' durations the pool remembers.
@@ -462,15 +467,20 @@ type sent struct {
 	timeout time.Duration // the job's, set when it starts
 }
 
-// handAhead is how many jobs a worker may hold beyond the one it runs, while
-// jobs are short: enough that PHP finds its next job in the pipe even when
-// the daemon is a little late to answer.
-const handAhead = 3
+// While jobs are short a worker holds about handAheadWork of jobs beyond
+// the one it runs, maxHandAhead at most: enough that PHP finds its next job
+// in the pipe even when the daemon is late to read its answers (on a host
+// whose cores the PHP workers keep busy, it often is).
+const (
+	handAheadWork = 4 * time.Millisecond
+	maxHandAhead  = 15
+)
 
 // run runs t in worker w. While it runs, run takes the next tasks and hands
 // them to w as well when they can run inline there, so that the worker goes
-// from one job to the next without waiting for the daemon: a worker holds
-// handAhead jobs at most beyond the one it runs, and runs them in order.
+// from one job to the next without waiting for the daemon: a worker holds a
+// few milliseconds of quick jobs beyond the one it runs (see ahead), and
+// runs them in order.
 // run returns the worker to keep (nil when it is gone), an orphan when a
 // job's worker died under it, and a task it took but has not started (it
 // needs w to itself first: its class's defaults are not known yet).
@@ -479,7 +489,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		inflight []sent
 		held     *task
 		began    time.Time // when the head of inflight started
-		quick    bool      // the head is of a class that runs quickly
+		ahead    int       // how many jobs w may hold beyond the head
 		restart  bool      // queue:restart seen
 		retiring string    // why w is replaced once inflight is done
 		timer    = time.NewTimer(time.Hour)
@@ -513,7 +523,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 	begin := func() {
 		h := &inflight[0]
 		began = time.Now()
-		quick = p.short(h.t)
+		ahead = p.ahead(h.t)
 		w.current.Store(&h.fields)
 		var deadline time.Time
 		h.timeout, deadline = h.t.deadline(h.s, p.cfg.get().Timeout)
@@ -544,7 +554,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 	begin()
 	for len(inflight) > 0 {
 		var more <-chan *task
-		if quick && held == nil && len(inflight) <= handAhead && retiring == "" && !restart && w.writing == nil &&
+		if held == nil && len(inflight) <= ahead && retiring == "" && !restart && w.writing == nil &&
 			ctx.Err() == nil && p.accepts(w, len(inflight)) {
 			more = p.tasks
 		}
