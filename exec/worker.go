@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	osexec "os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,15 +171,27 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	}
 }
 
+// doneOK is worker.php's answer for a job that deleted itself without an
+// error — the common case, recognised without decoding it.
+var doneOK = []byte(`{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}` + "\n")
+
 func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 	defer close(w.msgs)
 	defer r.Close()
 	br := bufio.NewReaderSize(r, 16<<10)
 	for {
-		line, err := br.ReadBytes('\n')
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A long line (an error text): read the rest of it.
+			var rest []byte
+			rest, err = br.ReadBytes('\n')
+			line = append(slices.Clip(line), rest...)
+		}
 		if len(line) > 0 {
 			var m message
-			if jerr := json.Unmarshal(line, &m); jerr != nil {
+			if bytes.Equal(line, doneOK) {
+				m = message{Op: "done", Deleted: true}
+			} else if jerr := json.Unmarshal(line, &m); jerr != nil {
 				m = message{Op: "malformed", Error: jerr.Error()}
 			}
 			w.msgs <- m

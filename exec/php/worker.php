@@ -300,6 +300,9 @@ final class Server
         return class_exists($class) ? null : $class;
     }
 
+    // result is a job's answer. Keep the keys in this order: the daemon
+    // recognises the answer of a job that simply succeeded byte for byte
+    // (exec/worker.go doneOK) before it decodes any JSON.
     private function result(Job $job, ?Throwable $e): array
     {
         return [
