@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -111,6 +113,25 @@ func (g *v1Group) Add(pid int) error {
 // Kill freezes the group so nothing can fork, kills every process, thaws
 // it so the kills land, and waits until it is empty.
 func (g *v1Group) Kill() error {
+	// The usual case: the job's process has ended or is ending, and what
+	// it started (if anything) does not fork on: signal what is there and
+	// watch the group empty, a millisecond at a time. An empty group stays
+	// empty: only a member can fork into it.
+	for range 20 {
+		procs, err := g.cg.Processes(cgroup1.Memory, true)
+		if err != nil {
+			break
+		}
+		if len(procs) == 0 {
+			return nil
+		}
+		for _, p := range procs {
+			syscall.Kill(p.Pid, syscall.SIGKILL)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Processes keep coming (a fork bomb): freeze the group, kill every
+	// member, thaw, until none is left.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if err := g.cg.Freeze(); err != nil {
@@ -137,22 +158,45 @@ func (g *v1Group) Kill() error {
 	}
 }
 
+// Stats reads the three files it needs (the library's Stat reads every
+// controller's, a millisecond per job).
 func (g *v1Group) Stats() (Stats, error) {
-	m, err := g.cg.Stat(cgroup1.IgnoreNotExist)
+	dir := func(c cgroup1.Name) (string, error) {
+		rel, err := cgroup1.NestedPath(g.path)(c)
+		return filepath.Join(mountRoot, string(c), rel), err
+	}
+	mem, err := dir(cgroup1.Memory)
+	if err != nil {
+		return Stats{}, fmt.Errorf("read cgroup %s: %w", g.path, err)
+	}
+	cpu, err := dir(cgroup1.Cpuacct)
 	if err != nil {
 		return Stats{}, fmt.Errorf("read cgroup %s: %w", g.path, err)
 	}
 	var s Stats
-	if m.MemoryOomControl != nil {
-		s.OOMKills = m.MemoryOomControl.OomKill
+	if s.PeakMemory, err = readUint(filepath.Join(mem, "memory.max_usage_in_bytes")); err != nil {
+		return s, fmt.Errorf("read cgroup %s: %w", g.path, err)
 	}
-	if m.Memory != nil && m.Memory.Usage != nil {
-		s.PeakMemory = m.Memory.Usage.Max
+	if ns, err := readUint(filepath.Join(cpu, "cpuacct.usage")); err == nil {
+		s.CPU = time.Duration(ns)
 	}
-	if m.CPU != nil && m.CPU.Usage != nil {
-		s.CPU = time.Duration(m.CPU.Usage.Total)
+	if raw, err := os.ReadFile(filepath.Join(mem, "memory.oom_control")); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+				s.OOMKills, _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			}
+		}
 	}
 	return s, nil
+}
+
+// readUint reads a file that holds one number.
+func readUint(path string) (uint64, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
 }
 
 func (g *v1Group) Delete() error {

@@ -69,7 +69,7 @@ type message struct {
 var errBoot = errors.New("boot php worker")
 
 // startWorker starts worker.php and waits until the app has booted.
-func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logger) (*worker, error) {
+func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logger, phpArgs ...string) (*worker, error) {
 	reqR, reqW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBoot, err)
@@ -89,7 +89,7 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 		return nil, fmt.Errorf("%w: %v", errBoot, err)
 	}
 
-	cmd := osexec.Command(cfg.PHP, script)
+	cmd := osexec.Command(cfg.PHP, append(phpArgs, script)...)
 	cmd.Dir = cfg.AppPath
 	cmd.Env = cfg.env()
 	cmd.Stdout = outW
