@@ -44,22 +44,9 @@ func BenchmarkNoopThroughput(b *testing.B) {
 	for _, workers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("runner=queue:work/php=%d", workers), func(b *testing.B) {
 			measure(b, app, fmt.Sprintf("throughput/queue:work/%d", workers), func(ctx context.Context) error {
-				var wg sync.WaitGroup
-				errs := make([]error, workers)
-				for i := range workers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						errs[i] = app.Command(ctx, "queue:work", "--stop-when-empty").Run()
-					}()
-				}
-				wg.Wait()
-				for _, err := range errs {
-					if err != nil {
-						return err
-					}
-				}
-				return nil
+				return together(workers, func(int) error {
+					return app.Command(ctx, "queue:work", "--stop-when-empty").Run()
+				})
 			})
 		})
 		b.Run(fmt.Sprintf("runner=php-ceiling/php=%d", workers), func(b *testing.B) {
@@ -87,23 +74,32 @@ func BenchmarkNoopThroughput(b *testing.B) {
 // milliseconds.
 func ceiling(ctx context.Context, app *testenv.App, workers int) error {
 	share := jobs / workers
+	err := together(workers, func(i int) error {
+		cmd := exec.CommandContext(ctx, "php", filepath.Join(testenv.Root(), "bench", "ceiling.php"), app.Path,
+			filepath.Join(testenv.Root(), "exec", "php", "job.php"), strconv.Itoa(i*share), strconv.Itoa(share))
+		cmd.Env = app.Environ()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("ceiling.php: %v: %s", err, out)
+		}
+		return nil
+	})
+	// What a runner would have taken off the queue.
+	app.Redis.Client.Del(ctx, testenv.Prefix+"queues:default")
+	return err
+}
+
+// together runs n at once, run(0) … run(n-1), and joins their errors.
+func together(n int, run func(i int) error) error {
 	var wg sync.WaitGroup
-	errs := make([]error, workers)
-	for i := range workers {
+	errs := make([]error, n)
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.CommandContext(ctx, "php", filepath.Join(testenv.Root(), "bench", "ceiling.php"), app.Path,
-				filepath.Join(testenv.Root(), "exec", "php", "job.php"), strconv.Itoa(i*share), strconv.Itoa(share))
-			cmd.Env = app.Environ()
-			if out, err := cmd.CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("ceiling.php: %v: %s", err, out)
-			}
+			errs[i] = run(i)
 		}()
 	}
 	wg.Wait()
-	// What a runner would have taken off the queue.
-	app.Redis.Client.Del(ctx, testenv.Prefix+"queues:default")
 	return errors.Join(errs...)
 }
 

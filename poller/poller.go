@@ -118,7 +118,7 @@ type Poller struct {
 	acks      []ack         // outcomes not yet in Redis, oldest first
 	downSince time.Time     // when Redis stopped answering; zero while it answers
 	pool      protocol.Pool // the dispatcher's last word on its workers
-	lastFlush time.Time     // the last try to write acknowledgements
+	lastTry   time.Time     // the last try to reach Redis while it is away
 	token     string        // this poller's name in its receipt keys
 	seq       uint64        // reserve calls made
 	uncertain *lostReply    // a reserve whose reply was lost: it may have reserved jobs
@@ -176,7 +176,7 @@ type event struct {
 // connection while the poller was not stopping.
 var ErrDispatcherGone = errors.New("dispatcher closed the connection")
 
-// errRedisAway: a flush not tried, Redis being away.
+// errRedisAway: a flush or reserve not tried, Redis being away.
 var errRedisAway = errors.New("redis is unreachable")
 
 // ErrIdle ends Run after Config.IdleExit without work; nothing is running.
@@ -275,6 +275,12 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 		idle     time.Time        // since when nothing ran or was ready
 	)
 	for {
+		// kqueue status first: the rest of a turn may wait on Redis.
+		select {
+		case reply := <-p.snapshots:
+			reply <- p.snapshot(stopping)
+		default:
+		}
 		if stopping && len(p.inflight) == 0 {
 			if p.flush(bg) == nil {
 				return nil // stopped, nothing left running, every outcome in Redis
@@ -524,10 +530,10 @@ func (p *Poller) flush(ctx context.Context) error {
 	}
 	// While Redis is away, try once a second, not on every turn of the
 	// loop: each try may wait out a timeout.
-	if !p.downSince.IsZero() && time.Since(p.lastFlush) < time.Second {
+	if !p.downSince.IsZero() && time.Since(p.lastTry) < time.Second {
 		return errRedisAway
 	}
-	p.lastFlush = time.Now()
+	p.lastTry = time.Now()
 	pipe := p.cfg.Redis.Pipeline()
 	cmds := p.queueAcks(ctx, pipe)
 	err := p.exec(ctx, pipe)
@@ -782,6 +788,15 @@ type lostReply struct {
 // of waiting out retry_after. Nothing else is sent while Redis is away, so
 // at most one reserve is ever in doubt.
 func (p *Poller) recover(ctx context.Context) ([]*reservedJob, error) {
+	// While Redis is away, one try a second at most, acknowledgements and
+	// reserves alike: each may wait out a timeout, and the loop must stay
+	// free to answer kqueue status in between.
+	if !p.downSince.IsZero() {
+		if time.Since(p.lastTry) < time.Second {
+			return nil, errRedisAway
+		}
+		p.lastTry = time.Now()
+	}
 	if err := p.cfg.Redis.Ping(ctx).Err(); err != nil {
 		p.redisDown(err)
 		return nil, fmt.Errorf("redis: %w", err)

@@ -68,7 +68,7 @@ func writeConfig(t *testing.T, app *testenv.App, name, text string) string {
 // checkOutput runs kqueue check and returns what it printed.
 func checkOutput(t *testing.T, cfg string) (string, error) {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.SyncBuffer
 	err := run(t.Context(), []string{"check", "--config", cfg}, &stdout, &stderr)
 	return stdout.String() + stderr.String(), err
 }

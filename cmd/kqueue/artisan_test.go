@@ -52,7 +52,7 @@ func TestArtisanCommands(t *testing.T) {
 	app.Artisan(t, "kq:dispatch", "record", "--count=2", "--queue=low")
 
 	ctx := t.Context()
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	runner := app.Command(ctx, "kqueue:run")
 	runner.Stdout, runner.Stderr = &logs, &logs
 	if err := runner.Start(); err != nil {

@@ -100,7 +100,7 @@ func TestSocketsRefuseOtherUsers(t *testing.T) {
 		}
 		return string(out)
 	}
-	check := func(sock string, logs *syncBuffer) {
+	check := func(sock string, logs *testenv.SyncBuffer) {
 		t.Helper()
 		waitFor(t, 30*time.Second, filepath.Base(sock), func() bool { _, err := os.Stat(sock); return err == nil })
 		if got := connect(sock); !strings.Contains(got, "Permission denied") {
@@ -114,7 +114,7 @@ func TestSocketsRefuseOtherUsers(t *testing.T) {
 			t.Errorf("%s: the refusal is not logged:\n%s", filepath.Base(sock), logs.String())
 		}
 	}
-	dlogs, plogs := &syncBuffer{}, &syncBuffer{}
+	dlogs, plogs := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
 	results := make(chan error, 2)
 	// The dispatcher serves one poller at a time: check it before the
 	// poller connects.

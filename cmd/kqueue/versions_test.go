@@ -132,7 +132,7 @@ func (v *laravelApp) classDefaults(t *testing.T) {
 func (v *laravelApp) restart(t *testing.T) {
 	v.reset(t)
 	cfg := v.app.Inside(v.app.Config(t, 2, ""))
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	cmd := v.kqueue(t.Context(), "run", "--config", cfg)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,25 +21,7 @@ type Server struct {
 	Addr string
 	Dir  string
 	cmd  *exec.Cmd
-	out  *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	out  *SyncBuffer
 }
 
 // FreePort is a TCP port free on loopback now, whose Cluster bus port
@@ -76,7 +56,7 @@ func StartServer(t testing.TB, port int, args ...string) *Server {
 		port = FreePort(t)
 	}
 	dir := shortTempDir(t, "")
-	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, out: &syncBuffer{}}
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, out: &SyncBuffer{}}
 	all := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "no", "--loglevel", "warning"}, args...)
 	s.cmd = exec.Command("redis-server", all...)
@@ -191,7 +171,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sen := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, out: &syncBuffer{}}
+	sen := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, out: &SyncBuffer{}}
 	sen.cmd = exec.Command("redis-server", conf, "--sentinel")
 	sen.cmd.Stdout, sen.cmd.Stderr = sen.out, sen.out
 	if err := sen.cmd.Start(); err != nil {
