@@ -176,6 +176,10 @@ type event struct {
 // connection while the poller was not stopping.
 var ErrDispatcherGone = errors.New("dispatcher closed the connection")
 
+// maxUnacked is how many finished jobs' acknowledgements may wait for the
+// next reserve to carry them.
+const maxUnacked = 8
+
 // errRedisAway: a flush or reserve not tried, Redis being away.
 var errRedisAway = errors.New("redis is unreachable")
 
@@ -301,7 +305,12 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 		case free < p.capacity/2 && len(p.inflight) > 0:
 			// A deep dispatcher (short jobs) still has plenty queued:
 			// wait until half of it has run, then reserve that many in
-			// one round trip, with the acknowledgements riding along.
+			// one round trip, with the acknowledgements riding along —
+			// unless they pile up: each one not yet in Redis is a job
+			// that runs again if this process dies.
+			if len(p.acks) >= maxUnacked {
+				p.flush(bg)
+			}
 		default:
 			got, more, next, err := p.reserve(ctx, conn, free)
 			switch {
