@@ -175,9 +175,7 @@ func (s *scope) Stats() (Stats, error) {
 		return st, err
 	}
 	st.OOMKills = v
-	if b, err := os.ReadFile(filepath.Join(s.dir, "memory.peak")); err == nil {
-		st.PeakMemory, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	}
+	st.PeakMemory, _ = readUint(filepath.Join(s.dir, "memory.peak"))
 	if v, err := keyedValue(filepath.Join(s.dir, "cpu.stat"), "usage_usec"); err == nil {
 		st.CPU = time.Duration(v) * time.Microsecond
 	}
@@ -240,7 +238,17 @@ func oomKills(path string) (uint64, error) {
 	return kills, nil
 }
 
-// keyedValue reads "key value" lines (memory.events, cpu.stat).
+// readUint reads a file that holds one number.
+func readUint(path string) (uint64, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
+}
+
+// keyedValue reads "key value" lines (memory.events, cpu.stat,
+// memory.oom_control).
 func keyedValue(path, key string) (uint64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

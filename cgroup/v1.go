@@ -5,8 +5,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -110,8 +108,10 @@ func (g *v1Group) Add(pid int) error {
 	return nil
 }
 
-// Kill freezes the group so nothing can fork, kills every process, thaws
-// it so the kills land, and waits until it is empty.
+// Kill kills every process in the group and waits until it is empty; if
+// processes keep coming (a fork bomb), it freezes the group so nothing can
+// fork, kills every process, and thaws it so the kills land, until none is
+// left.
 func (g *v1Group) Kill() error {
 	// The usual case: the job's process has ended or is ending, and what
 	// it started (if anything) does not fork on: signal what is there and
@@ -180,23 +180,8 @@ func (g *v1Group) Stats() (Stats, error) {
 	if ns, err := readUint(filepath.Join(cpu, "cpuacct.usage")); err == nil {
 		s.CPU = time.Duration(ns)
 	}
-	if raw, err := os.ReadFile(filepath.Join(mem, "memory.oom_control")); err == nil {
-		for _, line := range strings.Split(string(raw), "\n") {
-			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-				s.OOMKills, _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			}
-		}
-	}
+	s.OOMKills, _ = keyedValue(filepath.Join(mem, "memory.oom_control"), "oom_kill")
 	return s, nil
-}
-
-// readUint reads a file that holds one number.
-func readUint(path string) (uint64, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
 }
 
 func (g *v1Group) Delete() error {
