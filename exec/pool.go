@@ -361,12 +361,15 @@ func (p *pool) strategyFor(w *worker, t *task) (s Strategy, alive bool) {
 // knownStrategy chooses how t runs without asking PHP; ok is false when it
 // needs a class's defaults that are not known yet.
 func (p *pool) knownStrategy(t *task) (s Strategy, ok bool) {
-	return p.strategy(t, func(class string) (Hints, bool) {
-		p.defaultsMu.Lock()
-		defer p.defaultsMu.Unlock()
-		h, ok := p.defaults[class]
-		return h, ok
-	})
+	return p.strategy(t, p.knownDefaults)
+}
+
+// knownDefaults is a class's declared defaults if PHP has been asked.
+func (p *pool) knownDefaults(class string) (Hints, bool) {
+	p.defaultsMu.Lock()
+	defer p.defaultsMu.Unlock()
+	h, ok := p.defaults[class]
+	return h, ok
 }
 
 func (p *pool) strategy(t *task, classDefaults func(string) (Hints, bool)) (Strategy, bool) {
@@ -406,9 +409,7 @@ func (p *pool) isolate(t *task, s Strategy) {
 // classDefaults asks PHP for a class's declared $isolated, $maxMemory and
 // $cpu (Laravel 10+ leaves defaults out of the payload), once per class.
 func (p *pool) classDefaults(w *worker, class string) (Hints, bool) {
-	p.defaultsMu.Lock()
-	h, ok := p.defaults[class]
-	p.defaultsMu.Unlock()
+	h, ok := p.knownDefaults(class)
 	if ok {
 		return h, true
 	}
