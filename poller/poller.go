@@ -17,7 +17,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -953,7 +952,6 @@ type waker struct {
 	armCh  chan armReq
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 }
 
 type armReq struct {
@@ -964,7 +962,6 @@ type armReq struct {
 func newWaker(rdb redis.UniversalClient, keys []string, events chan<- event) *waker {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &waker{rdb: rdb, keys: keys, events: events, armCh: make(chan armReq, 1), ctx: ctx, cancel: cancel}
-	w.wg.Add(1)
 	go w.loop()
 	return w
 }
@@ -977,7 +974,6 @@ func (w *waker) arm(wait time.Duration, block bool) {
 }
 
 func (w *waker) loop() {
-	defer w.wg.Done()
 	for {
 		var req armReq
 		select {
@@ -1027,10 +1023,12 @@ func (w *waker) loop() {
 	}
 }
 
-// stop ends the waker and waits for it.
+// stop ends the waker without waiting out a BLPOP in flight (up to a
+// second: go-redis does not interrupt a command when its context ends). The
+// goroutine sends nothing more and ends when the BLPOP returns, or at once
+// when the client is closed.
 func (w *waker) stop() {
 	w.cancel()
-	w.wg.Wait()
 }
 
 // unreachable tells an error of the network or of Redis's availability
