@@ -87,6 +87,9 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	if err := d.pool.start(ctx, run); err != nil {
 		stop()
+		if d.pool.iso != nil && d.pool.iso.forker != nil {
+			d.pool.iso.forker.close()
+		}
 		os.RemoveAll(dir)
 		return err
 	}

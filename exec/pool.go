@@ -205,24 +205,58 @@ func (p *pool) adjust(count *int, delta int) {
 // starts every slot; the slots run until run is done.
 func (p *pool) start(ctx, run context.Context) error {
 	p.rollCh = make(chan struct{})
-	first, err := startWorker(ctx, p.cfg.get(), p.script, p.log)
-	if err != nil {
-		return err
+	n := p.cfg.get().Workers
+	// Every worker boots at once. The first one ready starts the pool and
+	// tells the app's prefix; when the first to finish fails, the pool
+	// does not start (the app does not boot). The others go to the slots
+	// as they come.
+	boots := make(chan booted, n)
+	for range n {
+		p.booting.Add(1)
+		go func() {
+			w, err := startWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
+			p.booting.Add(-1)
+			boots <- booted{w, err}
+		}()
 	}
-	p.log.Info("worker ready", "pid", first.pid, "laravel", first.version, "boot", time.Since(first.booted).Round(time.Millisecond))
-	p.appPrefix = first.prefix
+	left := n
+	var first booted
+	select {
+	case first = <-boots:
+		left--
+	case <-ctx.Done():
+		first.err = ctx.Err()
+	}
+	if first.err != nil {
+		go func() { // the rest are stopped as they come
+			for range left {
+				if b := <-boots; b.err == nil {
+					b.w.stop(p.cfg.get().StopGrace)
+				}
+			}
+		}()
+		return first.err
+	}
+	p.log.Info("worker ready", "pid", first.w.pid, "laravel", first.w.version, "boot", time.Since(first.w.booted).Round(time.Millisecond))
+	p.appPrefix = first.w.prefix
 	p.addReady(1)
-	p.slots = make([]atomic.Pointer[worker], p.cfg.get().Workers)
-	p.slots[0].Store(first) // in the status from the start
+	p.slots = make([]atomic.Pointer[worker], n)
+	p.slots[0].Store(first.w) // in the status from the start
 	for i := range p.slots {
-		var w *worker
-		if i == 0 {
-			w = first
-		}
 		p.wg.Add(1)
-		go p.slot(run, i, w)
+		if i == 0 {
+			go p.slot(run, i, first.w, nil)
+		} else {
+			go p.slot(run, i, nil, boots)
+		}
 	}
 	return nil
+}
+
+// booted is a worker's boot: the worker, or why it did not boot.
+type booted struct {
+	w   *worker
+	err error
 }
 
 // roll replaces every worker (and the fork template) once it is idle: new
@@ -247,8 +281,9 @@ func (p *pool) rolling(w *worker) (<-chan struct{}, bool) {
 	return p.rollCh, w != nil && w.booted.Before(p.rolledAt)
 }
 
-// slot keeps one worker alive and feeds it jobs until ctx is done.
-func (p *pool) slot(ctx context.Context, i int, w *worker) {
+// slot keeps one worker alive and feeds it jobs until ctx is done. Its
+// first worker is w, or the first boot from boots.
+func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) {
 	defer p.wg.Done()
 	var (
 		pending  *orphan
@@ -261,9 +296,14 @@ func (p *pool) slot(ctx context.Context, i int, w *worker) {
 				return
 			}
 			var err error
-			p.booting.Add(1)
-			w, err = startWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
-			p.booting.Add(-1)
+			if boots != nil {
+				b := <-boots
+				w, err, boots = b.w, b.err, nil
+			} else {
+				p.booting.Add(1)
+				w, err = startWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
+				p.booting.Add(-1)
+			}
 			if err != nil {
 				failures++
 				// One clear error per failing streak, then quiet retries.
