@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -345,21 +346,34 @@ func dispatcherConfig(cfg *config.Config, driver cgroup.Driver) exec.Config {
 // runAll runs the poller and the dispatcher in this process, over a
 // socketpair: the same protocol as between the two units.
 func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenEmpty bool) error {
-	if err := adoptApp(ctx, cfg, log); err != nil {
-		return err
-	}
-	logStart(log, cfg, "run")
-	rdb, err := redisClient(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-
+	// The app's queue configuration (one PHP boot) is read while the pool
+	// boots: the pool needs nothing from it (an unset connection means the
+	// app's default to both), and the poller starts after both.
+	app := *cfg
+	app.Queues = slices.Clone(cfg.Queues)
+	adopted := make(chan error, 1)
+	go func() { adopted <- adoptApp(ctx, &app, log) }()
 	d, driver, err := startDispatcher(ctx, cfg, log)
+	if adoptErr := <-adopted; adoptErr != nil {
+		if err == nil {
+			d.Stop(context.Background())
+			driver.Close()
+		}
+		return adoptErr
+	}
 	if err != nil {
 		return err
 	}
 	defer driver.Close()
+	*cfg = app
+
+	logStart(log, cfg, "run")
+	rdb, err := redisClient(ctx, cfg)
+	if err != nil {
+		d.Stop(context.Background())
+		return err
+	}
+	defer rdb.Close()
 	pc, dc, err := socketPair()
 	if err != nil {
 		d.Stop(context.Background())
@@ -443,9 +457,6 @@ func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	if err := d.Start(ctx); err != nil {
 		driver.Close()
 		return nil, nil, err
-	}
-	if err := prefixMismatch(cfg, d); err != nil {
-		log.Error("no job will be seen", "error", err)
 	}
 	return d, driver, nil
 }
@@ -683,6 +694,9 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 		return err
 	}
 	defer driver.Close()
+	if err := prefixMismatch(cfg, d); err != nil {
+		log.Error("no job will be seen", "error", err)
+	}
 	n := notify.New()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
 	defer reloadOnHUP(ctx, cfg, n, log, reloadDispatcher(d, driver, log))()
