@@ -129,7 +129,7 @@ func report() string {
 		}
 		return fmt.Sprintf("%.1f ms", v)
 	}
-	p("\n### Pickup latency on an idle queue (dispatch() to handle(), 200 jobs 20 ms apart)\n\n")
+	p("\n### Pickup latency on an idle queue (dispatch() to handle(), %d jobs 20 ms apart)\n\n", stampJobs)
 	p("| runner | p50 | p99 |\n|---|---|---|\n")
 	for _, r := range []struct{ label, name string }{
 		{"`queue:work` (default: sleeps 3 s when idle)", "pickup/queue:work"},
