@@ -112,7 +112,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
+	logs := newLineBatcher(stderr)
+	defer logs.Flush()
+	log, err := newLogger(logs, stderr, *logFormat, *logLevel)
 	if err != nil {
 		return err
 	}
@@ -146,7 +148,9 @@ func buildVersion() string {
 	return version
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+// newLogger logs to w (stderr, through a lineBatcher), or straight to the
+// journal when stderr is the journal.
+func newLogger(w, stderr io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", level)
@@ -156,7 +160,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "text":
 		// Under systemd, stderr is the journal: write native entries with
 		// the job's fields instead (and no timestamps of our own).
-		if w == os.Stderr && journal.StderrIsJournal() {
+		if stderr == os.Stderr && journal.StderrIsJournal() {
 			if h, err := journal.NewHandler(journal.Socket, "kqueue", lv); err == nil {
 				return slog.New(h), nil
 			}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"io"
+	"sync"
+	"time"
+)
+
+// lineBatcher gathers the log lines written to it for a moment and writes
+// them out together. A busy instance logs a line per job: one write per
+// line cost about 5 % of no-op throughput when stderr was a pipe. A line
+// waits at most batchDelay; Flush writes what waits at once.
+type lineBatcher struct {
+	mu    sync.Mutex
+	w     io.Writer
+	buf   []byte
+	timer *time.Timer // armed while lines wait
+}
+
+const (
+	batchDelay = 2 * time.Millisecond
+	batchBytes = 64 << 10 // written at once from this size
+)
+
+func newLineBatcher(w io.Writer) *lineBatcher { return &lineBatcher{w: w} }
+
+func (b *lineBatcher) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	switch {
+	case len(b.buf) >= batchBytes:
+		b.flushLocked()
+	case b.timer == nil:
+		b.timer = time.AfterFunc(batchDelay, b.Flush)
+	}
+	return len(p), nil
+}
+
+// Flush writes the waiting lines.
+func (b *lineBatcher) Flush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flushLocked()
+}
+
+func (b *lineBatcher) flushLocked() {
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	if len(b.buf) > 0 {
+		b.w.Write(b.buf) // a log line that cannot be written has nowhere else to go
+		b.buf = b.buf[:0]
+	}
+}
