@@ -543,9 +543,9 @@ func (p *Poller) flush(ctx context.Context) error {
 	}
 	p.lastTry = time.Now()
 	pipe := p.cfg.Redis.Pipeline()
-	cmds := p.queueAcks(ctx, pipe)
+	sent := p.queueAcks(ctx, pipe)
 	err := p.exec(ctx, pipe)
-	p.acked(cmds, err)
+	p.acked(sent, err)
 	return err
 }
 
@@ -560,29 +560,42 @@ type ack struct {
 	releaseAt int64
 }
 
-// queueAcks adds the pending acknowledgements to pipe.
-func (p *Poller) queueAcks(ctx context.Context, pipe redis.Pipeliner) []redis.Cmder {
-	cmds := make([]redis.Cmder, 0, len(p.acks))
-	for _, a := range p.acks {
+// queueAcks adds the pending acknowledgements to pipe: the deletes that
+// follow one another on one queue as one ZREM of them all (Laravel's
+// delete is a ZREM of the one job), each release as its script.
+func (p *Poller) queueAcks(ctx context.Context, pipe redis.Pipeliner) pendingAcks {
+	sent := pendingAcks{n: len(p.acks)}
+	var members []any // deletes on one queue so far
+	for i, a := range p.acks {
 		if a.release {
-			cmds = append(cmds, releaseScript.EvalSha(ctx, pipe, []string{a.keys.delayed, a.keys.reserved}, a.reserved, a.releaseAt))
-		} else {
-			cmds = append(cmds, pipe.ZRem(ctx, a.keys.reserved, a.reserved))
+			sent.cmds = append(sent.cmds, releaseScript.EvalSha(ctx, pipe, []string{a.keys.delayed, a.keys.reserved}, a.reserved, a.releaseAt))
+			continue
+		}
+		members = append(members, a.reserved)
+		if next := i + 1; next == len(p.acks) || p.acks[next].release || p.acks[next].keys.reserved != a.keys.reserved {
+			sent.cmds = append(sent.cmds, pipe.ZRem(ctx, a.keys.reserved, members...))
+			members = nil
 		}
 	}
-	return cmds
+	return sent
+}
+
+// pendingAcks are the commands that carry the first n acknowledgements.
+type pendingAcks struct {
+	cmds []redis.Cmder
+	n    int
 }
 
 // acked drops the acknowledgements Redis took, or keeps them all for the
 // next round trip, and tells of an outage once, when it starts and ends.
-func (p *Poller) acked(cmds []redis.Cmder, err error) {
-	for _, c := range cmds {
+func (p *Poller) acked(sent pendingAcks, err error) {
+	for _, c := range sent.cmds {
 		if c.Err() != nil && !errors.Is(c.Err(), redis.Nil) {
 			p.redisDown(c.Err())
 			return
 		}
 	}
-	p.acks = p.acks[len(cmds):]
+	p.acks = p.acks[sent.n:]
 	if err == nil {
 		p.redisUp()
 	}

@@ -127,6 +127,54 @@ func TestReleaseScript(t *testing.T) {
 	}
 }
 
+// Acknowledgements of two queues, deletes with a release between them,
+// flushed in one round trip: every delete leaves its reserved set, the
+// release goes to its delayed set, nothing else moves.
+func TestAcksAcrossQueues(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	push(r.Client, "a", 3)
+	push(r.Client, "b", 2)
+	p := New(Config{Redis: r.Client, Prefix: "p_", Queues: []Queue{{Name: "a"}, {Name: "b"}}})
+	if err := p.loadScripts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var jobs []*reservedJob
+	for i := range p.queues {
+		got, _, _, err := p.reserveFrom(ctx, &p.queues[i], 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, got...)
+	}
+	if len(jobs) != 5 {
+		t.Fatalf("reserved %d jobs, want 5", len(jobs))
+	}
+	// a, a, release a, a, b, b
+	for i, j := range jobs {
+		p.acks = append(p.acks, ack{keys: j.queue.keys, reserved: j.reserved, release: i == 1, releaseAt: 4102444800})
+	}
+	if err := p.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.acks) != 0 {
+		t.Errorf("%d acknowledgements still pending", len(p.acks))
+	}
+	a, b := keysFor("p_", "a"), keysFor("p_", "b")
+	for _, k := range []keys{a, b} {
+		if n := r.Client.ZCard(ctx, k.reserved).Val(); n != 0 {
+			t.Errorf("%s holds %d", k.reserved, n)
+		}
+	}
+	if got := r.Client.ZRange(ctx, a.delayed, 0, -1).Val(); len(got) != 1 || got[0] != jobs[1].reserved {
+		t.Errorf("%s = %q, want the released job", a.delayed, got)
+	}
+	if n := r.Client.ZCard(ctx, b.delayed).Val(); n != 0 {
+		t.Errorf("%s holds %d", b.delayed, n)
+	}
+}
+
 // BenchmarkReserveAck is the poller's Redis side per job: reserve 64 jobs in
 // one round trip, then acknowledge them riding along with the next one.
 func BenchmarkReserveAck(b *testing.B) {
