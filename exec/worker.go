@@ -230,6 +230,31 @@ type request struct {
 	Socket string `json:"socket,omitempty"`
 }
 
+// appendHeader appends req as JSON: a job to run on a queue with a plain
+// name (every job, nearly) without encoding/json.
+func (req request) appendHeader(b []byte) []byte {
+	if req.Op != "run" || req.Kind != "" || req.Reason != "" || req.Class != "" || req.Socket != "" || !plainJSON(req.Queue) {
+		hdr, _ := json.Marshal(req)
+		return append(b, hdr...)
+	}
+	b = append(b, `{"op":"run","queue":"`...)
+	b = append(b, req.Queue...)
+	b = append(b, `","len":`...)
+	b = strconv.AppendInt(b, int64(req.Len), 10)
+	return append(b, '}')
+}
+
+// plainJSON reports whether s is its own JSON string body: printable
+// ASCII without a quote or a backslash.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // reply is how a request ended.
 type reply struct {
 	msg      message       // valid when ok
@@ -254,15 +279,14 @@ const pipeRoom = 32 << 10
 // of that write, and no other request may be sent before.
 func (w *worker) send(req request, body []byte, ahead int) (int, error) {
 	req.Len = len(body)
-	hdr, _ := json.Marshal(req)
-	n := len(hdr) + 1 + len(body)
+	w.wbuf = append(req.appendHeader(w.wbuf[:0]), '\n')
+	n := len(w.wbuf) + len(body)
 	if ahead+n <= pipeRoom {
-		w.wbuf = append(append(append(w.wbuf[:0], hdr...), '\n'), body...)
+		w.wbuf = append(w.wbuf, body...)
 		_, err := w.req.Write(w.wbuf)
 		return n, err
 	}
-	buf := make([]byte, 0, n)
-	buf = append(append(append(buf, hdr...), '\n'), body...)
+	buf := append(append(make([]byte, 0, n), w.wbuf...), body...)
 	done := make(chan error, 1)
 	w.writing = done
 	go func() {
