@@ -7,7 +7,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,6 +202,32 @@ func TestBootFailureIsOneClearError(t *testing.T) {
 	for _, want := range []string{"did not boot", "syntax error", "broken.php"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// Workers boot at once; a pool stopped as soon as it started still stops
+// the ones that were booting: none is left running.
+func TestStopRightAfterStart(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	logs := testenv.NewLogs()
+	d := New(Config{AppPath: app.Path, Env: app.Env, Workers: 3}, logs.Logger())
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pids := regexp.MustCompile(`worker ready.* pid=(\d+)`).FindAllStringSubmatch(logs.String(), -1)
+	if len(pids) != 3 {
+		t.Fatalf("%d workers said ready, want 3:\n%s", len(pids), logs)
+	}
+	for _, m := range pids {
+		pid, _ := strconv.Atoi(m[1])
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("worker %d still there after Stop (kill -0: %v)", pid, err)
 		}
 	}
 }

@@ -292,14 +292,16 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 	)
 	for {
 		if w == nil {
-			if ctx.Err() != nil && pending == nil {
-				return
-			}
 			var err error
 			if boots != nil {
+				// Taken even when stopping: a worker booted for this slot
+				// is retired by it, below.
 				b := <-boots
 				w, err, boots = b.w, b.err, nil
 			} else {
+				if ctx.Err() != nil && pending == nil {
+					return
+				}
 				p.booting.Add(1)
 				w, err = startWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
 				p.booting.Add(-1)
