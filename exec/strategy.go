@@ -90,9 +90,11 @@ func mustIsolate(raw []byte) bool {
 // classDefaults asks of PHP (ok false: the worker asked died).
 func jobHints(p *payload.Payload, raw []byte, classDefaults func(class string) (Hints, bool)) (h Hints, ok bool) {
 	known := map[string]bool{}
-	if strings.HasPrefix(p.Command, "O:") && namesAHint(p.Command) {
-		if o, err := payload.ReadCommand([]byte(p.Command)); err == nil {
-			h, known = hintsFrom(o)
+	if namesAHint(p.CommandMayContain) {
+		if c := p.Command(); strings.HasPrefix(c, "O:") && namesAHint(func(s string) bool { return strings.Contains(c, s) }) {
+			if o, err := payload.ReadCommand([]byte(c)); err == nil {
+				h, known = hintsFrom(o)
+			}
 		}
 	}
 	if p.CommandName != "" && len(known) < 3 {
@@ -110,9 +112,8 @@ func jobHints(p *payload.Payload, raw []byte, classDefaults func(class string) (
 // properties hintsFrom reads: a property name is serialized as a string
 // ending `NAME";`, public or not, so a command without any of them is not
 // worth reading.
-func namesAHint(command string) bool {
-	return strings.Contains(command, `isolated";`) || strings.Contains(command, `maxMemory";`) ||
-		strings.Contains(command, `cpu";`)
+func namesAHint(contains func(string) bool) bool {
+	return contains(`isolated";`) || contains(`maxMemory";`) || contains(`cpu";`)
 }
 
 // hintsFrom reads the hints a serialized command carries. Laravel 10+

@@ -18,7 +18,7 @@ type Payload struct {
 	DisplayName   string
 	Job           string // "Illuminate\\Queue\\CallQueuedHandler@call" for object jobs
 	CommandName   string // data.commandName
-	Command       string // data.command: serialized (starts "O:") or encrypted
+	command       []byte // data.command as it stands in the JSON: see Command
 	MaxTries      *int
 	MaxExceptions *int
 	FailOnTimeout bool
@@ -151,11 +151,44 @@ func (w *wire) payload() (*Payload, error) {
 			case "commandName":
 				p.CommandName, _ = unquote(value)
 			case "command":
-				p.Command, _ = unquote(value)
+				if len(value) > 0 && value[0] == '"' {
+					p.command = value
+				}
 			}
 		})
 	}
 	return p, nil
+}
+
+// Command is data.command: the serialized job (it starts "O:") or an
+// encrypted one; "" when absent. It is unquoted on each call: most jobs
+// never need it.
+func (p *Payload) Command() string {
+	s, _ := unquote(p.command)
+	return s
+}
+
+// CommandMayContain reports whether Command() may contain s; false is
+// certain, so the command need not be unquoted to rule s out. s is made
+// of printable ASCII other than '/' (which JSON may write as "\/").
+func (p *Payload) CommandMayContain(s string) bool {
+	if bytes.Contains(p.command, []byte(`\u`)) {
+		return true // any character may be written \uXXXX
+	}
+	// Otherwise each character of s is written one way: '"' and '\'
+	// escaped, the rest as is.
+	var esc []byte
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e || c == '/':
+			return true
+		case c == '"' || c == '\\':
+			esc = append(esc, '\\', c)
+		default:
+			esc = append(esc, c)
+		}
+	}
+	return bytes.Contains(p.command, esc)
 }
 
 // strField reads a string member; absent or null is "".

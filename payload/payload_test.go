@@ -110,7 +110,43 @@ func FuzzParse(f *testing.F) {
 		if p.UUID == "" || p.Job == "" {
 			t.Fatalf("accepted a payload without uuid or job: %q", raw)
 		}
+		for _, s := range mayContainProbes {
+			if strings.Contains(p.Command(), s) && !p.CommandMayContain(s) {
+				t.Fatalf("the command of %q contains %q, but CommandMayContain says it cannot", raw, s)
+			}
+		}
 	})
+}
+
+var mayContainProbes = []string{`isolated";`, `cpu";`, `"`, `\`, `a"b\c`, `O:`, `s:3:"cpu";i:2;`}
+
+// CommandMayContain rules a string out only when the command cannot hold
+// it, however the JSON writes its characters.
+func TestCommandMayContain(t *testing.T) {
+	for _, c := range []struct {
+		command string // data.command as JSON
+		s       string
+		may     bool
+	}{
+		{`"O:8:\"App\\Job\":1:{s:3:\"cpu\";i:2;}"`, `cpu";`, true},
+		{`"O:8:\"App\\Job\":1:{s:3:\"cpu\";i:2;}"`, `isolated";`, false},
+		{`"O:8:\"App\\Job\":1:{s:3:\"cp\u0075\";i:2;}"`, `cpu";`, true}, // \u: cannot tell
+		{`"O:8:\"App\\Job\":1:{s:3:\"cpu\";i:2;}"`, `\Job"`, true},
+		{`"plain"`, `a/b`, true}, // '/' may be written \/: cannot tell
+		{`"plain"`, `lain`, true},
+		{`"plain"`, `plain"`, false}, // the closing quote is not the command's
+	} {
+		p, err := Parse([]byte(`{"uuid":"u","job":"j","data":{"command":` + c.command + `},"attempts":0}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.CommandMayContain(c.s); got != c.may {
+			t.Errorf("command %s: CommandMayContain(%q) = %v, want %v", c.command, c.s, got, c.may)
+		}
+		if strings.Contains(p.Command(), c.s) && !c.may {
+			t.Errorf("command %s holds %q: the case is wrong", c.command, c.s)
+		}
+	}
 }
 
 func BenchmarkParse(b *testing.B) {
