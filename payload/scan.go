@@ -134,6 +134,9 @@ func array(b []byte, i, depth int) (int, error) {
 // bytes are valid UTF-8 already (Parse checks).
 func str(b []byte, i int) (int, error) {
 	for i++; i < len(b); i++ {
+		if plain[b[i]] {
+			continue
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1, nil
@@ -158,6 +161,15 @@ func str(b []byte, i int) (int, error) {
 	}
 	return 0, syntaxAt(b, i, "the end of a string")
 }
+
+// plain marks the bytes a string holds as they are: all but '"', '\\' and
+// control characters.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // number scans -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 func number(b []byte, i int) (int, error) {
