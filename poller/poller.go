@@ -484,31 +484,33 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	case protocol.Keep:
 		// Leave it reserved: it comes back after retry_after, as under Laravel.
 	}
-	attrs := []any{
-		"queue", r.queue.Name,
-		"job_uuid", r.p.UUID,
-		"job_name", r.p.Name(),
-		"attempt", r.p.Attempts + 1,
-		"outcome", o.Result,
-		"duration", o.Duration.Round(time.Microsecond),
-	}
+	// Attrs, not key-value pairs: one line per job, without boxing.
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
+		slog.String("queue", r.queue.Name),
+		slog.String("job_uuid", r.p.UUID),
+		slog.String("job_name", r.p.Name()),
+		slog.Int("attempt", r.p.Attempts+1),
+		slog.String("outcome", o.Result),
+		slog.Duration("duration", o.Duration.Round(time.Microsecond)),
+	)
 	if o.Strategy != "" {
-		attrs = append(attrs, "strategy", o.Strategy)
+		attrs = append(attrs, slog.String("strategy", o.Strategy))
 	}
 	if o.Scope != "" {
-		attrs = append(attrs, "scope", o.Scope)
+		attrs = append(attrs, slog.String("scope", o.Scope))
 	}
 	if o.Memory > 0 {
-		attrs = append(attrs, "peak_memory", o.Memory)
+		attrs = append(attrs, slog.Uint64("peak_memory", o.Memory))
 	}
 	if o.CPU > 0 {
-		attrs = append(attrs, "cpu", o.CPU)
+		attrs = append(attrs, slog.Duration("cpu", o.CPU))
 	}
 	if o.Kind == protocol.Release {
-		attrs = append(attrs, "release_in", time.Duration(o.ReleaseAt-p.cfg.Now().Unix())*time.Second)
+		attrs = append(attrs, slog.Duration("release_in", time.Duration(o.ReleaseAt-p.cfg.Now().Unix())*time.Second))
 	}
 	if o.Reason != "" {
-		attrs = append(attrs, "error", o.Reason)
+		attrs = append(attrs, slog.String("error", o.Reason))
 	}
 	if p.cfg.Observe != nil {
 		p.cfg.Observe(r.queue.Name, r.p.Name(), o.Result, o.Duration)
@@ -528,7 +530,7 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	if o.Failed || o.Result == "timeout" || o.Result == "crashed" || o.Result == "oom" {
 		level = slog.LevelWarn
 	}
-	p.log.Log(context.Background(), level, "job "+o.Result, attrs...)
+	p.log.LogAttrs(context.Background(), level, "job "+o.Result, attrs...)
 }
 
 // flush sends the queued acknowledgements in one round trip.
