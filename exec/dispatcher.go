@@ -217,7 +217,7 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 		return fmt.Errorf("handshake with poller: it speaks protocol version %d, this dispatcher %d", h.Version, protocol.Version)
 	}
 
-	outcomes := make(chan protocol.Outcome, 1024)
+	outcomes := make(chan protocol.Message, 1024) // Started and Outcome, in order
 	stopWriter := make(chan struct{})
 	writerDone := make(chan struct{})
 	go func() {
@@ -241,10 +241,11 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 			break
 		}
 		j.Payload = append([]byte(nil), j.Payload...) // Recv reuses its buffer
+		id := j.ID
 		t := &task{job: j, reply: func(o protocol.Outcome) {
 			outcomes <- o
 			running.Done()
-		}}
+		}, started: func() { outcomes <- protocol.Started{ID: id} }}
 		if p, err := payload.Parse(j.Payload); err == nil {
 			t.p = p
 		}
@@ -265,11 +266,12 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 	return readErr
 }
 
-// write sends outcomes and capacity changes, batching what is ready.
+// write sends outcomes (and the starts before them) and capacity changes,
+// batching what is ready.
 // poolStateEvery is how often the poller hears of the pool's workers.
 const poolStateEvery = 2 * time.Second
 
-func (d *Dispatcher) write(conn *protocol.Conn, outcomes <-chan protocol.Outcome, stop <-chan struct{}) {
+func (d *Dispatcher) write(conn *protocol.Conn, outcomes <-chan protocol.Message, stop <-chan struct{}) {
 	var (
 		batch  []protocol.Message
 		broken bool

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,13 +29,16 @@ type harness struct {
 	logs     *testenv.Logs
 	outcomes chan protocol.Outcome
 	nextID   uint64
+
+	mu      sync.Mutex
+	started map[uint64]bool // jobs the dispatcher said it handed to PHP
 }
 
 func newHarness(t *testing.T, workers int, configure func(*Config)) *harness {
 	t.Helper()
 	r := testenv.StartRedis(t)
 	app := testenv.NewApp(t, r)
-	h := &harness{t: t, app: app, logs: testenv.NewLogs(), outcomes: make(chan protocol.Outcome, 100)}
+	h := &harness{t: t, app: app, logs: testenv.NewLogs(), outcomes: make(chan protocol.Outcome, 100), started: map[uint64]bool{}}
 	cfg := Config{AppPath: app.Path, Env: app.Env, Workers: workers, Tries: 1, Timeout: time.Minute}
 	if configure != nil {
 		configure(&cfg)
@@ -60,8 +64,13 @@ func newHarness(t *testing.T, workers int, configure func(*Config)) *harness {
 				close(h.outcomes)
 				return
 			}
-			if o, ok := m.(protocol.Outcome); ok {
-				h.outcomes <- o
+			switch m := m.(type) {
+			case protocol.Started:
+				h.mu.Lock()
+				h.started[m.ID] = true
+				h.mu.Unlock()
+			case protocol.Outcome:
+				h.outcomes <- m
 			}
 		}
 	}()
@@ -107,6 +116,22 @@ func (h *harness) run(payload string) protocol.Outcome {
 		h.t.Fatalf("no outcome within 60s; log:\n%s", h.logs.String())
 	}
 	return protocol.Outcome{}
+}
+
+// Every job is said to be started before it goes to PHP, and so before its
+// outcome: a poller that loses the dispatcher returns only the others.
+func TestStartedBeforeOutcome(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, nil)
+	for _, p := range h.dispatch("noop", "--count=3") {
+		o := h.run(p)
+		h.mu.Lock()
+		started := h.started[o.ID]
+		h.mu.Unlock()
+		if !started {
+			t.Errorf("outcome %+v came without its job's start", o)
+		}
+	}
 }
 
 func TestRecycleAfterMaxJobs(t *testing.T) {

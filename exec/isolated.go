@@ -96,6 +96,7 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 
 	cfg := i.cfg.get()
 	timeout, deadline := t.deadline(s, cfg.Timeout)
+	t.start()
 	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, i.hardStop)
 	stats, err := g.Stats()
 	if err != nil {

@@ -17,9 +17,17 @@ import (
 
 // task is one job to run and where its outcome goes.
 type task struct {
-	job   protocol.Job     // Payload owned by the task
-	p     *payload.Payload // nil if the payload could not be read
-	reply func(protocol.Outcome)
+	job     protocol.Job     // Payload owned by the task
+	p       *payload.Payload // nil if the payload could not be read
+	reply   func(protocol.Outcome)
+	started func() // told just before the job goes to PHP; may be nil
+}
+
+// start tells that t is about to be handed to PHP: from now on it may run.
+func (t *task) start() {
+	if t.started != nil {
+		t.started()
+	}
 }
 
 func (t *task) name() string {
@@ -554,6 +562,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		for _, x := range inflight[min(1, len(inflight)):] {
 			ahead += x.size
 		}
+		t.start()
 		n, err := w.send(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, ahead)
 		if err != nil {
 			w.kill() // the answer loop sees it gone

@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -135,8 +136,10 @@ type queueState struct {
 type running struct {
 	queue    *queueState
 	reserved string // the reserved copy: the member of the reserved set
+	original string // the payload as it was on the queue
 	p        *payload.Payload
-	started  time.Time
+	started  time.Time // reserved at
+	handed   bool      // the dispatcher handed it to PHP: it may have run
 }
 
 // New returns a Poller.
@@ -441,10 +444,53 @@ func (p *Poller) connLost(err error, stopping bool) error {
 	if errors.Is(err, io.EOF) {
 		err = ErrDispatcherGone
 	}
+	p.returnUnhanded()
 	if n := len(p.inflight); n > 0 {
 		p.log.Warn("dispatcher connection lost with jobs running; their reservations expire after retry_after", "running", n)
 	}
 	return fmt.Errorf("dispatcher connection: %w", err)
+}
+
+// returnUnhanded puts the jobs the lost dispatcher never handed to PHP
+// back at the head of their queues, as they were before they were
+// reserved: they did not run, so no attempt is counted (left to expire,
+// each would come back after retry_after with one more attempt, and a job
+// allowed one try would fail without having run). One round trip; if
+// Redis does not take it, they expire as the others do.
+func (p *Poller) returnUnhanded() {
+	var ids []uint64
+	for id, r := range p.inflight {
+		if !r.handed {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	if !p.downSince.IsZero() {
+		p.log.Warn("could not return the jobs the dispatcher had not started: Redis is unreachable; they run again after retry_after", "jobs", len(ids))
+		return
+	}
+	// Latest reserved first: each goes to the head, so they end in the
+	// order they were reserved.
+	slices.Sort(ids)
+	slices.Reverse(ids)
+	ctx := context.Background()
+	pipe := p.cfg.Redis.Pipeline()
+	for _, id := range ids {
+		r := p.inflight[id]
+		k := r.queue.keys
+		returnScript.EvalSha(ctx, pipe, []string{k.reserved, k.queue, k.notify}, r.reserved, r.original)
+	}
+	if err := p.exec(ctx, pipe); err != nil {
+		p.log.Warn("could not return the jobs the dispatcher had not started; they run again after retry_after", "jobs", len(ids), "error", err)
+		return
+	}
+	for _, id := range ids {
+		p.inflight[id].queue.running--
+		delete(p.inflight, id)
+	}
+	p.log.Info("dispatcher lost: returned the jobs it had not started to their queues", "jobs", len(ids))
 }
 
 // handle applies one message from the dispatcher. It reports whether there
@@ -455,6 +501,11 @@ func (p *Poller) handle(m protocol.Message) bool {
 		grew := int(m.Capacity) > p.capacity
 		p.capacity = int(m.Capacity)
 		return grew
+	case protocol.Started:
+		if r, ok := p.inflight[m.ID]; ok {
+			r.handed = true
+		}
+		return false
 	case protocol.Outcome:
 		r, ok := p.inflight[m.ID]
 		if !ok {
@@ -667,7 +718,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 		}
 		for _, j := range jobs {
 			p.nextID++
-			p.inflight[p.nextID] = j.running
+			p.inflight[p.nextID] = j
 			j.queue.running++
 			batch = append(batch, protocol.Job{ID: p.nextID, Queue: j.queue.Name, Payload: []byte(j.original)})
 			free--
@@ -706,7 +757,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 		}
 		for _, j := range jobs {
 			p.nextID++
-			p.inflight[p.nextID] = j.running
+			p.inflight[p.nextID] = j
 			j.queue.running++
 			batch = append(batch, protocol.Job{ID: p.nextID, Queue: q.Name, Payload: []byte(j.original)})
 			free--
@@ -721,17 +772,10 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 	return sent, more, next, nil
 }
 
-// reservedJob is a job just reserved: its bookkeeping and the original
-// payload to hand on.
-type reservedJob struct {
-	*running
-	original string
-}
-
 // reserveFrom runs the reserve script on one queue. It returns the jobs to
 // run, how many entries it took off the queue (quarantined ones too) and
 // when the next delayed job falls due.
-func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*reservedJob, int, time.Time, error) {
+func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*running, int, time.Time, error) {
 	now := p.cfg.Now()
 	expiry := now.Add(q.RetryAfter).Unix()
 	k := q.keys
@@ -776,9 +820,9 @@ func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*rese
 
 // reservedJobs turns reserved (original, reserved copy) pairs into jobs to
 // run; one whose payload does not parse is quarantined.
-func (p *Poller) reservedJobs(ctx context.Context, q *queueState, pairs []any, now time.Time) []*reservedJob {
+func (p *Poller) reservedJobs(ctx context.Context, q *queueState, pairs []any, now time.Time) []*running {
 	k := q.keys
-	jobs := make([]*reservedJob, 0, len(pairs)/2)
+	jobs := make([]*running, 0, len(pairs)/2)
 	for i := 0; i+1 < len(pairs); i += 2 {
 		orig, _ := pairs[i].(string)
 		copy, _ := pairs[i+1].(string)
@@ -790,10 +834,7 @@ func (p *Poller) reservedJobs(ctx context.Context, q *queueState, pairs []any, n
 			}
 			continue
 		}
-		jobs = append(jobs, &reservedJob{
-			running:  &running{queue: q, reserved: copy, p: pl, started: now},
-			original: orig,
-		})
+		jobs = append(jobs, &running{queue: q, reserved: copy, original: orig, p: pl, started: now})
 	}
 	return jobs
 }
@@ -810,7 +851,7 @@ type lostReply struct {
 // the last one of this poller, its receipt names them: they run now instead
 // of waiting out retry_after. Nothing else is sent while Redis is away, so
 // at most one reserve is ever in doubt.
-func (p *Poller) recover(ctx context.Context) ([]*reservedJob, error) {
+func (p *Poller) recover(ctx context.Context) ([]*running, error) {
 	// While Redis is away, one try a second at most, acknowledgements and
 	// reserves alike: each may wait out a timeout, and the loop must stay
 	// free to answer kqueue status in between.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,9 +16,10 @@ import (
 
 // peer is the dispatcher's end of a connection, driven by the test.
 type peer struct {
-	t    *testing.T
-	conn *protocol.Conn
-	jobs chan protocol.Job
+	t       *testing.T
+	conn    *protocol.Conn
+	jobs    chan protocol.Job
+	stopped chan struct{} // closed when the poller's Run has returned
 }
 
 // startPoller runs a poller against a test-driven dispatcher end with the
@@ -28,9 +30,11 @@ func startPoller(t *testing.T, rdb *redis.Client, capacity int, cfg Config) *pee
 	cfg.Redis, cfg.Prefix = rdb, "p_"
 	p := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, protocol.NewConn(a)) }()
-	d := &peer{t: t, conn: protocol.NewConn(b), jobs: make(chan protocol.Job, 100)}
+	d := &peer{t: t, conn: protocol.NewConn(b), jobs: make(chan protocol.Job, 100), stopped: make(chan struct{})}
+	go func() {
+		defer close(d.stopped)
+		p.Run(ctx, protocol.NewConn(a))
+	}()
 	if m, err := d.conn.Recv(); err != nil {
 		t.Fatal(err)
 	} else if _, ok := m.(protocol.Hello); !ok {
@@ -52,7 +56,7 @@ func startPoller(t *testing.T, rdb *redis.Client, capacity int, cfg Config) *pee
 	t.Cleanup(func() {
 		cancel()
 		d.conn.Close()
-		<-done
+		<-d.stopped
 	})
 	return d
 }
@@ -77,6 +81,41 @@ func (d *peer) none(within time.Duration) {
 	case j := <-d.jobs:
 		d.t.Fatalf("got job %d from %s, want none", j.ID, j.Queue)
 	case <-time.After(within):
+	}
+}
+
+// A dispatcher lost with jobs it never handed to PHP: those go back to the
+// head of their queue as they were (attempts not counted), in the order
+// they were reserved; the ones it had handed on stay reserved, to expire
+// as under Laravel.
+func TestLostDispatcherReturnsUnstartedJobs(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	push(r.Client, "default", 5)
+	queued := r.Client.LRange(ctx, k.queue, 0, -1).Val()
+	d := startPoller(t, r.Client, 5, Config{Queues: []Queue{{Name: "default"}}})
+	var jobs []protocol.Job
+	for range 5 {
+		jobs = append(jobs, d.next(10*time.Second))
+	}
+	d.conn.SendBatch([]protocol.Message{protocol.Started{ID: jobs[0].ID}, protocol.Started{ID: jobs[2].ID}})
+	d.conn.Close() // the dispatcher dies
+	select {
+	case <-d.stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poller did not notice the dispatcher was gone")
+	}
+	back := r.Client.LRange(ctx, k.queue, 0, -1).Val()
+	if want := []string{queued[1], queued[3], queued[4]}; !slices.Equal(back, want) {
+		t.Errorf("back in the queue:\n%q\nwant, as they were:\n%q", back, want)
+	}
+	if n := r.Client.ZCard(ctx, k.reserved).Val(); n != 2 {
+		t.Errorf("%d still reserved, want the 2 handed to PHP", n)
+	}
+	if n := r.Client.LLen(ctx, k.notify).Val(); n != 3 {
+		t.Errorf("%d notify tokens, want one per returned job", n)
 	}
 }
 

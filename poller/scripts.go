@@ -98,6 +98,22 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 `)
 
+// returnScript puts a reserved job that never started back at the head of
+// its queue as it was before it was reserved (attempts not counted), with
+// a notify token, as if it had not been popped; only while the reservation
+// is still there (one that expired may be running elsewhere).
+//
+//	KEYS[1] reserved  KEYS[2] queue  KEYS[3] notify
+//	ARGV[1] reserved copy  ARGV[2] original payload
+//
+// Returns 1 when returned, 0 when the reservation was gone.
+var returnScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('RPUSH', KEYS[3], 1)
+return 1
+`)
+
 // quarantineScript moves a reserved job whose payload kqueue cannot run
 // (valid JSON, but not a Laravel payload) out of the reserved set and onto
 // the quarantine list, as it was before it was reserved.
@@ -112,4 +128,4 @@ redis.call('RPUSH', KEYS[2], ARGV[2])
 return 1
 `)
 
-var allScripts = []*redis.Script{reserveScript, releaseScript, quarantineScript}
+var allScripts = []*redis.Script{reserveScript, releaseScript, quarantineScript, returnScript}

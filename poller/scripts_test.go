@@ -140,7 +140,7 @@ func TestAcksAcrossQueues(t *testing.T) {
 	if err := p.loadScripts(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var jobs []*reservedJob
+	var jobs []*running
 	for i := range p.queues {
 		got, _, _, err := p.reserveFrom(ctx, &p.queues[i], 10)
 		if err != nil {

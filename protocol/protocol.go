@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the protocol version; a peer with another version is refused.
-const Version = 3
+const Version = 4
 
 // MaxFrame bounds a frame's size (a Laravel payload may be tens of MB).
 const MaxFrame = 128 << 20
@@ -33,6 +33,7 @@ const (
 	TypeJob      byte = 4
 	TypeOutcome  byte = 5
 	TypePool     byte = 6
+	TypeStarted  byte = 7
 )
 
 // ErrMalformed is wrapped by every decoding error.
@@ -67,6 +68,14 @@ type Job struct {
 	ID      uint64 // the poller's handle for this reservation
 	Queue   string // bare queue name, as Laravel names it
 	Payload []byte // the original payload, byte for byte
+}
+
+// Started says a job has been handed to PHP (dispatcher → poller, before
+// its Outcome). A job the dispatcher took but never started can go back to
+// its queue as it was when the dispatcher is lost; one it started may
+// have run.
+type Started struct {
+	ID uint64
 }
 
 // Kind is what the poller must do with a job's reservation.
@@ -141,6 +150,7 @@ func (Capacity) Type() byte { return TypeCapacity }
 func (Job) Type() byte      { return TypeJob }
 func (Outcome) Type() byte  { return TypeOutcome }
 func (Pool) Type() byte     { return TypePool }
+func (Started) Type() byte  { return TypeStarted }
 
 func (m Hello) AppendBody(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.Version)
@@ -179,6 +189,10 @@ func (m Outcome) AppendBody(b []byte) []byte {
 	b = appendString(b, m.Strategy)
 	b = appendString(b, m.Scope)
 	return binary.AppendVarint(b, int64(m.CPU))
+}
+
+func (m Started) AppendBody(b []byte) []byte {
+	return binary.AppendUvarint(b, m.ID)
 }
 
 func (m Pool) AppendBody(b []byte) []byte {
@@ -233,6 +247,8 @@ func Decode(frame []byte) (Message, error) {
 			d.err = fmt.Errorf("unknown outcome kind %d", o.Kind)
 		}
 		m = o
+	case TypeStarted:
+		m = Started{ID: d.uvarint()}
 	case TypePool:
 		var p Pool
 		for n := d.count(); n > 0 && d.err == nil; n-- {

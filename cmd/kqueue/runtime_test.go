@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -470,4 +471,57 @@ func TestHostileInput(t *testing.T) {
 	if n := queueSize(t, r.Client, "default"); n != 0 {
 		t.Errorf("%d entries left in the queue", n)
 	}
+}
+
+// TestKilledDispatcherReturnsUnstartedJobs: `kqueue dispatcher` killed
+// (SIGKILL) in the middle of a run of no-op jobs, with many more of them
+// prefetched than its workers had in hand. The poller puts every job the
+// dispatcher had not handed to PHP back on the queue as it was, so with one
+// try allowed (the default) none of those fails: only the jobs PHP had —
+// one running and up to 15 handed ahead, per worker — may, after
+// retry_after, as a job whose worker died does under queue:work.
+func TestKilledDispatcherReturnsUnstartedJobs(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	app.Env["LOG_CHANNEL"] = "null"
+	const jobs = 20000
+	app.Artisan(t, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
+	cfg := app.Config(t, 2, "[[queue]]\nname = \"default\"\nretry_after = 3\n")
+	bin := filepath.Join(t.TempDir(), "kqueue")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var dlogs testenv.SyncBuffer
+	dispatcher := func() *exec.Cmd {
+		cmd := exec.Command(bin, "dispatcher", "--config", cfg)
+		cmd.Stdout, cmd.Stderr = &dlogs, &dlogs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	first := dispatcher()
+	wait := background(t, ctx, "poller", "--config", cfg)
+	q := testenv.Prefix + "queues:default"
+	waitFor(t, 60*time.Second, "a quarter of the jobs to run", func() bool { return r.Client.LLen(ctx, q).Val() <= jobs*3/4 })
+	first.Process.Kill()
+	first.Wait()
+
+	second := dispatcher()
+	defer func() { second.Process.Kill(); second.Wait() }()
+	waitFor(t, 90*time.Second, "every job to run or fail", func() bool { return queueSize(t, r.Client, "default") == 0 })
+	cancel()
+	logs, _ := wait()
+	if !strings.Contains(logs, "returned the jobs it had not started") {
+		t.Errorf("the poller did not say it returned jobs:\n%s", logs)
+	}
+	const inHand = 2 * (1 + 15)
+	failed := len(app.Sqlite(t, "SELECT id FROM failed_jobs"))
+	if failed > inHand {
+		t.Errorf("%d jobs failed, more than the %d PHP may have had in hand when the dispatcher was killed", failed, inHand)
+	}
+	t.Logf("%d jobs failed (PHP had them when the dispatcher was killed)", failed)
 }
