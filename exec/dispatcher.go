@@ -297,7 +297,8 @@ func (d *Dispatcher) write(conn *protocol.Conn, outcomes <-chan protocol.Message
 		case <-tick.C:
 			batch = append(batch, d.pool.state())
 		case <-d.capSig:
-			batch = append(batch, protocol.Capacity{Capacity: uint64(d.pool.capacity())})
+			// The workers changed too: kqueue status shows them at once.
+			batch = append(batch, protocol.Capacity{Capacity: uint64(d.pool.capacity())}, d.pool.state())
 		case <-stop:
 			for {
 				select {
