@@ -1,9 +1,16 @@
 package exec
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"os"
+	osexec "os/exec"
 	"testing"
+
+	"github.com/kqueue/kqueue/exec/php"
+	"github.com/kqueue/kqueue/internal/testenv"
 )
 
 // A request's header decodes to the request, whichever way it was written;
@@ -26,5 +33,52 @@ func TestRequestHeader(t *testing.T) {
 		if want, _ := json.Marshal(req); plainJSON(req.Queue) && !bytes.Equal(hdr, want) {
 			t.Errorf("header %s, encoding/json writes %s", hdr, want)
 		}
+	}
+}
+
+// A job that simply succeeds is answered with exactly doneOK, which the
+// daemon recognises without decoding it: worker.php writes that answer as a
+// constant, so the two must not drift apart. (Were they to, every job would
+// still work, through encoding/json, only slower.)
+func TestPlainSuccessIsDoneOK(t *testing.T) {
+	app := testenv.NewApp(t, testenv.StartRedis(t))
+	app.Artisan(t, "kq:dispatch", "noop")
+	payload := app.Redis.Client.LPop(context.Background(), testenv.Prefix+"queues:default").Val()
+	script, err := php.Install(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqR, reqW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resR, resW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{AppPath: app.Path, Env: app.Env, Tries: 1}
+	cmd := osexec.Command("php", script)
+	cmd.Dir, cmd.Env, cmd.Stderr = app.Path, cfg.env(), os.Stderr
+	cmd.ExtraFiles = []*os.File{reqR, resW} // fd 3, fd 4
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reqR.Close()
+	resW.Close()
+	defer resR.Close()
+
+	req := append(request{Op: "run", Queue: "default", Len: len(payload)}.appendHeader(nil), '\n')
+	if _, err := reqW.Write(append(req, payload...)); err != nil {
+		t.Fatal(err)
+	}
+	reqW.Close() // EOF: the worker ends after this job
+	br := bufio.NewReader(resR)
+	ready, _ := br.ReadBytes('\n')
+	answer, _ := br.ReadBytes('\n')
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("worker.php: %v (ready: %s)", err, ready)
+	}
+	if !bytes.Equal(answer, doneOK) {
+		t.Errorf("a no-op job is answered\n%s, want doneOK\n%s", answer, doneOK)
 	}
 }

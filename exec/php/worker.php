@@ -30,10 +30,16 @@ use Throwable;
 
 final class Server
 {
+    // The answer of a job that deleted itself without an error, as
+    // result() would encode it: the daemon recognises it byte for byte
+    // (exec/worker.go doneOK), and it is written without building it.
+    private const DONE_OK = '{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}'."\n";
+
     private $in;
     private $out;
     private $app;
     private $worker;
+    private $resetScope; // the worker's, called before every job as queue:work does
     private $options;
     private $cache;
     private $connection;
@@ -68,6 +74,9 @@ final class Server
         });
 
         $this->worker = $app->make('queue.worker');
+        $this->resetScope = (function () {
+            return $this->resetScope ?? null;
+        })->call($this->worker);
         if ($app->bound('cache')) {
             $this->cache = $app['cache']->driver();
             $this->worker->setCache($this->cache);
@@ -118,7 +127,7 @@ final class Server
             }
             switch ($req['op'] ?? '') {
                 case 'run':
-                    $this->send($this->run($req, $body));
+                    $this->write($this->run($req, $body));
                     break;
                 case 'fail':
                     $this->send($this->failOutside($req, $body));
@@ -142,27 +151,31 @@ final class Server
         }
     }
 
-    // run runs one job through Laravel's Worker::process.
-    private function run(array $req, string $body): array
+    // run runs one job through Laravel's Worker::process and returns its
+    // answer line.
+    private function run(array $req, string $body): string
     {
         $job = new Job($this->app, $body, $this->connection, $req['queue']);
         $error = null;
-        $this->callWorker('resetScope');
+        $this->resetScope();
         try {
             if ($missing = $this->missingClass($job)) {
                 // Laravel would fail it too, later and with an obscure error.
                 $job->fail($error = new UnknownJobClassException(sprintf(
                     'job class %s does not exist in the Laravel app at %s: the payload names it in data.commandName; deploy the class or delete the job',
                     $missing, $this->app->basePath())));
-                return $this->result($job, $error);
+                return $this->encode($this->result($job, $error));
             }
             $this->worker->process($this->connection, $job, $this->options);
         } catch (Throwable $e) {
             $error = $e;
             $this->app[ExceptionHandler::class]->report($e);
         }
+        if ($error === null && $job->isDeleted() && ! $job->isReleased() && ! $job->hasFailed()) {
+            return self::DONE_OK;
+        }
 
-        return $this->result($job, $error);
+        return $this->encode($this->result($job, $error));
     }
 
     // failOutside applies Laravel's timeout rules (Worker's SIGALRM handler)
@@ -187,7 +200,7 @@ final class Server
         } else {
             $e = new JobCrashedException($reason);
         }
-        $this->callWorker('resetScope');
+        $this->resetScope();
         try {
             $this->callWorker('markJobAsFailedIfWillExceedMaxAttempts', $this->connection, $job, (int) $this->options->maxTries, $e);
             if (! $job->hasFailed()) {
@@ -302,7 +315,7 @@ final class Server
 
     // result is a job's answer. Keep the keys in this order: the daemon
     // recognises the answer of a job that simply succeeded byte for byte
-    // (exec/worker.go doneOK) before it decodes any JSON.
+    // (exec/worker.go doneOK, DONE_OK here) before it decodes any JSON.
     private function result(Job $job, ?Throwable $e): array
     {
         return [
@@ -315,18 +328,19 @@ final class Server
         ];
     }
 
+    // resetScope runs Laravel's own reset between jobs (the log context,
+    // scoped instances, resolved facades), as Worker::daemon does.
+    private function resetScope(): void
+    {
+        if ($this->resetScope !== null) {
+            ($this->resetScope)();
+        }
+    }
+
     // callWorker calls one of Worker's protected methods, so the rules are
     // Laravel's own code in every version.
     private function callWorker(string $method, ...$args)
     {
-        if ($method === 'resetScope') {
-            return (function () {
-                if (isset($this->resetScope)) {
-                    ($this->resetScope)();
-                }
-            })->call($this->worker);
-        }
-
         return (function () use ($method, $args) {
             return $this->{$method}(...$args);
         })->call($this->worker);
@@ -391,7 +405,16 @@ final class Server
 
     public function send(array $msg): void
     {
-        $line = json_encode($msg, JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE)."\n";
+        $this->write($this->encode($msg));
+    }
+
+    private function encode(array $msg): string
+    {
+        return json_encode($msg, JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE)."\n";
+    }
+
+    private function write(string $line): void
+    {
         for ($written = 0; $written < strlen($line); $written += $n) {
             $n = fwrite($this->out, substr($line, $written));
             if ($n === false || $n === 0) {
