@@ -54,11 +54,14 @@ func BenchmarkNoopThroughput(b *testing.B) {
 				})
 			})
 		})
-		b.Run(fmt.Sprintf("runner=php-ceiling/php=%d", workers), func(b *testing.B) {
-			measure(b, app, fmt.Sprintf("throughput/php-ceiling/%d", workers), func(ctx context.Context) error {
-				return ceiling(ctx, app, workers)
+		for _, mode := range []string{"process", "loop"} {
+			name := map[string]string{"process": "php-ceiling", "loop": "php-loop"}[mode]
+			b.Run(fmt.Sprintf("runner=%s/php=%d", name, workers), func(b *testing.B) {
+				measure(b, app, fmt.Sprintf("throughput/%s/%d", name, workers), func(ctx context.Context) error {
+					return ceiling(ctx, app, workers, mode)
+				})
 			})
-		})
+		}
 		b.Run(fmt.Sprintf("runner=kqueue/php=%d", workers), func(b *testing.B) {
 			cfg := app.Config(b, workers, "")
 			measure(b, app, fmt.Sprintf("throughput/kqueue/%d", workers), func(ctx context.Context) error {
@@ -73,15 +76,17 @@ func BenchmarkNoopThroughput(b *testing.B) {
 }
 
 // ceiling runs the jobs on the queue through Worker::process in workers
-// PHP processes at once, each its share, with no queue I/O (ceiling.php).
+// PHP processes at once, each its share, with no queue I/O (ceiling.php;
+// mode "process" is the bare Worker::process, "loop" queue:work's loop
+// without its Redis round trips).
 // Like the runners it is timed from process start (PHP and Laravel boot
 // included) to the last job done; reading the payloads first costs it a few
 // milliseconds.
-func ceiling(ctx context.Context, app *testenv.App, workers int) error {
+func ceiling(ctx context.Context, app *testenv.App, workers int, mode string) error {
 	share := jobs / workers
 	err := together(workers, func(i int) error {
 		cmd := exec.CommandContext(ctx, "php", filepath.Join(testenv.Root(), "bench", "ceiling.php"), app.Path,
-			filepath.Join(testenv.Root(), "exec", "php", "job.php"), strconv.Itoa(i*share), strconv.Itoa(share))
+			filepath.Join(testenv.Root(), "exec", "php", "job.php"), strconv.Itoa(i*share), strconv.Itoa(share), mode)
 		cmd.Env = app.Environ()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("ceiling.php: %v: %s", err, out)

@@ -115,6 +115,14 @@ func report() string {
 		qw, kq, ce := "throughput/queue:work/"+w, "throughput/kqueue/"+w, "throughput/php-ceiling/"+w
 		p("| %s | %s | %s | %s | %s | %s |\n", w, n(qw), n(kq), n(ce), ratio(kq, qw), pct(kq, ce))
 	}
+	p("\nThe ceiling is `Worker::process` alone, on kqueue's job class (it decodes the payload once). " +
+		"`queue:work`'s own loop without its Redis round trips — Laravel's `resetScope` before each job, " +
+		"its `RedisJob` — for comparison:\n\n")
+	p("| PHP processes | `queue:work`'s loop, no queue I/O | kqueue / that loop |\n|---|---|---|\n")
+	for _, w := range []string{"1", "2"} {
+		kq, lo := "throughput/kqueue/"+w, "throughput/php-loop/"+w
+		p("| %s | %s | %s |\n", w, n(lo), pct(kq, lo))
+	}
 
 	ms := func(name string) string {
 		v, _ := med(name)
