@@ -217,7 +217,7 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 		return fmt.Errorf("handshake with poller: it speaks protocol version %d, this dispatcher %d", h.Version, protocol.Version)
 	}
 
-	outcomes := make(chan protocol.Message, 1024) // Started and Outcome, in order
+	outcomes := make(chan protocol.Message, 1024)
 	stopWriter := make(chan struct{})
 	writerDone := make(chan struct{})
 	go func() {
@@ -245,7 +245,13 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 		t := &task{job: j, reply: func(o protocol.Outcome) {
 			outcomes <- o
 			running.Done()
-		}, started: func() { outcomes <- protocol.Started{ID: id} }}
+		}, started: func() {
+			// Sent, not queued for the writer: the poller must know a
+			// job may have run before PHP can have it, or a dispatcher
+			// killed in between leaves it to be returned and run twice.
+			// A send that fails shows in the writer's log.
+			_ = conn.Send(protocol.Started{ID: id})
+		}}
 		if p, err := payload.Parse(j.Payload); err == nil {
 			t.p = p
 		}
@@ -266,11 +272,10 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 	return readErr
 }
 
-// write sends outcomes (and the starts before them) and capacity changes,
-// batching what is ready.
 // poolStateEvery is how often the poller hears of the pool's workers.
 const poolStateEvery = 2 * time.Second
 
+// write sends outcomes and capacity changes, batching what is ready.
 func (d *Dispatcher) write(conn *protocol.Conn, outcomes <-chan protocol.Message, stop <-chan struct{}) {
 	var (
 		batch  []protocol.Message

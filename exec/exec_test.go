@@ -2,12 +2,15 @@ package exec
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -338,5 +341,97 @@ func TestIsolationFailureFollowsLaravelsRules(t *testing.T) {
 	failed := strings.Join(h.app.Sqlite(t, "SELECT exception FROM failed_jobs"), "\n")
 	if !strings.Contains(failed, "IsolationFailedException") || !strings.Contains(failed, "no cgroup for you") {
 		t.Errorf("failed_jobs: %s", failed)
+	}
+	h.mu.Lock()
+	started := h.started[o.ID]
+	h.mu.Unlock()
+	if !started {
+		t.Error("failing it ran its failed() in PHP, yet it was not said to be started: a lost dispatcher would return it to its queue")
+	}
+}
+
+// A job's Started is on the wire before the job can reach PHP: the
+// dispatcher does not hand a job on until the poller has taken in the
+// whole frame, so a dispatcher killed at any moment has told the poller of
+// every job that may have run (one told only later could be returned to
+// its queue and run twice). The poller's side is read by hand here, and
+// stops halfway through the Started frame.
+func TestStartedIsSentBeforePHPHasTheJob(t *testing.T) {
+	t.Parallel()
+	app := testenv.NewApp(t, testenv.StartRedis(t))
+	d := New(Config{AppPath: app.Path, Env: app.Env, Workers: 1, Tries: 1, Timeout: time.Minute}, testenv.NewLogs().Logger())
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe() // unbuffered: a write waits for its reader
+	served := make(chan error, 1)
+	go func() { served <- d.Serve(context.Background(), protocol.NewConn(b)) }()
+	t.Cleanup(func() {
+		a.Close()
+		<-served
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := d.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	pc := protocol.NewConn(a)
+	if err := pc.Send(protocol.Hello{Version: protocol.Version}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.Recv(); err != nil { // Welcome, one write of its own
+		t.Fatal(err)
+	}
+
+	app.Artisan(t, "kq:dispatch", "record")
+	ctx := context.Background()
+	key := testenv.Prefix + "queues:default"
+	payload := app.Redis.Client.LPop(ctx, key).Val()
+	if err := pc.Send(protocol.Job{ID: 1, Queue: "default", Payload: []byte(payload)}); err != nil {
+		t.Fatal(err)
+	}
+	// frame reads one frame's length and type, then the rest unless stop
+	// says to leave it (its writer then still waits).
+	frame := func(stop func(typ byte) bool) (byte, []byte) {
+		var hdr [5]byte
+		if _, err := io.ReadFull(a, hdr[:]); err != nil {
+			t.Fatal(err)
+		}
+		rest := make([]byte, binary.BigEndian.Uint32(hdr[:4])-1)
+		if stop(hdr[4]) {
+			return hdr[4], rest
+		}
+		if _, err := io.ReadFull(a, rest); err != nil {
+			t.Fatal(err)
+		}
+		return hdr[4], nil
+	}
+	for {
+		typ, rest := frame(func(typ byte) bool { return typ == protocol.TypeStarted })
+		if typ != protocol.TypeStarted {
+			continue // the pool's state, a capacity
+		}
+		// The dispatcher is still writing this frame: the job must not
+		// have run. Were it handed on already, it would run within
+		// milliseconds; look for that a while.
+		runs := testenv.Prefix + "kqtest:runs"
+		for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); {
+			if n := app.Redis.Client.HLen(ctx, runs).Val(); n != 0 {
+				t.Fatal("the job ran before its Started frame was sent")
+			}
+			runtime.Gosched()
+		}
+		if _, err := io.ReadFull(a, rest); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	for {
+		if typ, _ := frame(func(byte) bool { return false }); typ == protocol.TypeOutcome {
+			break
+		}
+	}
+	if n := app.Redis.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val(); n != 1 {
+		t.Errorf("after its outcome, %d jobs have run, want 1", n)
 	}
 }

@@ -66,6 +66,9 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		i.log.Error("isolated job not run", append(t.fields(), "error", err)...)
 		o := &orphan{t: t, kind: "isolation", result: "isolation-failed",
 			reason: fmt.Sprintf("kqueue could not start %s inside its limits (%s): %v", t.name(), s.Limits, err)}
+		// Failing it runs its failed() and writes failed_jobs in PHP: a
+		// dispatcher lost from here on must not return it to its queue.
+		t.start()
 		return i.applyFailure(o, out)
 	}
 	g, err := i.iso.Driver.Create(name, s.Limits)
