@@ -436,17 +436,23 @@ func (p *Poller) beat(stopping bool) {
 	p.cfg.Heartbeat(p.liveStats(stopping))
 }
 
-// connLost reports the end of the dispatcher connection.
+// connLost reports the end of the dispatcher connection. The dispatcher
+// closes it only once every job has its outcome; with jobs still in hand it
+// is gone (killed, crashed), stopping or not.
 func (p *Poller) connLost(err error, stopping bool) error {
-	if errors.Is(err, io.EOF) && stopping {
+	eof := errors.Is(err, io.EOF)
+	if eof && stopping && len(p.inflight) == 0 {
 		return nil
 	}
-	if errors.Is(err, io.EOF) {
+	if eof {
 		err = ErrDispatcherGone
 	}
 	p.returnUnhanded()
 	if n := len(p.inflight); n > 0 {
 		p.log.Warn("dispatcher connection lost with jobs running; their reservations expire after retry_after", "running", n)
+	}
+	if eof && stopping {
+		return nil // as asked; what was lost is in the log
 	}
 	return fmt.Errorf("dispatcher connection: %w", err)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +20,8 @@ type peer struct {
 	t       *testing.T
 	conn    *protocol.Conn
 	jobs    chan protocol.Job
-	stopped chan struct{} // closed when the poller's Run has returned
+	stop    context.CancelFunc // stops the poller, as SIGTERM does
+	stopped chan struct{}      // closed when the poller's Run has returned
 }
 
 // startPoller runs a poller against a test-driven dispatcher end with the
@@ -30,7 +32,7 @@ func startPoller(t *testing.T, rdb *redis.Client, capacity int, cfg Config) *pee
 	cfg.Redis, cfg.Prefix = rdb, "p_"
 	p := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &peer{t: t, conn: protocol.NewConn(b), jobs: make(chan protocol.Job, 100), stopped: make(chan struct{})}
+	d := &peer{t: t, conn: protocol.NewConn(b), jobs: make(chan protocol.Job, 100), stop: cancel, stopped: make(chan struct{})}
 	go func() {
 		defer close(d.stopped)
 		p.Run(ctx, protocol.NewConn(a))
@@ -116,6 +118,47 @@ func TestLostDispatcherReturnsUnstartedJobs(t *testing.T) {
 	}
 	if n := r.Client.LLen(ctx, k.notify).Val(); n != 3 {
 		t.Errorf("%d notify tokens, want one per returned job", n)
+	}
+}
+
+// A dispatcher lost while kqueue is stopping (killed when the stop took too
+// long, say) is lost all the same: the jobs it had not started go back.
+func TestDispatcherLostWhileStoppingReturnsUnstartedJobs(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	push(r.Client, "default", 3)
+	queued := r.Client.LRange(ctx, k.queue, 0, -1).Val()
+	stopping := make(chan struct{})
+	var once sync.Once
+	d := startPoller(t, r.Client, 3, Config{Queues: []Queue{{Name: "default"}}, Heartbeat: func(s Stats) {
+		if s.Stopping {
+			once.Do(func() { close(stopping) })
+		}
+	}})
+	var jobs []protocol.Job
+	for range 3 {
+		jobs = append(jobs, d.next(10*time.Second))
+	}
+	d.conn.Send(protocol.Started{ID: jobs[0].ID})
+	d.stop()
+	select {
+	case <-stopping:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poller did not start stopping")
+	}
+	d.conn.Close() // the dispatcher dies, its jobs unanswered
+	select {
+	case <-d.stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poller did not notice the dispatcher was gone")
+	}
+	if back := r.Client.LRange(ctx, k.queue, 0, -1).Val(); !slices.Equal(back, queued[1:]) {
+		t.Errorf("back in the queue:\n%q\nwant, as they were:\n%q", back, queued[1:])
+	}
+	if n := r.Client.ZCard(ctx, k.reserved).Val(); n != 1 {
+		t.Errorf("%d still reserved, want the one handed to PHP", n)
 	}
 }
 
