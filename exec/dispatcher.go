@@ -30,8 +30,9 @@ type Dispatcher struct {
 }
 
 // HardStop kills the running jobs and releases them back to their queues
-// (attempt counted), and releases queued ones unrun: the end of a drain
-// that took longer than the shutdown timeout.
+// (attempt counted), and releases queued ones unrun (the poller puts one
+// never handed to PHP back as it was): the end of a drain that took longer
+// than the shutdown timeout.
 func (d *Dispatcher) HardStop() {
 	d.hardOnce.Do(func() { close(d.pool.hardStop) })
 }

@@ -710,7 +710,8 @@ func (p *pool) accepts(w *worker, n int) bool {
 }
 
 // notStarted is the outcome of a job kqueue stopped before it started: back
-// to its queue.
+// to its queue (as it was, no attempt counted, when it was never said to be
+// started).
 func notStarted(t *task) protocol.Outcome {
 	return protocol.Outcome{ID: t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(), Strategy: "inline",
 		Result: "interrupted", Reason: "kqueue was stopping and the job had not started"}

@@ -537,6 +537,12 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	case protocol.Delete:
 		p.acks = append(p.acks, ack{keys: r.queue.keys, reserved: r.reserved})
 	case protocol.Release:
+		if !r.handed {
+			// Released before PHP had it (kqueue was stopping hard): it did
+			// not run, so it goes back as it was, no attempt counted.
+			p.acks = append(p.acks, ack{keys: r.queue.keys, reserved: r.reserved, original: r.original, giveBack: true})
+			break
+		}
 		p.acks = append(p.acks, ack{keys: r.queue.keys, reserved: r.reserved, release: true, releaseAt: o.ReleaseAt})
 	case protocol.Keep:
 		// Leave it reserved: it comes back after retry_after, as under Laravel.
@@ -563,7 +569,7 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	if o.CPU > 0 {
 		attrs = append(attrs, slog.Duration("cpu", o.CPU))
 	}
-	if o.Kind == protocol.Release {
+	if o.Kind == protocol.Release && r.handed {
 		attrs = append(attrs, slog.Duration("release_in", time.Duration(o.ReleaseAt-p.cfg.Now().Unix())*time.Second))
 	}
 	if o.Reason != "" {
@@ -610,28 +616,36 @@ func (p *Poller) flush(ctx context.Context) error {
 
 // ack is the Redis side of one settled job. It stays queued until Redis
 // has it: a round trip that fails (Redis away) is replayed whole on a later
-// one. Replaying is safe: ZREM again does nothing, and a release pushes the
-// job back only if its own ZREM removed the reservation.
+// one. Replaying is safe: ZREM again does nothing, and a release or a
+// give-back pushes the job back only if its own ZREM removed the
+// reservation.
 type ack struct {
 	keys      keys
 	reserved  string
 	release   bool
 	releaseAt int64
+	giveBack  bool   // back to the head of the queue as it was (returnScript)
+	original  string // for giveBack
 }
 
 // queueAcks adds the pending acknowledgements to pipe: the deletes that
 // follow one another on one queue as one ZREM of them all (Laravel's
-// delete is a ZREM of the one job), each release as its script.
+// delete is a ZREM of the one job), each release or give-back as its
+// script.
 func (p *Poller) queueAcks(ctx context.Context, pipe redis.Pipeliner) pendingAcks {
 	sent := pendingAcks{n: len(p.acks)}
 	var members []any // deletes on one queue so far
 	for i, a := range p.acks {
-		if a.release {
+		switch {
+		case a.release:
 			sent.cmds = append(sent.cmds, releaseScript.EvalSha(ctx, pipe, []string{a.keys.delayed, a.keys.reserved}, a.reserved, a.releaseAt))
+			continue
+		case a.giveBack:
+			sent.cmds = append(sent.cmds, returnScript.EvalSha(ctx, pipe, []string{a.keys.reserved, a.keys.queue, a.keys.notify}, a.reserved, a.original))
 			continue
 		}
 		members = append(members, a.reserved)
-		if next := i + 1; next == len(p.acks) || p.acks[next].release || p.acks[next].keys.reserved != a.keys.reserved {
+		if next := i + 1; next == len(p.acks) || p.acks[next].release || p.acks[next].giveBack || p.acks[next].keys.reserved != a.keys.reserved {
 			sent.cmds = append(sent.cmds, pipe.ZRem(ctx, a.keys.reserved, members...))
 			members = nil
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -159,6 +160,36 @@ func TestDispatcherLostWhileStoppingReturnsUnstartedJobs(t *testing.T) {
 	}
 	if n := r.Client.ZCard(ctx, k.reserved).Val(); n != 1 {
 		t.Errorf("%d still reserved, want the one handed to PHP", n)
+	}
+}
+
+// A job released that was never said to be started (kqueue stopping hard
+// took it back from the pool unrun) goes back to its queue as it was, no
+// attempt counted; one PHP had is released with its attempt, as Laravel does.
+func TestReleasedUnstartedJobGoesBackAsItWas(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	push(r.Client, "default", 2)
+	queued := r.Client.LRange(ctx, k.queue, 0, -1).Val()
+	d := startPoller(t, r.Client, 2, Config{Queues: []Queue{{Name: "default"}}})
+	ran, unrun := d.next(10*time.Second), d.next(10*time.Second)
+	due := time.Now().Add(time.Hour).Unix()
+	d.conn.SendBatch([]protocol.Message{
+		protocol.Started{ID: ran.ID},
+		protocol.Outcome{ID: ran.ID, Kind: protocol.Release, ReleaseAt: due, Result: "interrupted"},
+		protocol.Outcome{ID: unrun.ID, Kind: protocol.Release, ReleaseAt: due, Result: "interrupted"},
+	})
+	// Back at the head of the queue, it is the next job reserved; the
+	// acknowledgements went to Redis before that reserve.
+	again := d.next(10 * time.Second)
+	if string(again.Payload) != queued[1] {
+		t.Errorf("reserved again: %s, want the unrun job as it was: %s", again.Payload, queued[1])
+	}
+	delayed := r.Client.ZRange(ctx, k.delayed, 0, -1).Val()
+	if len(delayed) != 1 || !strings.Contains(delayed[0], `"attempts":1`) {
+		t.Errorf("delayed: %q, want the job PHP had, its attempt counted", delayed)
 	}
 }
 
