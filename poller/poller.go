@@ -447,7 +447,13 @@ func (p *Poller) connLost(err error, stopping bool) error {
 	if eof {
 		err = ErrDispatcherGone
 	}
-	p.returnUnhanded()
+	if peerAlive(err) {
+		// It broke the protocol but lives, and still runs what it took:
+		// returned, those jobs would run twice. Left to expire instead.
+		p.log.Error("the dispatcher broke the protocol; dropping the connection", "error", err, "running", len(p.inflight))
+	} else {
+		p.returnUnhanded()
+	}
 	if n := len(p.inflight); n > 0 {
 		p.log.Warn("dispatcher connection lost with jobs running; their reservations expire after retry_after", "running", n)
 	}
@@ -455,6 +461,13 @@ func (p *Poller) connLost(err error, stopping bool) error {
 		return nil // as asked; what was lost is in the log
 	}
 	return fmt.Errorf("dispatcher connection: %w", err)
+}
+
+// peerAlive reports whether a read error came from a dispatcher that is
+// still there: a frame that is not one, rather than one cut short or no
+// more frames (a dispatcher that died, possibly mid-frame).
+func peerAlive(err error) bool {
+	return errors.Is(err, protocol.ErrMalformed) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF)
 }
 
 // returnUnhanded puts the jobs the lost dispatcher never handed to PHP

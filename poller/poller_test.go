@@ -20,6 +20,7 @@ import (
 type peer struct {
 	t       *testing.T
 	conn    *protocol.Conn
+	raw     net.Conn // under conn
 	jobs    chan protocol.Job
 	stop    context.CancelFunc // stops the poller, as SIGTERM does
 	stopped chan struct{}      // closed when the poller's Run has returned
@@ -33,7 +34,7 @@ func startPoller(t *testing.T, rdb *redis.Client, capacity int, cfg Config) *pee
 	cfg.Redis, cfg.Prefix = rdb, "p_"
 	p := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &peer{t: t, conn: protocol.NewConn(b), jobs: make(chan protocol.Job, 100), stop: cancel, stopped: make(chan struct{})}
+	d := &peer{t: t, conn: protocol.NewConn(b), raw: b, jobs: make(chan protocol.Job, 100), stop: cancel, stopped: make(chan struct{})}
 	go func() {
 		defer close(d.stopped)
 		p.Run(ctx, protocol.NewConn(a))
@@ -160,6 +161,56 @@ func TestDispatcherLostWhileStoppingReturnsUnstartedJobs(t *testing.T) {
 	}
 	if n := r.Client.ZCard(ctx, k.reserved).Val(); n != 1 {
 		t.Errorf("%d still reserved, want the one handed to PHP", n)
+	}
+}
+
+// A dispatcher that breaks the protocol is cut off, but it lives and runs
+// what it took: nothing goes back to the queue (it would run twice); the
+// reservations expire as a lost worker's do.
+func TestBrokenDispatcherReturnsNothing(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	push(r.Client, "default", 2)
+	d := startPoller(t, r.Client, 2, Config{Queues: []Queue{{Name: "default"}}})
+	d.next(10 * time.Second)
+	d.next(10 * time.Second)
+	d.raw.Write([]byte{0, 0, 0, 1, 99}) // a frame of no known type
+	select {
+	case <-d.stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poller kept a dispatcher that broke the protocol")
+	}
+	if n := r.Client.LLen(ctx, k.queue).Val(); n != 0 {
+		t.Errorf("%d jobs back in the queue, want none", n)
+	}
+	if n := r.Client.ZCard(ctx, k.reserved).Val(); n != 2 {
+		t.Errorf("%d reserved, want both", n)
+	}
+}
+
+// A dispatcher killed halfway through a frame is gone, not broken: the
+// jobs it never started go back.
+func TestDispatcherKilledMidFrameReturnsUnstartedJobs(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	push(r.Client, "default", 2)
+	queued := r.Client.LRange(ctx, k.queue, 0, -1).Val()
+	d := startPoller(t, r.Client, 2, Config{Queues: []Queue{{Name: "default"}}})
+	d.next(10 * time.Second)
+	d.next(10 * time.Second)
+	d.raw.Write([]byte{0, 0, 0, 9, protocol.TypeOutcome}) // 1 byte of 9
+	d.raw.Close()
+	select {
+	case <-d.stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poller did not notice the dispatcher was gone")
+	}
+	if back := r.Client.LRange(ctx, k.queue, 0, -1).Val(); !slices.Equal(back, queued) {
+		t.Errorf("back in the queue: %q, want both as they were: %q", back, queued)
 	}
 }
 

@@ -72,7 +72,7 @@ func (c *Conn) Recv() (Message, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("%w: truncated header", ErrMalformed)
+			return nil, fmt.Errorf("%w: truncated header: %w", ErrMalformed, err)
 		}
 		return nil, err
 	}
@@ -85,7 +85,7 @@ func (c *Conn) Recv() (Message, error) {
 	}
 	frame := c.rbuf[:n]
 	if _, err := io.ReadFull(c.r, frame); err != nil {
-		return nil, fmt.Errorf("%w: truncated body: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: truncated body: %w", ErrMalformed, err)
 	}
 	m, err := Decode(frame)
 	if n > 1<<20 {
