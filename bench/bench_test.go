@@ -54,11 +54,10 @@ func BenchmarkNoopThroughput(b *testing.B) {
 				})
 			})
 		})
-		for _, mode := range []string{"process", "loop"} {
-			name := map[string]string{"process": "php-ceiling", "loop": "php-loop"}[mode]
-			b.Run(fmt.Sprintf("runner=%s/php=%d", name, workers), func(b *testing.B) {
-				measure(b, app, fmt.Sprintf("throughput/%s/%d", name, workers), func(ctx context.Context) error {
-					return ceiling(ctx, app, workers, mode)
+		for _, c := range []struct{ runner, mode string }{{"php-ceiling", "process"}, {"php-loop", "loop"}} {
+			b.Run(fmt.Sprintf("runner=%s/php=%d", c.runner, workers), func(b *testing.B) {
+				measure(b, app, fmt.Sprintf("throughput/%s/%d", c.runner, workers), func(ctx context.Context) error {
+					return ceiling(ctx, app, workers, c.mode)
 				})
 			})
 		}
