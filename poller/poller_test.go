@@ -88,6 +88,31 @@ func (d *peer) none(within time.Duration) {
 	}
 }
 
+// reserveAll pushes n jobs to queue "default", starts a poller with room
+// for all of them and takes them: the queue as it was, the jobs as sent.
+func reserveAll(t *testing.T, rdb *redis.Client, n int, cfg Config) (*peer, []string, []protocol.Job) {
+	t.Helper()
+	push(rdb, "default", n)
+	queued := rdb.LRange(context.Background(), keysFor("p_", "default").queue, 0, -1).Val()
+	cfg.Queues = []Queue{{Name: "default"}}
+	d := startPoller(t, rdb, n, cfg)
+	var jobs []protocol.Job
+	for range n {
+		jobs = append(jobs, d.next(10*time.Second))
+	}
+	return d, queued, jobs
+}
+
+// waitStopped waits for the poller's Run to return; failing that, says why.
+func (d *peer) waitStopped(failure string) {
+	d.t.Helper()
+	select {
+	case <-d.stopped:
+	case <-time.After(10 * time.Second):
+		d.t.Fatal(failure)
+	}
+}
+
 // A dispatcher lost with jobs it never handed to PHP: those go back to the
 // head of their queue as they were (attempts not counted), in the order
 // they were reserved; the ones it had handed on stay reserved, to expire
@@ -97,20 +122,10 @@ func TestLostDispatcherReturnsUnstartedJobs(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysFor("p_", "default")
-	push(r.Client, "default", 5)
-	queued := r.Client.LRange(ctx, k.queue, 0, -1).Val()
-	d := startPoller(t, r.Client, 5, Config{Queues: []Queue{{Name: "default"}}})
-	var jobs []protocol.Job
-	for range 5 {
-		jobs = append(jobs, d.next(10*time.Second))
-	}
+	d, queued, jobs := reserveAll(t, r.Client, 5, Config{})
 	d.conn.SendBatch([]protocol.Message{protocol.Started{ID: jobs[0].ID}, protocol.Started{ID: jobs[2].ID}})
 	d.conn.Close() // the dispatcher dies
-	select {
-	case <-d.stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the poller did not notice the dispatcher was gone")
-	}
+	d.waitStopped("the poller did not notice the dispatcher was gone")
 	back := r.Client.LRange(ctx, k.queue, 0, -1).Val()
 	if want := []string{queued[1], queued[3], queued[4]}; !slices.Equal(back, want) {
 		t.Errorf("back in the queue:\n%q\nwant, as they were:\n%q", back, want)
@@ -130,19 +145,13 @@ func TestDispatcherLostWhileStoppingReturnsUnstartedJobs(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysFor("p_", "default")
-	push(r.Client, "default", 3)
-	queued := r.Client.LRange(ctx, k.queue, 0, -1).Val()
 	stopping := make(chan struct{})
 	var once sync.Once
-	d := startPoller(t, r.Client, 3, Config{Queues: []Queue{{Name: "default"}}, Heartbeat: func(s Stats) {
+	d, queued, jobs := reserveAll(t, r.Client, 3, Config{Heartbeat: func(s Stats) {
 		if s.Stopping {
 			once.Do(func() { close(stopping) })
 		}
 	}})
-	var jobs []protocol.Job
-	for range 3 {
-		jobs = append(jobs, d.next(10*time.Second))
-	}
 	d.conn.Send(protocol.Started{ID: jobs[0].ID})
 	d.stop()
 	select {
@@ -151,11 +160,7 @@ func TestDispatcherLostWhileStoppingReturnsUnstartedJobs(t *testing.T) {
 		t.Fatal("the poller did not start stopping")
 	}
 	d.conn.Close() // the dispatcher dies, its jobs unanswered
-	select {
-	case <-d.stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the poller did not notice the dispatcher was gone")
-	}
+	d.waitStopped("the poller did not notice the dispatcher was gone")
 	if back := r.Client.LRange(ctx, k.queue, 0, -1).Val(); !slices.Equal(back, queued[1:]) {
 		t.Errorf("back in the queue:\n%q\nwant, as they were:\n%q", back, queued[1:])
 	}
@@ -172,16 +177,9 @@ func TestBrokenDispatcherReturnsNothing(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysFor("p_", "default")
-	push(r.Client, "default", 2)
-	d := startPoller(t, r.Client, 2, Config{Queues: []Queue{{Name: "default"}}})
-	d.next(10 * time.Second)
-	d.next(10 * time.Second)
+	d, _, _ := reserveAll(t, r.Client, 2, Config{})
 	d.raw.Write([]byte{0, 0, 0, 1, 99}) // a frame of no known type
-	select {
-	case <-d.stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the poller kept a dispatcher that broke the protocol")
-	}
+	d.waitStopped("the poller kept a dispatcher that broke the protocol")
 	if n := r.Client.LLen(ctx, k.queue).Val(); n != 0 {
 		t.Errorf("%d jobs back in the queue, want none", n)
 	}
@@ -195,21 +193,12 @@ func TestBrokenDispatcherReturnsNothing(t *testing.T) {
 func TestDispatcherKilledMidFrameReturnsUnstartedJobs(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	ctx := context.Background()
-	k := keysFor("p_", "default")
-	push(r.Client, "default", 2)
-	queued := r.Client.LRange(ctx, k.queue, 0, -1).Val()
-	d := startPoller(t, r.Client, 2, Config{Queues: []Queue{{Name: "default"}}})
-	d.next(10 * time.Second)
-	d.next(10 * time.Second)
+	d, queued, _ := reserveAll(t, r.Client, 2, Config{})
 	d.raw.Write([]byte{0, 0, 0, 9, protocol.TypeOutcome}) // 1 byte of 9
 	d.raw.Close()
-	select {
-	case <-d.stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the poller did not notice the dispatcher was gone")
-	}
-	if back := r.Client.LRange(ctx, k.queue, 0, -1).Val(); !slices.Equal(back, queued) {
+	d.waitStopped("the poller did not notice the dispatcher was gone")
+	back := r.Client.LRange(context.Background(), keysFor("p_", "default").queue, 0, -1).Val()
+	if !slices.Equal(back, queued) {
 		t.Errorf("back in the queue: %q, want both as they were: %q", back, queued)
 	}
 }
@@ -220,12 +209,8 @@ func TestDispatcherKilledMidFrameReturnsUnstartedJobs(t *testing.T) {
 func TestReleasedUnstartedJobGoesBackAsItWas(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	ctx := context.Background()
-	k := keysFor("p_", "default")
-	push(r.Client, "default", 2)
-	queued := r.Client.LRange(ctx, k.queue, 0, -1).Val()
-	d := startPoller(t, r.Client, 2, Config{Queues: []Queue{{Name: "default"}}})
-	ran, unrun := d.next(10*time.Second), d.next(10*time.Second)
+	d, queued, jobs := reserveAll(t, r.Client, 2, Config{})
+	ran, unrun := jobs[0], jobs[1]
 	due := time.Now().Add(time.Hour).Unix()
 	d.conn.SendBatch([]protocol.Message{
 		protocol.Started{ID: ran.ID},
@@ -238,7 +223,7 @@ func TestReleasedUnstartedJobGoesBackAsItWas(t *testing.T) {
 	if string(again.Payload) != queued[1] {
 		t.Errorf("reserved again: %s, want the unrun job as it was: %s", again.Payload, queued[1])
 	}
-	delayed := r.Client.ZRange(ctx, k.delayed, 0, -1).Val()
+	delayed := r.Client.ZRange(context.Background(), keysFor("p_", "default").delayed, 0, -1).Val()
 	if len(delayed) != 1 || !strings.Contains(delayed[0], `"attempts":1`) {
 		t.Errorf("delayed: %q, want the job PHP had, its attempt counted", delayed)
 	}
