@@ -629,9 +629,10 @@ func (p *Poller) flush(ctx context.Context) error {
 
 // ack is the Redis side of one settled job. It stays queued until Redis
 // has it: a round trip that fails (Redis away) is replayed whole on a later
-// one. Replaying is safe: ZREM again does nothing, and a release or a
-// give-back pushes the job back only if its own ZREM removed the
-// reservation.
+// one. Replaying is safe: ZREM again does nothing, and a release pushes the
+// job back only if its own ZREM removed the reservation (a job reserved
+// again since has another reserved copy: one more attempt). A give-back is
+// not replayed (see dropGiveBacks).
 type ack struct {
 	keys      keys
 	reserved  string
@@ -672,12 +673,14 @@ type pendingAcks struct {
 	n    int
 }
 
-// acked drops the acknowledgements Redis took, or keeps them all for the
-// next round trip, and tells of an outage once, when it starts and ends.
+// acked drops the acknowledgements Redis took, or keeps them for the next
+// round trip (all but the give-backs), and tells of an outage once, when it
+// starts and ends.
 func (p *Poller) acked(sent pendingAcks, err error) {
 	for _, c := range sent.cmds {
 		if c.Err() != nil && !errors.Is(c.Err(), redis.Nil) {
 			p.redisDown(c.Err())
+			p.dropGiveBacks(sent.n)
 			return
 		}
 	}
@@ -685,6 +688,25 @@ func (p *Poller) acked(sent pendingAcks, err error) {
 	if err == nil {
 		p.redisUp()
 	}
+}
+
+// dropGiveBacks takes the give-backs out of the first n acknowledgements:
+// a give-back is sent once. Replayed after a reply that was lost, it could
+// take back the reservation another consumer has made of the same job
+// since (its reserved copy is ours, byte for byte) and run it twice. One
+// that Redis did not take leaves its job reserved: it comes back after
+// retry_after with an attempt counted.
+func (p *Poller) dropGiveBacks(n int) {
+	kept := make([]ack, 0, len(p.acks))
+	for i, a := range p.acks {
+		if i >= n || !a.giveBack {
+			kept = append(kept, a)
+		}
+	}
+	if dropped := len(p.acks) - len(kept); dropped > 0 {
+		p.log.Warn("could not give back jobs that never started; they run again after retry_after", "jobs", dropped)
+	}
+	p.acks = kept
 }
 
 // redisDown notes that Redis did not answer; the first failure of an

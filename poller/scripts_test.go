@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -172,6 +173,31 @@ func TestAcksAcrossQueues(t *testing.T) {
 	}
 	if n := r.Client.ZCard(ctx, b.delayed).Val(); n != 0 {
 		t.Errorf("%s holds %d", b.delayed, n)
+	}
+}
+
+// A round trip that fails keeps its acknowledgements for the next one, all
+// but the give-backs: one replayed after a reply that was lost could take
+// back a reservation another consumer has made of the same job since.
+func TestFailedRoundTripKeepsAcksButNotGiveBacks(t *testing.T) {
+	t.Parallel()
+	p := New(Config{Prefix: "p_", Queues: []Queue{{Name: "a"}}})
+	k := keysFor("p_", "a")
+	p.acks = []ack{
+		{keys: k, reserved: "r1"},
+		{keys: k, reserved: "r2", original: "o2", giveBack: true},
+		{keys: k, reserved: "r3", release: true, releaseAt: 1},
+		{keys: k, reserved: "r4", original: "o4", giveBack: true}, // not in this round trip
+	}
+	lost := redis.NewStatusCmd(context.Background())
+	lost.SetErr(errors.New("read unix @->/run/redis.sock: i/o timeout"))
+	p.acked(pendingAcks{cmds: []redis.Cmder{lost}, n: 3}, lost.Err())
+	var kept []string
+	for _, a := range p.acks {
+		kept = append(kept, a.reserved)
+	}
+	if fmt.Sprint(kept) != "[r1 r3 r4]" {
+		t.Errorf("kept %v, want [r1 r3 r4]", kept)
 	}
 }
 
