@@ -333,6 +333,9 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 				p.log.Info("worker ready", "pid", w.pid, "boot", time.Since(w.booted).Round(time.Millisecond))
 			}
 			failures = 0
+			// In the slot before the capacity change goes out: the pool's
+			// state sent with it lists this worker.
+			p.slots[i].Store(w)
 			p.addReady(1)
 		}
 		if pending != nil {
