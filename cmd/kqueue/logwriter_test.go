@@ -52,3 +52,14 @@ func TestLineBatcherFlush(t *testing.T) {
 		t.Fatalf("a second Flush wrote again: %q", got)
 	}
 }
+
+// A line after a quiet spell goes out at once, without waiting for the
+// lines that may follow it: if the process dies next, it is not lost.
+func TestLineBatcherWritesAQuietLineAtOnce(t *testing.T) {
+	var out testenv.SyncBuffer
+	b := newLineBatcher(&out)
+	b.Write([]byte("alone\n"))
+	if got := out.String(); got != "alone\n" {
+		t.Fatalf("right after the write: %q", got)
+	}
+}
