@@ -470,12 +470,11 @@ func peerAlive(err error) bool {
 	return errors.Is(err, protocol.ErrMalformed) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF)
 }
 
-// returnUnhanded puts the jobs the lost dispatcher never handed to PHP
-// back at the head of their queues, as they were before they were
-// reserved: they did not run, so no attempt is counted (left to expire,
-// each would come back after retry_after with one more attempt, and a job
-// allowed one try would fail without having run). One round trip; if
-// Redis does not take it, they expire as the others do.
+// returnUnhanded gives the jobs the lost dispatcher never handed to PHP
+// back to their queues (see ackGiveBack): they did not run, so no attempt
+// is counted (left to expire, each would come back after retry_after with
+// one more attempt, and a job allowed one try would fail without having
+// run). One round trip; if Redis does not take it, they expire.
 func (p *Poller) returnUnhanded() {
 	var ids []uint64
 	for id, r := range p.inflight {
@@ -486,30 +485,22 @@ func (p *Poller) returnUnhanded() {
 	if len(ids) == 0 {
 		return
 	}
-	if !p.downSince.IsZero() {
-		p.log.Warn("could not return the jobs the dispatcher had not started: Redis is unreachable; they run again after retry_after", "jobs", len(ids))
-		return
-	}
 	// Latest reserved first: each goes to the head, so they end in the
 	// order they were reserved.
 	slices.Sort(ids)
 	slices.Reverse(ids)
-	ctx := context.Background()
-	pipe := p.cfg.Redis.Pipeline()
 	for _, id := range ids {
 		r := p.inflight[id]
-		k := r.queue.keys
-		returnScript.EvalSha(ctx, pipe, []string{k.reserved, k.queue, k.notify}, r.reserved, r.original)
-	}
-	if err := p.exec(ctx, pipe); err != nil {
-		p.log.Warn("could not return the jobs the dispatcher had not started; they run again after retry_after", "jobs", len(ids), "error", err)
-		return
-	}
-	for _, id := range ids {
-		p.inflight[id].queue.running--
+		p.acks = append(p.acks, giveBack(r))
+		r.queue.running--
 		delete(p.inflight, id)
 	}
-	p.log.Info("dispatcher lost: returned the jobs it had not started to their queues", "jobs", len(ids))
+	switch err := p.flush(context.Background()); {
+	case errors.Is(err, errRedisAway):
+		p.log.Warn("could not return the jobs the dispatcher had not started: Redis is unreachable; they run again after retry_after", "jobs", len(ids))
+	case err == nil:
+		p.log.Info("dispatcher lost: returned the jobs it had not started to their queues", "jobs", len(ids))
+	} // else dropGiveBacks has said so
 }
 
 // handle applies one message from the dispatcher. It reports whether there
@@ -553,10 +544,10 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 		if !r.handed {
 			// Released before PHP had it (kqueue was stopping hard): it did
 			// not run, so it goes back as it was, no attempt counted.
-			p.acks = append(p.acks, ack{keys: r.queue.keys, reserved: r.reserved, original: r.original, giveBack: true})
+			p.acks = append(p.acks, giveBack(r))
 			break
 		}
-		p.acks = append(p.acks, ack{keys: r.queue.keys, reserved: r.reserved, release: true, releaseAt: o.ReleaseAt})
+		p.acks = append(p.acks, ack{kind: ackRelease, keys: r.queue.keys, reserved: r.reserved, releaseAt: o.ReleaseAt})
 	case protocol.Keep:
 		// Leave it reserved: it comes back after retry_after, as under Laravel.
 	}
@@ -634,12 +625,25 @@ func (p *Poller) flush(ctx context.Context) error {
 // again since has another reserved copy: one more attempt). A give-back is
 // not replayed (see dropGiveBacks).
 type ack struct {
+	kind      ackKind
 	keys      keys
 	reserved  string
-	release   bool
-	releaseAt int64
-	giveBack  bool   // back to the head of the queue as it was (returnScript)
-	original  string // for giveBack
+	releaseAt int64  // ackRelease
+	original  string // ackGiveBack
+}
+
+// ackKind is what an acknowledgement does with a reservation.
+type ackKind uint8
+
+const (
+	ackDelete   ackKind = iota // the job is done: removed (Laravel's delete)
+	ackRelease                 // into the delayed set, due at releaseAt (releaseScript)
+	ackGiveBack                // never started: to the head of its queue as it was (returnScript)
+)
+
+// giveBack is the acknowledgement of a job that never went to PHP.
+func giveBack(r *running) ack {
+	return ack{kind: ackGiveBack, keys: r.queue.keys, reserved: r.reserved, original: r.original}
 }
 
 // queueAcks adds the pending acknowledgements to pipe: the deletes that
@@ -650,16 +654,16 @@ func (p *Poller) queueAcks(ctx context.Context, pipe redis.Pipeliner) pendingAck
 	sent := pendingAcks{n: len(p.acks)}
 	var members []any // deletes on one queue so far
 	for i, a := range p.acks {
-		switch {
-		case a.release:
+		switch a.kind {
+		case ackRelease:
 			sent.cmds = append(sent.cmds, releaseScript.EvalSha(ctx, pipe, []string{a.keys.delayed, a.keys.reserved}, a.reserved, a.releaseAt))
 			continue
-		case a.giveBack:
+		case ackGiveBack:
 			sent.cmds = append(sent.cmds, returnScript.EvalSha(ctx, pipe, []string{a.keys.reserved, a.keys.queue, a.keys.notify}, a.reserved, a.original))
 			continue
 		}
 		members = append(members, a.reserved)
-		if next := i + 1; next == len(p.acks) || p.acks[next].release || p.acks[next].giveBack || p.acks[next].keys.reserved != a.keys.reserved {
+		if next := i + 1; next == len(p.acks) || p.acks[next].kind != ackDelete || p.acks[next].keys.reserved != a.keys.reserved {
 			sent.cmds = append(sent.cmds, pipe.ZRem(ctx, a.keys.reserved, members...))
 			members = nil
 		}
@@ -699,7 +703,7 @@ func (p *Poller) acked(sent pendingAcks, err error) {
 func (p *Poller) dropGiveBacks(n int) {
 	kept := make([]ack, 0, len(p.acks))
 	for i, a := range p.acks {
-		if i >= n || !a.giveBack {
+		if i >= n || a.kind != ackGiveBack {
 			kept = append(kept, a)
 		}
 	}

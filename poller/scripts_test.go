@@ -154,7 +154,11 @@ func TestAcksAcrossQueues(t *testing.T) {
 	}
 	// a, a, release a, a, b, b
 	for i, j := range jobs {
-		p.acks = append(p.acks, ack{keys: j.queue.keys, reserved: j.reserved, release: i == 1, releaseAt: 4102444800})
+		a := ack{keys: j.queue.keys, reserved: j.reserved}
+		if i == 1 {
+			a.kind, a.releaseAt = ackRelease, 4102444800
+		}
+		p.acks = append(p.acks, a)
 	}
 	if err := p.flush(ctx); err != nil {
 		t.Fatal(err)
@@ -185,9 +189,9 @@ func TestFailedRoundTripKeepsAcksButNotGiveBacks(t *testing.T) {
 	k := keysFor("p_", "a")
 	p.acks = []ack{
 		{keys: k, reserved: "r1"},
-		{keys: k, reserved: "r2", original: "o2", giveBack: true},
-		{keys: k, reserved: "r3", release: true, releaseAt: 1},
-		{keys: k, reserved: "r4", original: "o4", giveBack: true}, // not in this round trip
+		{kind: ackGiveBack, keys: k, reserved: "r2", original: "o2"},
+		{kind: ackRelease, keys: k, reserved: "r3", releaseAt: 1},
+		{kind: ackGiveBack, keys: k, reserved: "r4", original: "o4"}, // not in this round trip
 	}
 	lost := redis.NewStatusCmd(context.Background())
 	lost.SetErr(errors.New("read unix @->/run/redis.sock: i/o timeout"))
