@@ -46,17 +46,28 @@ func newForker(cfg *settings, script, dir string, log *slog.Logger) (*forker, er
 		ln.Close()
 		return nil, fmt.Errorf("fork socket: %w", err)
 	}
-	if u := cfg.get().User; u != nil {
-		// The children run as the app's user and must reach it.
-		if err := os.Chown(sock, int(u.Uid), int(u.Gid)); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("fork socket: %w", err)
-		}
-	}
 	f := &forker{cfg: cfg, script: script, log: log, socket: sock, ln: ln,
 		waiting: map[int]chan net.Conn{}, early: map[int]net.Conn{}, done: make(chan struct{})}
+	if err := f.own(cfg.get().User); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	go f.accept()
 	return f, nil
+}
+
+// own gives the socket to the user the children run as (u; nil: kqueue's
+// own): they must reach it. A reload may change [app] user, so each new
+// template's children get the socket of their user.
+func (f *forker) own(u *syscall.Credential) error {
+	uid, gid := os.Geteuid(), os.Getegid()
+	if u != nil {
+		uid, gid = int(u.Uid), int(u.Gid)
+	}
+	if err := os.Chown(f.socket, uid, gid); err != nil {
+		return fmt.Errorf("fork socket: %w", err)
+	}
+	return nil
 }
 
 // accept takes children's connections and routes them by the pid each
@@ -111,10 +122,14 @@ func (f *forker) fork() (*worker, error) {
 	defer f.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		if f.tmpl == nil {
+			cfg := f.cfg.get()
+			if err := f.own(cfg.User); err != nil {
+				return nil, err
+			}
 			// With OPcache on, the code a child compiles (its job's class,
 			// the queue's own on a first job) lands in memory its siblings
 			// share: each fork after the first starts warm (~5 ms less).
-			t, err := startWorker(context.Background(), f.cfg.get(), f.script, f.log, "-d", "opcache.enable_cli=1")
+			t, err := startWorker(context.Background(), cfg, f.script, f.log, "-d", "opcache.enable_cli=1")
 			if err != nil {
 				return nil, err
 			}
