@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kqueue/kqueue/exec/php"
@@ -68,12 +69,14 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		cfg:        d.cfg,
 		script:     script,
 		log:        d.log,
-		tasks:      make(chan *task, 1024),
 		hardStop:   make(chan struct{}),
 		onCapacity: d.capacityChanged,
 		took:       map[string]time.Duration{},
 	}
 	cfg := d.cfg.get()
+	// Room for all the poller may send at the pool's largest: the serve
+	// loop never waits to hand a job on (see Serve).
+	d.pool.tasks = make(chan *task, d.pool.maxCapacity())
 	if cfg.Isolation != nil {
 		d.pool.iso = newIsolator(d.cfg, script, d.log, d.pool.hardStop)
 		if !cfg.Isolation.Fresh {
@@ -201,6 +204,13 @@ func (d *Dispatcher) capacityChanged() {
 // Serve runs the jobs of one poller connection until the poller closes it,
 // then waits for those jobs to finish. Outcomes that cannot be delivered are
 // dropped: their reservations expire, as under Laravel.
+//
+// The moment the connection is gone the dispatcher is fenced: it starts
+// nothing more (what it held is answered as not started, and the poller, or
+// retry_after, gives it back as it was). When ctx is done (the dispatcher
+// alone is stopping) it drains: it asks for no more jobs (capacity 0),
+// answers any that were on their way as not started, lets the ones it has
+// finish, and then ends the connection.
 func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 	defer conn.Close()
 	m, err := conn.Recv()
@@ -218,20 +228,25 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 		return fmt.Errorf("handshake with poller: it speaks protocol version %d, this dispatcher %d", h.Version, protocol.Version)
 	}
 
-	outcomes := make(chan protocol.Message, 1024)
+	s := &session{conn: conn, outcomes: make(chan protocol.Message, 2*d.pool.maxCapacity()+64), drained: make(chan struct{})}
 	stopWriter := make(chan struct{})
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		d.write(conn, outcomes, stopWriter)
+		d.write(s, stopWriter)
 	}()
+	stopDrain := context.AfterFunc(ctx, func() {
+		s.draining.Store(true)
+		d.pool.drain()
+		s.checkDrained()
+	})
+	defer stopDrain()
 
-	var running sync.WaitGroup
 	var readErr error
 	for {
 		m, err := conn.Recv()
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
+			if !errors.Is(err, io.EOF) && !s.ended() {
 				readErr = fmt.Errorf("read from poller: %w", err)
 			}
 			break
@@ -242,91 +257,145 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 			break
 		}
 		j.Payload = append([]byte(nil), j.Payload...) // Recv reuses its buffer
-		id := j.ID
-		t := &task{job: j, reply: func(o protocol.Outcome) {
-			outcomes <- o
-			running.Done()
-		}, started: func() {
-			// Sent, not queued for the writer: the poller must know a
-			// job may have run before PHP can have it, or a dispatcher
-			// killed in between leaves it to be returned and run twice.
-			// A send that fails shows in the writer's log.
-			_ = conn.Send(protocol.Started{ID: id})
-		}}
-		if p, err := payload.Parse(j.Payload); err == nil {
-			t.p = p
+		t := s.task(j)
+		if s.draining.Load() {
+			t.reply(notStarted(t)) // on its way before the poller heard capacity 0
+			continue
 		}
-		running.Add(1)
-		select {
-		case d.pool.tasks <- t:
-		case <-ctx.Done():
-			running.Done()
-			readErr = ctx.Err()
-		}
-		if readErr != nil {
-			break
-		}
+		// Never blocks: the buffer holds all the poller may send (its
+		// credit), so this loop always reads what the poller writes.
+		d.pool.tasks <- t
 	}
-	running.Wait()
+	// The poller is gone (or done): whatever has not started, never will.
+	s.gone.Store(true)
+	s.running.Wait()
 	close(stopWriter)
 	<-writerDone
 	return readErr
 }
 
+// session is one poller connection as the dispatcher serves it.
+type session struct {
+	conn     *protocol.Conn
+	outcomes chan protocol.Message // to the writer: outcomes, and Running of jobs handed ahead
+	running  sync.WaitGroup        // tasks not answered yet
+	pending  atomic.Int64          // the same, for the drain
+	gone     atomic.Bool           // the connection ended: nothing more starts
+	draining atomic.Bool           // the dispatcher is stopping alone
+	drained  chan struct{}         // closed once draining and nothing is pending
+	once     sync.Once
+}
+
+// task makes the task of job j, answering on this session.
+func (s *session) task(j protocol.Job) *task {
+	id := j.ID
+	s.running.Add(1)
+	s.pending.Add(1)
+	t := &task{job: j}
+	t.reply = func(o protocol.Outcome) {
+		s.outcomes <- o
+		s.pending.Add(-1)
+		s.checkDrained()
+		s.running.Done()
+	}
+	t.handed = func(now bool) bool {
+		if s.gone.Load() {
+			return false
+		}
+		// Sent, not queued for the writer: the poller must know a job may
+		// have run before PHP can have it, or a dispatcher killed in
+		// between leaves it to be returned and run twice. A send that
+		// fails shows in the writer's log.
+		if now {
+			_ = s.conn.Send(protocol.Running{ID: id})
+		} else {
+			_ = s.conn.Send(protocol.Started{ID: id})
+		}
+		return true
+	}
+	t.began = func() { s.outcomes <- protocol.Running{ID: id} }
+	if p, err := payload.Parse(j.Payload); err == nil {
+		t.p = p
+	}
+	return t
+}
+
+// ended reports whether a drain has ended the connection (a stream that
+// cannot half-close is closed whole: reading it then fails).
+func (s *session) ended() bool {
+	select {
+	case <-s.drained:
+		return true
+	default:
+		return false
+	}
+}
+
+// checkDrained closes drained once the session drains with nothing pending.
+func (s *session) checkDrained() {
+	if s.draining.Load() && s.pending.Load() == 0 {
+		s.once.Do(func() { close(s.drained) })
+	}
+}
+
 // poolStateEvery is how often the poller hears of the pool's workers.
 const poolStateEvery = 2 * time.Second
 
-// write sends outcomes and capacity changes, batching what is ready.
-func (d *Dispatcher) write(conn *protocol.Conn, outcomes <-chan protocol.Message, stop <-chan struct{}) {
+// write sends outcomes and capacity changes, batching what is ready. Once a
+// drain has answered every job, it ends the connection's write side: the
+// poller sees the dispatcher go, with nothing of its in hand.
+func (d *Dispatcher) write(s *session, stop <-chan struct{}) {
 	var (
 		batch  []protocol.Message
 		broken bool
 	)
 	flush := func() {
 		if len(batch) > 0 && !broken {
-			if err := conn.SendBatch(batch); err != nil {
+			if err := s.conn.SendBatch(batch); err != nil {
 				d.log.Error("send outcomes to poller", "error", err, "outcomes", len(batch))
 				broken = true
 			}
 		}
 		batch = batch[:0]
 	}
+	takeReady := func() {
+		for {
+			select {
+			case o := <-s.outcomes:
+				batch = append(batch, o)
+			default:
+				return
+			}
+		}
+	}
 	// The pool's state, now and every few seconds, for `kqueue status`.
 	tick := time.NewTicker(poolStateEvery)
 	defer tick.Stop()
 	batch = append(batch, d.pool.state())
 	flush()
+	drained := s.drained
 	for {
 		select {
-		case o := <-outcomes:
+		case o := <-s.outcomes:
 			batch = append(batch, o)
 		case <-tick.C:
 			batch = append(batch, d.pool.state())
 		case <-d.capSig:
 			// The workers changed too: kqueue status shows them at once.
 			batch = append(batch, protocol.Capacity{Capacity: uint64(d.pool.capacity())}, d.pool.state())
+		case <-drained:
+			drained = nil
+			takeReady()
+			flush()
+			s.conn.CloseWrite()
+			broken = true // nothing more can go
 		case <-stop:
-			for {
-				select {
-				case o := <-outcomes:
-					batch = append(batch, o)
-					continue
-				default:
-				}
-				break
-			}
+			takeReady()
 			flush()
 			return
 		}
 		// Take whatever else is ready, then send it in one write.
-		for more := true; more; {
-			select {
-			case o := <-outcomes:
-				batch = append(batch, o)
-			default:
-				more = false
-			}
-		}
+		takeReady()
 		flush()
 	}
 }

@@ -35,13 +35,14 @@ type harness struct {
 
 	mu      sync.Mutex
 	started map[uint64]bool // jobs the dispatcher said it handed to PHP
+	running map[uint64]bool // jobs the dispatcher said PHP runs (attempt counted)
 }
 
 func newHarness(t *testing.T, workers int, configure func(*Config)) *harness {
 	t.Helper()
 	r := testenv.StartRedis(t)
 	app := testenv.NewApp(t, r)
-	h := &harness{t: t, app: app, logs: testenv.NewLogs(), outcomes: make(chan protocol.Outcome, 100), started: map[uint64]bool{}}
+	h := &harness{t: t, app: app, logs: testenv.NewLogs(), outcomes: make(chan protocol.Outcome, 100), started: map[uint64]bool{}, running: map[uint64]bool{}}
 	cfg := Config{AppPath: app.Path, Env: app.Env, Workers: workers, Tries: 1, Timeout: time.Minute}
 	if configure != nil {
 		configure(&cfg)
@@ -71,6 +72,10 @@ func newHarness(t *testing.T, workers int, configure func(*Config)) *harness {
 			case protocol.Started:
 				h.mu.Lock()
 				h.started[m.ID] = true
+				h.mu.Unlock()
+			case protocol.Running:
+				h.mu.Lock()
+				h.started[m.ID], h.running[m.ID] = true, true
 				h.mu.Unlock()
 			case protocol.Outcome:
 				h.outcomes <- m
@@ -407,8 +412,9 @@ func TestStartedIsSentBeforePHPHasTheJob(t *testing.T) {
 		return hdr[4], nil
 	}
 	for {
-		typ, rest := frame(func(typ byte) bool { return typ == protocol.TypeStarted })
-		if typ != protocol.TypeStarted {
+		started := func(typ byte) bool { return typ == protocol.TypeStarted || typ == protocol.TypeRunning }
+		typ, rest := frame(started)
+		if !started(typ) {
 			continue // the pool's state, a capacity
 		}
 		// The dispatcher is still writing this frame: the job must not

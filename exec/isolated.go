@@ -45,7 +45,14 @@ func (i *isolator) submit(t *task, s Strategy) {
 	i.wg.Add(1)
 	go func() {
 		defer i.wg.Done()
-		i.sem <- struct{}{}
+		// Waiting for a turn ends at a hard stop: the job never ran, and
+		// nothing is forked or booted for it while kqueue stops.
+		select {
+		case i.sem <- struct{}{}:
+		case <-i.hardStop:
+			t.reply(notStarted(t))
+			return
+		}
 		defer func() { <-i.sem }()
 		t.reply(i.run(t, s))
 	}()
@@ -64,12 +71,19 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		// Laravel's rules decide (its tries and backoff; with unlimited
 		// tries it fails rather than loop).
 		i.log.Error("isolated job not run", append(t.fields(), "error", err)...)
-		o := &orphan{t: t, kind: "isolation", result: "isolation-failed",
+		o := &orphan{t: t, kind: failIsolation,
 			reason: fmt.Sprintf("kqueue could not start %s inside its limits (%s): %v", t.name(), s.Limits, err)}
 		// Failing it runs its failed() and writes failed_jobs in PHP: a
 		// dispatcher lost from here on must not return it to its queue.
-		t.start()
+		if !t.hand(true) {
+			return notStarted(t)
+		}
 		return i.applyFailure(o, out)
+	}
+	select {
+	case <-i.hardStop:
+		return notStarted(t)
+	default:
 	}
 	g, err := i.iso.Driver.Create(name, s.Limits)
 	if err != nil {
@@ -99,7 +113,10 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 
 	cfg := i.cfg.get()
 	timeout, deadline := t.deadline(s, cfg.Timeout)
-	t.start()
+	if !t.hand(true) {
+		w.kill()
+		return notStarted(t) // the poller is gone: nothing more starts
+	}
 	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, i.hardStop)
 	stats, err := g.Stats()
 	if err != nil {
@@ -120,15 +137,15 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 	o := &orphan{t: t, elapsed: r.elapsed, memory: stats.PeakMemory, cpu: stats.CPU}
 	switch {
 	case r.timedOut:
-		o.kind, o.result = "timeout", "timeout"
+		o.kind = failTimeout
 		o.reason = fmt.Sprintf("%s has timed out: it ran longer than its timeout of %s, and kqueue killed its cgroup %s and every process in it",
 			t.name(), timeout, g.Path())
 	case stats.OOMKills > 0:
-		o.kind, o.result = "oom", "oom"
+		o.kind = failOOM
 		o.reason = fmt.Sprintf("%s exceeded its memory limit (%s): the kernel killed it in cgroup %s (peak %s)",
 			t.name(), cgroup.FormatBytes(s.Limits.Memory), g.Path(), cgroup.FormatBytes(int64(stats.PeakMemory)))
 	default:
-		o.kind, o.result = "crash", "crashed"
+		o.kind = failCrash
 		o.reason = fmt.Sprintf("%s crashed its process (pid %d, %s): %s%s", t.name(), w.pid, s.Limits, r.exit, w.tail.suffix())
 	}
 	return i.applyFailure(o, out)

@@ -17,16 +17,28 @@ import (
 
 // task is one job to run and where its outcome goes.
 type task struct {
-	job     protocol.Job     // Payload owned by the task
-	p       *payload.Payload // nil if the payload could not be read
-	reply   func(protocol.Outcome)
-	started func() // told just before the job goes to PHP; may be nil
+	job   protocol.Job     // Payload owned by the task
+	p     *payload.Payload // nil if the payload could not be read
+	reply func(protocol.Outcome)
+	// handed, when set, is told just before the job goes to PHP — now:
+	// PHP runs it at once — and reports whether it may go: false once the
+	// poller is gone (no outcome could reach it, so nothing more starts).
+	handed func(now bool) bool
+	// began, when set, is told when PHP reaches a job handed ahead.
+	began func()
 }
 
-// start tells that t is about to be handed to PHP: from now on it may run.
-func (t *task) start() {
-	if t.started != nil {
-		t.started()
+// hand tells that t is about to be handed to PHP: from now on it may run;
+// with now, PHP runs it at once (its attempt counts). It reports whether t
+// may go; when not, the caller answers it as not started.
+func (t *task) hand(now bool) bool {
+	return t.handed == nil || t.handed(now)
+}
+
+// begin tells that PHP has reached t, handed to it ahead.
+func (t *task) begin() {
+	if t.began != nil {
+		t.began()
 	}
 }
 
@@ -64,8 +76,7 @@ func (t *task) deadline(s Strategy, def time.Duration) (time.Duration, time.Time
 // still run for it, in a healthy worker.
 type orphan struct {
 	t       *task
-	kind    string // "timeout", "crash", "oom" or "isolation"
-	result  string // "timeout" or "crashed"
+	kind    failureKind
 	reason  string
 	elapsed time.Duration
 	memory  uint64
@@ -85,6 +96,7 @@ type pool struct {
 
 	defaultsMu sync.Mutex
 	defaults   map[string]Hints // class → declared defaults, until a roll
+	deaths     map[string]int   // class → workers that died asked about it, until a roll
 
 	rollMu   sync.Mutex
 	rolledAt time.Time     // workers booted before are replaced when idle
@@ -99,6 +111,7 @@ type pool struct {
 	took       map[string]time.Duration // moving average of each job class's duration
 	onCapacity func()
 	recycles   map[string]uint64 // workers replaced, by reason
+	draining   bool              // asking for no more jobs (see drain)
 
 	slots   []atomic.Pointer[worker] // each slot's worker, for status
 	booting atomic.Int32             // workers being started now
@@ -124,10 +137,14 @@ const (
 	maxDepth       = 64
 )
 
-// capacity is how many jobs the pool takes at once: depth per ready worker.
+// capacity is how many jobs the pool takes at once: depth per ready worker;
+// none while it drains.
 func (p *pool) capacity() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.draining {
+		return 0
+	}
 	n := p.ready * max(p.depth, 1)
 	// An isolated job does not hold a worker: it gives its credit back
 	// while it runs, up to max_concurrent.
@@ -135,6 +152,29 @@ func (p *pool) capacity() int {
 		n += min(p.isolated, cap(p.iso.sem))
 	}
 	return n
+}
+
+// maxCapacity is the most capacity can ever be: every worker ready at the
+// deepest prefetch, and every isolated job running.
+func (p *pool) maxCapacity() int {
+	cfg := p.cfg.get()
+	n := max(cfg.Workers, 1) * maxDepth
+	if cfg.Isolation != nil {
+		n += max(cfg.Isolation.MaxConcurrent, 1)
+	}
+	return n
+}
+
+// drain asks for no more jobs: the pool runs what it has, and its capacity
+// is 0 from now on.
+func (p *pool) drain() {
+	p.mu.Lock()
+	p.draining = true
+	notify := p.onCapacity
+	p.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
 }
 
 // observe records how long a job took and adapts the prefetch depth.
@@ -461,35 +501,45 @@ func (p *pool) isolate(t *task, s Strategy) {
 
 // classDefaults asks PHP for a class's declared $isolated, $maxMemory and
 // $cpu (Laravel 10+ leaves defaults out of the payload), once per class.
+// alive is false when w died asking: the answer is not known then, and
+// the job waits for another worker to ask again. A class that kills the
+// worker asked about it twice (it does not load: a fatal error, an exit)
+// is run isolated from then on, so what it does happens inside limits;
+// Laravel's rules then fail it as any crashing job.
 func (p *pool) classDefaults(w *worker, class string) (Hints, bool) {
 	h, ok := p.knownDefaults(class)
 	if ok {
 		return h, true
 	}
 	r := w.do(request{Op: "defaults", Class: class}, nil, time.Now().Add(30*time.Second), p.hardStop)
-	// Asking may kill the worker (a class that does not load): remember the
-	// empty answer too, so the next worker runs the job and Laravel fails
-	// it, instead of dying on the same question.
-	for name, v := range r.msg.Defaults {
-		h.set(name, v)
-	}
 	p.defaultsMu.Lock()
+	defer p.defaultsMu.Unlock()
 	if p.defaults == nil {
 		p.defaults = map[string]Hints{}
 	}
-	p.defaults[class] = h
-	p.defaultsMu.Unlock()
 	if !r.ok {
-		p.log.Error("asking PHP for a job class's defaults killed the worker", "job_name", class, "exit", r.exit)
+		if p.deaths == nil {
+			p.deaths = map[string]int{}
+		}
+		p.deaths[class]++
+		p.log.Error("asking PHP for a job class's defaults killed the worker", "job_name", class, "exit", r.exit, "deaths", p.deaths[class])
+		if p.deaths[class] >= 2 {
+			p.defaults[class] = Hints{MustIsolate: true}
+		}
+		return Hints{}, false
 	}
-	return h, r.ok
+	for name, v := range r.msg.Defaults {
+		h.set(name, v)
+	}
+	p.defaults[class] = h
+	return h, true
 }
 
 // forgetDefaults drops the cached class defaults: new code may declare
 // others.
 func (p *pool) forgetDefaults() {
 	p.defaultsMu.Lock()
-	p.defaults = nil
+	p.defaults, p.deaths = nil, nil
 	p.defaultsMu.Unlock()
 }
 
@@ -519,6 +569,7 @@ type sent struct {
 	fields  []any
 	size    int           // bytes of the request
 	timeout time.Duration // the job's, set when it starts
+	now     bool          // w ran it at once, not after others
 }
 
 // While jobs are short a worker holds about handAheadWork of jobs beyond
@@ -553,7 +604,8 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 	w.busy.Store(true)
 	defer w.busy.Store(false)
 
-	// hand sends a task to w, unless kqueue is stopping hard.
+	// hand sends a task to w, unless kqueue is stopping hard or the poller
+	// is gone. The first one w runs at once; the others wait in its pipe.
 	hand := func(t *task, s Strategy) {
 		select {
 		case <-p.hardStop:
@@ -565,18 +617,25 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		for _, x := range inflight[min(1, len(inflight)):] {
 			ahead += x.size
 		}
-		t.start()
+		now := len(inflight) == 0
+		if !t.hand(now) {
+			t.reply(notStarted(t))
+			return
+		}
 		n, err := w.send(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, ahead)
 		if err != nil {
 			w.kill() // the answer loop sees it gone
 		}
-		inflight = append(inflight, sent{t: t, s: s, fields: t.fields(), size: n})
+		inflight = append(inflight, sent{t: t, s: s, fields: t.fields(), size: n, now: now})
 	}
 	// begin starts the clock of the job at the head: w runs it now. Only
 	// behind a job of a class known to be quick does w get more: a job
 	// handed to w behind a slow one would wait for it.
 	begin := func() {
 		h := &inflight[0]
+		if !h.now {
+			h.t.begin()
+		}
 		began = time.Now()
 		ahead = p.ahead(h.t)
 		w.current.Store(&h.fields)
@@ -586,20 +645,56 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			timer.Reset(time.Until(deadline))
 		}
 	}
+	// finish takes w's answer for the head.
+	finish := func(m message) {
+		// w.current stays: output the job wrote just before it answered may
+		// still be in the pipe, and belongs to it.
+		timer.Stop()
+		h := inflight[0]
+		elapsed := time.Since(began)
+		inflight = inflight[1:]
+		w.jobs.Add(1)
+		p.observe(h.t.name(), elapsed)
+		rss := w.recentRSS()
+		o := outcomeOf(m)
+		o.ID, o.Duration, o.Memory, o.Strategy = h.t.job.ID, elapsed, uint64(rss), "inline"
+		h.t.reply(o)
+		if why := p.recycleReason(w, rss, restart); why != "" && retiring == "" {
+			retiring = why
+		}
+		if len(inflight) > 0 {
+			begin()
+		}
+	}
+	// kill ends w, then takes the answers it wrote before it died: the
+	// jobs it finished. It reports whether the head is still the one that
+	// was running (false: w moved on to the next one, or ran them all).
+	kill := func() (sameHead bool) {
+		var head *task
+		if len(inflight) > 0 {
+			head = inflight[0].t
+		}
+		for _, m := range w.killCollect() {
+			if m.Op == "done" && len(inflight) > 0 {
+				finish(m)
+			}
+		}
+		timer.Stop()
+		return len(inflight) > 0 && inflight[0].t == head
+	}
 	// lost ends run when w died under the head: the jobs after it never
 	// started and go back to the queue.
-	lost := func(reason, kind, result string) (*worker, *orphan, *task) {
+	lost := func(reason string, kind failureKind) (*worker, *orphan, *task) {
+		p.addReady(-1)
+		p.recycled(kind.recycleReason())
+		if len(inflight) == 0 {
+			return nil, nil, held
+		}
 		h := inflight[0]
 		for _, x := range inflight[1:] {
 			p.requeue(x.t)
 		}
-		p.addReady(-1)
-		if kind == "timeout" {
-			p.recycled("timeout")
-		} else {
-			p.recycled("crash")
-		}
-		return nil, &orphan{t: h.t, kind: kind, result: result, elapsed: time.Since(began), reason: reason}, held
+		return nil, &orphan{t: h.t, kind: kind, elapsed: time.Since(began), reason: reason}, held
 	}
 
 	hand(t, s)
@@ -629,55 +724,49 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			case !ok:
 				<-w.exited
 				w.release()
-				return lost(fmt.Sprintf("%s crashed its worker (pid %d): %s%s", h.t.name(), w.pid, exitText(w.state), w.tail.suffix()),
-					"crash", "crashed")
+				return lost(fmt.Sprintf("%s crashed its worker (pid %d): %s%s", h.t.name(), w.pid, exitText(w.state), w.tail.suffix()), failCrash)
 			case m.Op == "restart":
 				restart = true
 				continue
 			case m.Op != "done":
 				// A worker that breaks the protocol cannot be trusted.
-				w.kill()
-				return lost(fmt.Sprintf("%s crashed its worker (pid %d): it broke the protocol (%s: %s)", h.t.name(), w.pid, m.Op, m.Error),
-					"crash", "crashed")
+				w.killCollect()
+				return lost(fmt.Sprintf("%s crashed its worker (pid %d): it broke the protocol (%s: %s)", h.t.name(), w.pid, m.Op, m.Error), failCrash)
 			}
-			// The head's answer. w.current stays: output the job wrote just
-			// before it answered may still be in the pipe, and belongs to it.
-			timer.Stop()
-			elapsed := time.Since(began)
-			inflight = inflight[1:]
-			w.jobs.Add(1)
-			p.observe(h.t.name(), elapsed)
-			rss := w.recentRSS()
-			o := outcomeOf(m)
-			o.ID, o.Duration, o.Memory, o.Strategy = h.t.job.ID, elapsed, uint64(rss), "inline"
-			h.t.reply(o)
-			if why := p.recycleReason(w, rss, restart); why != "" && retiring == "" {
-				retiring = why
-			}
-			if len(inflight) > 0 {
-				begin()
-			}
+			finish(m)
 		case err := <-w.writing:
 			w.writing = nil
 			if err != nil {
 				w.kill() // the answer loop sees it gone
 			}
 		case <-timer.C:
-			w.kill()
 			h := inflight[0]
-			return lost(fmt.Sprintf(
-				"%s has timed out: it ran longer than its timeout of %s, and kqueue killed its worker (pid %d) and every process it started",
-				h.t.name(), h.timeout, w.pid), "timeout", "timeout")
+			if kill() {
+				return lost(fmt.Sprintf(
+					"%s has timed out: it ran longer than its timeout of %s, and kqueue killed its worker (pid %d) and every process it started",
+					h.t.name(), h.timeout, w.pid), failTimeout)
+			}
+			// It answered as it ran out of time: the job w had moved on to
+			// was killed with it.
+			var reason string
+			if len(inflight) > 0 {
+				reason = fmt.Sprintf("%s was killed with its worker (pid %d) when the job before it ran out of time", inflight[0].t.name(), w.pid)
+			}
+			return lost(reason, failCrash)
 		case <-p.hardStop:
-			w.kill()
-			h := inflight[0]
-			h.t.reply(protocol.Outcome{
-				ID: h.t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(),
-				Result: "interrupted", Reason: "kqueue was stopping and the job did not finish within the shutdown timeout",
-				Duration: time.Since(began),
-			})
-			for _, x := range inflight[1:] {
-				x.t.reply(notStarted(x.t))
+			kill()
+			if len(inflight) > 0 {
+				// The head was running: released, its attempt counted. The
+				// jobs behind it never ran: back as they were.
+				h := inflight[0]
+				h.t.reply(protocol.Outcome{
+					ID: h.t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(),
+					Result: "interrupted", Reason: "kqueue was stopping and the job did not finish within the shutdown timeout",
+					Duration: time.Since(began),
+				})
+				for _, x := range inflight[1:] {
+					x.t.reply(notStarted(x.t))
+				}
 			}
 			p.addReady(-1)
 			return nil, nil, held
@@ -775,11 +864,11 @@ func (p *pool) failOutside(w *worker, o *orphan) *worker {
 // released at once with its backoff. It reports whether w survived.
 func failIn(w *worker, o *orphan, timeout time.Duration, hardStop <-chan struct{}) (protocol.Outcome, bool) {
 	t := o.t
-	r := w.do(request{Op: "fail", Queue: t.job.Queue, Kind: o.kind, Reason: o.reason}, t.job.Payload,
+	r := w.do(request{Op: "fail", Queue: t.job.Queue, Kind: o.kind.String(), Reason: o.reason}, t.job.Payload,
 		time.Now().Add(max(timeout, time.Minute)), hardStop)
 	if r.ok {
 		out := outcomeOf(r.msg)
-		out.ID, out.Duration, out.Result, out.Reason = t.job.ID, o.elapsed, o.result, o.reason
+		out.ID, out.Duration, out.Result, out.Reason = t.job.ID, o.elapsed, o.kind.result(), o.reason
 		return out, true
 	}
 	return keepOrphan(o, r.exit), false
@@ -790,7 +879,7 @@ func failIn(w *worker, o *orphan, timeout time.Duration, hardStop <-chan struct{
 // it is over its attempts.
 func keepOrphan(o *orphan, why string) protocol.Outcome {
 	return protocol.Outcome{
-		ID: o.t.job.ID, Kind: protocol.Keep, Result: o.result, Duration: o.elapsed,
+		ID: o.t.job.ID, Kind: protocol.Keep, Result: o.kind.result(), Duration: o.elapsed,
 		Reason: o.reason + "; Laravel's failure handling for it did not run (" + why + "), so it is retried after retry_after",
 	}
 }

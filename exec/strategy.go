@@ -104,7 +104,7 @@ func jobHints(p *payload.Payload, raw []byte, classDefaults func(class string) (
 		}
 		h = h.merge(d)
 	}
-	h.MustIsolate = mustIsolate(raw)
+	h.MustIsolate = h.MustIsolate || mustIsolate(raw)
 	return h, true
 }
 
@@ -169,6 +169,7 @@ func (h Hints) merge(d Hints) Hints {
 	if h.CPU == nil {
 		h.CPU = d.CPU
 	}
+	h.MustIsolate = h.MustIsolate || d.MustIsolate
 	return h
 }
 

@@ -96,8 +96,10 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{reqR, resW} // fd 3, fd 4
 	// Its own process group: a terminal's ^C does not reach it, and a kill
-	// takes the job's children with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.User}
+	// takes the job's children with it. It dies with the dispatcher: a job
+	// nobody watches (no timeout, no outcome) must not run on, nor the jobs
+	// waiting in its pipe start.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.User, Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()
 	reqR.Close()
 	resW.Close()
@@ -497,4 +499,22 @@ func (t *tail) suffix() string {
 		return ""
 	}
 	return ": " + strings.Join(t.lines, " | ")
+}
+
+// killCollect ends the worker as kill does and returns the answers it had
+// written and the daemon had not read yet: the jobs it finished before it
+// died. (Read while it dies, so that its reader never blocks on a full
+// channel.)
+func (w *worker) killCollect() []message {
+	killGroup(w.pid)
+	if w.group != nil {
+		w.group.Kill()
+	}
+	var got []message
+	for m := range w.msgs {
+		got = append(got, m)
+	}
+	<-w.exited
+	w.release()
+	return got
 }

@@ -78,6 +78,9 @@ type Config struct {
 	HeartbeatEvery time.Duration
 	// Observe, when set, is told of every settled job (for metrics).
 	Observe func(queue, job, outcome string, d time.Duration)
+	// MaxPayload is the largest payload handed to the dispatcher; a larger
+	// one is quarantined. Default: what a protocol frame can carry.
+	MaxPayload int
 }
 
 // Stats are the poller's live counts.
@@ -116,6 +119,7 @@ type Poller struct {
 	stats     Stats
 	failures  []FailedRecent
 	acks      []ack         // outcomes not yet in Redis, oldest first
+	acksSince time.Time     // when the oldest of acks was queued
 	downSince time.Time     // when Redis stopped answering; zero while it answers
 	pool      protocol.Pool // the dispatcher's last word on its workers
 	lastTry   time.Time     // the last try to reach Redis while it is away
@@ -133,13 +137,19 @@ type queueState struct {
 }
 
 // running is a job handed to the dispatcher and not yet settled.
+//
+// Its reservation is the original payload until PHP runs it, then the
+// charged copy (see chargeScript); every command on a reservation names
+// both, so that one whose charge never reached Redis is found all the same.
 type running struct {
 	queue    *queueState
-	reserved string // the reserved copy: the member of the reserved set
+	reserved string // the charged copy: attempts+1, as Laravel reserves it
 	original string // the payload as it was on the queue
 	p        *payload.Payload
 	started  time.Time // reserved at
 	handed   bool      // the dispatcher handed it to PHP: it may have run
+	began    bool      // PHP runs it: its attempt is counted
+	settled  bool      // its outcome came: a charge still queued is moot
 }
 
 // New returns a Poller.
@@ -148,6 +158,7 @@ func New(cfg Config) *Poller {
 	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 64)
 	cfg.IdleWait = min(cmp.Or(cfg.IdleWait, time.Second), time.Second)
 	cfg.HeartbeatEvery = cmp.Or(cfg.HeartbeatEvery, time.Second)
+	cfg.MaxPayload = cmp.Or(cfg.MaxPayload, protocol.MaxFrame-maxFrameOverhead)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -178,9 +189,22 @@ type event struct {
 // connection while the poller was not stopping.
 var ErrDispatcherGone = errors.New("dispatcher closed the connection")
 
-// maxUnacked is how many finished jobs' acknowledgements may wait for the
-// next reserve to carry them.
-const maxUnacked = 8
+// Acknowledgements wait for the next reserve to carry them, up to
+// maxUnacked of them, and no longer than maxAckDelay: each one not yet in
+// Redis is a job that runs again if this process dies.
+const (
+	maxUnacked  = 8
+	maxAckDelay = 5 * time.Millisecond
+)
+
+// HardStopGrace is how long a stopping poller waits beyond ShutdownTimeout:
+// the dispatcher stops hard at ShutdownTimeout, and the outcomes of the jobs
+// it then kills or hands back must still reach Redis.
+const HardStopGrace = 10 * time.Second
+
+// maxFrameOverhead is what a Job frame carries besides its payload, at most
+// (a queue name of a few KB included).
+const maxFrameOverhead = 64 << 10
 
 // errRedisAway: a flush or reserve not tried, Redis being away.
 var errRedisAway = errors.New("redis is unreachable")
@@ -269,6 +293,9 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 	defer lease.Stop()
 	heartbeat := time.NewTicker(p.cfg.HeartbeatEvery)
 	defer heartbeat.Stop()
+	ackTimer := time.NewTimer(time.Hour)
+	ackTimer.Stop()
+	defer ackTimer.Stop()
 	p.beat(false)
 
 	var (
@@ -279,6 +306,7 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 		needPoll = true           // Redis may hold work we have not seen
 		armed    bool             // the waker is waiting for us
 		idle     time.Time        // since when nothing ran or was ready
+		ackWait  <-chan time.Time // armed while acknowledgements wait to ride along
 	)
 	for {
 		// kqueue status first: the rest of a turn may wait on Redis.
@@ -309,9 +337,13 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			// wait until half of it has run, then reserve that many in
 			// one round trip, with the acknowledgements riding along —
 			// unless they pile up: each one not yet in Redis is a job
-			// that runs again if this process dies.
-			if len(p.acks) >= maxUnacked {
+			// that runs again if this process dies (maxAckDelay).
+			switch {
+			case len(p.acks) >= maxUnacked || (len(p.acks) > 0 && time.Since(p.acksSince) >= maxAckDelay):
 				p.flush(bg)
+			case len(p.acks) > 0 && ackWait == nil:
+				ackTimer.Reset(maxAckDelay - time.Since(p.acksSince))
+				ackWait = ackTimer.C
 			}
 		default:
 			got, more, next, err := p.reserve(ctx, conn, free)
@@ -395,6 +427,8 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 					break
 				}
 			}
+		case <-ackWait:
+			ackWait = nil // the top of the loop flushes what waited too long
 		case <-lease.C:
 			p.extendLeases(bg)
 		case <-heartbeat.C:
@@ -405,7 +439,9 @@ func (p *Poller) Run(ctx context.Context, conn *protocol.Conn) error {
 			done = nil
 			stopping = true
 			p.beat(true)
-			giveUp = time.After(p.cfg.ShutdownTimeout)
+			// The dispatcher stops hard at ShutdownTimeout; what it then
+			// kills or hands back still has to reach Redis.
+			giveUp = time.After(p.cfg.ShutdownTimeout + HardStopGrace)
 			if len(p.inflight) > 0 {
 				p.log.Info("stopping: waiting for running jobs", "running", len(p.inflight), "timeout", p.cfg.ShutdownTimeout)
 			}
@@ -477,12 +513,23 @@ func peerAlive(err error) bool {
 // run). One round trip; if Redis does not take it, they expire.
 func (p *Poller) returnUnhanded() {
 	var ids []uint64
+	maybe := 0
 	for id, r := range p.inflight {
-		if !r.handed {
+		switch {
+		case !r.handed:
 			ids = append(ids, id)
+		case !r.began:
+			maybe++
 		}
 	}
+	if maybe > 0 {
+		// Handed ahead into a PHP worker's pipe: PHP may have reached one
+		// of them as the dispatcher died. Their reservations hold them as
+		// they were (no attempt counted) until retry_after.
+		p.log.Warn("dispatcher lost with jobs handed to PHP but not yet started; they come back after retry_after, attempts not counted", "jobs", maybe)
+	}
 	if len(ids) == 0 {
+		p.flush(context.Background()) // the charges of the jobs that ran
 		return
 	}
 	// Latest reserved first: each goes to the head, so they end in the
@@ -491,7 +538,7 @@ func (p *Poller) returnUnhanded() {
 	slices.Reverse(ids)
 	for _, id := range ids {
 		r := p.inflight[id]
-		p.acks = append(p.acks, giveBack(r))
+		p.queueAck(giveBack(r))
 		r.queue.running--
 		delete(p.inflight, id)
 	}
@@ -516,6 +563,12 @@ func (p *Poller) handle(m protocol.Message) bool {
 			r.handed = true
 		}
 		return false
+	case protocol.Running:
+		if r, ok := p.inflight[m.ID]; ok && !r.began {
+			r.handed, r.began = true, true
+			p.queueAck(ack{kind: ackCharge, keys: r.queue.keys, reserved: r.reserved, original: r.original, job: r})
+		}
+		return false
 	case protocol.Outcome:
 		r, ok := p.inflight[m.ID]
 		if !ok {
@@ -537,17 +590,19 @@ func (p *Poller) handle(m protocol.Message) bool {
 
 // settle queues the Redis side of an outcome and logs the job's story.
 func (p *Poller) settle(r *running, o protocol.Outcome) {
+	r.settled = true
 	switch o.Kind {
 	case protocol.Delete:
-		p.acks = append(p.acks, ack{keys: r.queue.keys, reserved: r.reserved})
+		p.queueAck(ack{keys: r.queue.keys, reserved: r.reserved, original: r.original})
 	case protocol.Release:
-		if !r.handed {
-			// Released before PHP had it (kqueue was stopping hard): it did
-			// not run, so it goes back as it was, no attempt counted.
-			p.acks = append(p.acks, giveBack(r))
+		if !r.began {
+			// Released before PHP ran it (kqueue stopping hard, or a
+			// dispatcher that lost its poller): it did not run, so it goes
+			// back as it was, no attempt counted.
+			p.queueAck(giveBack(r))
 			break
 		}
-		p.acks = append(p.acks, ack{kind: ackRelease, keys: r.queue.keys, reserved: r.reserved, releaseAt: o.ReleaseAt})
+		p.queueAck(ack{kind: ackRelease, keys: r.queue.keys, reserved: r.reserved, original: r.original, releaseAt: o.ReleaseAt})
 	case protocol.Keep:
 		// Leave it reserved: it comes back after retry_after, as under Laravel.
 	}
@@ -573,7 +628,7 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	if o.CPU > 0 {
 		attrs = append(attrs, slog.Duration("cpu", o.CPU))
 	}
-	if o.Kind == protocol.Release && r.handed {
+	if o.Kind == protocol.Release && r.began {
 		attrs = append(attrs, slog.Duration("release_in", time.Duration(o.ReleaseAt-p.cfg.Now().Unix())*time.Second))
 	}
 	if o.Reason != "" {
@@ -618,18 +673,20 @@ func (p *Poller) flush(ctx context.Context) error {
 	return err
 }
 
-// ack is the Redis side of one settled job. It stays queued until Redis
-// has it: a round trip that fails (Redis away) is replayed whole on a later
-// one. Replaying is safe: ZREM again does nothing, and a release pushes the
-// job back only if its own ZREM removed the reservation (a job reserved
-// again since has another reserved copy: one more attempt). A give-back is
-// not replayed (see dropGiveBacks).
+// ack is the Redis side of a job's reservation: its charge when PHP runs
+// it, and its settlement. It stays queued until Redis has it: a round trip
+// that fails (Redis away) is replayed whole on a later one. Replaying is
+// safe: ZREM again does nothing, and a release pushes the job back only if
+// its own ZREM removed the reservation (a job reserved again since, by
+// queue:work, has another reserved copy). Give-backs and charges are not
+// replayed (see dropUnsure).
 type ack struct {
 	kind      ackKind
 	keys      keys
-	reserved  string
-	releaseAt int64  // ackRelease
-	original  string // ackGiveBack
+	reserved  string   // the charged copy
+	original  string   // the payload as it was on the queue
+	releaseAt int64    // ackRelease
+	job       *running // ackCharge: moot once the job is settled
 }
 
 // ackKind is what an acknowledgement does with a reservation.
@@ -638,35 +695,59 @@ type ackKind uint8
 const (
 	ackDelete   ackKind = iota // the job is done: removed (Laravel's delete)
 	ackRelease                 // into the delayed set, due at releaseAt (releaseScript)
-	ackGiveBack                // never started: to the head of its queue as it was (returnScript)
+	ackGiveBack                // never ran: to the head of its queue as it was (returnScript)
+	ackCharge                  // PHP runs it: its attempt counted (chargeScript)
 )
 
-// giveBack is the acknowledgement of a job that never went to PHP.
+// giveBack is the acknowledgement of a job that never ran.
 func giveBack(r *running) ack {
 	return ack{kind: ackGiveBack, keys: r.queue.keys, reserved: r.reserved, original: r.original}
 }
 
+// queueAck queues a for the next round trip.
+func (p *Poller) queueAck(a ack) {
+	if len(p.acks) == 0 {
+		p.acksSince = time.Now()
+	}
+	p.acks = append(p.acks, a)
+}
+
 // queueAcks adds the pending acknowledgements to pipe: the deletes that
 // follow one another on one queue as one ZREM of them all (Laravel's
-// delete is a ZREM of the one job), each release or give-back as its
-// script.
+// delete is a ZREM of the one job; here of both forms of its reservation),
+// the charges that follow one another on one queue as one chargeScript,
+// each release or give-back as its script. A charge whose job has settled
+// since is left out: the settlement names both forms.
 func (p *Poller) queueAcks(ctx context.Context, pipe redis.Pipeliner) pendingAcks {
 	sent := pendingAcks{n: len(p.acks)}
-	var members []any // deletes on one queue so far
+	var members []any // deletes, or charges, on one queue so far
 	for i, a := range p.acks {
 		switch a.kind {
 		case ackRelease:
-			sent.cmds = append(sent.cmds, releaseScript.EvalSha(ctx, pipe, []string{a.keys.delayed, a.keys.reserved}, a.reserved, a.releaseAt))
+			sent.cmds = append(sent.cmds, releaseScript.EvalSha(ctx, pipe, []string{a.keys.delayed, a.keys.reserved}, a.reserved, a.original, a.releaseAt))
 			continue
 		case ackGiveBack:
 			sent.cmds = append(sent.cmds, returnScript.EvalSha(ctx, pipe, []string{a.keys.reserved, a.keys.queue, a.keys.notify}, a.reserved, a.original))
 			continue
+		case ackCharge:
+			if !a.job.settled {
+				members = append(members, a.original, a.reserved)
+			}
+		case ackDelete:
+			members = append(members, a.reserved, a.original)
 		}
-		members = append(members, a.reserved)
-		if next := i + 1; next == len(p.acks) || p.acks[next].kind != ackDelete || p.acks[next].keys.reserved != a.keys.reserved {
+		next := i + 1
+		if next < len(p.acks) && p.acks[next].kind == a.kind && p.acks[next].keys.reserved == a.keys.reserved {
+			continue // the same command goes on
+		}
+		switch {
+		case len(members) == 0:
+		case a.kind == ackCharge:
+			sent.cmds = append(sent.cmds, chargeScript.EvalSha(ctx, pipe, []string{a.keys.reserved}, members...))
+		default:
 			sent.cmds = append(sent.cmds, pipe.ZRem(ctx, a.keys.reserved, members...))
-			members = nil
 		}
+		members = nil
 	}
 	return sent
 }
@@ -684,31 +765,41 @@ func (p *Poller) acked(sent pendingAcks, err error) {
 	for _, c := range sent.cmds {
 		if c.Err() != nil && !errors.Is(c.Err(), redis.Nil) {
 			p.redisDown(c.Err())
-			p.dropGiveBacks(sent.n)
+			p.dropUnsure(sent.n)
 			return
 		}
 	}
 	p.acks = p.acks[sent.n:]
+	if len(p.acks) > 0 {
+		p.acksSince = time.Now()
+	}
 	if err == nil {
 		p.redisUp()
 	}
 }
 
-// dropGiveBacks takes the give-backs out of the first n acknowledgements:
-// a give-back is sent once. Replayed after a reply that was lost, it could
-// take back the reservation another consumer has made of the same job
-// since (its reserved copy is ours, byte for byte) and run it twice. One
-// that Redis did not take leaves its job reserved: it comes back after
-// retry_after with an attempt counted.
-func (p *Poller) dropGiveBacks(n int) {
+// dropUnsure takes the give-backs and charges out of the first n
+// acknowledgements: each is sent once. Replayed after a reply that was
+// lost, either could act on the reservation another consumer has made of
+// the same job since (a reservation that is the original payload is the
+// same, byte for byte, whoever made it): a give-back would run it twice, a
+// charge count an attempt of theirs. A give-back that Redis did not take
+// leaves its job reserved as it was: it comes back after retry_after,
+// attempts not counted; a charge not taken leaves a job that ran
+// uncounted, and its settlement names both forms of its reservation.
+func (p *Poller) dropUnsure(n int) {
 	kept := make([]ack, 0, len(p.acks))
+	dropped := 0
 	for i, a := range p.acks {
-		if i >= n || a.kind != ackGiveBack {
+		switch {
+		case i >= n || a.kind == ackDelete || a.kind == ackRelease:
 			kept = append(kept, a)
+		case a.kind == ackGiveBack:
+			dropped++
 		}
 	}
-	if dropped := len(p.acks) - len(kept); dropped > 0 {
-		p.log.Warn("could not give back jobs that never started; they run again after retry_after", "jobs", dropped)
+	if dropped > 0 {
+		p.log.Warn("could not give back jobs that never ran; they come back after retry_after, attempts not counted", "jobs", dropped)
 	}
 	p.acks = kept
 }
@@ -877,8 +968,9 @@ func (p *Poller) reserveFrom(ctx context.Context, q *queueState, n int) ([]*runn
 	return p.reservedJobs(ctx, q, pairs, now), len(pairs)/2 + len(bad), due, nil
 }
 
-// reservedJobs turns reserved (original, reserved copy) pairs into jobs to
-// run; one whose payload does not parse is quarantined.
+// reservedJobs turns reserved (original, charged copy) pairs into jobs to
+// run; one whose payload does not parse, or is too large to hand on, is
+// quarantined.
 func (p *Poller) reservedJobs(ctx context.Context, q *queueState, pairs []any, now time.Time) []*running {
 	k := q.keys
 	jobs := make([]*running, 0, len(pairs)/2)
@@ -886,6 +978,9 @@ func (p *Poller) reservedJobs(ctx context.Context, q *queueState, pairs []any, n
 		orig, _ := pairs[i].(string)
 		copy, _ := pairs[i+1].(string)
 		pl, err := payload.Parse([]byte(orig))
+		if err == nil && len(orig) > p.cfg.MaxPayload {
+			err = fmt.Errorf("its payload is %d bytes, over the %d bytes kqueue hands to PHP in one frame", len(orig), p.cfg.MaxPayload)
+		}
 		if err != nil {
 			p.log.Error("quarantined a malformed job", "queue", q.Name, "key", k.quarantine, "error", err, "entry", preview(orig))
 			if err := quarantineScript.Run(ctx, p.cfg.Redis, []string{k.reserved, k.quarantine}, copy, orig).Err(); err != nil {
@@ -941,8 +1036,8 @@ func (p *Poller) recover(ctx context.Context) ([]*running, error) {
 	// went back to the queue and may be running elsewhere.
 	pipe := p.cfg.Redis.Pipeline()
 	var scores []*redis.FloatCmd
-	for i := 2; i < len(got); i += 2 {
-		scores = append(scores, pipe.ZScore(ctx, u.queue.keys.reserved, got[i]))
+	for i := 1; i+1 < len(got); i += 2 {
+		scores = append(scores, pipe.ZScore(ctx, u.queue.keys.reserved, got[i])) // the original: not charged yet
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		p.uncertain = u
@@ -998,16 +1093,26 @@ func (p *Poller) order() []int {
 
 // extendLeases pushes every running job's reservation expiry forward, so a
 // job that runs longer than retry_after is never handed to another worker.
+// The pending acknowledgements go first, in the same round trip: a job
+// that has finished has no lease but its settlement.
 func (p *Poller) extendLeases(ctx context.Context) {
-	if len(p.inflight) == 0 {
+	if len(p.inflight) == 0 && len(p.acks) == 0 {
 		return
+	}
+	if !p.downSince.IsZero() && time.Since(p.lastTry) < time.Second {
+		return // Redis is away: the retry timer tries
 	}
 	now := p.cfg.Now()
 	pipe := p.cfg.Redis.Pipeline()
+	acks := p.queueAcks(ctx, pipe)
 	for _, r := range p.inflight {
-		pipe.ZAddXX(ctx, r.queue.keys.reserved, redis.Z{Score: float64(now.Add(r.queue.RetryAfter).Unix()), Member: r.reserved})
+		// Either form: one is there.
+		expiry := float64(now.Add(r.queue.RetryAfter).Unix())
+		pipe.ZAddXX(ctx, r.queue.keys.reserved, redis.Z{Score: expiry, Member: r.reserved}, redis.Z{Score: expiry, Member: r.original})
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	err := p.exec(ctx, pipe)
+	p.acked(acks, err)
+	if err != nil {
 		p.redisDown(err)
 	}
 }

@@ -203,9 +203,10 @@ func TestDispatcherKilledMidFrameReturnsUnstartedJobs(t *testing.T) {
 	}
 }
 
-// A job released that was never said to be started (kqueue stopping hard
-// took it back from the pool unrun) goes back to its queue as it was, no
-// attempt counted; one PHP had is released with its attempt, as Laravel does.
+// A job released that PHP never ran (kqueue stopping hard took it back from
+// the pool, or from a worker's pipe, unrun) goes back to its queue as it
+// was, no attempt counted; one PHP ran is released with its attempt, as
+// Laravel does.
 func TestReleasedUnstartedJobGoesBackAsItWas(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
@@ -213,7 +214,7 @@ func TestReleasedUnstartedJobGoesBackAsItWas(t *testing.T) {
 	ran, unrun := jobs[0], jobs[1]
 	due := time.Now().Add(time.Hour).Unix()
 	d.conn.SendBatch([]protocol.Message{
-		protocol.Started{ID: ran.ID},
+		protocol.Running{ID: ran.ID},
 		protocol.Outcome{ID: ran.ID, Kind: protocol.Release, ReleaseAt: due, Result: "interrupted"},
 		protocol.Outcome{ID: unrun.ID, Kind: protocol.Release, ReleaseAt: due, Result: "interrupted"},
 	})

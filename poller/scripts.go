@@ -24,20 +24,27 @@ local function migrate(from, to, notify, now)
 end
 `
 
-// reserveScript is Laravel's pop(): migrate due delayed jobs, migrate expired
-// reservations, then pop — here up to ARGV[3] jobs in one round trip.
-// Each popped payload gets attempts+1, is re-encoded by cjson (the reserved
-// copy) and added to the reserved set with the reservation expiry as score;
-// one notify token is taken per job. Entries that are not JSON objects with
-// a numeric "attempts" (which would make Laravel's own script fail after
-// its LPOP and lose the entry) are moved to the quarantine list instead.
+// reserveScript is Laravel's pop(), with one difference that makes taking
+// jobs early cost nothing: migrate due delayed jobs, migrate expired
+// reservations, then pop — here up to ARGV[3] jobs in one round trip —
+// and add each popped payload to the reserved set as it was, attempts not
+// counted yet. The copy with attempts+1 (re-encoded by cjson, byte for
+// byte what Laravel's pop would reserve) is returned beside it; chargeScript
+// swaps it in when PHP is about to run the job. Until then a reservation
+// that lapses (kqueue gone) is migrated back by anyone — kqueue or
+// queue:work — exactly as it was. One notify token is taken per job.
+// Entries that are not JSON objects with a numeric "attempts" (which would
+// make Laravel's own script fail after its LPOP and lose the entry) are
+// moved to the quarantine list instead.
 //
-//	KEYS[1] queue  KEYS[2] delayed  KEYS[3] reserved  KEYS[4] notify  KEYS[5] quarantine
+//	KEYS[1] queue  KEYS[2] delayed  KEYS[3] reserved  KEYS[4] notify
+//	KEYS[5] quarantine  KEYS[6] this poller's receipt
 //	ARGV[1] now (Unix seconds)  ARGV[2] reservation expiry  ARGV[3] max jobs
+//	ARGV[4] this call's sequence number (for the receipt)
 //
 // Returns {jobs, quarantined, next}: jobs is a flat list of original,
-// reserved pairs; quarantined the raw entries moved aside; next the lowest
-// score left in delayed (or false).
+// charged-copy pairs; quarantined the raw entries moved aside; next the
+// lowest score left in delayed (or false).
 var reserveScript = redis.NewScript(migrateLua + `
 local queue, delayed, reserved, notify, quarantine, receipt = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, expiry, max, seq = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -61,7 +68,7 @@ for _ = 1, max do
     ok = false
   end
   if ok then
-    redis.call('ZADD', reserved, expiry, copy)
+    redis.call('ZADD', reserved, expiry, job)
     jobs[#jobs + 1] = job
     jobs[#jobs + 1] = copy
   else
@@ -82,50 +89,76 @@ local next = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 return {jobs, bad, next[2] or false}
 `)
 
-// releaseScript is Laravel's deleteAndRelease(): take the reserved copy out
-// of the reserved set and put it, unchanged (attempts already counted), into
-// the delayed set, due at ARGV[2]. Unlike Laravel it adds nothing when the
-// reservation is no longer there (it expired and another worker has the
-// job), so a lost lease cannot duplicate a job.
+// chargeScript counts the attempt of jobs PHP is about to run: each
+// original payload in the reserved set is replaced by its charged copy
+// (attempts+1), keeping its expiry — what Laravel's pop reserves, so from
+// here on the job is Laravel's reserved job in every respect. A job whose
+// original is no longer reserved (charged already, or its reservation
+// lapsed and it may be another consumer's) is left alone.
+//
+//	KEYS[1] reserved
+//	ARGV[2i-1] original payload  ARGV[2i] charged copy, for each job
+//
+// Returns how many were charged.
+var chargeScript = redis.NewScript(`
+local n = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZADD', KEYS[1], score, ARGV[i + 1])
+    n = n + 1
+  end
+end
+return n
+`)
+
+// releaseScript is Laravel's deleteAndRelease(): take the job's reservation
+// out of the reserved set — its charged copy, or its original if the
+// charge never reached Redis — and put the charged copy (attempts counted:
+// the job ran) into the delayed set, due at ARGV[3]. Unlike Laravel it adds
+// nothing when the reservation is no longer there (it expired and another
+// worker has the job), so a lost lease cannot duplicate a job.
 //
 //	KEYS[1] delayed  KEYS[2] reserved
-//	ARGV[1] reserved copy  ARGV[2] due time (Unix seconds)
+//	ARGV[1] charged copy  ARGV[2] original payload  ARGV[3] due time (Unix seconds)
 //
 // Returns 1 when released, 0 when the reservation was gone.
 var releaseScript = redis.NewScript(`
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if redis.call('ZREM', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 `)
 
-// returnScript puts a reserved job that never started back at the head of
-// its queue as it was before it was reserved (attempts not counted), with
-// a notify token, as if it had not been popped; only while the reservation
+// returnScript puts a reserved job that never ran back at the head of its
+// queue as it was before it was reserved (attempts not counted), with a
+// notify token, as if it had not been popped; only while the reservation
 // is still there (one that expired may be running elsewhere).
 //
 //	KEYS[1] reserved  KEYS[2] queue  KEYS[3] notify
-//	ARGV[1] reserved copy  ARGV[2] original payload
+//	ARGV[1] charged copy  ARGV[2] original payload
 //
 // Returns 1 when returned, 0 when the reservation was gone.
 var returnScript = redis.NewScript(`
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('ZREM', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('RPUSH', KEYS[3], 1)
 return 1
 `)
 
 // quarantineScript moves a reserved job whose payload kqueue cannot run
-// (valid JSON, but not a Laravel payload) out of the reserved set and onto
-// the quarantine list, as it was before it was reserved.
+// (valid JSON, but not a Laravel payload; or too large to hand on) out of
+// the reserved set and onto the quarantine list, as it was before it was
+// reserved.
 //
 //	KEYS[1] reserved  KEYS[2] quarantine
-//	ARGV[1] reserved copy  ARGV[2] original payload
+//	ARGV[1] charged copy  ARGV[2] original payload
 //
 // Returns 1.
 var quarantineScript = redis.NewScript(`
-redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1], ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 return 1
 `)
 
-var allScripts = []*redis.Script{reserveScript, releaseScript, quarantineScript, returnScript}
+var allScripts = []*redis.Script{reserveScript, chargeScript, releaseScript, quarantineScript, returnScript}

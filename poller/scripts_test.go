@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,19 @@ func TestReserveMatchesLaravel(t *testing.T) {
 		t.Errorf("popped jobs differ\nLaravel: %q\nkqueue:  %q", want, got)
 	}
 	lk, kk := keysFor(testenv.Prefix, "laravel"), keysFor(testenv.Prefix, "kqueue")
+	// Until PHP runs them, kqueue's reservations are the jobs as they were;
+	// charged (all of them here), they are Laravel's reserved copies.
+	var originals, charge []any
+	for _, g := range got {
+		originals = append(originals, g[0])
+		charge = append(charge, g[0], g[1])
+	}
+	if n := rdb.ZMScore(ctx, kk.reserved, toStrings(originals)...).Val(); slices.Contains(n, 0) {
+		t.Errorf("reserved before the charge: some originals missing (scores %v)", n)
+	}
+	if n, err := chargeScript.Run(ctx, rdb, []string{kk.reserved}, charge...).Int(); err != nil || n != len(got) {
+		t.Fatalf("charged %d, %v; want %d", n, err, len(got))
+	}
 	for _, c := range []struct {
 		what     string
 		lar, kqu any
@@ -105,17 +119,27 @@ func TestReserveMatchesLaravel(t *testing.T) {
 	}
 }
 
+// toStrings converts a list of strings held as any.
+func toStrings(xs []any) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = x.(string)
+	}
+	return out
+}
+
 // TestReleaseScript: a release moves the reserved copy, unchanged, to the
-// delayed set; a release of a reservation that is gone adds nothing.
+// delayed set — whichever form the reservation had — and a release of a
+// reservation that is gone adds nothing.
 func TestReleaseScript(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysFor("p_", "q")
-	copy := `{"uuid":"u","attempts":1}`
-	r.Client.ZAdd(ctx, k.reserved, redis.Z{Score: 100, Member: copy})
+	copy, orig := `{"uuid":"u","attempts":1}`, `{"uuid":"u","attempts":0}`
+	r.Client.ZAdd(ctx, k.reserved, redis.Z{Score: 100, Member: orig}) // its charge never reached Redis
 	for i, want := range []int64{1, 0} {
-		n, err := releaseScript.Run(ctx, r.Client, []string{k.delayed, k.reserved}, copy, 1234).Int64()
+		n, err := releaseScript.Run(ctx, r.Client, []string{k.delayed, k.reserved}, copy, orig, 1234).Int64()
 		if err != nil || n != want {
 			t.Fatalf("release %d = %d, %v; want %d", i, n, err, want)
 		}
@@ -154,7 +178,7 @@ func TestAcksAcrossQueues(t *testing.T) {
 	}
 	// a, a, release a, a, b, b
 	for i, j := range jobs {
-		a := ack{keys: j.queue.keys, reserved: j.reserved}
+		a := ack{keys: j.queue.keys, reserved: j.reserved, original: j.original}
 		if i == 1 {
 			a.kind, a.releaseAt = ackRelease, 4102444800
 		}
@@ -181,21 +205,23 @@ func TestAcksAcrossQueues(t *testing.T) {
 }
 
 // A round trip that fails keeps its acknowledgements for the next one, all
-// but the give-backs: one replayed after a reply that was lost could take
-// back a reservation another consumer has made of the same job since.
+// but the give-backs and charges: one replayed after a reply that was lost
+// could act on a reservation another consumer has made of the same job
+// since.
 func TestFailedRoundTripKeepsAcksButNotGiveBacks(t *testing.T) {
 	t.Parallel()
 	p := New(Config{Prefix: "p_", Queues: []Queue{{Name: "a"}}})
 	k := keysFor("p_", "a")
 	p.acks = []ack{
 		{keys: k, reserved: "r1"},
+		{kind: ackCharge, keys: k, reserved: "r5", original: "o5"},
 		{kind: ackGiveBack, keys: k, reserved: "r2", original: "o2"},
 		{kind: ackRelease, keys: k, reserved: "r3", releaseAt: 1},
 		{kind: ackGiveBack, keys: k, reserved: "r4", original: "o4"}, // not in this round trip
 	}
 	lost := redis.NewStatusCmd(context.Background())
 	lost.SetErr(errors.New("read unix @->/run/redis.sock: i/o timeout"))
-	p.acked(pendingAcks{cmds: []redis.Cmder{lost}, n: 3}, lost.Err())
+	p.acked(pendingAcks{cmds: []redis.Cmder{lost}, n: 4}, lost.Err())
 	var kept []string
 	for _, a := range p.acks {
 		kept = append(kept, a.reserved)
@@ -225,7 +251,7 @@ func BenchmarkReserveAck(b *testing.B) {
 			b.Fatalf("reserved %d: %v", len(jobs), err)
 		}
 		for _, j := range jobs {
-			p.acks = append(p.acks, ack{keys: j.queue.keys, reserved: j.reserved})
+			p.acks = append(p.acks, ack{keys: j.queue.keys, reserved: j.reserved, original: j.original})
 		}
 		if err := p.flush(ctx); err != nil {
 			b.Fatal(err)

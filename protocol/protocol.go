@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the protocol version; a peer with another version is refused.
-const Version = 4
+const Version = 5
 
 // MaxFrame bounds a frame's size (a Laravel payload may be tens of MB).
 const MaxFrame = 128 << 20
@@ -34,6 +34,7 @@ const (
 	TypeOutcome  byte = 5
 	TypePool     byte = 6
 	TypeStarted  byte = 7
+	TypeRunning  byte = 8
 )
 
 // ErrMalformed is wrapped by every decoding error.
@@ -71,10 +72,18 @@ type Job struct {
 }
 
 // Started says a job has been handed to PHP (dispatcher → poller, before
-// its Outcome). A job the dispatcher took but never started can go back to
-// its queue as it was when the dispatcher is lost; one it started may
-// have run.
+// the job can reach PHP, and before its Outcome): from here on PHP may run
+// it. A job the dispatcher took but never started can go back to its queue
+// as it was when the dispatcher is lost; one it started may have run.
 type Started struct {
+	ID uint64
+}
+
+// Running says PHP runs the job now (dispatcher → poller, before its
+// Outcome; it implies Started): its attempt is counted. A job handed to an
+// idle PHP worker is Running at once; one handed ahead into a busy
+// worker's pipe is Started there, and Running when the worker reaches it.
+type Running struct {
 	ID uint64
 }
 
@@ -151,6 +160,7 @@ func (Job) Type() byte      { return TypeJob }
 func (Outcome) Type() byte  { return TypeOutcome }
 func (Pool) Type() byte     { return TypePool }
 func (Started) Type() byte  { return TypeStarted }
+func (Running) Type() byte  { return TypeRunning }
 
 func (m Hello) AppendBody(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.Version)
@@ -192,6 +202,10 @@ func (m Outcome) AppendBody(b []byte) []byte {
 }
 
 func (m Started) AppendBody(b []byte) []byte {
+	return binary.AppendUvarint(b, m.ID)
+}
+
+func (m Running) AppendBody(b []byte) []byte {
 	return binary.AppendUvarint(b, m.ID)
 }
 
@@ -249,6 +263,8 @@ func Decode(frame []byte) (Message, error) {
 		m = o
 	case TypeStarted:
 		m = Started{ID: d.uvarint()}
+	case TypeRunning:
+		m = Running{ID: d.uvarint()}
 	case TypePool:
 		var p Pool
 		for n := d.count(); n > 0 && d.err == nil; n-- {

@@ -21,6 +21,7 @@ var samples = []Message{
 	Outcome{ID: 9, Kind: Keep, Failed: true, Result: "crashed", Reason: "exit code 3", Duration: -1},
 	Outcome{ID: 10, Kind: Delete, Failed: true, Result: "oom", Strategy: "isolated (memory 64M)", Scope: "/kqueue-default/job-10", CPU: 250 * time.Millisecond},
 	Started{ID: 11},
+	Running{ID: 12},
 	Pool{},
 	Pool{
 		Workers:  []PoolWorker{{PID: 4242, Busy: true, Jobs: 17, RSS: 38 << 20, Age: 90 * time.Second}, {PID: 4243}},

@@ -397,9 +397,6 @@ func runAll(ctx context.Context, cfg *config.Config, log *slog.Logger, stopWhenE
 	defer hardStopAfter(ctx, d, cfg.Job.ShutdownTimeout.D())()
 	p, stopPoller := startPoller(ctx, cfg, rdb, log, n, func(pc *poller.Config) {
 		pc.StopWhenEmpty = stopWhenEmpty
-		// The poller outwaits the dispatcher's hard stop, to apply the
-		// releases of the jobs it kills.
-		pc.ShutdownTimeout += 10 * time.Second
 	})
 	defer stopPoller()
 	runErr := p.Run(ctx, protocol.NewConn(pc))
@@ -738,9 +735,11 @@ func runDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 			continue
 		}
 		log.Info("poller connected")
-		if err := d.Serve(context.WithoutCancel(ctx), protocol.NewConn(c)); err != nil {
+		// Stopping drains the connection: no more jobs asked for, the ones
+		// in hand finished, then the poller is let go.
+		if err := d.Serve(ctx, protocol.NewConn(c)); err != nil {
 			log.Error("poller connection ended", "error", err)
-		} else if cfg.Pool.IdleExit > 0 && activated {
+		} else if ctx.Err() == nil && cfg.Pool.IdleExit > 0 && activated {
 			// The poller let go after pool.idle_exit without work: scale
 			// to zero. The socket starts us again for the next job.
 			log.Info("idle: exiting until the next job (pool.idle_exit)")

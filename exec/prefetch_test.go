@@ -1,0 +1,287 @@
+package exec
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/kqueue/kqueue/protocol"
+)
+
+// link is a dispatcher serving one connection whose poller end the test
+// drives by hand: every frame the dispatcher sends arrives on msgs.
+type link struct {
+	t      *testing.T
+	app    *testenv.App
+	d      *Dispatcher
+	conn   *protocol.Conn // the poller's end
+	msgs   chan protocol.Message
+	served chan error // Serve's result, once
+	err    error
+	ended  bool
+	stop   context.CancelFunc // the dispatcher alone is stopping (SIGTERM)
+	nextID uint64
+}
+
+func newLink(t *testing.T, workers int, configure func(*Config)) *link {
+	t.Helper()
+	app := testenv.NewApp(t, testenv.StartRedis(t))
+	cfg := Config{AppPath: app.Path, Env: app.Env, Workers: workers, Tries: 1, Timeout: time.Minute}
+	if configure != nil {
+		configure(&cfg)
+	}
+	l := &link{t: t, app: app, d: New(cfg, testenv.NewLogs().Logger()), msgs: make(chan protocol.Message, 10000), served: make(chan error, 1)}
+	if err := l.d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	l.stop = cancel
+	go func() { l.served <- l.d.Serve(ctx, protocol.NewConn(b)) }()
+	l.conn = protocol.NewConn(a)
+	if err := l.conn.Send(protocol.Hello{Version: protocol.Version}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.conn.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(l.msgs)
+		for {
+			m, err := l.conn.Recv()
+			if err != nil {
+				return
+			}
+			if o, ok := m.(protocol.Outcome); ok {
+				o.Reason = string([]byte(o.Reason))
+				m = o
+			}
+			l.msgs <- m
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		l.conn.Close()
+		l.wait(60 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		l.d.Stop(ctx)
+	})
+	return l
+}
+
+// wait waits for Serve to return, and returns its error.
+func (l *link) wait(timeout time.Duration) error {
+	l.t.Helper()
+	if !l.ended {
+		select {
+		case l.err = <-l.served:
+			l.ended = true
+		case <-time.After(timeout):
+			l.t.Fatalf("Serve did not return within %s", timeout)
+		}
+	}
+	return l.err
+}
+
+// send hands the dispatcher jobs of the given payloads; it returns their ids.
+func (l *link) send(payloads ...string) []uint64 {
+	l.t.Helper()
+	var ids []uint64
+	var batch []protocol.Message
+	for _, p := range payloads {
+		l.nextID++
+		ids = append(ids, l.nextID)
+		batch = append(batch, protocol.Job{ID: l.nextID, Queue: "default", Payload: []byte(p)})
+	}
+	if err := l.conn.SendBatch(batch); err != nil {
+		l.t.Fatal(err)
+	}
+	return ids
+}
+
+// until reads the dispatcher's frames until one satisfies done; it returns
+// them all.
+func (l *link) until(what string, done func(protocol.Message) bool) []protocol.Message {
+	l.t.Helper()
+	var got []protocol.Message
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case m, ok := <-l.msgs:
+			if !ok {
+				l.t.Fatalf("the connection ended before %s", what)
+			}
+			got = append(got, m)
+			if done(m) {
+				return got
+			}
+		case <-timeout:
+			l.t.Fatalf("no %s within 60s", what)
+		}
+	}
+}
+
+// runs is how many times the app's jobs have run, by tag.
+func (l *link) runs() map[string]string {
+	return l.app.Redis.Client.HGetAll(context.Background(), testenv.Prefix+"kqtest:runs").Val()
+}
+
+// payloads has the app dispatch a scenario and returns its payloads.
+func (l *link) payloads(args ...string) []string {
+	l.t.Helper()
+	l.app.Artisan(l.t, append([]string{"kq:dispatch"}, args...)...)
+	ctx := context.Background()
+	key := testenv.Prefix + "queues:default"
+	ps := l.app.Redis.Client.LRange(ctx, key, 0, -1).Val()
+	l.app.Redis.Client.Del(ctx, key, key+":notify")
+	return ps
+}
+
+// A dispatcher whose poller is gone starts nothing more: of three jobs
+// waiting for its one worker, only the one running when the connection
+// ended runs (before, all three ran, their outcomes undeliverable, and ran
+// again after retry_after).
+func TestFencedWhenThePollerIsGone(t *testing.T) {
+	t.Parallel()
+	l := newLink(t, 1, nil)
+	ids := l.send(l.payloads("waits", "--count=3")[1:]...) // the three Waits jobs
+	l.until("the first job running", func(m protocol.Message) bool {
+		r, ok := m.(protocol.Running)
+		return ok && r.ID == ids[0]
+	})
+	l.conn.Close() // the poller dies
+	l.app.Redis.Client.RPush(context.Background(), testenv.Prefix+"kqtest:go", 1)
+	l.wait(60 * time.Second)
+	if runs := l.runs(); len(runs) != 1 || runs["wait-0"] != "1" {
+		t.Errorf("runs after the poller went: %v, want only wait-0", runs)
+	}
+}
+
+// The dispatcher stopping alone drains its connection: it asks for no more
+// jobs (capacity 0), answers one that was on its way as never run (no
+// Running: the poller gives it back as it was), finishes what it had, and
+// then ends the connection (before, the poller kept handing it jobs that
+// bounced back at once, thousands of times a second).
+func TestDrainWhenStoppedAlone(t *testing.T) {
+	t.Parallel()
+	l := newLink(t, 1, nil)
+	ps := l.payloads("record", "--count=2")
+	first := l.send(ps[0])[0]
+	l.until("the first job running", func(m protocol.Message) bool {
+		r, ok := m.(protocol.Running)
+		return ok && r.ID == first
+	})
+	l.stop()
+	l.until("capacity 0", func(m protocol.Message) bool {
+		c, ok := m.(protocol.Capacity)
+		return ok && c.Capacity == 0
+	})
+	late := l.send(ps[1])[0]
+	var got []protocol.Message
+	for m := range l.msgs { // until the dispatcher ends the connection
+		got = append(got, m)
+	}
+	var outcomes int
+	for _, m := range got {
+		switch m := m.(type) {
+		case protocol.Running:
+			if m.ID == late {
+				t.Errorf("the job sent after capacity 0 was run")
+			}
+		case protocol.Started:
+			if m.ID == late {
+				t.Errorf("the job sent after capacity 0 was handed to PHP")
+			}
+		case protocol.Outcome:
+			outcomes++
+			if m.ID == late && (m.Kind != protocol.Release || m.Result != "interrupted") {
+				t.Errorf("the late job's outcome %+v, want released unrun", m)
+			}
+			if m.ID == first && m.Result != "done" {
+				t.Errorf("the running job's outcome %+v, want done", m)
+			}
+		}
+	}
+	if outcomes != 2 {
+		t.Errorf("%d outcomes before the connection ended, want 2: %v", outcomes, got)
+	}
+	if err := l.wait(60 * time.Second); err != nil {
+		t.Errorf("serve: %v", err)
+	}
+}
+
+// A hard stop counts an attempt only for the job PHP was running: the jobs
+// handed ahead into the worker's pipe behind it are answered as never run,
+// with no Running said for them (before, they were released with an
+// attempt counted, and a job allowed one try failed later without having
+// run). Jobs of a class known to be quick are handed ahead; Waits is quick
+// while kqtest:go has tokens, then blocks.
+func TestHardStopChargesOnlyTheRunningJob(t *testing.T) {
+	t.Parallel()
+	l := newLink(t, 1, nil)
+	ctx := context.Background()
+	ps := l.payloads("waits", "--count=40")[1:]
+	for range 20 {
+		l.app.Redis.Client.RPush(ctx, testenv.Prefix+"kqtest:go", 1)
+	}
+	quick := l.send(ps[:20]...)
+	l.until("the quick jobs' outcomes", func(m protocol.Message) bool {
+		o, ok := m.(protocol.Outcome)
+		return ok && o.ID == quick[len(quick)-1]
+	})
+	// Now the class is quick: the next jobs go ahead into the pipe while
+	// the first of them blocks.
+	rest := l.send(ps[20:]...)
+	ours := map[uint64]bool{}
+	for _, id := range rest {
+		ours[id] = true
+	}
+	started, running, outcomes := 0, map[uint64]bool{}, map[uint64]protocol.Outcome{}
+	note := func(m protocol.Message) {
+		switch m := m.(type) {
+		case protocol.Started:
+			started++
+		case protocol.Running:
+			running[m.ID] = true
+		case protocol.Outcome:
+			if ours[m.ID] {
+				outcomes[m.ID] = m
+			}
+		}
+	}
+	l.until("jobs handed ahead", func(m protocol.Message) bool {
+		note(m)
+		return started >= 2
+	})
+	l.d.HardStop()
+	l.until("every outcome", func(m protocol.Message) bool {
+		note(m)
+		return len(outcomes) == len(rest)
+	})
+	var charged []uint64
+	for _, id := range rest {
+		if running[id] {
+			charged = append(charged, id)
+		}
+		if o := outcomes[id]; o.Kind != protocol.Release || o.Result != "interrupted" {
+			t.Errorf("job %d: outcome %+v, want released as interrupted", id, o)
+		}
+	}
+	if len(charged) != 1 || charged[0] != rest[0] {
+		t.Errorf("said running: %v, want only the job PHP was running (%d)", charged, rest[0])
+	}
+	ran := 0
+	for tag, n := range l.runs() {
+		var i int
+		if _, err := fmt.Sscanf(tag, "wait-%d", &i); err == nil && i >= 20 && n != "0" {
+			ran++
+		}
+	}
+	if ran > 1 { // the one running may have been killed before it recorded its run
+		t.Errorf("%d of the blocked jobs ran, want at most the one PHP was running", ran)
+	}
+}

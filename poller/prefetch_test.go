@@ -1,0 +1,150 @@
+package poller
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/kqueue/kqueue/protocol"
+)
+
+// A reserved job stays in the reserved set as it was on the queue until
+// the dispatcher says PHP runs it; then its charged copy (attempts+1, as
+// Laravel's pop reserves it) takes its place. So a job taken early and
+// never run comes back to anyone, after retry_after, exactly as it was.
+func TestReservedAsItWasUntilPHPRunsIt(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	d, queued, jobs := reserveAll(t, r.Client, 3, Config{})
+	reserved := func() []string {
+		got := r.Client.ZRange(ctx, k.reserved, 0, -1).Val()
+		slices.Sort(got)
+		return got
+	}
+	want := slices.Clone(queued)
+	slices.Sort(want)
+	if got := reserved(); !slices.Equal(got, want) {
+		t.Fatalf("reserved before any ran:\n%q\nwant the jobs as they were:\n%q", got, want)
+	}
+	d.conn.SendBatch([]protocol.Message{protocol.Started{ID: jobs[1].ID}, protocol.Running{ID: jobs[0].ID}})
+	// The charged copy is cjson's encoding of the job with attempts+1.
+	charged := func(m string) bool {
+		return m != queued[0] && strings.Contains(m, `"uuid":"default-0"`) && strings.Contains(m, `"attempts":1`)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the running job's attempt to be counted", func() bool {
+		return slices.ContainsFunc(reserved(), charged)
+	})
+	got := reserved()
+	if len(got) != 3 || !slices.Contains(got, queued[1]) || !slices.Contains(got, queued[2]) {
+		t.Errorf("reserved:\n%q\nwant the running job charged, the others as they were", got)
+	}
+	// Done: both forms leave.
+	d.conn.SendBatch([]protocol.Message{protocol.Outcome{ID: jobs[0].ID, Kind: protocol.Delete, Result: "done"}})
+	testenv.WaitFor(t, 10*time.Second, "the finished job's delete", func() bool { return len(reserved()) == 2 })
+}
+
+// A job that runs and ends before its charge went to Redis is settled
+// whole: the charge is dropped, the delete names both forms.
+func TestChargeAndOutcomeTogether(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	d, _, jobs := reserveAll(t, r.Client, 2, Config{})
+	var batch []protocol.Message
+	for _, j := range jobs {
+		batch = append(batch, protocol.Running{ID: j.ID}, protocol.Outcome{ID: j.ID, Kind: protocol.Delete, Result: "done"})
+	}
+	d.conn.SendBatch(batch)
+	testenv.WaitFor(t, 10*time.Second, "both deletes", func() bool { return r.Client.ZCard(ctx, k.reserved).Val() == 0 })
+}
+
+// A finished job's delete does not wait for a reserve to carry it while the
+// other jobs run long: it reaches Redis within a few milliseconds (before,
+// it waited in the poller until capacity freed up, its lease no longer
+// extended, and another consumer could run it again).
+func TestHeldDeleteReachesRedis(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	d, _, jobs := reserveAll(t, r.Client, 4, Config{})
+	var batch []protocol.Message
+	for _, j := range jobs {
+		batch = append(batch, protocol.Running{ID: j.ID})
+	}
+	batch = append(batch, protocol.Outcome{ID: jobs[3].ID, Kind: protocol.Delete, Result: "done"})
+	d.conn.SendBatch(batch)
+	testenv.WaitFor(t, 10*time.Second, "the short job's delete while three long ones run", func() bool {
+		return r.Client.ZCard(ctx, k.reserved).Val() == 3
+	})
+}
+
+// A payload too large to hand to the dispatcher is quarantined like any
+// other entry kqueue cannot run, and the jobs around it go on.
+func TestOversizedPayloadIsQuarantined(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	big := `{"uuid":"big","displayName":"J","job":"j","data":{"pad":"` + strings.Repeat("x", 500) + `"},"id":"x","attempts":0}`
+	push(r.Client, "default", 1)
+	r.Client.RPush(ctx, k.queue, big)
+	r.Client.RPush(ctx, k.notify, 1)
+	push(r.Client, "default", 1)
+	d := startPoller(t, r.Client, 10, Config{Queues: []Queue{{Name: "default"}}, MaxPayload: 400})
+	a, b := d.next(10*time.Second), d.next(10*time.Second)
+	for _, j := range []protocol.Job{a, b} {
+		if strings.Contains(string(j.Payload), "big") {
+			t.Errorf("the oversized payload was handed on")
+		}
+	}
+	d.done(a)
+	d.done(b)
+	testenv.WaitFor(t, 10*time.Second, "nothing reserved", func() bool { return r.Client.ZCard(ctx, k.reserved).Val() == 0 })
+	if q := r.Client.LRange(ctx, k.quarantine, 0, -1).Val(); !slices.Equal(q, []string{big}) {
+		t.Errorf("quarantine = %d entries, want the oversized one as it was", len(q))
+	}
+}
+
+// Stopping, the poller outwaits the dispatcher's hard stop: the releases
+// and give-backs that come after ShutdownTimeout still reach Redis (before,
+// in split mode, both gave up at the same moment and those jobs came back
+// after retry_after with an attempt counted).
+func TestStopOutwaitsTheHardStop(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	stopping := make(chan struct{})
+	var once sync.Once
+	d, queued, jobs := reserveAll(t, r.Client, 2, Config{ShutdownTimeout: time.Nanosecond, Heartbeat: func(s Stats) {
+		if s.Stopping {
+			once.Do(func() { close(stopping) })
+		}
+	}})
+	d.conn.Send(protocol.Running{ID: jobs[0].ID})
+	d.stop()
+	<-stopping // and its ShutdownTimeout is over: the dispatcher stops hard
+	d.conn.SendBatch([]protocol.Message{
+		protocol.Outcome{ID: jobs[0].ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix() + 3600, Result: "interrupted"},
+		protocol.Outcome{ID: jobs[1].ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(), Result: "interrupted"},
+	})
+	d.conn.CloseWrite()
+	d.waitStopped("the poller did not stop")
+	if got := r.Client.LRange(ctx, k.queue, 0, -1).Val(); !slices.Equal(got, queued[1:]) {
+		t.Errorf("queue = %q, want the unrun job back as it was", got)
+	}
+	if n := r.Client.ZCard(ctx, k.delayed).Val(); n != 1 {
+		t.Errorf("%d delayed, want the interrupted job released", n)
+	}
+	if n := r.Client.ZCard(ctx, k.reserved).Val(); n != 0 {
+		t.Errorf("%d still reserved", n)
+	}
+}
