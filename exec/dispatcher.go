@@ -35,7 +35,10 @@ type Dispatcher struct {
 // never handed to PHP back as it was): the end of a drain that took longer
 // than the shutdown timeout.
 func (d *Dispatcher) HardStop() {
-	d.hardOnce.Do(func() { close(d.pool.hardStop) })
+	d.hardOnce.Do(func() {
+		close(d.pool.hardStop)
+		d.pool.rejectQueued()
+	})
 }
 
 // New returns a Dispatcher; Start boots its pool.
@@ -265,6 +268,11 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 		// Never blocks: the buffer holds all the poller may send (its
 		// credit), so this loop always reads what the poller writes.
 		d.pool.tasks <- t
+		select {
+		case <-d.pool.hardStop:
+			d.pool.rejectQueued() // nothing starts after a hard stop
+		default:
+		}
 	}
 	// The poller is gone (or done): whatever has not started, never will.
 	s.gone.Store(true)

@@ -117,7 +117,7 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		w.kill()
 		return notStarted(t) // the poller is gone: nothing more starts
 	}
-	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, i.hardStop)
+	r := w.do(request{Op: "run", Queue: t.job.Queue, Now: true}, t.job.Payload, deadline, i.hardStop)
 	stats, err := g.Stats()
 	if err != nil {
 		i.log.Warn("read job cgroup", "scope", g.Path(), "error", err)

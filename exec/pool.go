@@ -362,7 +362,21 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 				} else {
 					p.log.Debug("boot attempt failed", "attempt", failures, "error", err)
 				}
-				if !p.sleep(ctx, min(time.Duration(1<<min(failures, 6))*250*time.Millisecond, 15*time.Second)) && pending == nil {
+				select {
+				case <-p.hardStop:
+					if pending != nil {
+						// Its failure handling needs a worker, and none
+						// boots: it stays reserved, as under Laravel.
+						pending.t.reply(keepOrphan(pending, "kqueue stopped before a worker could boot to run it"))
+						pending = nil
+					}
+				default:
+				}
+				var wake <-chan struct{}
+				if pending != nil {
+					wake = p.hardStop // a hard stop answers it at once
+				}
+				if !p.sleep(ctx, min(time.Duration(1<<min(failures, 6))*250*time.Millisecond, 15*time.Second), wake) && pending == nil {
 					return
 				}
 				continue
@@ -441,9 +455,32 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 	}
 }
 
+// rejectQueued answers the tasks no worker has taken as not started: after
+// a hard stop (when no worker may be able to boot) a stop must not wait
+// for them.
+func (p *pool) rejectQueued() {
+	for {
+		select {
+		case t := <-p.tasks:
+			t.reply(notStarted(t))
+		default:
+			return
+		}
+	}
+}
+
 // requeue gives a task that has not started back to the pool's queue, for
 // the first worker free (this slot's is gone).
-func (p *pool) requeue(t *task) { go func() { p.tasks <- t }() }
+func (p *pool) requeue(t *task) {
+	go func() {
+		p.tasks <- t
+		select {
+		case <-p.hardStop:
+			p.rejectQueued()
+		default:
+		}
+	}()
+}
 
 // strategyFor chooses how t runs. A class's declared defaults are asked of
 // worker w once per class; alive is false if w died meanwhile.
@@ -543,12 +580,14 @@ func (p *pool) forgetDefaults() {
 	p.defaultsMu.Unlock()
 }
 
-// sleep waits d or until ctx is done; it reports whether d passed.
-func (p *pool) sleep(ctx context.Context, d time.Duration) bool {
+// sleep waits d, or until wake is closed (true) or ctx is done (false).
+func (p *pool) sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
+	case <-wake:
 		return true
 	case <-ctx.Done():
 		return false
@@ -622,7 +661,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			t.reply(notStarted(t))
 			return
 		}
-		n, err := w.send(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, ahead)
+		n, err := w.send(request{Op: "run", Queue: t.job.Queue, Now: now}, t.job.Payload, ahead)
 		if err != nil {
 			w.kill() // the answer loop sees it gone
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -284,4 +286,40 @@ func TestHardStopChargesOnlyTheRunningJob(t *testing.T) {
 	if ran > 1 { // the one running may have been killed before it recorded its run
 		t.Errorf("%d of the blocked jobs ran, want at most the one PHP was running", ran)
 	}
+}
+
+// A hard stop answers the jobs no worker could take — here none can boot
+// any more — as never run, so a stop does not wait for them for ever
+// (before, `kqueue run` hung on SIGTERM).
+func TestHardStopWithNoBootableWorker(t *testing.T) {
+	t.Parallel()
+	l := newLink(t, 1, nil)
+	crash := l.payloads("crash")[0]
+	records := l.payloads("record", "--count=3")
+	broken := filepath.Join(l.app.Path, "config", "broken.php")
+	if err := os.WriteFile(broken, []byte("<?php return [;"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(broken) })
+	id := l.send(crash)[0]
+	l.until("the crashing job running", func(m protocol.Message) bool {
+		r, ok := m.(protocol.Running)
+		return ok && r.ID == id
+	})
+	testenv.WaitFor(t, 30*time.Second, "the worker to die", func() bool { return l.d.Ready() == 0 })
+	waiting := l.send(records...)
+	l.d.HardStop()
+	answered := map[uint64]bool{}
+	l.until("every job answered", func(m protocol.Message) bool {
+		if o, ok := m.(protocol.Outcome); ok {
+			switch {
+			case o.ID == id && o.Kind != protocol.Keep:
+				t.Errorf("the crashed job's outcome %+v, want kept reserved (no worker to fail it)", o)
+			case o.ID != id && (o.Kind != protocol.Release || o.Result != "interrupted"):
+				t.Errorf("outcome %+v, want released unrun", o)
+			}
+			answered[o.ID] = true
+		}
+		return len(answered) == len(waiting)+1
+	})
 }

@@ -96,10 +96,10 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{reqR, resW} // fd 3, fd 4
 	// Its own process group: a terminal's ^C does not reach it, and a kill
-	// takes the job's children with it. It dies with the dispatcher: a job
-	// nobody watches (no timeout, no outcome) must not run on, nor the jobs
-	// waiting in its pipe start.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.User, Pdeathsig: syscall.SIGKILL}
+	// takes the job's children with it. SIGTERM when the dispatcher dies:
+	// worker.php then finishes the job in hand (within its timeout) and
+	// starts none of those waiting in its pipe.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.User, Pdeathsig: syscall.SIGTERM}
 	err = cmd.Start()
 	reqR.Close()
 	resW.Close()
@@ -230,6 +230,7 @@ type request struct {
 	Reason string `json:"reason,omitempty"`
 	Class  string `json:"class,omitempty"`
 	Socket string `json:"socket,omitempty"`
+	Now    bool   `json:"now,omitempty"` // its attempt is counted: run it even if the dispatcher dies
 }
 
 // appendHeader appends req as JSON: a job to run on a queue with a plain
@@ -243,6 +244,9 @@ func (req request) appendHeader(b []byte) []byte {
 	b = append(b, req.Queue...)
 	b = append(b, `","len":`...)
 	b = strconv.AppendInt(b, int64(req.Len), 10)
+	if req.Now {
+		b = append(b, `,"now":true`...)
+	}
 	return append(b, '}')
 }
 

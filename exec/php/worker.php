@@ -10,14 +10,19 @@
 // Protocol (the job's own output never shares a channel with it):
 //   fd 3, dispatcher → worker: a JSON header line, then header.len bytes of
 //         the job's original payload.
-//         {"op":"run","queue":"default","len":N}
+//         {"op":"run","queue":"default","len":N,"now":true}
+//         ("now": the dispatcher has counted the job's attempt; a job handed
+//         ahead behind others has not, until the worker reaches it)
 //         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crash"|"oom"|"isolation","reason":"…"}
 //   fd 4, worker → dispatcher: JSON lines.
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36","prefix":"laravel_database_"|null}
 //         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…}
 //         {"op":"restart"}   php artisan queue:restart was issued
 //         {"op":"boot-failed","error":"…"}
-// EOF on fd 3 ends the worker.
+// EOF on fd 3 ends the worker. So does the dispatcher's death (SIGTERM, its
+// parent-death signal): the worker finishes the job in hand — its attempt
+// may be counted — and a "now" job already in the pipe, then exits; a job
+// handed ahead and not begun is left to go back to its queue as it was.
 
 namespace KQueue\Worker;
 
@@ -46,6 +51,8 @@ final class Server
     private $lastRestart;
     private $lastRestartCheck = 0.0;
     private $forks = 0; // forked children not yet reaped
+    private $orphaned = false; // the dispatcher is gone (SIGTERM)
+    private $jobTimeout = null; // the running job's timeout, while one runs
 
     public function __construct($in, $out)
     {
@@ -55,6 +62,15 @@ final class Server
 
     public function boot(string $appPath): void
     {
+        // The dispatcher's death: finish what is in hand, start nothing else,
+        // and not for longer than the job's timeout (nobody else enforces it).
+        pcntl_async_signals(true);
+        pcntl_signal(SIGTERM, function () {
+            $this->orphaned = true;
+            if ($this->jobTimeout !== null) {
+                pcntl_alarm(max(1, $this->jobTimeout));
+            }
+        });
         require $appPath.'/vendor/autoload.php';
         require __DIR__.'/job.php'; // extends Laravel's classes: after the autoloader
         $this->app = require $appPath.'/bootstrap/app.php';
@@ -107,8 +123,11 @@ final class Server
         while (true) {
             $read = [$this->in];
             $write = $except = null;
-            $ready = @stream_select($read, $write, $except, 1);
+            $ready = @stream_select($read, $write, $except, $this->orphaned ? 0 : 1);
             if ($ready === 0) {
+                if ($this->orphaned) {
+                    exit(0); // nothing waits whose attempt was counted
+                }
                 $this->reapForks();
                 $this->checkRestart();
                 continue;
@@ -125,9 +144,15 @@ final class Server
             if ($body === null) {
                 return;
             }
+            if ($this->orphaned && empty($req['now'])) {
+                exit(0); // not begun, not counted: it goes back as it was
+            }
             switch ($req['op'] ?? '') {
                 case 'run':
-                    $this->write($this->run($req, $body));
+                    $this->jobTimeout = $this->timeoutOf($body);
+                    $answer = $this->run($req, $body);
+                    $this->jobTimeout = null;
+                    $this->write($answer);
                     break;
                 case 'fail':
                     $this->send($this->failOutside($req, $body));
@@ -149,6 +174,16 @@ final class Server
                 $this->checkRestart();
             }
         }
+    }
+
+    // timeoutOf is a payload's timeout in seconds, Laravel's default of 60
+    // when it has none.
+    private function timeoutOf(string $body): int
+    {
+        if (preg_match('/"timeout":(\d+)/', $body, $m)) {
+            return (int) $m[1];
+        }
+        return 60;
     }
 
     // run runs one job through Laravel's Worker::process and returns its
