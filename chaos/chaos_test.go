@@ -10,12 +10,14 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,8 +126,56 @@ func TestChaos(t *testing.T) {
 			failed[m[1]] = true
 		}
 	}
-	var lost, wrongFail []string
-	duplicates := 0
+	// Each attempt Laravel began (JobProcessing) or ran (handle()), by tag:
+	// a number missing below the highest is an attempt counted without a
+	// run. One that began and never reached handle() is a PHP worker killed
+	// in between: counted apart.
+	attempts := map[string][]int{}
+	handled := map[string]map[int]bool{}
+	for _, l := range probe.Client.LRange(context.Background(), testenv.Prefix+"kqtest:log", 0, -1).Val() {
+		var rec struct {
+			Kind    string `json:"kind"`
+			Event   string `json:"event"`
+			Tag     string `json:"tag"`
+			Attempt int    `json:"attempt"`
+		}
+		if json.Unmarshal([]byte(l), &rec) != nil {
+			continue
+		}
+		switch {
+		case rec.Kind == "run":
+			if handled[rec.Tag] == nil {
+				handled[rec.Tag] = map[int]bool{}
+			}
+			handled[rec.Tag][rec.Attempt] = true
+			attempts[rec.Tag] = append(attempts[rec.Tag], rec.Attempt)
+		case rec.Kind == "event" && rec.Event == "JobProcessing":
+			attempts[rec.Tag] = append(attempts[rec.Tag], rec.Attempt)
+		}
+	}
+	var lost, wrongFail, failedUnrun, charged []string
+	duplicates, cutShort := 0, 0
+	for tag, as := range attempts {
+		for _, a := range slices.Compact(slices.Sorted(slices.Values(as))) {
+			if !handled[tag][a] && !strings.HasPrefix(tag, "fail-") {
+				cutShort++
+			}
+		}
+	}
+	for tag := range failed {
+		if len(attempts[tag]) == 0 {
+			failedUnrun = append(failedUnrun, tag)
+		}
+	}
+	for tag, as := range attempts {
+		slices.Sort(as)
+		for i, a := range slices.Compact(slices.Clone(as)) {
+			if a != i+1 {
+				charged = append(charged, fmt.Sprintf("%s ran as attempts %v", tag, as))
+				break
+			}
+		}
+	}
 	for i := range jobs {
 		tag := tagOf(i)
 		n, _ := strconv.Atoi(runs[tag])
@@ -142,17 +192,26 @@ func TestChaos(t *testing.T) {
 			duplicates += n - 1
 		}
 	}
-	t.Logf("%d jobs: %d ran at least once, %d failed as intended, %d lost, %d failed without reason, %d duplicate runs",
-		jobs, len(runs), len(failed), len(lost), len(wrongFail), duplicates)
+	t.Logf("%d jobs: %d ran at least once, %d failed as intended, %d lost, %d failed without reason, %d failed without having run, %d charged without having run, %d duplicate runs, %d attempts begun and cut short before handle()",
+		jobs, len(runs), len(failed), len(lost), len(wrongFail), len(failedUnrun), len(charged), duplicates, cutShort)
+	t.Logf("an attempt is cut short between Laravel's JobProcessing and the job's handle() only by a PHP worker killed there (%d kills); it counts, as under queue:work",
+		done["kill a PHP worker"])
 	t.Logf("duplicates come from a process killed while its job ran: the dispatcher (%d kills) or a PHP worker (%d) "+
 		"lose the outcome of what they ran, the poller (%d) its acknowledgements; those jobs run again after retry_after",
 		done["kill dispatcher"], done["kill a PHP worker"], done["kill poller"])
-	fmt.Printf("chaos: %d jobs, %d faults %v: %d lost, %d duplicate runs\n", jobs, faults, done, len(lost), duplicates)
+	fmt.Printf("chaos: %d jobs, %d faults %v: %d lost, %d failed without having run, %d charged without having run, %d duplicate runs\n",
+		jobs, faults, done, len(lost), len(failedUnrun), len(charged), duplicates)
 	if len(lost) > 0 {
 		t.Errorf("lost jobs: %v", first(lost, 20))
 	}
 	if len(wrongFail) > 0 {
 		t.Errorf("jobs in failed_jobs that should have run: %v", first(wrongFail, 20))
+	}
+	if len(failedUnrun) > 0 {
+		t.Errorf("failed without having run: %v", first(failedUnrun, 20))
+	}
+	if len(charged) > 0 {
+		t.Errorf("charged without having run (an attempt number skipped): %v", first(charged, 20))
 	}
 }
 

@@ -82,6 +82,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.pool.tasks = make(chan *task, d.pool.maxCapacity())
 	if cfg.Isolation != nil {
 		d.pool.iso = newIsolator(d.cfg, script, d.log, d.pool.hardStop)
+		d.pool.iso.firstDeath = d.pool.firstDeath
 		if !cfg.Isolation.Fresh {
 			f, err := newForker(d.cfg, script, dir, d.log)
 			if err != nil {
@@ -231,7 +232,7 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 		return fmt.Errorf("handshake with poller: it speaks protocol version %d, this dispatcher %d", h.Version, protocol.Version)
 	}
 
-	s := &session{conn: conn, outcomes: make(chan protocol.Message, 2*d.pool.maxCapacity()+64), drained: make(chan struct{})}
+	s := &session{conn: conn, outcomes: make(chan protocol.Message, 2*d.pool.maxCapacity()+64), drained: make(chan struct{}), fence: make(chan struct{})}
 	stopWriter := make(chan struct{})
 	writerDone := make(chan struct{})
 	go func() {
@@ -276,6 +277,7 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 	}
 	// The poller is gone (or done): whatever has not started, never will.
 	s.gone.Store(true)
+	close(s.fence)
 	s.running.Wait()
 	close(stopWriter)
 	<-writerDone
@@ -289,6 +291,7 @@ type session struct {
 	running  sync.WaitGroup        // tasks not answered yet
 	pending  atomic.Int64          // the same, for the drain
 	gone     atomic.Bool           // the connection ended: nothing more starts
+	fence    chan struct{}         // closed when gone is set
 	draining atomic.Bool           // the dispatcher is stopping alone
 	drained  chan struct{}         // closed once draining and nothing is pending
 	once     sync.Once
@@ -299,7 +302,7 @@ func (s *session) task(j protocol.Job) *task {
 	id := j.ID
 	s.running.Add(1)
 	s.pending.Add(1)
-	t := &task{job: j}
+	t := &task{job: j, fenced: s.fence}
 	t.reply = func(o protocol.Outcome) {
 		s.outcomes <- o
 		s.pending.Add(-1)

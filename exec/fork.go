@@ -136,7 +136,7 @@ func (f *forker) fork() (*worker, error) {
 			t.template.Store(true)
 			f.tmpl = t
 		}
-		r := f.tmpl.do(request{Op: "fork", Socket: f.socket}, nil, time.Now().Add(10*time.Second), nil)
+		r := f.tmpl.do(request{Op: "fork", Socket: f.socket}, nil, time.Now().Add(10*time.Second), nil, nil)
 		if !r.ok || r.msg.Pid <= 0 {
 			f.retire()
 			if attempt == 0 {

@@ -28,7 +28,10 @@ type isolator struct {
 	seq      atomic.Uint64
 	wg       sync.WaitGroup
 	forker   *forker // nil: a fresh process per job
-	token    string  // tells this dispatcher's groups from others'
+	// firstDeath is the pool's: whether a job died before it began for
+	// the first time (it then goes back as it was).
+	firstDeath func(*task) bool
+	token      string // tells this dispatcher's groups from others'
 }
 
 func newIsolator(cfg *settings, script string, log *slog.Logger, hardStop <-chan struct{}) *isolator {
@@ -113,14 +116,26 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 
 	cfg := i.cfg.get()
 	timeout, deadline := t.deadline(s, cfg.Timeout)
-	if !t.hand(true) {
+	if !t.hand(false) {
 		w.kill()
 		return notStarted(t) // the poller is gone: nothing more starts
 	}
-	r := w.do(request{Op: "run", Queue: t.job.Queue, Now: true}, t.job.Payload, deadline, i.hardStop)
+	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, i.hardStop, t.begin)
 	stats, err := g.Stats()
 	if err != nil {
 		i.log.Warn("read job cgroup", "scope", g.Path(), "error", err)
+	}
+	if r.ok && !r.began {
+		t.begin() // it went through Laravel's process() all the same
+	}
+	if !r.ok && !r.began && (r.stopped || i.firstDeath == nil || i.firstDeath(t)) {
+		// It died (or was stopped) before Laravel began it: it did not run.
+		out := notStarted(t)
+		out.Strategy, out.Scope = s.String(), g.Path()
+		return out
+	}
+	if !r.ok && !r.began {
+		t.begin() // a second death before it began: the job's own doing
 	}
 	if r.ok {
 		w.stop(cfg.StopGrace)

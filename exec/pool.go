@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kqueue/kqueue/cgroup"
@@ -20,22 +21,27 @@ type task struct {
 	job   protocol.Job     // Payload owned by the task
 	p     *payload.Payload // nil if the payload could not be read
 	reply func(protocol.Outcome)
-	// handed, when set, is told just before the job goes to PHP — now:
-	// PHP runs it at once — and reports whether it may go: false once the
-	// poller is gone (no outcome could reach it, so nothing more starts).
+	// handed, when set, is told just before the job goes to PHP (from
+	// then on it may run) — with now, its attempt counts at once (Laravel's
+	// failure rules run for a job kqueue could not start) — and reports
+	// whether it may go: false once the poller is gone (no outcome could
+	// reach it, so nothing more starts).
 	handed func(now bool) bool
-	// began, when set, is told when PHP reaches a job handed ahead.
+	// began, when set, is told when PHP is about to run the job
+	// (JobProcessing): its attempt counts.
 	began func()
+	// fenced is closed when the poller is gone (nil: never).
+	fenced <-chan struct{}
 }
 
 // hand tells that t is about to be handed to PHP: from now on it may run;
-// with now, PHP runs it at once (its attempt counts). It reports whether t
-// may go; when not, the caller answers it as not started.
+// with now, its attempt counts at once. It reports whether t may go; when
+// not, the caller answers it as not started.
 func (t *task) hand(now bool) bool {
 	return t.handed == nil || t.handed(now)
 }
 
-// begin tells that PHP has reached t, handed to it ahead.
+// begin tells that PHP is about to run t: its attempt counts.
 func (t *task) begin() {
 	if t.began != nil {
 		t.began()
@@ -112,6 +118,7 @@ type pool struct {
 	onCapacity func()
 	recycles   map[string]uint64 // workers replaced, by reason
 	draining   bool              // asking for no more jobs (see drain)
+	unbegun    map[string]bool   // jobs (by uuid) whose worker died once before they began
 
 	slots   []atomic.Pointer[worker] // each slot's worker, for status
 	booting atomic.Int32             // workers being started now
@@ -455,6 +462,28 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 	}
 }
 
+// firstDeath reports whether t's worker died before t began for the first
+// time: then t goes back as it was (its worker may have died of something
+// else). A second time, the job itself is the likely cause — a class that
+// kills PHP as it loads — and it is charged and failed by Laravel's rules
+// like any crashing job, instead of going back for ever.
+func (p *pool) firstDeath(t *task) bool {
+	if t.p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.unbegun == nil || len(p.unbegun) >= maxClasses {
+		p.unbegun = map[string]bool{}
+	}
+	if p.unbegun[t.p.UUID] {
+		delete(p.unbegun, t.p.UUID)
+		return false
+	}
+	p.unbegun[t.p.UUID] = true
+	return true
+}
+
 // rejectQueued answers the tasks no worker has taken as not started: after
 // a hard stop (when no worker may be able to boot) a stop must not wait
 // for them.
@@ -548,7 +577,7 @@ func (p *pool) classDefaults(w *worker, class string) (Hints, bool) {
 	if ok {
 		return h, true
 	}
-	r := w.do(request{Op: "defaults", Class: class}, nil, time.Now().Add(30*time.Second), p.hardStop)
+	r := w.do(request{Op: "defaults", Class: class}, nil, time.Now().Add(30*time.Second), p.hardStop, nil)
 	p.defaultsMu.Lock()
 	defer p.defaultsMu.Unlock()
 	if p.defaults == nil {
@@ -608,7 +637,7 @@ type sent struct {
 	fields  []any
 	size    int           // bytes of the request
 	timeout time.Duration // the job's, set when it starts
-	now     bool          // w ran it at once, not after others
+	began   bool          // w said it is about to run it (its attempt counts)
 }
 
 // While jobs are short a worker holds about handAheadWork of jobs beyond
@@ -636,6 +665,8 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		ahead    int       // how many jobs w may hold beyond the head
 		restart  bool      // queue:restart seen
 		retiring string    // why w is replaced once inflight is done
+		quitting bool      // w was told to finish its job and start no other
+		fenced   = t.fenced
 		timer    = time.NewTimer(time.Hour)
 	)
 	timer.Stop()
@@ -656,25 +687,21 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		for _, x := range inflight[min(1, len(inflight)):] {
 			ahead += x.size
 		}
-		now := len(inflight) == 0
-		if !t.hand(now) {
+		if !t.hand(false) {
 			t.reply(notStarted(t))
 			return
 		}
-		n, err := w.send(request{Op: "run", Queue: t.job.Queue, Now: now}, t.job.Payload, ahead)
+		n, err := w.send(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, ahead)
 		if err != nil {
 			w.kill() // the answer loop sees it gone
 		}
-		inflight = append(inflight, sent{t: t, s: s, fields: t.fields(), size: n, now: now})
+		inflight = append(inflight, sent{t: t, s: s, fields: t.fields(), size: n})
 	}
 	// begin starts the clock of the job at the head: w runs it now. Only
 	// behind a job of a class known to be quick does w get more: a job
 	// handed to w behind a slow one would wait for it.
 	begin := func() {
 		h := &inflight[0]
-		if !h.now {
-			h.t.begin()
-		}
 		began = time.Now()
 		ahead = p.ahead(h.t)
 		w.current.Store(&h.fields)
@@ -684,11 +711,19 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			timer.Reset(time.Until(deadline))
 		}
 	}
+	// charge notes that w is about to run the head: its attempt counts.
+	charge := func() {
+		if h := &inflight[0]; !h.began {
+			h.began = true
+			h.t.begin()
+		}
+	}
 	// finish takes w's answer for the head.
 	finish := func(m message) {
 		// w.current stays: output the job wrote just before it answered may
 		// still be in the pipe, and belongs to it.
 		timer.Stop()
+		charge() // it went through Laravel's process(), whatever it said before
 		h := inflight[0]
 		elapsed := time.Since(began)
 		inflight = inflight[1:]
@@ -714,7 +749,11 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			head = inflight[0].t
 		}
 		for _, m := range w.killCollect() {
-			if m.Op == "done" && len(inflight) > 0 {
+			switch {
+			case len(inflight) == 0:
+			case m.Op == "began":
+				charge()
+			case m.Op == "done":
 				finish(m)
 			}
 		}
@@ -722,7 +761,9 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		return len(inflight) > 0 && inflight[0].t == head
 	}
 	// lost ends run when w died under the head: the jobs after it never
-	// started and go back to the queue.
+	// started and go back to the pool's queue; the head is an orphan, for
+	// Laravel's failure rules — unless it had not begun either: then it did
+	// not run, and goes back to its queue as it was.
 	lost := func(reason string, kind failureKind) (*worker, *orphan, *task) {
 		p.addReady(-1)
 		p.recycled(kind.recycleReason())
@@ -733,6 +774,11 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		for _, x := range inflight[1:] {
 			p.requeue(x.t)
 		}
+		if !h.began && p.firstDeath(h.t) {
+			h.t.reply(notStarted(h.t))
+			return nil, nil, held
+		}
+		charge()
 		return nil, &orphan{t: h.t, kind: kind, elapsed: time.Since(began), reason: reason}, held
 	}
 
@@ -760,12 +806,26 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		case m, ok := <-w.msgs:
 			h := inflight[0]
 			switch {
+			case !ok && quitting && !h.began:
+				// It finished what it had begun, as asked: the rest never
+				// started.
+				<-w.exited
+				w.release()
+				for _, x := range inflight {
+					x.t.reply(notStarted(x.t))
+				}
+				p.addReady(-1)
+				p.recycled("fenced")
+				return nil, nil, held
 			case !ok:
 				<-w.exited
 				w.release()
 				return lost(fmt.Sprintf("%s crashed its worker (pid %d): %s%s", h.t.name(), w.pid, exitText(w.state), w.tail.suffix()), failCrash)
 			case m.Op == "restart":
 				restart = true
+				continue
+			case m.Op == "began":
+				charge()
 				continue
 			case m.Op != "done":
 				// A worker that breaks the protocol cannot be trusted.
@@ -777,6 +837,15 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			w.writing = nil
 			if err != nil {
 				w.kill() // the answer loop sees it gone
+			}
+		case <-fenced:
+			// The poller is gone: nothing more may start, and w would go
+			// on to the jobs in its pipe. SIGTERM — what it gets when the
+			// dispatcher dies — makes it finish the job in hand and exit.
+			fenced = nil
+			if len(inflight) > 1 {
+				quitting = true
+				syscall.Kill(w.pid, syscall.SIGTERM)
 			}
 		case <-timer.C:
 			h := inflight[0]
@@ -794,7 +863,11 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			return lost(reason, failCrash)
 		case <-p.hardStop:
 			kill()
-			if len(inflight) > 0 {
+			if len(inflight) > 0 && !inflight[0].began {
+				for _, x := range inflight {
+					x.t.reply(notStarted(x.t))
+				}
+			} else if len(inflight) > 0 {
 				// The head was running: released, its attempt counted. The
 				// jobs behind it never ran: back as they were.
 				h := inflight[0]
@@ -840,12 +913,12 @@ func (p *pool) accepts(w *worker, n int) bool {
 	return maxJobs <= 0 || int(w.jobs.Load())+n < maxJobs
 }
 
-// notStarted is the outcome of a job kqueue stopped before it started: back
-// to its queue (as it was, no attempt counted, when it was never said to be
-// started).
+// notStarted is the outcome of a job that never ran (kqueue stopping, its
+// poller gone, the worker it was handed to dead before it began): back to
+// its queue as it was, no attempt counted.
 func notStarted(t *task) protocol.Outcome {
-	return protocol.Outcome{ID: t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(), Strategy: "inline",
-		Result: "interrupted", Reason: "kqueue was stopping and the job had not started"}
+	return protocol.Outcome{ID: t.job.ID, Kind: protocol.GiveBack, Strategy: "inline",
+		Result: "interrupted", Reason: "the job had not started"}
 }
 
 // recycled counts a worker replaced for reason.
@@ -904,7 +977,7 @@ func (p *pool) failOutside(w *worker, o *orphan) *worker {
 func failIn(w *worker, o *orphan, timeout time.Duration, hardStop <-chan struct{}) (protocol.Outcome, bool) {
 	t := o.t
 	r := w.do(request{Op: "fail", Queue: t.job.Queue, Kind: o.kind.String(), Reason: o.reason}, t.job.Payload,
-		time.Now().Add(max(timeout, time.Minute)), hardStop)
+		time.Now().Add(max(timeout, time.Minute)), hardStop, nil)
 	if r.ok {
 		out := outcomeOf(r.msg)
 		out.ID, out.Duration, out.Result, out.Reason = t.job.ID, o.elapsed, o.kind.result(), o.reason

@@ -200,8 +200,8 @@ func TestDrainWhenStoppedAlone(t *testing.T) {
 			}
 		case protocol.Outcome:
 			outcomes++
-			if m.ID == late && (m.Kind != protocol.Release || m.Result != "interrupted") {
-				t.Errorf("the late job's outcome %+v, want released unrun", m)
+			if m.ID == late && m.Kind != protocol.GiveBack {
+				t.Errorf("the late job's outcome %+v, want given back unrun", m)
 			}
 			if m.ID == first && m.Result != "done" {
 				t.Errorf("the running job's outcome %+v, want done", m)
@@ -255,9 +255,9 @@ func TestHardStopChargesOnlyTheRunningJob(t *testing.T) {
 			}
 		}
 	}
-	l.until("jobs handed ahead", func(m protocol.Message) bool {
+	l.until("jobs handed ahead behind a running one", func(m protocol.Message) bool {
 		note(m)
-		return started >= 2
+		return started >= 3 && running[rest[0]] // the one that blocks, and two behind it
 	})
 	l.d.HardStop()
 	l.until("every outcome", func(m protocol.Message) bool {
@@ -269,8 +269,11 @@ func TestHardStopChargesOnlyTheRunningJob(t *testing.T) {
 		if running[id] {
 			charged = append(charged, id)
 		}
-		if o := outcomes[id]; o.Kind != protocol.Release || o.Result != "interrupted" {
-			t.Errorf("job %d: outcome %+v, want released as interrupted", id, o)
+		switch o := outcomes[id]; {
+		case id == rest[0] && (o.Kind != protocol.Release || o.Result != "interrupted"):
+			t.Errorf("the running job's outcome %+v, want released as interrupted", o)
+		case id != rest[0] && o.Kind != protocol.GiveBack:
+			t.Errorf("job %d: outcome %+v, want given back unrun", id, o)
 		}
 	}
 	if len(charged) != 1 || charged[0] != rest[0] {
@@ -315,11 +318,77 @@ func TestHardStopWithNoBootableWorker(t *testing.T) {
 			switch {
 			case o.ID == id && o.Kind != protocol.Keep:
 				t.Errorf("the crashed job's outcome %+v, want kept reserved (no worker to fail it)", o)
-			case o.ID != id && (o.Kind != protocol.Release || o.Result != "interrupted"):
-				t.Errorf("outcome %+v, want released unrun", o)
+			case o.ID != id && o.Kind != protocol.GiveBack:
+				t.Errorf("outcome %+v, want given back unrun", o)
 			}
 			answered[o.ID] = true
 		}
 		return len(answered) == len(waiting)+1
 	})
+}
+
+// The same for jobs already in a PHP worker's pipe: when the poller goes,
+// the worker finishes the job it runs and starts none of those behind it.
+func TestFencedWorkerStartsNothingInItsPipe(t *testing.T) {
+	t.Parallel()
+	l := newLink(t, 1, nil)
+	ctx := context.Background()
+	ps := l.payloads("waits", "--count=30")[1:]
+	for range 20 {
+		l.app.Redis.Client.RPush(ctx, testenv.Prefix+"kqtest:go", 1)
+	}
+	quick := l.send(ps[:20]...)
+	l.until("the quick jobs' outcomes", func(m protocol.Message) bool {
+		o, ok := m.(protocol.Outcome)
+		return ok && o.ID == quick[len(quick)-1]
+	})
+	rest := l.send(ps[20:]...)
+	started, running := 0, false
+	l.until("jobs handed ahead behind a running one", func(m protocol.Message) bool {
+		switch m := m.(type) {
+		case protocol.Started:
+			started++
+		case protocol.Running:
+			running = running || m.ID == rest[0]
+		}
+		return started >= 3 && running // the one that blocks, and two behind it
+	})
+	l.conn.Close() // the poller dies
+	l.app.Redis.Client.RPush(ctx, testenv.Prefix+"kqtest:go", 1, 1, 1)
+	l.wait(60 * time.Second)
+	ran := 0
+	for tag := range l.runs() {
+		var i int
+		if _, err := fmt.Sscanf(tag, "wait-%d", &i); err == nil && i >= 20 {
+			ran++
+		}
+	}
+	if ran != 1 {
+		t.Errorf("%d of the jobs sent after the quick ones ran, want only the one running when the poller went", ran)
+	}
+}
+
+// The credit the pool can ever grant the poller fits the serve loop's task
+// buffer, so the loop never blocks on it and always reads what the poller
+// writes: with no write deadline on either side, a poller blocked sending
+// jobs and a dispatcher blocked sending outcomes would wait on each other
+// for ever. (The buffer was 1,024 tasks: 17 workers at the deepest
+// prefetch are granted 1,088.)
+func TestCreditFitsTheTaskBuffer(t *testing.T) {
+	t.Parallel()
+	for _, c := range []Config{{Workers: 1}, {Workers: 17}, {Workers: 100, Isolation: &Isolation{MaxConcurrent: 8}}} {
+		c.setDefaults()
+		p := &pool{cfg: newSettings(c)}
+		if c.Isolation != nil {
+			p.iso = &isolator{sem: make(chan struct{}, c.Isolation.MaxConcurrent)}
+		}
+		p.ready, p.depth, p.isolated = c.Workers, maxDepth, 1000
+		if credit, room := p.capacity(), p.maxCapacity(); credit > room {
+			t.Errorf("%d workers: credit %d, over the %d tasks the buffer holds", c.Workers, credit, room)
+		}
+	}
+	l := newLink(t, 1, nil)
+	if n, want := cap(l.d.pool.tasks), l.d.pool.maxCapacity(); n < want {
+		t.Errorf("task buffer of %d, want room for %d", n, want)
+	}
 }

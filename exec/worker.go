@@ -97,8 +97,8 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	cmd.ExtraFiles = []*os.File{reqR, resW} // fd 3, fd 4
 	// Its own process group: a terminal's ^C does not reach it, and a kill
 	// takes the job's children with it. SIGTERM when the dispatcher dies:
-	// worker.php then finishes the job in hand (within its timeout) and
-	// starts none of those waiting in its pipe.
+	// worker.php then finishes the job it has begun (within the job's
+	// timeout) and starts no other.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.User, Pdeathsig: syscall.SIGTERM}
 	err = cmd.Start()
 	reqR.Close()
@@ -174,8 +174,12 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 }
 
 // doneOK is worker.php's answer for a job that deleted itself without an
-// error — the common case, recognised without decoding it.
-var doneOK = []byte(`{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}` + "\n")
+// error — the common case, recognised without decoding it; began is its
+// word that a job is about to run (Laravel's JobProcessing).
+var (
+	doneOK = []byte(`{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}` + "\n")
+	began  = []byte(`{"op":"began"}` + "\n")
+)
 
 func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 	defer close(w.msgs)
@@ -193,6 +197,8 @@ func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 			var m message
 			if bytes.Equal(line, doneOK) {
 				m = message{Op: "done", Deleted: true}
+			} else if bytes.Equal(line, began) {
+				m = message{Op: "began"}
 			} else if jerr := json.Unmarshal(line, &m); jerr != nil {
 				m = message{Op: "malformed", Error: jerr.Error()}
 			}
@@ -230,7 +236,6 @@ type request struct {
 	Reason string `json:"reason,omitempty"`
 	Class  string `json:"class,omitempty"`
 	Socket string `json:"socket,omitempty"`
-	Now    bool   `json:"now,omitempty"` // its attempt is counted: run it even if the dispatcher dies
 }
 
 // appendHeader appends req as JSON: a job to run on a queue with a plain
@@ -244,9 +249,6 @@ func (req request) appendHeader(b []byte) []byte {
 	b = append(b, req.Queue...)
 	b = append(b, `","len":`...)
 	b = strconv.AppendInt(b, int64(req.Len), 10)
-	if req.Now {
-		b = append(b, `,"now":true`...)
-	}
 	return append(b, '}')
 }
 
@@ -270,6 +272,7 @@ type reply struct {
 	exit     string        // how the process ended, when it did
 	elapsed  time.Duration // from request to answer
 	restart  bool          // queue:restart was seen meanwhile
+	began    bool          // the job said it began (JobProcessing)
 }
 
 // pipeRoom is how many bytes of requests may wait unread in a worker's
@@ -304,7 +307,9 @@ func (w *worker) send(req request, body []byte, ahead int) (int, error) {
 
 // do sends one request and waits for its answer, the deadline (zero: none)
 // or a hard stop. When it returns without an answer the worker is dead.
-func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-chan struct{}) reply {
+//
+// onBegan, when set, is told when the job it runs says it began.
+func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-chan struct{}, onBegan func()) reply {
 	start := time.Now()
 	var r reply
 	if _, err := w.send(req, body, 0); err != nil {
@@ -328,6 +333,13 @@ func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-cha
 			}
 			if m.Op == "restart" {
 				r.restart = true
+				continue
+			}
+			if m.Op == "began" {
+				r.began = true
+				if onBegan != nil {
+					onBegan()
+				}
 				continue
 			}
 			if m.Op != "done" {

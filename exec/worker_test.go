@@ -18,7 +18,6 @@ import (
 func TestRequestHeader(t *testing.T) {
 	for _, req := range []request{
 		{Op: "run", Queue: "default", Len: 612},
-		{Op: "run", Queue: "default", Len: 9, Now: true},
 		{Op: "run", Queue: "{emails}", Len: 0},
 		{Op: "run", Queue: `we"ird\q`, Len: 1},
 		{Op: "run", Queue: "ünïcode<&>", Len: 2},
@@ -75,9 +74,13 @@ func TestPlainSuccessIsDoneOK(t *testing.T) {
 	reqW.Close() // EOF: the worker ends after this job
 	br := bufio.NewReader(resR)
 	ready, _ := br.ReadBytes('\n')
+	start, _ := br.ReadBytes('\n')
 	answer, _ := br.ReadBytes('\n')
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("worker.php: %v (ready: %s)", err, ready)
+	}
+	if !bytes.Equal(start, began) {
+		t.Errorf("a job about to run is announced\n%s, want began\n%s", start, began)
 	}
 	if !bytes.Equal(answer, doneOK) {
 		t.Errorf("a no-op job is answered\n%s, want doneOK\n%s", answer, doneOK)

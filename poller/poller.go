@@ -594,11 +594,13 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	switch o.Kind {
 	case protocol.Delete:
 		p.queueAck(ack{keys: r.queue.keys, reserved: r.reserved, original: r.original})
+	case protocol.GiveBack:
+		p.queueAck(giveBack(r))
 	case protocol.Release:
 		if !r.began {
-			// Released before PHP ran it (kqueue stopping hard, or a
-			// dispatcher that lost its poller): it did not run, so it goes
-			// back as it was, no attempt counted.
+			// Released without ever being said to run (an older
+			// dispatcher's way of giving a job back): it did not run, so
+			// it goes back as it was, no attempt counted.
 			p.queueAck(giveBack(r))
 			break
 		}

@@ -79,10 +79,9 @@ type Started struct {
 	ID uint64
 }
 
-// Running says PHP runs the job now (dispatcher → poller, before its
-// Outcome; it implies Started): its attempt is counted. A job handed to an
-// idle PHP worker is Running at once; one handed ahead into a busy
-// worker's pipe is Started there, and Running when the worker reaches it.
+// Running says PHP is about to run the job (dispatcher → poller, before
+// its Outcome; it implies Started): Laravel's JobProcessing fired for it,
+// and its attempt is counted.
 type Running struct {
 	ID uint64
 }
@@ -99,6 +98,9 @@ const (
 	// Keep leaves the reservation to expire after retry_after, as Laravel
 	// does for a job that neither deleted nor released itself.
 	Keep Kind = 3
+	// GiveBack: the job never ran (it was never said to be Running); it
+	// goes back to the head of its queue as it was, no attempt counted.
+	GiveBack Kind = 4
 )
 
 func (k Kind) String() string {
@@ -109,6 +111,8 @@ func (k Kind) String() string {
 		return "release"
 	case Keep:
 		return "keep"
+	case GiveBack:
+		return "give-back"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -257,7 +261,7 @@ func Decode(frame []byte) (Message, error) {
 		o.Strategy = d.string()
 		o.Scope = d.string()
 		o.CPU = time.Duration(d.varint())
-		if d.err == nil && (o.Kind < Delete || o.Kind > Keep) {
+		if d.err == nil && (o.Kind < Delete || o.Kind > GiveBack) {
 			d.err = fmt.Errorf("unknown outcome kind %d", o.Kind)
 		}
 		m = o

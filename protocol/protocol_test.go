@@ -19,6 +19,7 @@ var samples = []Message{
 	Outcome{ID: 7, Kind: Delete, Result: "done", Duration: 1500 * time.Microsecond, Memory: 40 << 20},
 	Outcome{ID: 8, Kind: Release, ReleaseAt: 1795757500, Result: "released", Reason: "RuntimeException: boom"},
 	Outcome{ID: 9, Kind: Keep, Failed: true, Result: "crashed", Reason: "exit code 3", Duration: -1},
+	Outcome{ID: 13, Kind: GiveBack, Result: "interrupted"},
 	Outcome{ID: 10, Kind: Delete, Failed: true, Result: "oom", Strategy: "isolated (memory 64M)", Scope: "/kqueue-default/job-10", CPU: 250 * time.Millisecond},
 	Started{ID: 11},
 	Running{ID: 12},

@@ -10,24 +10,23 @@
 // Protocol (the job's own output never shares a channel with it):
 //   fd 3, dispatcher → worker: a JSON header line, then header.len bytes of
 //         the job's original payload.
-//         {"op":"run","queue":"default","len":N,"now":true}
-//         ("now": the dispatcher has counted the job's attempt; a job handed
-//         ahead behind others has not, until the worker reaches it)
+//         {"op":"run","queue":"default","len":N}
 //         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crash"|"oom"|"isolation","reason":"…"}
 //   fd 4, worker → dispatcher: JSON lines.
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36","prefix":"laravel_database_"|null}
+//         {"op":"began"}     the job is about to run (JobProcessing): its attempt counts
 //         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…}
 //         {"op":"restart"}   php artisan queue:restart was issued
 //         {"op":"boot-failed","error":"…"}
 // EOF on fd 3 ends the worker. So does the dispatcher's death (SIGTERM, its
-// parent-death signal): the worker finishes the job in hand — its attempt
-// may be counted — and a "now" job already in the pipe, then exits; a job
-// handed ahead and not begun is left to go back to its queue as it was.
+// parent-death signal): the worker finishes the job it has begun, then
+// exits; a job not begun is left to go back to its queue as it was.
 
 namespace KQueue\Worker;
 
 use Illuminate\Contracts\Debug\ExceptionHandler;
 use Illuminate\Queue\Events\JobFailed;
+use Illuminate\Queue\Events\JobProcessing;
 use Illuminate\Queue\MaxAttemptsExceededException;
 use Illuminate\Queue\WorkerOptions;
 use RuntimeException;
@@ -38,6 +37,7 @@ final class Server
     // The answer of a job that deleted itself without an error, as
     // result() would encode it: the daemon recognises it byte for byte
     // (exec/worker.go doneOK), and it is written without building it.
+    private const BEGAN = '{"op":"began"}'."\n";
     private const DONE_OK = '{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}'."\n";
 
     private $in;
@@ -53,6 +53,7 @@ final class Server
     private $forks = 0; // forked children not yet reaped
     private $orphaned = false; // the dispatcher is gone (SIGTERM)
     private $jobTimeout = null; // the running job's timeout, while one runs
+    private $announce = false; // the next JobProcessing is the job's own: say "began"
 
     public function __construct($in, $out)
     {
@@ -78,6 +79,15 @@ final class Server
 
         $app = $this->app;
         $this->connection = getenv('KQUEUE_CONNECTION') ?: $app['config']['queue.default'];
+
+        // The moment a job's attempt counts: Laravel is about to run it.
+        // (Its own JobProcessing only: a job it dispatches inline fires more.)
+        $app['events']->listen(JobProcessing::class, function () {
+            if ($this->announce) {
+                $this->announce = false;
+                $this->write(self::BEGAN);
+            }
+        });
 
         // What queue:work's listenForEvents() does: the failed_jobs row.
         $app['events']->listen(JobFailed::class, function ($event) use ($app) {
@@ -123,11 +133,11 @@ final class Server
         while (true) {
             $read = [$this->in];
             $write = $except = null;
-            $ready = @stream_select($read, $write, $except, $this->orphaned ? 0 : 1);
+            if ($this->orphaned) {
+                exit(0); // the dispatcher is gone: nothing more starts
+            }
+            $ready = @stream_select($read, $write, $except, 1);
             if ($ready === 0) {
-                if ($this->orphaned) {
-                    exit(0); // nothing waits whose attempt was counted
-                }
                 $this->reapForks();
                 $this->checkRestart();
                 continue;
@@ -143,9 +153,6 @@ final class Server
             $body = $this->readBody((int) ($req['len'] ?? 0));
             if ($body === null) {
                 return;
-            }
-            if ($this->orphaned && empty($req['now'])) {
-                exit(0); // not begun, not counted: it goes back as it was
             }
             switch ($req['op'] ?? '') {
                 case 'run':
@@ -201,10 +208,16 @@ final class Server
                     $missing, $this->app->basePath())));
                 return $this->encode($this->result($job, $error));
             }
+            if ($this->orphaned) {
+                exit(0); // the dispatcher is gone: not begun, it goes back as it was
+            }
+            $this->announce = true;
             $this->worker->process($this->connection, $job, $this->options);
         } catch (Throwable $e) {
             $error = $e;
             $this->app[ExceptionHandler::class]->report($e);
+        } finally {
+            $this->announce = false;
         }
         if ($error === null && $job->isDeleted() && ! $job->isReleased() && ! $job->hasFailed()) {
             return self::DONE_OK;
