@@ -349,6 +349,30 @@ func (s *session) checkDrained() {
 	}
 }
 
+// dropMoot takes out of batch each Running whose job's Outcome is in the
+// batch too: the outcome settles the job, charged or not, and a quick job
+// then costs the poller and Redis nothing for its charge. settled is
+// scratch space.
+func dropMoot(batch []protocol.Message, settled map[uint64]bool) []protocol.Message {
+	clear(settled)
+	for _, m := range batch {
+		if o, ok := m.(protocol.Outcome); ok {
+			settled[o.ID] = true
+		}
+	}
+	if len(settled) == 0 {
+		return batch
+	}
+	kept := batch[:0]
+	for _, m := range batch {
+		if r, ok := m.(protocol.Running); ok && settled[r.ID] {
+			continue
+		}
+		kept = append(kept, m)
+	}
+	return kept
+}
+
 // poolStateEvery is how often the poller hears of the pool's workers.
 const poolStateEvery = 2 * time.Second
 
@@ -357,10 +381,12 @@ const poolStateEvery = 2 * time.Second
 // poller sees the dispatcher go, with nothing of its in hand.
 func (d *Dispatcher) write(s *session, stop <-chan struct{}) {
 	var (
-		batch  []protocol.Message
-		broken bool
+		batch   []protocol.Message
+		broken  bool
+		settled = map[uint64]bool{}
 	)
 	flush := func() {
+		batch = dropMoot(batch, settled)
 		if len(batch) > 0 && !broken {
 			if err := s.conn.SendBatch(batch); err != nil {
 				d.log.Error("send outcomes to poller", "error", err, "outcomes", len(batch))

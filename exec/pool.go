@@ -845,6 +845,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			fenced = nil
 			if len(inflight) > 1 {
 				quitting = true
+				w.quitting.Store(true)
 				syscall.Kill(w.pid, syscall.SIGTERM)
 			}
 		case <-timer.C:

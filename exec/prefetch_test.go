@@ -354,6 +354,10 @@ func TestFencedWorkerStartsNothingInItsPipe(t *testing.T) {
 		return started >= 3 && running // the one that blocks, and two behind it
 	})
 	l.conn.Close() // the poller dies
+	testenv.WaitFor(t, 10*time.Second, "the worker told to stop after its job", func() bool {
+		w := l.d.pool.slots[0].Load()
+		return w != nil && w.quitting.Load()
+	})
 	l.app.Redis.Client.RPush(ctx, testenv.Prefix+"kqtest:go", 1, 1, 1)
 	l.wait(60 * time.Second)
 	ran := 0

@@ -25,17 +25,18 @@ import (
 // worker is one long-lived PHP process running worker.php with the app
 // booted. It serves one request at a time.
 type worker struct {
-	cmd     *osexec.Cmd
-	pid     int
-	req     io.WriteCloser // fd 3 in PHP (or a forked child's socket): requests
-	msgs    chan message   // from fd 4; closed at EOF
-	exited  chan struct{}
-	state   *os.ProcessState
-	booted  time.Time
-	jobs    atomic.Int64 // jobs run; read by the pool's status too
-	busy    atomic.Bool  // running a job now
-	version string       // Laravel's
-	prefix  *string      // the app's Redis key prefix for its queue connection, if known
+	cmd      *osexec.Cmd
+	pid      int
+	req      io.WriteCloser // fd 3 in PHP (or a forked child's socket): requests
+	msgs     chan message   // from fd 4; closed at EOF
+	exited   chan struct{}
+	state    *os.ProcessState
+	booted   time.Time
+	jobs     atomic.Int64 // jobs run; read by the pool's status too
+	busy     atomic.Bool  // running a job now
+	quitting atomic.Bool  // told to finish the job it runs and start no other (its poller is gone)
+	version  string       // Laravel's
+	prefix   *string      // the app's Redis key prefix for its queue connection, if known
 
 	wbuf    []byte     // request buffer, reused
 	writing chan error // a large request being written; nil when none

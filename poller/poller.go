@@ -597,13 +597,10 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	case protocol.GiveBack:
 		p.queueAck(giveBack(r))
 	case protocol.Release:
-		if !r.began {
-			// Released without ever being said to run (an older
-			// dispatcher's way of giving a job back): it did not run, so
-			// it goes back as it was, no attempt counted.
-			p.queueAck(giveBack(r))
-			break
-		}
+		// It ran (a job that did not is given back): released with its
+		// attempt counted, as Laravel does, whether or not its charge came
+		// first (the dispatcher leaves out the Running of a job whose
+		// outcome goes with it).
 		p.queueAck(ack{kind: ackRelease, keys: r.queue.keys, reserved: r.reserved, original: r.original, releaseAt: o.ReleaseAt})
 	case protocol.Keep:
 		// Leave it reserved: it comes back after retry_after, as under Laravel.
@@ -630,7 +627,7 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	if o.CPU > 0 {
 		attrs = append(attrs, slog.Duration("cpu", o.CPU))
 	}
-	if o.Kind == protocol.Release && r.began {
+	if o.Kind == protocol.Release {
 		attrs = append(attrs, slog.Duration("release_in", time.Duration(o.ReleaseAt-p.cfg.Now().Unix())*time.Second))
 	}
 	if o.Reason != "" {

@@ -203,9 +203,9 @@ func TestDispatcherKilledMidFrameReturnsUnstartedJobs(t *testing.T) {
 	}
 }
 
-// A job released that PHP never ran (kqueue stopping hard took it back from
-// the pool, or from a worker's pipe, unrun) goes back to its queue as it
-// was, no attempt counted; one PHP ran is released with its attempt, as
+// A job given back that PHP never ran (kqueue stopping hard took it back
+// from the pool, or from a worker's pipe, unrun) goes back to its queue as
+// it was, no attempt counted; one PHP ran is released with its attempt, as
 // Laravel does.
 func TestReleasedUnstartedJobGoesBackAsItWas(t *testing.T) {
 	t.Parallel()
@@ -216,7 +216,7 @@ func TestReleasedUnstartedJobGoesBackAsItWas(t *testing.T) {
 	d.conn.SendBatch([]protocol.Message{
 		protocol.Running{ID: ran.ID},
 		protocol.Outcome{ID: ran.ID, Kind: protocol.Release, ReleaseAt: due, Result: "interrupted"},
-		protocol.Outcome{ID: unrun.ID, Kind: protocol.Release, ReleaseAt: due, Result: "interrupted"},
+		protocol.Outcome{ID: unrun.ID, Kind: protocol.GiveBack, Result: "interrupted"},
 	})
 	// Back at the head of the queue, it is the next job reserved; the
 	// acknowledgements went to Redis before that reserve.

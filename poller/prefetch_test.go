@@ -134,7 +134,7 @@ func TestStopOutwaitsTheHardStop(t *testing.T) {
 	<-stopping // and its ShutdownTimeout is over: the dispatcher stops hard
 	d.conn.SendBatch([]protocol.Message{
 		protocol.Outcome{ID: jobs[0].ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix() + 3600, Result: "interrupted"},
-		protocol.Outcome{ID: jobs[1].ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(), Result: "interrupted"},
+		protocol.Outcome{ID: jobs[1].ID, Kind: protocol.GiveBack, Result: "interrupted"},
 	})
 	d.conn.CloseWrite()
 	d.waitStopped("the poller did not stop")

@@ -54,6 +54,9 @@ final class Server
     private $orphaned = false; // the dispatcher is gone (SIGTERM)
     private $jobTimeout = null; // the running job's timeout, while one runs
     private $announce = false; // the next JobProcessing is the job's own: say "began"
+    // pending is a job's answer not written yet: while the next job waits
+    // in the pipe, it goes out with that job's "began", in one write.
+    private $pending = '';
 
     public function __construct($in, $out)
     {
@@ -134,9 +137,14 @@ final class Server
             $read = [$this->in];
             $write = $except = null;
             if ($this->orphaned) {
+                $this->flush();
                 exit(0); // the dispatcher is gone: nothing more starts
             }
-            $ready = @stream_select($read, $write, $except, 1);
+            $ready = @stream_select($read, $write, $except, $this->pending === '' ? 1 : 0);
+            if ($ready === 0 && $this->pending !== '') {
+                $this->flush(); // no job waits: the answer goes now
+                continue;
+            }
             if ($ready === 0) {
                 $this->reapForks();
                 $this->checkRestart();
@@ -147,11 +155,13 @@ final class Server
             }
             $line = fgets($this->in);
             if ($line === false) {
+                $this->flush();
                 return; // the dispatcher closed fd 3
             }
             $req = json_decode($line, true);
             $body = $this->readBody((int) ($req['len'] ?? 0));
             if ($body === null) {
+                $this->flush();
                 return;
             }
             switch ($req['op'] ?? '') {
@@ -159,7 +169,7 @@ final class Server
                     $this->jobTimeout = $this->timeoutOf($body);
                     $answer = $this->run($req, $body);
                     $this->jobTimeout = null;
-                    $this->write($answer);
+                    $this->pending .= $answer;
                     break;
                 case 'fail':
                     $this->send($this->failOutside($req, $body));
@@ -209,6 +219,7 @@ final class Server
                 return $this->encode($this->result($job, $error));
             }
             if ($this->orphaned) {
+                $this->flush();
                 exit(0); // the dispatcher is gone: not begun, it goes back as it was
             }
             $this->announce = true;
@@ -451,6 +462,14 @@ final class Server
         return $body;
     }
 
+    // flush writes the pending answer, if any.
+    private function flush(): void
+    {
+        if ($this->pending !== '') {
+            $this->write('');
+        }
+    }
+
     public function send(array $msg): void
     {
         $this->write($this->encode($msg));
@@ -463,6 +482,10 @@ final class Server
 
     private function write(string $line): void
     {
+        if ($this->pending !== '') {
+            $line = $this->pending.$line;
+            $this->pending = '';
+        }
         for ($written = 0; $written < strlen($line); $written += $n) {
             $n = fwrite($this->out, substr($line, $written));
             if ($n === false || $n === 0) {
