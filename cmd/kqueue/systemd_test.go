@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/kqueue/kqueue/poller"
 	"golang.org/x/sys/unix"
 )
 
@@ -307,5 +309,37 @@ func TestIdleExit(t *testing.T) {
 	}
 	if !strings.Contains(plog, "letting the dispatcher exit until the next job") {
 		t.Errorf("the poller did not say it let the dispatcher go:\n%s", plog)
+	}
+}
+
+// A stop's bounds add up to less than the units allow: the dispatcher
+// stops hard at job.shutdown_timeout, and the poller waits HardStopGrace
+// beyond it for the outcomes of what was killed or given back, both inside
+// TimeoutStopSec (else systemd kills the poller first, and those jobs come
+// back after retry_after with an attempt counted).
+func TestStopBoundsFitTheUnits(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Parse("default.toml", []byte("[app]\npath = \"/srv/app\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	need := cfg.Job.ShutdownTimeout.D() + poller.HardStopGrace
+	for _, unit := range []string{"kqueue@.service", "kqueue-dispatcher@.service"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "units", unit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stop time.Duration
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "TimeoutStopSec="); ok {
+				stop, err = time.ParseDuration(v)
+				if err != nil {
+					t.Fatalf("%s: TimeoutStopSec=%s: %v", unit, v, err)
+				}
+			}
+		}
+		if stop <= need {
+			t.Errorf("%s: TimeoutStopSec %s, want more than shutdown_timeout + HardStopGrace = %s", unit, stop, need)
+		}
 	}
 }
