@@ -350,13 +350,14 @@ func (s *session) checkDrained() {
 }
 
 // dropMoot takes out of batch each Running whose job's Outcome is in the
-// batch too: the outcome settles the job, charged or not, and a quick job
-// then costs the poller and Redis nothing for its charge. settled is
-// scratch space.
+// batch too and settles its reservation (a delete, release or give-back
+// names both of its forms), so a quick job costs the poller and Redis
+// nothing for its charge. settled is scratch space.
 func dropMoot(batch []protocol.Message, settled map[uint64]bool) []protocol.Message {
 	clear(settled)
 	for _, m := range batch {
-		if o, ok := m.(protocol.Outcome); ok {
+		// A kept job's reservation stays: its charge must still be made.
+		if o, ok := m.(protocol.Outcome); ok && o.Kind != protocol.Keep {
 			settled[o.ID] = true
 		}
 	}

@@ -120,7 +120,7 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		w.kill()
 		return notStarted(t) // the poller is gone: nothing more starts
 	}
-	r := w.do(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, deadline, i.hardStop, t.begin)
+	r := w.do(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout)}, t.job.Payload, deadline, i.hardStop, t.begin)
 	stats, err := g.Stats()
 	if err != nil {
 		i.log.Warn("read job cgroup", "scope", g.Path(), "error", err)

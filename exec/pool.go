@@ -119,6 +119,7 @@ type pool struct {
 	recycles   map[string]uint64 // workers replaced, by reason
 	draining   bool              // asking for no more jobs (see drain)
 	unbegun    map[string]bool   // jobs (by uuid) whose worker died once before they began
+	unbegunN   atomic.Int32      // len(unbegun), read without the lock
 
 	slots   []atomic.Pointer[worker] // each slot's worker, for status
 	booting atomic.Int32             // workers being started now
@@ -475,13 +476,34 @@ func (p *pool) firstDeath(t *task) bool {
 	defer p.mu.Unlock()
 	if p.unbegun == nil || len(p.unbegun) >= maxClasses {
 		p.unbegun = map[string]bool{}
+		p.unbegunN.Store(0)
 	}
 	if p.unbegun[t.p.UUID] {
 		delete(p.unbegun, t.p.UUID)
+		p.unbegunN.Add(-1)
 		return false
 	}
 	p.unbegun[t.p.UUID] = true
+	p.unbegunN.Add(1)
 	return true
+}
+
+// begun forgets that t's worker once died before it began: it ran since.
+func (p *pool) begun(t *task) {
+	if p.unbegunN.Load() == 0 || t.p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.unbegun[t.p.UUID] {
+		delete(p.unbegun, t.p.UUID)
+		p.unbegunN.Add(-1)
+	}
+}
+
+// seconds is d in whole seconds, rounded up (0 stays 0).
+func seconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
 }
 
 // rejectQueued answers the tasks no worker has taken as not started: after
@@ -691,9 +713,10 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			t.reply(notStarted(t))
 			return
 		}
-		n, err := w.send(request{Op: "run", Queue: t.job.Queue}, t.job.Payload, ahead)
+		timeout, _ := t.deadline(s, p.cfg.get().Timeout)
+		n, err := w.send(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout)}, t.job.Payload, ahead)
 		if err != nil {
-			w.kill() // the answer loop sees it gone
+			killGroup(w.pid) // the answer loop sees it gone
 		}
 		inflight = append(inflight, sent{t: t, s: s, fields: t.fields(), size: n})
 	}
@@ -732,6 +755,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		rss := w.recentRSS()
 		o := outcomeOf(m)
 		o.ID, o.Duration, o.Memory, o.Strategy = h.t.job.ID, elapsed, uint64(rss), "inline"
+		p.begun(h.t)
 		h.t.reply(o)
 		if why := p.recycleReason(w, rss, restart); why != "" && retiring == "" {
 			retiring = why
@@ -759,6 +783,22 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		}
 		timer.Stop()
 		return len(inflight) > 0 && inflight[0].t == head
+	}
+	// interrupt answers the jobs of a killed w: the head, if it had begun,
+	// is released with its attempt counted, as queue:work's are when its
+	// stop wait runs out; the others never ran and go back as they were.
+	interrupt := func(why string) {
+		for i, x := range inflight {
+			if i == 0 && x.began {
+				x.t.reply(protocol.Outcome{
+					ID: x.t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(),
+					Result: "interrupted", Reason: why, Duration: time.Since(began),
+				})
+				continue
+			}
+			x.t.reply(notStarted(x.t))
+		}
+		inflight = nil
 	}
 	// lost ends run when w died under the head: the jobs after it never
 	// started and go back to the pool's queue; the head is an orphan, for
@@ -836,14 +876,15 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		case err := <-w.writing:
 			w.writing = nil
 			if err != nil {
-				w.kill() // the answer loop sees it gone
+				killGroup(w.pid) // the answer loop sees it gone
 			}
 		case <-fenced:
 			// The poller is gone: nothing more may start, and w would go
-			// on to the jobs in its pipe. SIGTERM — what it gets when the
-			// dispatcher dies — makes it finish the job in hand and exit.
+			// on to the jobs in its pipe (or begin the one it has).
+			// SIGTERM — what it gets when the dispatcher dies — makes it
+			// finish the job it has begun and exit.
 			fenced = nil
-			if len(inflight) > 1 {
+			if len(inflight) > 1 || !inflight[0].began {
 				quitting = true
 				w.quitting.Store(true)
 				syscall.Kill(w.pid, syscall.SIGTERM)
@@ -856,37 +897,26 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 					h.t.name(), h.timeout, w.pid), failTimeout)
 			}
 			// It answered as it ran out of time: the job w had moved on to
-			// was killed with it.
-			var reason string
-			if len(inflight) > 0 {
-				reason = fmt.Sprintf("%s was killed with its worker (pid %d) when the job before it ran out of time", inflight[0].t.name(), w.pid)
-			}
-			return lost(reason, failCrash)
+			// was killed with it, through no fault of its own — released
+			// if it had begun (its attempt counts), else given back.
+			interrupt("kqueue killed its worker when the job before it ran out of time")
+			p.addReady(-1)
+			p.recycled(failTimeout.recycleReason())
+			return nil, nil, held
 		case <-p.hardStop:
 			kill()
-			if len(inflight) > 0 && !inflight[0].began {
-				for _, x := range inflight {
-					x.t.reply(notStarted(x.t))
-				}
-			} else if len(inflight) > 0 {
-				// The head was running: released, its attempt counted. The
-				// jobs behind it never ran: back as they were.
-				h := inflight[0]
-				h.t.reply(protocol.Outcome{
-					ID: h.t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(),
-					Result: "interrupted", Reason: "kqueue was stopping and the job did not finish within the shutdown timeout",
-					Duration: time.Since(began),
-				})
-				for _, x := range inflight[1:] {
-					x.t.reply(notStarted(x.t))
-				}
-			}
+			interrupt("kqueue was stopping and the job did not finish within the shutdown timeout")
 			p.addReady(-1)
 			return nil, nil, held
 		}
 	}
 	if restart {
 		p.forgetDefaults()
+	}
+	if quitting {
+		// Told to stop after its job (its poller went): it exits now.
+		p.recycled("fenced")
+		return p.retire(w), nil, held
 	}
 	if retiring != "" {
 		p.log.Info("recycling worker", "pid", w.pid, "reason", retiring, "jobs", w.jobs.Load())

@@ -396,3 +396,21 @@ func TestCreditFitsTheTaskBuffer(t *testing.T) {
 		t.Errorf("task buffer of %d, want room for %d", n, want)
 	}
 }
+
+// The dispatcher leaves out the Running of a job whose outcome goes in the
+// same batch and settles its reservation — not of one kept reserved.
+func TestDropMoot(t *testing.T) {
+	t.Parallel()
+	batch := []protocol.Message{
+		protocol.Running{ID: 1}, protocol.Running{ID: 2}, protocol.Running{ID: 3},
+		protocol.Outcome{ID: 1, Kind: protocol.Delete}, protocol.Outcome{ID: 2, Kind: protocol.Keep},
+	}
+	got := fmt.Sprint(dropMoot(batch, map[uint64]bool{}))
+	want := fmt.Sprint([]protocol.Message{
+		protocol.Running{ID: 2}, protocol.Running{ID: 3},
+		protocol.Outcome{ID: 1, Kind: protocol.Delete}, protocol.Outcome{ID: 2, Kind: protocol.Keep},
+	})
+	if got != want {
+		t.Errorf("dropMoot = %s, want %s", got, want)
+	}
+}

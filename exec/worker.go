@@ -116,7 +116,7 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 		cmd:    cmd,
 		pid:    cmd.Process.Pid,
 		req:    reqW,
-		msgs:   make(chan message, 4),
+		msgs:   make(chan message, 64),
 		exited: make(chan struct{}),
 		booted: time.Now(),
 	}
@@ -237,6 +237,9 @@ type request struct {
 	Reason string `json:"reason,omitempty"`
 	Class  string `json:"class,omitempty"`
 	Socket string `json:"socket,omitempty"`
+	// Timeout is the job's timeout in seconds (0: none), for worker.php to
+	// enforce itself should the dispatcher die while the job runs.
+	Timeout int `json:"timeout,omitempty"`
 }
 
 // appendHeader appends req as JSON: a job to run on a queue with a plain
@@ -250,6 +253,10 @@ func (req request) appendHeader(b []byte) []byte {
 	b = append(b, req.Queue...)
 	b = append(b, `","len":`...)
 	b = strconv.AppendInt(b, int64(req.Len), 10)
+	if req.Timeout > 0 {
+		b = append(b, `,"timeout":`...)
+		b = strconv.AppendInt(b, int64(req.Timeout), 10)
+	}
 	return append(b, '}')
 }
 

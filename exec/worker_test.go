@@ -18,6 +18,7 @@ import (
 func TestRequestHeader(t *testing.T) {
 	for _, req := range []request{
 		{Op: "run", Queue: "default", Len: 612},
+		{Op: "run", Queue: "default", Len: 612, Timeout: 90},
 		{Op: "run", Queue: "{emails}", Len: 0},
 		{Op: "run", Queue: `we"ird\q`, Len: 1},
 		{Op: "run", Queue: "ünïcode<&>", Len: 2},

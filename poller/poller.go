@@ -590,7 +590,9 @@ func (p *Poller) handle(m protocol.Message) bool {
 
 // settle queues the Redis side of an outcome and logs the job's story.
 func (p *Poller) settle(r *running, o protocol.Outcome) {
-	r.settled = true
+	// A delete, release or give-back names both forms of the reservation:
+	// a charge still queued is moot. A kept reservation still needs it.
+	r.settled = o.Kind != protocol.Keep
 	switch o.Kind {
 	case protocol.Delete:
 		p.queueAck(ack{keys: r.queue.keys, reserved: r.reserved, original: r.original})

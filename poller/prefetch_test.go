@@ -148,3 +148,23 @@ func TestStopOutwaitsTheHardStop(t *testing.T) {
 		t.Errorf("%d still reserved", n)
 	}
 }
+
+// A job that ran and kept its reservation (neither deleted nor released:
+// it comes back after retry_after, as under Laravel) is charged all the
+// same, also when its Running and its outcome come together: else it would
+// come back with the same attempt number for ever.
+func TestKeptJobIsCharged(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	k := keysFor("p_", "default")
+	d, queued, jobs := reserveAll(t, r.Client, 1, Config{})
+	d.conn.SendBatch([]protocol.Message{
+		protocol.Running{ID: jobs[0].ID},
+		protocol.Outcome{ID: jobs[0].ID, Kind: protocol.Keep, Result: "kept"},
+	})
+	testenv.WaitFor(t, 10*time.Second, "the kept job charged", func() bool {
+		got := r.Client.ZRange(ctx, k.reserved, 0, -1).Val()
+		return len(got) == 1 && got[0] != queued[0] && strings.Contains(got[0], `"attempts":1`)
+	})
+}

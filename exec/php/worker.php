@@ -10,7 +10,7 @@
 // Protocol (the job's own output never shares a channel with it):
 //   fd 3, dispatcher → worker: a JSON header line, then header.len bytes of
 //         the job's original payload.
-//         {"op":"run","queue":"default","len":N}
+//         {"op":"run","queue":"default","len":N,"timeout":S}   (timeout: the job's, in s; absent: none)
 //         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crash"|"oom"|"isolation","reason":"…"}
 //   fd 4, worker → dispatcher: JSON lines.
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36","prefix":"laravel_database_"|null}
@@ -54,9 +54,6 @@ final class Server
     private $orphaned = false; // the dispatcher is gone (SIGTERM)
     private $jobTimeout = null; // the running job's timeout, while one runs
     private $announce = false; // the next JobProcessing is the job's own: say "began"
-    // pending is a job's answer not written yet: while the next job waits
-    // in the pipe, it goes out with that job's "began", in one write.
-    private $pending = '';
 
     public function __construct($in, $out)
     {
@@ -68,13 +65,16 @@ final class Server
     {
         // The dispatcher's death: finish what is in hand, start nothing else,
         // and not for longer than the job's timeout (nobody else enforces it).
-        pcntl_async_signals(true);
-        pcntl_signal(SIGTERM, function () {
-            $this->orphaned = true;
-            if ($this->jobTimeout !== null) {
-                pcntl_alarm(max(1, $this->jobTimeout));
-            }
-        });
+        // Without pcntl, the worker dies with the dispatcher as before.
+        if (function_exists('pcntl_async_signals')) {
+            pcntl_async_signals(true);
+            pcntl_signal(SIGTERM, function () {
+                $this->orphaned = true;
+                if ($this->jobTimeout) {
+                    pcntl_alarm($this->jobTimeout);
+                }
+            });
+        }
         require $appPath.'/vendor/autoload.php';
         require __DIR__.'/job.php'; // extends Laravel's classes: after the autoloader
         $this->app = require $appPath.'/bootstrap/app.php';
@@ -137,14 +137,9 @@ final class Server
             $read = [$this->in];
             $write = $except = null;
             if ($this->orphaned) {
-                $this->flush();
                 exit(0); // the dispatcher is gone: nothing more starts
             }
-            $ready = @stream_select($read, $write, $except, $this->pending === '' ? 1 : 0);
-            if ($ready === 0 && $this->pending !== '') {
-                $this->flush(); // no job waits: the answer goes now
-                continue;
-            }
+            $ready = @stream_select($read, $write, $except, 1);
             if ($ready === 0) {
                 $this->reapForks();
                 $this->checkRestart();
@@ -155,21 +150,19 @@ final class Server
             }
             $line = fgets($this->in);
             if ($line === false) {
-                $this->flush();
                 return; // the dispatcher closed fd 3
             }
             $req = json_decode($line, true);
             $body = $this->readBody((int) ($req['len'] ?? 0));
             if ($body === null) {
-                $this->flush();
                 return;
             }
             switch ($req['op'] ?? '') {
                 case 'run':
-                    $this->jobTimeout = $this->timeoutOf($body);
+                    $this->jobTimeout = (int) ($req['timeout'] ?? 0);
                     $answer = $this->run($req, $body);
                     $this->jobTimeout = null;
-                    $this->pending .= $answer;
+                    $this->write($answer);
                     break;
                 case 'fail':
                     $this->send($this->failOutside($req, $body));
@@ -193,16 +186,6 @@ final class Server
         }
     }
 
-    // timeoutOf is a payload's timeout in seconds, Laravel's default of 60
-    // when it has none.
-    private function timeoutOf(string $body): int
-    {
-        if (preg_match('/"timeout":(\d+)/', $body, $m)) {
-            return (int) $m[1];
-        }
-        return 60;
-    }
-
     // run runs one job through Laravel's Worker::process and returns its
     // answer line.
     private function run(array $req, string $body): string
@@ -219,7 +202,6 @@ final class Server
                 return $this->encode($this->result($job, $error));
             }
             if ($this->orphaned) {
-                $this->flush();
                 exit(0); // the dispatcher is gone: not begun, it goes back as it was
             }
             $this->announce = true;
@@ -462,14 +444,6 @@ final class Server
         return $body;
     }
 
-    // flush writes the pending answer, if any.
-    private function flush(): void
-    {
-        if ($this->pending !== '') {
-            $this->write('');
-        }
-    }
-
     public function send(array $msg): void
     {
         $this->write($this->encode($msg));
@@ -482,10 +456,6 @@ final class Server
 
     private function write(string $line): void
     {
-        if ($this->pending !== '') {
-            $line = $this->pending.$line;
-            $this->pending = '';
-        }
         for ($written = 0; $written < strlen($line); $written += $n) {
             $n = fwrite($this->out, substr($line, $written));
             if ($n === false || $n === 0) {
