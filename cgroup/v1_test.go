@@ -15,7 +15,7 @@ func driver(t *testing.T) Driver {
 	t.Helper()
 	d, err := newV1(fmt.Sprintf("test-%d", os.Getpid()))
 	if err != nil {
-		t.Fatalf("this host has cgroup v1 controllers (see DESIGN.md §8): %v", err)
+		t.Fatalf("this host has cgroup v1 controllers (a v1/v2 hybrid, as the tests expect): %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
 	return d

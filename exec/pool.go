@@ -660,7 +660,17 @@ type sent struct {
 	size    int           // bytes of the request
 	timeout time.Duration // the job's, set when it starts
 	began   bool          // w said it is about to run it (its attempt counts)
+	charged bool          // the poller was told so (Running)
 }
+
+// chargeAfter is how long a job runs before the poller is told its attempt
+// counts. A job that ends sooner is charged with its outcome, in the same
+// round trip as its delete or release, so a finished job whose delete is
+// lost with the daemon comes back as it was, not charged (it would fail
+// with one try without having failed). One cut short sooner by a crash,
+// a timeout or a hard stop is charged at once; one cut short by kqueue's
+// own death runs again as the same attempt.
+const chargeAfter = 20 * time.Millisecond
 
 // While jobs are short a worker holds about handAheadWork of jobs beyond
 // the one it runs, maxHandAhead at most: enough that PHP finds its next job
@@ -681,18 +691,21 @@ const (
 // needs w to itself first: its class's defaults are not known yet).
 func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker, *orphan, *task) {
 	var (
-		inflight []sent
-		held     *task
-		began    time.Time // when the head of inflight started
-		ahead    int       // how many jobs w may hold beyond the head
-		restart  bool      // queue:restart seen
-		retiring string    // why w is replaced once inflight is done
-		quitting bool      // w was told to finish its job and start no other
-		fenced   = t.fenced
-		timer    = time.NewTimer(time.Hour)
+		inflight    []sent
+		held        *task
+		began       time.Time // when the head of inflight started
+		ahead       int       // how many jobs w may hold beyond the head
+		restart     bool      // queue:restart seen
+		retiring    string    // why w is replaced once inflight is done
+		quitting    bool      // w was told to finish its job and start no other
+		fenced      = t.fenced
+		timer       = time.NewTimer(time.Hour) // the head's deadline
+		chargeTimer = time.NewTimer(time.Hour) // the head's charge, once it has run a while
 	)
 	timer.Stop()
 	defer timer.Stop()
+	chargeTimer.Stop()
+	defer chargeTimer.Stop()
 	w.busy.Store(true)
 	defer w.busy.Store(false)
 
@@ -734,10 +747,19 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			timer.Reset(time.Until(deadline))
 		}
 	}
-	// charge notes that w is about to run the head: its attempt counts.
-	charge := func() {
+	// start notes that w has begun the head; its charge goes to the
+	// poller if it is still running after chargeAfter (see there).
+	start := func() {
 		if h := &inflight[0]; !h.began {
 			h.began = true
+			chargeTimer.Reset(chargeAfter)
+		}
+	}
+	// charge tells the poller that the head's attempt counts.
+	charge := func() {
+		chargeTimer.Stop()
+		if h := &inflight[0]; !h.charged {
+			h.began, h.charged = true, true
 			h.t.begin()
 		}
 	}
@@ -776,7 +798,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			switch {
 			case len(inflight) == 0:
 			case m.Op == "began":
-				charge()
+				start()
 			case m.Op == "done":
 				finish(m)
 			}
@@ -790,6 +812,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 	interrupt := func(why string) {
 		for i, x := range inflight {
 			if i == 0 && x.began {
+				charge()
 				x.t.reply(protocol.Outcome{
 					ID: x.t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(),
 					Result: "interrupted", Reason: why, Duration: time.Since(began),
@@ -865,7 +888,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 				restart = true
 				continue
 			case m.Op == "began":
-				charge()
+				start()
 				continue
 			case m.Op != "done":
 				// A worker that breaks the protocol cannot be trusted.
@@ -877,6 +900,10 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			w.writing = nil
 			if err != nil {
 				killGroup(w.pid) // the answer loop sees it gone
+			}
+		case <-chargeTimer.C:
+			if len(inflight) > 0 && inflight[0].began {
+				charge()
 			}
 		case <-fenced:
 			// The poller is gone: nothing more may start, and w would go

@@ -173,8 +173,8 @@ func TestDrainWhenStoppedAlone(t *testing.T) {
 	l := newLink(t, 1, nil)
 	ps := l.payloads("record", "--count=2")
 	first := l.send(ps[0])[0]
-	l.until("the first job running", func(m protocol.Message) bool {
-		r, ok := m.(protocol.Running)
+	l.until("the first job handed to PHP", func(m protocol.Message) bool {
+		r, ok := m.(protocol.Started)
 		return ok && r.ID == first
 	})
 	l.stop()

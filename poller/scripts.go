@@ -3,7 +3,7 @@ package poller
 import "github.com/redis/go-redis/v9"
 
 // The Lua scripts kqueue runs, each reproducing a Laravel RedisQueue
-// operation (see docs/laravel-queue.md §2) with the same effect on the same
+// operation (see docs/laravel-queue.md) with the same effect on the same
 // keys, so that kqueue and `php artisan queue:work` can share queues.
 // They are loaded once and run by SHA.
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Build the Laravel version matrix's chroots (docs/laravel-versions.md), as
+# Build the Laravel version matrix's chroots (docs/laravel-queue.md), as
 # root, outside the repository:
 #
 #   KQ_CHROOTS/trixie   Debian trixie: Laravel 10.48, PHP 8.4

@@ -12,7 +12,7 @@ import (
 	"github.com/kqueue/kqueue/internal/testenv"
 )
 
-// TestDifferential runs every outcome of DESIGN.md §2 that runs in PHP
+// TestDifferential runs every outcome of docs/architecture.md (Outcomes) that runs in PHP
 // through `php artisan queue:work` and through `kqueue run` on the same app,
 // and finds the same jobs run, the same attempts and events, the same
 // failed_jobs rows and the same Redis state. It does so on every Laravel

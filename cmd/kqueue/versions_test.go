@@ -16,7 +16,7 @@ import (
 )
 
 // TestLaravelVersions checks, on each Laravel version of the matrix, what
-// differs between them (docs/laravel-versions.md) beyond what
+// differs between them (docs/laravel-queue.md) beyond what
 // TestDifferential compares. The kqueue binary runs next to the version's
 // PHP: inside its chroot for 10 and 13.
 func TestLaravelVersions(t *testing.T) {

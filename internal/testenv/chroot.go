@@ -8,7 +8,7 @@ import (
 )
 
 // Laravel is one Laravel version of the compatibility matrix
-// (docs/laravel-versions.md): Debian's php-laravel-framework on this host,
+// (docs/laravel-queue.md): Debian's php-laravel-framework on this host,
 // or in an mmdebstrap chroot of a later Debian suite that
 // testdata/chroots.sh builds.
 type Laravel struct {

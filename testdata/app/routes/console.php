@@ -54,7 +54,7 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', fun
             }
             break;
 
-        // mix: every outcome of DESIGN.md §2 that runs in PHP (no timeouts, no crashes).
+        // mix: every outcome of docs/architecture.md (Outcomes) that runs in PHP (no timeouts, no crashes).
         case 'mix':
             $on(Jobs\Record::dispatch('ok'));
             $on(Jobs\Fails::dispatch('fails'));
