@@ -143,6 +143,24 @@ func (l *link) payloads(args ...string) []string {
 	return ps
 }
 
+// handAhead sends n Waits jobs (wait-20 on) that go ahead into the one
+// worker's pipe behind the first of them, which blocks until kqtest:go has
+// a token: 20 Waits jobs run first with a token each, so the class is known
+// to be quick. It returns the n jobs' ids.
+func (l *link) handAhead(n int) []uint64 {
+	l.t.Helper()
+	ps := l.payloads("waits", fmt.Sprintf("--count=%d", 20+n))[1:]
+	for range 20 {
+		l.app.Redis.Client.RPush(context.Background(), testenv.Prefix+"kqtest:go", 1)
+	}
+	quick := l.send(ps[:20]...)
+	l.until("the quick jobs' outcomes", func(m protocol.Message) bool {
+		o, ok := m.(protocol.Outcome)
+		return ok && o.ID == quick[len(quick)-1]
+	})
+	return l.send(ps[20:]...)
+}
+
 // A dispatcher whose poller is gone starts nothing more: of three jobs
 // waiting for its one worker, only the one running when the connection
 // ended runs (before, all three ran, their outcomes undeliverable, and ran
@@ -225,19 +243,7 @@ func TestDrainWhenStoppedAlone(t *testing.T) {
 func TestHardStopChargesOnlyTheRunningJob(t *testing.T) {
 	t.Parallel()
 	l := newLink(t, 1, nil)
-	ctx := context.Background()
-	ps := l.payloads("waits", "--count=40")[1:]
-	for range 20 {
-		l.app.Redis.Client.RPush(ctx, testenv.Prefix+"kqtest:go", 1)
-	}
-	quick := l.send(ps[:20]...)
-	l.until("the quick jobs' outcomes", func(m protocol.Message) bool {
-		o, ok := m.(protocol.Outcome)
-		return ok && o.ID == quick[len(quick)-1]
-	})
-	// Now the class is quick: the next jobs go ahead into the pipe while
-	// the first of them blocks.
-	rest := l.send(ps[20:]...)
+	rest := l.handAhead(20)
 	ours := map[uint64]bool{}
 	for _, id := range rest {
 		ours[id] = true
@@ -333,16 +339,7 @@ func TestFencedWorkerStartsNothingInItsPipe(t *testing.T) {
 	t.Parallel()
 	l := newLink(t, 1, nil)
 	ctx := context.Background()
-	ps := l.payloads("waits", "--count=30")[1:]
-	for range 20 {
-		l.app.Redis.Client.RPush(ctx, testenv.Prefix+"kqtest:go", 1)
-	}
-	quick := l.send(ps[:20]...)
-	l.until("the quick jobs' outcomes", func(m protocol.Message) bool {
-		o, ok := m.(protocol.Outcome)
-		return ok && o.ID == quick[len(quick)-1]
-	})
-	rest := l.send(ps[20:]...)
+	rest := l.handAhead(10)
 	started, running := 0, false
 	l.until("jobs handed ahead behind a running one", func(m protocol.Message) bool {
 		switch m := m.(type) {

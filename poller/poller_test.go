@@ -103,6 +103,18 @@ func reserveAll(t *testing.T, rdb *redis.Client, n int, cfg Config) (*peer, []st
 	return d, queued, jobs
 }
 
+// stoppingSignal is a heartbeat that closes stopping once the poller says
+// it is stopping.
+func stoppingSignal() (beat func(Stats), stopping <-chan struct{}) {
+	ch := make(chan struct{})
+	var once sync.Once
+	return func(s Stats) {
+		if s.Stopping {
+			once.Do(func() { close(ch) })
+		}
+	}, ch
+}
+
 // waitStopped waits for the poller's Run to return; failing that, says why.
 func (d *peer) waitStopped(failure string) {
 	d.t.Helper()
@@ -145,13 +157,8 @@ func TestDispatcherLostWhileStoppingReturnsUnstartedJobs(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysFor("p_", "default")
-	stopping := make(chan struct{})
-	var once sync.Once
-	d, queued, jobs := reserveAll(t, r.Client, 3, Config{Heartbeat: func(s Stats) {
-		if s.Stopping {
-			once.Do(func() { close(stopping) })
-		}
-	}})
+	beat, stopping := stoppingSignal()
+	d, queued, jobs := reserveAll(t, r.Client, 3, Config{Heartbeat: beat})
 	d.conn.Send(protocol.Started{ID: jobs[0].ID})
 	d.stop()
 	select {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -122,13 +121,8 @@ func TestStopOutwaitsTheHardStop(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysFor("p_", "default")
-	stopping := make(chan struct{})
-	var once sync.Once
-	d, queued, jobs := reserveAll(t, r.Client, 2, Config{ShutdownTimeout: time.Nanosecond, Heartbeat: func(s Stats) {
-		if s.Stopping {
-			once.Do(func() { close(stopping) })
-		}
-	}})
+	beat, stopping := stoppingSignal()
+	d, queued, jobs := reserveAll(t, r.Client, 2, Config{ShutdownTimeout: time.Nanosecond, Heartbeat: beat})
 	d.conn.Send(protocol.Running{ID: jobs[0].ID})
 	d.stop()
 	<-stopping // and its ShutdownTimeout is over: the dispatcher stops hard
