@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -23,7 +24,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "kqueue: %v\n", err)
-		if err == errUsage {
+		if errors.Is(err, errUsage) || errors.Is(err, errUnknownCommand) {
 			os.Exit(2)
 		}
 		os.Exit(1)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -168,3 +169,23 @@ func failedJobs(t *testing.T, app *testenv.App) []string {
 var timestamps = regexp.MustCompile(`i:1[0-9]{9};`)
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// Each command's --help describes that command (on stdout, exit 0); an
+// unknown command is an error, even with --help (exit 2).
+func TestCommandHelp(t *testing.T) {
+	t.Parallel()
+	for cmd := range commandHelp {
+		var out strings.Builder
+		if err := run(context.Background(), []string{cmd, "--help"}, &out, io.Discard); err != nil {
+			t.Errorf("kqueue %s --help: %v", cmd, err)
+		}
+		if !strings.HasPrefix(out.String(), "Usage: kqueue "+cmd+" ") || !strings.Contains(out.String(), "--config FILE") {
+			t.Errorf("kqueue %s --help printed:\n%s", cmd, out.String())
+		}
+	}
+	var stderr strings.Builder
+	err := run(context.Background(), []string{"web", "--help"}, io.Discard, &stderr)
+	if !errors.Is(err, errUnknownCommand) || !strings.Contains(stderr.String(), "Usage:") {
+		t.Errorf("kqueue web --help: %v, want unknown command and the usage", err)
+	}
+}

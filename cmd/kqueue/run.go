@@ -40,6 +40,9 @@ var version = "dev"
 
 var errUsage = errors.New("usage: see kqueue --help")
 
+// errUnknownCommand: the first argument names no command (exit 2).
+var errUnknownCommand = errors.New("unknown command")
+
 const usage = `kqueue runs Laravel queue jobs from Laravel's own Redis queues.
 
 Usage:
@@ -63,6 +66,54 @@ run and poller stop on SIGTERM or SIGINT: no new jobs are reserved, running
 jobs finish (up to job.shutdown_timeout), and kqueue exits 0.
 `
 
+// commandHelp is what `kqueue CMD --help` prints, by command.
+var commandHelp = map[string]string{
+	"run": `Usage: kqueue run --config FILE | NAME [--stop-when-empty]
+
+Runs the poller and the dispatcher in one foreground process: for
+development, demos, containers and tests without systemd. SIGTERM or SIGINT
+stops it: no new jobs are taken, running jobs finish (up to
+job.shutdown_timeout), and it exits 0.
+
+  --stop-when-empty   exit once no job is ready or running, like queue:work's
+`,
+	"poller": `Usage: kqueue poller --config FILE | NAME
+
+The queue side, as kqueue@NAME.service runs it: reserves jobs from the app's
+Redis queues and hands them to the dispatcher at [dispatcher] socket,
+reconnecting when the dispatcher restarts.
+`,
+	"dispatcher": `Usage: kqueue dispatcher --config FILE | NAME
+
+The execution side, as kqueue-dispatcher@NAME.service runs it: boots the
+warm pool of PHP workers and serves the poller on [dispatcher] socket (or
+the socket systemd passes it). SIGTERM drains it: no more jobs are taken,
+the ones it has finish, then it exits.
+`,
+	"check": `Usage: kqueue check --config FILE | NAME
+
+Checks a config and the app behind it — PHP found, Laravel boots, Redis
+reachable, the cgroup driver usable, settings that disagree with the app's
+— and says what to fix. Exits non-zero when something must be fixed.
+`,
+	"status": `Usage: kqueue status --config FILE | NAME [--json]
+
+Live counts of a running instance: queue depths, workers, running jobs,
+the last failures. Asks the instance over its [control] socket.
+
+  --json              print the raw JSON
+`,
+}
+
+// commonFlags is the flags every command takes, for its help.
+const commonFlags = `
+  --config FILE       the instance config (default /etc/kqueue/default.toml);
+                      NAME is the same as --config /etc/kqueue/NAME.toml
+  --log-format FMT    text (default) or json
+  --log-level LEVEL   debug, info (default), warn or error
+  --cpuprofile FILE   write a Go CPU profile (pprof) of this run to FILE
+`
+
 // run is the whole program, minus the process: testable.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -78,10 +129,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "kqueue %s\n", buildVersion())
 		return nil
 	}
+	help, ok := commandHelp[cmd]
+	if !ok {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w %q", errUnknownCommand, cmd)
+	}
 
 	fs := flag.NewFlagSet("kqueue "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() { fmt.Fprint(stdout, help, commonFlags) }
 	configPath := fs.String("config", "/etc/kqueue/default.toml", "")
 	stopWhenEmpty := fs.Bool("stop-when-empty", false, "")
 	logFormat := fs.String("log-format", "text", "")
@@ -96,6 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
+		fmt.Fprint(stderr, help, commonFlags)
 		return errUsage
 	}
 	if fs.NArg() > 0 {
@@ -135,7 +192,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "status":
 		return status(ctx, cfg, stdout, *asJSON)
 	}
-	return fmt.Errorf("unknown command %q: %w", cmd, errUsage)
+	panic("unreachable: every command in commandHelp is handled above")
 }
 
 func buildVersion() string {
