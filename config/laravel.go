@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -186,19 +187,12 @@ func endpointOf(raw string) (endpoint, error) {
 		case "", "localhost", "::1":
 			host = "127.0.0.1"
 		}
-		e.addr = net.JoinHostPort(host, cmpOr(port, "6379"))
+		e.addr = net.JoinHostPort(host, cmp.Or(port, "6379"))
 		if db := strings.Trim(u.Path, "/"); db != "" {
 			e.db = db
 		}
 	}
 	return e, nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // Note is one setting kqueue.toml left to the app, or one on which
@@ -310,7 +304,7 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 		notes = append(notes, Note{Key: "redis.retry_after", Value: appRetry.String(), App: appRetry.String(), Where: retryWhere})
 	}
 
-	appQueue := cmpOr(l.Queue.Queue, "default")
+	appQueue := cmp.Or(l.Queue.Queue, "default")
 	if !c.set["queue"] {
 		c.Queues = []Queue{{Name: appQueue}}
 		notes = append(notes, Note{Key: "queue", Value: strconv.Quote(appQueue), App: strconv.Quote(appQueue), Where: where + ".queue, REDIS_QUEUE"})

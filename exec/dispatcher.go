@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -437,5 +436,3 @@ func (d *Dispatcher) write(s *session, stop <-chan struct{}) {
 		flush()
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

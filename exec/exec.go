@@ -9,6 +9,7 @@ package exec
 import (
 	"cmp"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -105,7 +106,7 @@ func (c *Config) env() []string {
 	return append(env,
 		"KQUEUE_APP_PATH="+c.AppPath,
 		"KQUEUE_CONNECTION="+c.Connection,
-		"KQUEUE_TRIES="+itoa(c.Tries),
+		"KQUEUE_TRIES="+strconv.Itoa(c.Tries),
 		"KQUEUE_BACKOFF="+c.Backoff,
 	)
 }

@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -142,7 +143,7 @@ func (f *forker) fork() (*worker, error) {
 			if attempt == 0 {
 				continue
 			}
-			return nil, fmt.Errorf("fork a php worker: the template %s", cmpStr(r.exit, "did not fork"))
+			return nil, fmt.Errorf("fork a php worker: the template %s", cmp.Or(r.exit, "did not fork"))
 		}
 		pid := r.msg.Pid
 		if r.restart && attempt == 0 {

@@ -382,14 +382,6 @@ func (w *worker) do(req request, body []byte, deadline time.Time, hardStop <-cha
 // killGroup kills a process group.
 func killGroup(pid int) { syscall.Kill(-pid, syscall.SIGKILL) }
 
-// cmpStr is s, or def when s is empty.
-func cmpStr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 // kill ends the worker and everything it started, and waits for it.
 func (w *worker) kill() {
 	killGroup(w.pid)
