@@ -259,6 +259,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		"redis.prefix":      c.Redis.Prefix != nil,
 		"redis.retry_after": c.Redis.RetryAfter != 0,
 		"queue":             len(c.Queues) > 0,
+		"job.timeout":       c.Job.Timeout != 0,
 	}
 	for i, q := range c.Queues {
 		c.set[fmt.Sprintf("queue[%d].retry_after", i)] = q.RetryAfter != 0
@@ -409,9 +410,15 @@ func (c *Config) Risks() []string {
 	var risks []string
 	for _, q := range c.Queues {
 		if c.Job.Timeout > 0 && c.Job.Timeout >= q.RetryAfter {
+			whose := ""
+			if !c.Set("job.timeout") {
+				whose = ", kqueue's default"
+			}
 			risks = append(risks, fmt.Sprintf(
-				"job.timeout (%s) >= retry_after (%s) of queue %q: kqueue extends its own reservations, but a queue:work worker sharing this queue may run a long job a second time",
-				c.Job.Timeout, q.RetryAfter, q.Name))
+				"job.timeout (%s%s) >= retry_after (%s) of queue %q: harmless while only kqueue consumes this queue (it extends its own reservations), "+
+					"but a queue:work worker sharing it may run a job that runs longer than retry_after a second time; "+
+					"to be safe, set [job] timeout below retry_after, or raise retry_after in the app's queue connection",
+				c.Job.Timeout, whose, q.RetryAfter, q.Name))
 		}
 	}
 	if c.Pool.MaxMemory == 0 && c.Pool.MaxJobs == 0 && c.Pool.MaxLifetime == 0 {

@@ -178,7 +178,15 @@ func TestRisks(t *testing.T) {
 		t.Fatal(err)
 	}
 	risks := strings.Join(c.Risks(), "\n")
-	if !strings.Contains(risks, "job.timeout (1m30s) >= retry_after (1m0s)") {
+	if !strings.Contains(risks, "job.timeout (1m30s) >= retry_after (1m0s)") || !strings.Contains(risks, "set [job] timeout below retry_after") {
+		t.Errorf("risks = %q", risks)
+	}
+	// kqueue's own default, not the admin's: said so.
+	c, err = Parse("f.toml", []byte("[app]\npath = \"/a\"\n[redis]\nretry_after = 8\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if risks := strings.Join(c.Risks(), "\n"); !strings.Contains(risks, "kqueue's default) >= retry_after (8s)") {
 		t.Errorf("risks = %q", risks)
 	}
 }
