@@ -69,6 +69,8 @@ apt-get update -qq
 need "apt-get install kqueue" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q kqueue
 check "the kqueue group exists" getent group kqueue
 check "/etc/kqueue/default.toml is installed" test -f /etc/kqueue/default.toml
+check "the package enabled kqueue.service (the umbrella unit)" test "$(systemctl is-enabled kqueue.service)" = enabled
+check "kqueue.service is active" active kqueue.service
 kqueue version
 
 step "the fixture app at /srv/app (the path default.toml names)"
@@ -124,6 +126,7 @@ step "systemctl reload kqueue@default during a stream of jobs"
 artisan kq:dispatch record --count=300 --queue=default
 since=$(date '+%Y-%m-%d %H:%M:%S')
 check "systemctl reload kqueue@default" systemctl reload kqueue@default
+check "systemctl reload kqueue (every instance) exits 0" systemctl reload kqueue
 recycled() { [ "$(journal -u kqueue-dispatcher@default --since "$since" | grep -c 'reload: recycling worker')" -ge 2 ]; }
 check "the reload reached the dispatcher and replaced both workers" until_ok 60 recycled
 check "the stream completed" until_ok 120 drained
