@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
-	"github.com/redis/go-redis/v9"
 )
 
 // jobs is how many no-op jobs one measurement runs.
@@ -281,13 +280,13 @@ func stamps(b *testing.B, app *testenv.App, runner func(context.Context) *exec.C
 	defer func() { cancel(); cmd.Wait() }()
 	on := "--queue=" + queue
 	app.Artisan(b, "kq:stamp", "--count=1", "--gap=0", on)
-	wait(b, func() bool { return rdb.LLen(ctx, key).Val() == 1 }, rdb)
+	testenv.Eventually(b, time.Minute, "the first stamp", func() bool { return rdb.LLen(ctx, key).Val() == 1 })
 	if busy != nil {
-		wait(b, busy, rdb)
+		testenv.Eventually(b, time.Minute, "the workers busy", busy)
 	}
 	rdb.Del(ctx, key)
 	app.Artisan(b, "kq:stamp", fmt.Sprintf("--count=%d", stampJobs), "--gap=20", on)
-	wait(b, func() bool { return rdb.LLen(ctx, key).Val() == stampJobs }, rdb)
+	testenv.Eventually(b, time.Minute, "every stamp", func() bool { return rdb.LLen(ctx, key).Val() == stampJobs })
 	var waits []float64
 	for _, s := range rdb.LRange(ctx, key, 0, -1).Val() {
 		f, _ := strconv.ParseFloat(s, 64)
@@ -295,19 +294,6 @@ func stamps(b *testing.B, app *testenv.App, runner func(context.Context) *exec.C
 	}
 	slices.Sort(waits)
 	return waits[len(waits)/2], waits[len(waits)*99/100]
-}
-
-// wait polls cond for up to a minute.
-func wait(b *testing.B, cond func() bool, rdb interface {
-	Keys(context.Context, string) *redis.StringSliceCmd
-}) {
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out; keys: %v", rdb.Keys(context.Background(), "*").Val())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // BenchmarkLatencyUnderLoad measures how long short jobs on a high-priority
@@ -408,7 +394,7 @@ func BenchmarkMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 		q := testenv.Prefix + "queues:default"
-		wait(b, func() bool { return rdb.LLen(ctx, q).Val() == 0 && rdb.ZCard(ctx, q+":reserved").Val() == 0 }, rdb)
+		testenv.Eventually(b, time.Minute, "the queue drained", func() bool { return rdb.LLen(ctx, q).Val() == 0 && rdb.ZCard(ctx, q+":reserved").Val() == 0 })
 
 		var php []float64
 		for _, pid := range children(disp.Process.Pid) {

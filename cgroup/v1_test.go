@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
 )
 
 func driver(t *testing.T) Driver {
@@ -76,13 +78,9 @@ func TestKillTakesChildren(t *testing.T) {
 	t.Parallel()
 	g := group(t, "kill", Limits{})
 	cmd := start(t, g, `setsid sleep 1000 & sleep 1000 & echo started; wait`)
-	deadline := time.Now().Add(10 * time.Second)
-	for n := 0; n < 3; n = strings.Count(procs(t, g), "\n") {
-		if time.Now().After(deadline) {
-			t.Fatalf("children did not start: %q", procs(t, g))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, "the children to start", func() bool {
+		return strings.Count(procs(t, g), "\n") >= 3
+	})
 	if err := g.Kill(); err != nil {
 		t.Fatal(err)
 	}

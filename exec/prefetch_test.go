@@ -311,7 +311,7 @@ func TestHardStopWithNoBootableWorker(t *testing.T) {
 		r, ok := m.(protocol.Running)
 		return ok && r.ID == id
 	})
-	testenv.WaitFor(t, 30*time.Second, "the worker to die", func() bool { return l.d.Ready() == 0 })
+	testenv.Eventually(t, 30*time.Second, "the worker to die", func() bool { return l.d.Ready() == 0 })
 	waiting := l.send(records...)
 	l.d.HardStop()
 	answered := map[uint64]bool{}
@@ -347,7 +347,7 @@ func TestFencedWorkerStartsNothingInItsPipe(t *testing.T) {
 		return started >= 3 && running // the one that blocks, and two behind it
 	})
 	l.conn.Close() // the poller dies
-	testenv.WaitFor(t, 10*time.Second, "the worker told to stop after its job", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the worker told to stop after its job", func() bool {
 		w := l.d.pool.slots[0].Load()
 		return w != nil && w.quitting.Load()
 	})

@@ -329,13 +329,9 @@ func TestLeaseExtension(t *testing.T) {
 	ctx := context.Background()
 	member := r.Client.ZRange(ctx, "p_queues:default:reserved", 0, 0).Val()[0]
 	first := r.Client.ZScore(ctx, "p_queues:default:reserved", member).Val()
-	deadline := time.Now().Add(10 * time.Second)
-	for r.Client.ZScore(ctx, "p_queues:default:reserved", member).Val() <= first+1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the reservation was not extended")
-		}
-		time.Sleep(50 * time.Millisecond) // polling Redis for the event
-	}
+	testenv.Eventually(t, 10*time.Second, "the reservation extended", func() bool {
+		return r.Client.ZScore(ctx, "p_queues:default:reserved", member).Val() > first+1
+	})
 	d.none(10 * time.Millisecond)
 	d.done(j)
 }

@@ -36,7 +36,7 @@ func TestReservedAsItWasUntilPHPRunsIt(t *testing.T) {
 	charged := func(m string) bool {
 		return m != queued[0] && strings.Contains(m, `"uuid":"default-0"`) && strings.Contains(m, `"attempts":1`)
 	}
-	testenv.WaitFor(t, 10*time.Second, "the running job's attempt to be counted", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the running job's attempt to be counted", func() bool {
 		return slices.ContainsFunc(reserved(), charged)
 	})
 	got := reserved()
@@ -45,7 +45,7 @@ func TestReservedAsItWasUntilPHPRunsIt(t *testing.T) {
 	}
 	// Done: both forms leave.
 	d.conn.SendBatch([]protocol.Message{protocol.Outcome{ID: jobs[0].ID, Kind: protocol.Delete, Result: "done"}})
-	testenv.WaitFor(t, 10*time.Second, "the finished job's delete", func() bool { return len(reserved()) == 2 })
+	testenv.Eventually(t, 10*time.Second, "the finished job's delete", func() bool { return len(reserved()) == 2 })
 }
 
 // A job that runs and ends before its charge went to Redis is settled
@@ -61,7 +61,7 @@ func TestChargeAndOutcomeTogether(t *testing.T) {
 		batch = append(batch, protocol.Running{ID: j.ID}, protocol.Outcome{ID: j.ID, Kind: protocol.Delete, Result: "done"})
 	}
 	d.conn.SendBatch(batch)
-	testenv.WaitFor(t, 10*time.Second, "both deletes", func() bool { return r.Client.ZCard(ctx, k.reserved).Val() == 0 })
+	testenv.Eventually(t, 10*time.Second, "both deletes", func() bool { return r.Client.ZCard(ctx, k.reserved).Val() == 0 })
 }
 
 // A finished job's delete does not wait for a reserve to carry it while the
@@ -80,7 +80,7 @@ func TestHeldDeleteReachesRedis(t *testing.T) {
 	}
 	batch = append(batch, protocol.Outcome{ID: jobs[3].ID, Kind: protocol.Delete, Result: "done"})
 	d.conn.SendBatch(batch)
-	testenv.WaitFor(t, 10*time.Second, "the short job's delete while three long ones run", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the short job's delete while three long ones run", func() bool {
 		return r.Client.ZCard(ctx, k.reserved).Val() == 3
 	})
 }
@@ -106,7 +106,7 @@ func TestOversizedPayloadIsQuarantined(t *testing.T) {
 	}
 	d.done(a)
 	d.done(b)
-	testenv.WaitFor(t, 10*time.Second, "nothing reserved", func() bool { return r.Client.ZCard(ctx, k.reserved).Val() == 0 })
+	testenv.Eventually(t, 10*time.Second, "nothing reserved", func() bool { return r.Client.ZCard(ctx, k.reserved).Val() == 0 })
 	if q := r.Client.LRange(ctx, k.quarantine, 0, -1).Val(); !slices.Equal(q, []string{big}) {
 		t.Errorf("quarantine = %d entries, want the oversized one as it was", len(q))
 	}
@@ -157,7 +157,7 @@ func TestKeptJobIsCharged(t *testing.T) {
 		protocol.Running{ID: jobs[0].ID},
 		protocol.Outcome{ID: jobs[0].ID, Kind: protocol.Keep, Result: "kept"},
 	})
-	testenv.WaitFor(t, 10*time.Second, "the kept job charged", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the kept job charged", func() bool {
 		got := r.Client.ZRange(ctx, k.reserved, 0, -1).Val()
 		return len(got) == 1 && got[0] != queued[0] && strings.Contains(got[0], `"attempts":1`)
 	})

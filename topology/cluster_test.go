@@ -65,7 +65,7 @@ func TestCluster(t *testing.T) {
 	kq := start(t, "kqueue run", exec.Command(bin, "run", "--config", cfg))
 	worker := start(t, "queue:work", app.Command(context.Background(), "queue:work", "--queue={emails},{default}", "--tries=0", "--sleep=1"))
 	runs := testenv.Prefix + "kqtest:runs"
-	testenv.WaitFor(t, 90*time.Second, "every job to run and the queues to empty", func() bool {
+	testenv.Eventually(t, 90*time.Second, "every job to run and the queues to empty", func() bool {
 		if done, err := kq.exited(); done {
 			t.Fatalf("kqueue run exited: %v", err)
 		}

@@ -120,7 +120,7 @@ func TestHostsWithSkewedClocks(t *testing.T) {
 	app.Artisan(t, "kq:dispatch", "long", "--count=2", "--queue=long")
 	// The host behind takes the long jobs, and has room for more.
 	kqBehind := kqueueOn(behind, "behind", "-3s", 3, "long", "default")
-	testenv.WaitFor(t, 60*time.Second, "the host behind to reserve both long jobs", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the host behind to reserve both long jobs", func() bool {
 		return r.Client.ZCard(ctx, testenv.Prefix+"queues:long:reserved").Val() == 2
 	})
 	kqAhead := kqueueOn(ahead, "ahead", "3s", 2, "default", "long")
@@ -135,13 +135,13 @@ func TestHostsWithSkewedClocks(t *testing.T) {
 	}
 	qw := start(t, "queue:work", worker.command(app.Path, env, "php", "artisan", "queue:work", "--queue=default", "--tries=0", "--sleep=1"))
 	for _, p := range []*proc{kqAhead, kqBehind} {
-		testenv.WaitFor(t, 30*time.Second, p.name+" to start with its clock off", func() bool {
+		testenv.Eventually(t, 30*time.Second, p.name+" to start with its clock off", func() bool {
 			return strings.Contains(p.out.String(), "fault injection: the poller's clock is off")
 		})
 	}
 	// Redis sees each host from its own address: three machines, as far
 	// as it can tell, all of them connected.
-	testenv.WaitFor(t, 30*time.Second, "Redis to have clients on all three hosts", func() bool {
+	testenv.Eventually(t, 30*time.Second, "Redis to have clients on all three hosts", func() bool {
 		clients := r.Client.ClientList(ctx).Val()
 		for _, h := range hs {
 			if !strings.Contains(clients, "addr="+h.ip+":") {
@@ -155,13 +155,13 @@ func TestHostsWithSkewedClocks(t *testing.T) {
 	app.Artisan(t, "kq:dispatch", "paced", "--count=300")
 	// The delayed jobs once those are taken, so that they fall due on an
 	// idle queue: how early they run is then the clocks' doing.
-	testenv.WaitFor(t, 60*time.Second, "the immediate jobs to be taken", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the immediate jobs to be taken", func() bool {
 		return r.Client.LLen(ctx, testenv.Prefix+"queues:default").Val() == 0
 	})
 	app.Artisan(t, "kq:dispatch", "due", "--count=60")
 	want := append(append(tags("long", 0, 2), tags("paced", 0, 300)...), tags("due", 0, 60)...)
 	runs := testenv.Prefix + "kqtest:runs"
-	testenv.WaitFor(t, 120*time.Second, "every job to run and the queues to empty", func() bool {
+	testenv.Eventually(t, 120*time.Second, "every job to run and the queues to empty", func() bool {
 		for _, p := range []*proc{kqAhead, kqBehind, qw} {
 			if done, err := p.exited(); done {
 				t.Fatalf("%s exited: %v", p.name, err)

@@ -63,7 +63,7 @@ func TestSentinelFailover(t *testing.T) {
 	cfg := writeConfig(t, app, "kq", redisTOML, "[pool]\nworkers = 2\n[job]\ntries = 0\n")
 	kq := start(t, "kqueue run", exec.Command(bin, "run", "--config", cfg))
 	runs := testenv.Prefix + "kqtest:runs"
-	testenv.WaitFor(t, 60*time.Second, "a third of the first jobs to run", func() bool {
+	testenv.Eventually(t, 60*time.Second, "a third of the first jobs to run", func() bool {
 		return probe.Client.HLen(ctx, runs).Val() >= half/3
 	})
 
@@ -72,7 +72,7 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatalf("SENTINEL FAILOVER: %v", err)
 	}
 	replica := s.Replica.Client(t)
-	testenv.WaitFor(t, 30*time.Second, "the replica to be promoted and announced", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the replica to be promoted and announced", func() bool {
 		addr, err := s.PrimaryAddr(ctx)
 		role, _ := replica.Do(ctx, "ROLE").Slice()
 		return err == nil && addr == s.Replica.Addr && len(role) > 0 && role[0] == "master"
@@ -84,7 +84,7 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	produce("paced", fmt.Sprint("--count=", half), fmt.Sprint("--from=", half))
 
-	testenv.WaitFor(t, 90*time.Second, "every job to run and the queue to empty on the new primary", func() bool {
+	testenv.Eventually(t, 90*time.Second, "every job to run and the queue to empty on the new primary", func() bool {
 		if done, err := kq.exited(); done {
 			t.Fatalf("kqueue run exited: %v", err)
 		}
@@ -93,7 +93,7 @@ func TestSentinelFailover(t *testing.T) {
 	// The old primary is the new one's replica by now, or soon: then it
 	// holds the same (empty) queue.
 	old := s.Primary.Client(t)
-	testenv.WaitFor(t, 30*time.Second, "the old primary to follow the new one", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the old primary to follow the new one", func() bool {
 		role, _ := old.Do(ctx, "ROLE").Slice()
 		return len(role) > 0 && role[0] == "slave" && queued(ctx, old, "default") == 0
 	})

@@ -66,7 +66,7 @@ func TestArtisanCommands(t *testing.T) {
 	})
 	// Both workers run a job that waits for the test: the state holds still.
 	runs := testenv.Prefix + "kqtest:runs"
-	waitFor(t, 30*time.Second, "the waiting jobs to start", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the waiting jobs to start", func() bool {
 		return r.Client.HExists(ctx, runs, "wait-0").Val() && r.Client.HExists(ctx, runs, "wait-1").Val()
 	})
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", runner.Process.Pid)); err != nil || exe != bin {
@@ -88,7 +88,7 @@ func TestArtisanCommands(t *testing.T) {
 	// SIGTERM reaches kqueue itself: it stops reserving, lets the running
 	// jobs finish, and exits 0.
 	runner.Process.Signal(syscall.SIGTERM)
-	waitFor(t, 30*time.Second, "kqueue to start stopping", func() bool {
+	testenv.Eventually(t, 30*time.Second, "kqueue to start stopping", func() bool {
 		return strings.Contains(logs.String(), "stopping: waiting for running jobs")
 	})
 	r.Client.RPush(ctx, testenv.Prefix+"kqtest:go", "go", "go")

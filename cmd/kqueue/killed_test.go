@@ -60,7 +60,7 @@ func TestKilledWithJobsInHand(t *testing.T) {
 				procs["poller"] = start("poller")
 			}
 			q := testenv.Prefix + "queues:default"
-			waitFor(t, 60*time.Second, "a quarter of the jobs to run", func() bool { return r.Client.LLen(ctx, q).Val() <= jobs*3/4 })
+			testenv.Eventually(t, 60*time.Second, "a quarter of the jobs to run", func() bool { return r.Client.LLen(ctx, q).Val() <= jobs*3/4 })
 			for _, name := range c.kill {
 				procs[name].Process.Signal(syscall.SIGKILL)
 			}
@@ -85,7 +85,7 @@ func TestKilledWithJobsInHand(t *testing.T) {
 				for _, name := range c.kill {
 					procs[name] = start(name)
 				}
-				waitFor(t, 90*time.Second, "every job to run or fail", func() bool { return queueSize(t, r.Client, "default") == 0 })
+				testenv.Eventually(t, 90*time.Second, "every job to run or fail", func() bool { return queueSize(t, r.Client, "default") == 0 })
 			}
 
 			ran, skipped := runsOf(t, r)

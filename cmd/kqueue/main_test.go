@@ -43,18 +43,6 @@ func background(t *testing.T, ctx context.Context, args ...string) (wait func() 
 	}
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // queueSize is Laravel's size(): ready + delayed + reserved.
 func queueSize(t *testing.T, rdb *redis.Client, queue string) int64 {
 	t.Helper()
@@ -69,15 +57,15 @@ func queueSize(t *testing.T, rdb *redis.Client, queue string) int64 {
 // poll, as in Laravel).
 func drain(t *testing.T, rdb *redis.Client, queue string, pass func() error) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for queueSize(t, rdb, queue) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("queue %s not drained after 60s", queue)
+	testenv.Eventually(t, 60*time.Second, "queue "+queue+" drained", func() bool {
+		if queueSize(t, rdb, queue) == 0 {
+			return true
 		}
 		if err := pass(); err != nil {
 			t.Fatal(err)
 		}
-	}
+		return queueSize(t, rdb, queue) == 0
+	})
 }
 
 // probeLog returns the fixture's records grouped by job tag, in order.

@@ -240,7 +240,7 @@ func TestPollerAndDispatcherProcesses(t *testing.T) {
 		plogs, err = kqueue(t, ctx, "poller", "--config", cfg)
 		results <- err
 	}()
-	waitFor(t, 60*time.Second, "50 jobs to run", func() bool {
+	testenv.Eventually(t, 60*time.Second, "50 jobs to run", func() bool {
 		return r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() == 50 && queueSize(t, r.Client, "default") == 0
 	})
 	cancel()
@@ -268,7 +268,7 @@ func TestStopLetsRunningJobsFinish(t *testing.T) {
 	defer cancel()
 	wait := background(t, ctx, "run", "--config", cfg)
 	reserved := testenv.Prefix + "queues:default:reserved"
-	waitFor(t, 30*time.Second, "two jobs to start", func() bool {
+	testenv.Eventually(t, 30*time.Second, "two jobs to start", func() bool {
 		return r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() == 2
 	})
 	cancel()
@@ -301,7 +301,7 @@ func TestStopPastShutdownTimeout(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	wait := background(t, ctx, "run", "--config", cfg)
-	waitFor(t, 30*time.Second, "both jobs to start", func() bool {
+	testenv.Eventually(t, 30*time.Second, "both jobs to start", func() bool {
 		return r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() == 2
 	})
 	cancel()
@@ -353,7 +353,7 @@ func TestRedisOutage(t *testing.T) {
 		}
 	})
 	runs := testenv.Prefix + "kqtest:runs"
-	waitFor(t, 30*time.Second, "two slow jobs to start", func() bool {
+	testenv.Eventually(t, 30*time.Second, "two slow jobs to start", func() bool {
 		return probe.Client.HExists(ctx, runs, "sleep-1").Val()
 	})
 	r.Freeze(t)
@@ -370,7 +370,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 	r.Thaw(t)
 	logs.WaitFor(t, "Redis is reachable again", 1, 30*time.Second)
-	waitFor(t, 60*time.Second, "every job to run", func() bool {
+	testenv.Eventually(t, 60*time.Second, "every job to run", func() bool {
 		return probe.Client.HLen(ctx, runs).Val() == 104 && queueSize(t, r.Client, "default") == 0
 	})
 	cancel()
@@ -506,13 +506,13 @@ func TestKilledDispatcherReturnsUnstartedJobs(t *testing.T) {
 	first := dispatcher()
 	wait := background(t, ctx, "poller", "--config", cfg)
 	q := testenv.Prefix + "queues:default"
-	waitFor(t, 60*time.Second, "a quarter of the jobs to run", func() bool { return r.Client.LLen(ctx, q).Val() <= jobs*3/4 })
+	testenv.Eventually(t, 60*time.Second, "a quarter of the jobs to run", func() bool { return r.Client.LLen(ctx, q).Val() <= jobs*3/4 })
 	first.Process.Kill()
 	first.Wait()
 
 	second := dispatcher()
 	defer func() { second.Process.Kill(); second.Wait() }()
-	waitFor(t, 90*time.Second, "every job to run or fail", func() bool { return queueSize(t, r.Client, "default") == 0 })
+	testenv.Eventually(t, 90*time.Second, "every job to run or fail", func() bool { return queueSize(t, r.Client, "default") == 0 })
 	cancel()
 	logs, _ := wait()
 	if !strings.Contains(logs, "returned the jobs it had not started") {

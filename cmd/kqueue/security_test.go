@@ -102,7 +102,7 @@ func TestSocketsRefuseOtherUsers(t *testing.T) {
 	}
 	check := func(sock string, logs *testenv.SyncBuffer) {
 		t.Helper()
-		waitFor(t, 30*time.Second, filepath.Base(sock), func() bool { _, err := os.Stat(sock); return err == nil })
+		testenv.Eventually(t, 30*time.Second, filepath.Base(sock), func() bool { _, err := os.Stat(sock); return err == nil })
 		if got := connect(sock); !strings.Contains(got, "Permission denied") {
 			t.Errorf("%s, mode 0660: nobody got %q, want permission denied", filepath.Base(sock), got)
 		}

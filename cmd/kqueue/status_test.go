@@ -37,11 +37,11 @@ func TestStatus(t *testing.T) {
 	defer cancel()
 	wait := background(t, ctx, "run", "--config", cfg)
 	runs := testenv.Prefix + "kqtest:runs"
-	waitFor(t, 30*time.Second, "the sleeping jobs to start", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the sleeping jobs to start", func() bool {
 		return r.Client.HExists(ctx, runs, "sleep-0").Val() && r.Client.HExists(ctx, runs, "sleep-1").Val()
 	})
 
-	waitFor(t, 30*time.Second, "the dispatcher to report both workers", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the dispatcher to report both workers", func() bool {
 		var js bytes.Buffer
 		var s struct{ Workers []any }
 		return run(ctx, []string{"status", "--config", cfg, "--json"}, &js, io.Discard) == nil &&
@@ -126,9 +126,9 @@ func TestMetrics(t *testing.T) {
 	defer cancel()
 	wait := background(t, ctx, "run", "--config", cfg)
 	runs := testenv.Prefix + "kqtest:runs"
-	waitFor(t, 30*time.Second, "jobs to run", func() bool { return r.Client.HLen(ctx, runs).Val() >= 4 })
+	testenv.Eventually(t, 30*time.Second, "jobs to run", func() bool { return r.Client.HLen(ctx, runs).Val() >= 4 })
 	var body string
-	waitFor(t, 30*time.Second, "metrics", func() bool {
+	testenv.Eventually(t, 30*time.Second, "metrics", func() bool {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			return false

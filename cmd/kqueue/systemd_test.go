@@ -132,7 +132,7 @@ func TestSocketActivation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cancel(); act.Wait() }()
-	waitFor(t, 10*time.Second, "the activation socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	testenv.Eventually(t, 10*time.Second, "the activation socket", func() bool { _, err := os.Stat(sock); return err == nil })
 
 	// The poller's config points at the activation socket.
 	b, _ := os.ReadFile(cfg)
@@ -145,7 +145,7 @@ func TestSocketActivation(t *testing.T) {
 		_, err := kqueue(t, pctx, "poller", "--config", pcfg)
 		pdone <- err
 	}()
-	waitFor(t, 60*time.Second, "5 jobs to run", func() bool {
+	testenv.Eventually(t, 60*time.Second, "5 jobs to run", func() bool {
 		return r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() == 5
 	})
 	pcancel()
@@ -175,7 +175,7 @@ func TestReloadRollsWorkers(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"run", "--config", cfg}, io.Discard, logs) }()
 	runs := testenv.Prefix + "kqtest:runs"
-	waitFor(t, 30*time.Second, "jobs to flow", func() bool { return r.Client.HLen(ctx, runs).Val() >= 20 })
+	testenv.Eventually(t, 30*time.Second, "jobs to flow", func() bool { return r.Client.HLen(ctx, runs).Val() >= 20 })
 	// The deploy: new environment for the workers, and a pool size that
 	// only a restart can apply.
 	b, err := os.ReadFile(cfg)
@@ -189,11 +189,11 @@ func TestReloadRollsWorkers(t *testing.T) {
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
 	logs.WaitFor(t, "reload: recycling worker", 2, 30*time.Second)
 	logs.WaitFor(t, "pool.workers changed; it applies at the next restart", 1, 10*time.Second)
-	waitFor(t, 60*time.Second, "every job to run", func() bool {
+	testenv.Eventually(t, 60*time.Second, "every job to run", func() bool {
 		return r.Client.HLen(ctx, runs).Val() == jobs && queueSize(t, r.Client, "default") == 0
 	})
 	app.Artisan(t, "kq:dispatch", "chatty")
-	waitFor(t, 30*time.Second, "a job to see the new environment", func() bool {
+	testenv.Eventually(t, 30*time.Second, "a job to see the new environment", func() bool {
 		for _, rec := range r.Client.LRange(ctx, testenv.Prefix+"kqtest:log", 0, -1).Val() {
 			if strings.Contains(rec, `"kind":"env"`) && strings.Contains(rec, `"KQ_EXTRA":"reloaded"`) {
 				return true
@@ -293,7 +293,7 @@ func TestIdleExit(t *testing.T) {
 	runs := testenv.Prefix + "kqtest:runs"
 	for round := 1; round <= 2; round++ {
 		app.Artisan(t, "kq:dispatch", "record", "--count=3")
-		waitFor(t, 60*time.Second, "the jobs to run", func() bool {
+		testenv.Eventually(t, 60*time.Second, "the jobs to run", func() bool {
 			return r.Client.HGet(ctx, runs, "record-2").Val() == fmt.Sprint(round)
 		})
 		exited(fmt.Sprintf("round %d", round))

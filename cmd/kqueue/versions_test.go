@@ -139,7 +139,7 @@ func (v *laravelApp) restart(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "workers ready", func() bool { return strings.Contains(logs.String(), "worker ready") })
+	testenv.Eventually(t, 30*time.Second, "workers ready", func() bool { return strings.Contains(logs.String(), "worker ready") })
 	v.app.Artisan(t, "queue:restart")
 	key := "laravel_database_laravel_cache:illuminate:queue:restart"
 	if v.Version == "13" {
@@ -150,7 +150,7 @@ func (v *laravelApp) restart(t *testing.T) {
 	if n := cache.Exists(t.Context(), key).Val(); n != 1 {
 		t.Errorf("queue:restart did not set %s: keys %v", key, cache.Keys(t.Context(), "*").Val())
 	}
-	waitFor(t, 30*time.Second, "queue:restart seen", func() bool { return strings.Contains(logs.String(), "queue:restart seen") })
+	testenv.Eventually(t, 30*time.Second, "queue:restart seen", func() bool { return strings.Contains(logs.String(), "queue:restart seen") })
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("kqueue run: %v\n%s", err, logs.String())

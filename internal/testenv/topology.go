@@ -67,7 +67,7 @@ func StartServer(t testing.TB, port int, args ...string) *Server {
 	t.Cleanup(s.Stop)
 	c := redis.NewClient(&redis.Options{Addr: s.Addr})
 	defer c.Close()
-	WaitFor(t, 10*time.Second, "redis-server on "+s.Addr, func() bool {
+	Eventually(t, 10*time.Second, "redis-server on "+s.Addr, func() bool {
 		return c.Ping(context.Background()).Err() == nil
 	})
 	return s
@@ -133,7 +133,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	// Every node must see every slot served before the cluster is used.
 	for _, node := range c.Nodes {
 		cl := node.Client(t)
-		WaitFor(t, 30*time.Second, "cluster_state:ok on "+node.Addr, func() bool {
+		Eventually(t, 30*time.Second, "cluster_state:ok on "+node.Addr, func() bool {
 			info, err := cl.ClusterInfo(context.Background()).Result()
 			return err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", n))
 		})
@@ -181,7 +181,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 	s.Sentinel = sen
 	s.Client = redis.NewSentinelClient(&redis.Options{Addr: sen.Addr})
 	t.Cleanup(func() { s.Client.Close() })
-	WaitFor(t, 30*time.Second, "Sentinel to know the replica", func() bool {
+	Eventually(t, 30*time.Second, "Sentinel to know the replica", func() bool {
 		replicas, err := s.Client.Replicas(context.Background(), s.Master).Result()
 		if err != nil || len(replicas) != 1 {
 			return false
@@ -198,16 +198,4 @@ func (s *Sentinel) PrimaryAddr(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort(a[0], a[1]), nil
-}
-
-// WaitFor polls cond until it holds, failing the test after timeout.
-func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition: there is no event to wait on
-	}
 }

@@ -1,0 +1,21 @@
+package testenv
+
+import (
+	"testing"
+	"time"
+)
+
+// Eventually checks cond every few milliseconds until it holds, failing the
+// test after timeout with what it was waiting for. It is the tests' one
+// way to wait for a state that no event announces (Redis contents, a
+// process's files); where an event exists, wait for the event.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond) // the polling interval, not a wait for an event
+	}
+}
