@@ -99,11 +99,18 @@ func newHarness(t *testing.T, workers int, configure func(*Config)) *harness {
 // dispatch has the app dispatch a scenario and returns the payloads.
 func (h *harness) dispatch(args ...string) []string {
 	h.t.Helper()
-	h.app.Artisan(h.t, append([]string{"kq:dispatch"}, args...)...)
+	return dispatched(h.t, h.app, args...)
+}
+
+// dispatched has app dispatch a scenario (kq:dispatch args…) and takes its
+// payloads off the default queue, for a test to hand on itself.
+func dispatched(t *testing.T, app *testenv.App, args ...string) []string {
+	t.Helper()
+	app.Artisan(t, append([]string{"kq:dispatch"}, args...)...)
 	ctx := context.Background()
 	key := testenv.Prefix + "queues:default"
-	payloads := h.app.Redis.Client.LRange(ctx, key, 0, -1).Val()
-	h.app.Redis.Client.Del(ctx, key, key+":notify")
+	payloads := app.Redis.Client.LRange(ctx, key, 0, -1).Val()
+	app.Redis.Client.Del(ctx, key, key+":notify")
 	return payloads
 }
 

@@ -135,12 +135,7 @@ func (l *link) runs() map[string]string {
 // payloads has the app dispatch a scenario and returns its payloads.
 func (l *link) payloads(args ...string) []string {
 	l.t.Helper()
-	l.app.Artisan(l.t, append([]string{"kq:dispatch"}, args...)...)
-	ctx := context.Background()
-	key := testenv.Prefix + "queues:default"
-	ps := l.app.Redis.Client.LRange(ctx, key, 0, -1).Val()
-	l.app.Redis.Client.Del(ctx, key, key+":notify")
-	return ps
+	return dispatched(l.t, l.app, args...)
 }
 
 // handAhead sends n Waits jobs (wait-0 on) that go ahead into the one
