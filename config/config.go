@@ -404,10 +404,24 @@ func (c *Config) complete() error {
 	return nil
 }
 
+// UnitStopTimeout is the TimeoutStopSec of the shipped units, and
+// StopGrace how long a stopping poller waits beyond job.shutdown_timeout
+// for the outcomes of the dispatcher's hard stop (poller.HardStopGrace).
+// A stop must fit: systemd kills what is still running at TimeoutStopSec.
+const (
+	UnitStopTimeout = 60 * time.Second
+	StopGrace       = 10 * time.Second
+)
+
 // Risks lists the settings that are legal but dangerous, for the start-up
 // log.
 func (c *Config) Risks() []string {
 	var risks []string
+	if need := c.Job.ShutdownTimeout.D() + StopGrace; need >= UnitStopTimeout {
+		risks = append(risks, fmt.Sprintf(
+			"job.shutdown_timeout (%s) + %s for the hard stop's outcomes >= the units' TimeoutStopSec (%s): under systemd, a stop is killed before the jobs it interrupts are released; add a drop-in with TimeoutStopSec=%ds or more to kqueue@.service and kqueue-dispatcher@.service",
+			c.Job.ShutdownTimeout.D(), StopGrace, UnitStopTimeout, int((need+UnitStopTimeout/6)/time.Second)))
+	}
 	for _, q := range c.Queues {
 		if c.Job.Timeout > 0 && c.Job.Timeout >= q.RetryAfter {
 			whose := ""

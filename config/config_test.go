@@ -191,6 +191,28 @@ func TestRisks(t *testing.T) {
 	}
 }
 
+// A shutdown_timeout the units' TimeoutStopSec cannot hold is said, with
+// the drop-in that fixes it; the default fits.
+func TestRiskOfAStopLongerThanTheUnits(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		toml string
+		warn bool
+	}{
+		{"", false},
+		{"[job]\nshutdown_timeout = 300\n", true},
+	} {
+		cfg, err := Parse("f.toml", []byte("[app]\npath = \"/a\"\n"+c.toml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		risks := strings.Join(cfg.Risks(), "\n")
+		if got := strings.Contains(risks, "TimeoutStopSec"); got != c.warn {
+			t.Errorf("%q: risks %q, want a TimeoutStopSec warning: %v", c.toml, risks, c.warn)
+		}
+	}
+}
+
 // The documented example config at the repository root is valid.
 func TestExampleConfig(t *testing.T) {
 	t.Parallel()

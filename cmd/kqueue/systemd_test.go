@@ -324,6 +324,9 @@ func TestStopBoundsFitTheUnits(t *testing.T) {
 		t.Fatal(err)
 	}
 	need := cfg.Job.ShutdownTimeout.D() + poller.HardStopGrace
+	if config.StopGrace != poller.HardStopGrace {
+		t.Errorf("config.StopGrace %s, poller.HardStopGrace %s: kqueue check would warn by the wrong bound", config.StopGrace, poller.HardStopGrace)
+	}
 	for _, unit := range []string{"kqueue@.service", "kqueue-dispatcher@.service"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "units", unit))
 		if err != nil {
@@ -340,6 +343,9 @@ func TestStopBoundsFitTheUnits(t *testing.T) {
 		}
 		if stop <= need {
 			t.Errorf("%s: TimeoutStopSec %s, want more than shutdown_timeout + HardStopGrace = %s", unit, stop, need)
+		}
+		if stop != config.UnitStopTimeout {
+			t.Errorf("%s: TimeoutStopSec %s, but config.UnitStopTimeout (what kqueue check warns by) is %s", unit, stop, config.UnitStopTimeout)
 		}
 	}
 }
