@@ -771,9 +771,6 @@ func (p *Poller) acked(sent pendingAcks, err error) {
 		}
 	}
 	p.acks = p.acks[sent.n:]
-	if len(p.acks) > 0 {
-		p.acksSince = time.Now()
-	}
 	if err == nil {
 		p.redisUp()
 	}

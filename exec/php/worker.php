@@ -34,10 +34,11 @@ use Throwable;
 
 final class Server
 {
+    // The word that a job is about to run (exec/worker.go began).
+    private const BEGAN = '{"op":"began"}'."\n";
     // The answer of a job that deleted itself without an error, as
     // result() would encode it: the daemon recognises it byte for byte
     // (exec/worker.go doneOK), and it is written without building it.
-    private const BEGAN = '{"op":"began"}'."\n";
     private const DONE_OK = '{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}'."\n";
 
     private $in;
