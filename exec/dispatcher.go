@@ -267,17 +267,14 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 		}
 		// Never blocks: the buffer holds all the poller may send (its
 		// credit), so this loop always reads what the poller writes.
-		d.pool.tasks <- t
-		select {
-		case <-d.pool.hardStop:
-			d.pool.rejectQueued() // nothing starts after a hard stop
-		default:
-		}
+		d.pool.enqueue(t)
 	}
 	// The poller is gone (or done): whatever has not started, never will.
-	s.gone.Store(true)
+	// Then, as a drain does, wait for every job's answer.
 	close(s.fence)
-	s.running.Wait()
+	s.draining.Store(true)
+	s.checkDrained()
+	<-s.drained
 	close(stopWriter)
 	<-writerDone
 	return readErr
@@ -287,11 +284,9 @@ func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
 type session struct {
 	conn     *protocol.Conn
 	outcomes chan protocol.Message // to the writer: outcomes, and Running of jobs handed ahead
-	running  sync.WaitGroup        // tasks not answered yet
-	pending  atomic.Int64          // the same, for the drain
-	gone     atomic.Bool           // the connection ended: nothing more starts
-	fence    chan struct{}         // closed when gone is set
-	draining atomic.Bool           // the dispatcher is stopping alone
+	pending  atomic.Int64          // tasks not answered yet
+	fence    chan struct{}         // closed when the connection ended: nothing more starts
+	draining atomic.Bool           // no more jobs will be taken (the dispatcher stops, or the connection ended)
 	drained  chan struct{}         // closed once draining and nothing is pending
 	once     sync.Once
 }
@@ -299,18 +294,18 @@ type session struct {
 // task makes the task of job j, answering on this session.
 func (s *session) task(j protocol.Job) *task {
 	id := j.ID
-	s.running.Add(1)
 	s.pending.Add(1)
 	t := &task{job: j, fenced: s.fence}
 	t.reply = func(o protocol.Outcome) {
 		s.outcomes <- o
 		s.pending.Add(-1)
 		s.checkDrained()
-		s.running.Done()
 	}
 	t.handed = func(now bool) bool {
-		if s.gone.Load() {
+		select {
+		case <-s.fence:
 			return false
+		default:
 		}
 		// Sent, not queued for the writer: the poller must know a job may
 		// have run before PHP can have it, or a dispatcher killed in

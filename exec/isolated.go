@@ -125,17 +125,16 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 	if err != nil {
 		i.log.Warn("read job cgroup", "scope", g.Path(), "error", err)
 	}
-	if r.ok && !r.began {
-		t.begin() // it went through Laravel's process() all the same
-	}
-	if !r.ok && !r.began && (r.stopped || i.firstDeath == nil || i.firstDeath(t)) {
-		// It died (or was stopped) before Laravel began it: it did not run.
-		out := notStarted(t)
-		out.Strategy, out.Scope = s.String(), g.Path()
-		return out
-	}
-	if !r.ok && !r.began {
-		t.begin() // a second death before it began: the job's own doing
+	if !r.began {
+		if !r.ok && (r.stopped || i.firstDeath == nil || i.firstDeath(t)) {
+			// It died (or was stopped) before Laravel began it: it did not run.
+			out := notStarted(t)
+			out.Strategy, out.Scope = s.String(), g.Path()
+			return out
+		}
+		// It went through Laravel's process() all the same, or died a
+		// second time before it began: the job's own doing.
+		t.begin()
 	}
 	if r.ok {
 		w.stop(cfg.StopGrace)

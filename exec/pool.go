@@ -119,7 +119,6 @@ type pool struct {
 	recycles   map[string]uint64 // workers replaced, by reason
 	draining   bool              // asking for no more jobs (see drain)
 	unbegun    map[string]bool   // jobs (by uuid) whose worker died once before they began
-	unbegunN   atomic.Int32      // len(unbegun), read without the lock
 
 	slots   []atomic.Pointer[worker] // each slot's worker, for status
 	booting atomic.Int32             // workers being started now
@@ -185,9 +184,15 @@ func (p *pool) drain() {
 	}
 }
 
-// observe records how long a job took and adapts the prefetch depth.
-func (p *pool) observe(class string, d time.Duration) {
+// observe records how long a job took and adapts the prefetch depth. A
+// job that ran is no longer one whose worker died before it began (see
+// firstDeath).
+func (p *pool) observe(t *task, d time.Duration) {
+	class := t.name()
 	p.mu.Lock()
+	if t.p != nil && len(p.unbegun) > 0 {
+		delete(p.unbegun, t.p.UUID)
+	}
 	if len(p.took) >= maxClasses {
 		clear(p.took)
 	}
@@ -476,29 +481,13 @@ func (p *pool) firstDeath(t *task) bool {
 	defer p.mu.Unlock()
 	if p.unbegun == nil || len(p.unbegun) >= maxClasses {
 		p.unbegun = map[string]bool{}
-		p.unbegunN.Store(0)
 	}
 	if p.unbegun[t.p.UUID] {
 		delete(p.unbegun, t.p.UUID)
-		p.unbegunN.Add(-1)
 		return false
 	}
 	p.unbegun[t.p.UUID] = true
-	p.unbegunN.Add(1)
 	return true
-}
-
-// begun forgets that t's worker once died before it began: it ran since.
-func (p *pool) begun(t *task) {
-	if p.unbegunN.Load() == 0 || t.p == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.unbegun[t.p.UUID] {
-		delete(p.unbegun, t.p.UUID)
-		p.unbegunN.Add(-1)
-	}
 }
 
 // seconds is d in whole seconds, rounded up (0 stays 0).
@@ -520,18 +509,20 @@ func (p *pool) rejectQueued() {
 	}
 }
 
+// enqueue puts t in the pool's queue; after a hard stop nothing queued
+// starts (rejectQueued).
+func (p *pool) enqueue(t *task) {
+	p.tasks <- t
+	select {
+	case <-p.hardStop:
+		p.rejectQueued()
+	default:
+	}
+}
+
 // requeue gives a task that has not started back to the pool's queue, for
 // the first worker free (this slot's is gone).
-func (p *pool) requeue(t *task) {
-	go func() {
-		p.tasks <- t
-		select {
-		case <-p.hardStop:
-			p.rejectQueued()
-		default:
-		}
-	}()
-}
+func (p *pool) requeue(t *task) { go p.enqueue(t) }
 
 // strategyFor chooses how t runs. A class's declared defaults are asked of
 // worker w once per class; alive is false if w died meanwhile.
@@ -697,7 +688,6 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		ahead       int       // how many jobs w may hold beyond the head
 		restart     bool      // queue:restart seen
 		retiring    string    // why w is replaced once inflight is done
-		quitting    bool      // w was told to finish its job and start no other
 		fenced      = t.fenced
 		timer       = time.NewTimer(time.Hour) // the head's deadline
 		chargeTimer = time.NewTimer(time.Hour) // the head's charge, once it has run a while
@@ -773,11 +763,10 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		elapsed := time.Since(began)
 		inflight = inflight[1:]
 		w.jobs.Add(1)
-		p.observe(h.t.name(), elapsed)
+		p.observe(h.t, elapsed)
 		rss := w.recentRSS()
 		o := outcomeOf(m)
 		o.ID, o.Duration, o.Memory, o.Strategy = h.t.job.ID, elapsed, uint64(rss), "inline"
-		p.begun(h.t)
 		h.t.reply(o)
 		if why := p.recycleReason(w, rss, restart); why != "" && retiring == "" {
 			retiring = why
@@ -869,14 +858,12 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 		case m, ok := <-w.msgs:
 			h := inflight[0]
 			switch {
-			case !ok && quitting && !h.began:
+			case !ok && w.quitting.Load() && !h.began:
 				// It finished what it had begun, as asked: the rest never
-				// started.
+				// started (interrupt gives back a head not begun).
 				<-w.exited
 				w.release()
-				for _, x := range inflight {
-					x.t.reply(notStarted(x.t))
-				}
+				interrupt("its poller went")
 				p.addReady(-1)
 				p.recycled("fenced")
 				return nil, nil, held
@@ -912,7 +899,6 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 			// finish the job it has begun and exit.
 			fenced = nil
 			if len(inflight) > 1 || !inflight[0].began {
-				quitting = true
 				w.quitting.Store(true)
 				syscall.Kill(w.pid, syscall.SIGTERM)
 			}
@@ -940,7 +926,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker
 	if restart {
 		p.forgetDefaults()
 	}
-	if quitting {
+	if w.quitting.Load() {
 		// Told to stop after its job (its poller went): it exits now.
 		p.recycled("fenced")
 		return p.retire(w), nil, held

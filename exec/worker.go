@@ -523,14 +523,10 @@ func (t *tail) suffix() string {
 // channel.)
 func (w *worker) killCollect() []message {
 	killGroup(w.pid)
-	if w.group != nil {
-		w.group.Kill()
-	}
 	var got []message
 	for m := range w.msgs {
 		got = append(got, m)
 	}
-	<-w.exited
-	w.release()
+	w.kill() // what is left of it: processes outside its group, its files
 	return got
 }
