@@ -113,7 +113,13 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 	fields := append(t.fields(), "strategy", out.Strategy, "scope", out.Scope)
 	i.log.Debug("isolated job starting", append(fields, "pid", w.pid, "why", s.Why, "process", how)...)
 	w.current.Store(&fields)
+	return i.runIn(w, g, t, s, out, begin)
+}
 
+// runIn runs t in w, a process already inside t's cgroup g, and returns
+// its outcome; out is the outcome so far (its strategy and scope), begin
+// when run began.
+func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out protocol.Outcome, begin time.Time) protocol.Outcome {
 	cfg := i.cfg.get()
 	timeout, deadline := t.deadline(s, cfg.Timeout)
 	if !t.hand(false) {

@@ -369,27 +369,8 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 			}
 			if err != nil {
 				failures++
-				// One clear error per failing streak, then quiet retries.
-				if failures == 1 {
-					p.log.Error("worker failed to boot; retrying with backoff", "error", err)
-				} else {
-					p.log.Debug("boot attempt failed", "attempt", failures, "error", err)
-				}
-				select {
-				case <-p.hardStop:
-					if pending != nil {
-						// Its failure handling needs a worker, and none
-						// boots: it stays reserved, as under Laravel.
-						pending.t.reply(keepOrphan(pending, "kqueue stopped before a worker could boot to run it"))
-						pending = nil
-					}
-				default:
-				}
-				var wake <-chan struct{}
-				if pending != nil {
-					wake = p.hardStop // a hard stop answers it at once
-				}
-				if !p.sleep(ctx, min(time.Duration(1<<min(failures, 6))*250*time.Millisecond, 15*time.Second), wake) && pending == nil {
+				var again bool
+				if pending, again = p.bootFailed(ctx, err, failures, pending); !again {
 					return
 				}
 				continue
@@ -423,49 +404,101 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 			continue
 		}
 		if held == nil {
-			select {
-			case <-rolled:
-				continue // checked at the top
-			case t := <-p.tasks:
-				held = t
-			case m, ok := <-w.msgs:
-				if !ok {
-					<-w.exited
-					w.release()
-					p.log.Warn("idle worker exited; replacing it", "pid", w.pid, "exit", exitText(w.state))
-					p.recycled("exited")
-					p.addReady(-1)
-					w = nil
-				} else if m.Op == "restart" {
-					p.log.Info("queue:restart seen; recycling worker", "pid", w.pid, "reason", "restart")
-					p.recycled("restart")
-					p.forgetDefaults()
-					w = p.retire(w)
-				}
-				continue
-			case <-ctx.Done():
-				p.retire(w)
+			var done bool
+			if held, w, done = p.idle(ctx, w, rolled); done {
 				return
 			}
-		}
-		t := held
-		held = nil
-		s, alive := p.strategyFor(w, t)
-		switch {
-		case !alive:
-			p.addReady(-1)
-			w = nil
-			p.requeue(t)
-		case s.Isolated && p.iso != nil:
-			p.isolate(t, s)
-		default:
-			w, pending, held = p.run(ctx, w, t, s)
-			if w == nil && held != nil {
-				p.requeue(held)
-				held = nil
+			if held == nil {
+				continue // a roll, or w gone: seen to at the top
 			}
 		}
+		r := p.handle(ctx, w, held)
+		w, pending, held = r.keep, r.orphan, r.held
 	}
+}
+
+// bootFailed logs the failures-th failed boot in a row and waits before
+// the next. A hard stop meanwhile answers pending, the orphan the slot
+// holds for its next worker, which then never boots. It returns what is
+// still pending, and whether the slot tries again.
+func (p *pool) bootFailed(ctx context.Context, err error, failures int, pending *orphan) (*orphan, bool) {
+	// One clear error per failing streak, then quiet retries.
+	if failures == 1 {
+		p.log.Error("worker failed to boot; retrying with backoff", "error", err)
+	} else {
+		p.log.Debug("boot attempt failed", "attempt", failures, "error", err)
+	}
+	select {
+	case <-p.hardStop:
+		if pending != nil {
+			// Its failure handling needs a worker, and none
+			// boots: it stays reserved, as under Laravel.
+			pending.t.reply(keepOrphan(pending, "kqueue stopped before a worker could boot to run it"))
+			pending = nil
+		}
+	default:
+	}
+	var wake <-chan struct{}
+	if pending != nil {
+		wake = p.hardStop // a hard stop answers it at once
+	}
+	// Once ctx is done the slot stops, unless an orphan still waits for a
+	// worker to run its failure handling.
+	return pending, p.sleep(ctx, min(time.Duration(1<<min(failures, 6))*250*time.Millisecond, 15*time.Second), wake) || pending != nil
+}
+
+// idle waits, with the slot's worker w idle, for its next task, a roll
+// (rolled) or the end of ctx, and replaces w should it exit or see
+// queue:restart. It returns the task (nil: none yet), the worker to keep,
+// and whether the slot is done (w is retired then).
+func (p *pool) idle(ctx context.Context, w *worker, rolled <-chan struct{}) (*task, *worker, bool) {
+	select {
+	case <-rolled:
+		return nil, w, false // the slot checks it at the top
+	case t := <-p.tasks:
+		return t, w, false
+	case m, ok := <-w.msgs:
+		if !ok {
+			<-w.exited
+			w.release()
+			p.log.Warn("idle worker exited; replacing it", "pid", w.pid, "exit", exitText(w.state))
+			p.recycled("exited")
+			p.addReady(-1)
+			w = nil
+		} else if m.Op == "restart" {
+			p.log.Info("queue:restart seen; recycling worker", "pid", w.pid, "reason", "restart")
+			p.recycled("restart")
+			p.forgetDefaults()
+			w = p.retire(w)
+		}
+		return nil, w, false
+	case <-ctx.Done():
+		p.retire(w)
+		return nil, nil, true
+	}
+}
+
+// handle runs t, taken by the slot whose worker is w, as its strategy
+// says: in w (see run), or isolated. When w died asking for t's class's
+// defaults, t goes back to the pool's queue for another worker. A task run
+// took but did not start goes back there too when w is gone.
+func (p *pool) handle(ctx context.Context, w *worker, t *task) runResult {
+	s, alive := p.strategyFor(w, t)
+	switch {
+	case !alive:
+		p.addReady(-1)
+		p.requeue(t)
+		return runResult{}
+	case s.Isolated && p.iso != nil:
+		p.isolate(t, s)
+		return runResult{keep: w}
+	}
+	r := p.run(ctx, w, t, s)
+	if r.keep == nil && r.held != nil {
+		p.requeue(r.held)
+		r.held = nil
+	}
+	return r
 }
 
 // firstDeath reports whether t's worker died before t began for the first
@@ -672,271 +705,338 @@ const (
 	maxHandAhead  = 15
 )
 
+// runResult is how a run ended (see pool.run).
+type runResult struct {
+	keep   *worker // the worker to keep; nil when it is gone
+	orphan *orphan // a job whose worker died under it, for Laravel's failure rules
+	held   *task   // taken, not started: it needs the worker to itself first
+}
+
+// jobRun is one run of worker w (see pool.run): the jobs handed to w and
+// not answered yet, and what the run learns on the way. Its methods are
+// the run's steps; they share this state.
+type jobRun struct {
+	p           *pool
+	w           *worker
+	inflight    []sent          // handed to w, not answered: the head runs, the others wait in its pipe
+	held        *task           // taken, not started (see runResult)
+	began       time.Time       // when the head of inflight started
+	ahead       int             // how many jobs w may hold beyond the head
+	restart     bool            // queue:restart seen
+	retiring    string          // why w is replaced once inflight is done
+	fenced      <-chan struct{} // the poller's fence; nil once seen
+	timer       *time.Timer     // the head's deadline
+	chargeTimer *time.Timer     // the head's charge, once it has run a while
+}
+
 // run runs t in worker w. While it runs, run takes the next tasks and hands
 // them to w as well when they can run inline there, so that the worker goes
 // from one job to the next without waiting for the daemon: a worker holds a
 // few milliseconds of quick jobs beyond the one it runs (see ahead), and
 // runs them in order.
-// run returns the worker to keep (nil when it is gone), an orphan when a
-// job's worker died under it, and a task it took but has not started (it
-// needs w to itself first: its class's defaults are not known yet).
-func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) (*worker, *orphan, *task) {
-	var (
-		inflight    []sent
-		held        *task
-		began       time.Time // when the head of inflight started
-		ahead       int       // how many jobs w may hold beyond the head
-		restart     bool      // queue:restart seen
-		retiring    string    // why w is replaced once inflight is done
-		fenced      = t.fenced
-		timer       = time.NewTimer(time.Hour) // the head's deadline
-		chargeTimer = time.NewTimer(time.Hour) // the head's charge, once it has run a while
-	)
-	timer.Stop()
-	defer timer.Stop()
-	chargeTimer.Stop()
-	defer chargeTimer.Stop()
+// run returns a runResult: the worker to keep (nil when it is gone), an
+// orphan when a job's worker died under it, and a task it took but has not
+// started (it needs w to itself first: its class's defaults are not known
+// yet). The run's steps are jobRun's methods.
+func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) runResult {
+	r := &jobRun{
+		p:           p,
+		w:           w,
+		fenced:      t.fenced,
+		timer:       time.NewTimer(time.Hour),
+		chargeTimer: time.NewTimer(time.Hour),
+	}
+	r.timer.Stop()
+	defer r.timer.Stop()
+	r.chargeTimer.Stop()
+	defer r.chargeTimer.Stop()
 	w.busy.Store(true)
 	defer w.busy.Store(false)
+	return r.loop(ctx, t, s)
+}
 
-	// hand sends a task to w, unless kqueue is stopping hard or the poller
-	// is gone. The first one w runs at once; the others wait in its pipe.
-	hand := func(t *task, s Strategy) {
-		select {
-		case <-p.hardStop:
-			t.reply(notStarted(t))
-			return
-		default:
-		}
-		ahead := 0
-		for _, x := range inflight[min(1, len(inflight)):] {
-			ahead += x.size
-		}
-		if !t.hand(false) {
-			t.reply(notStarted(t))
-			return
-		}
-		timeout, _ := t.deadline(s, p.cfg.get().Timeout)
-		n, err := w.send(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout)}, t.job.Payload, ahead)
-		if err != nil {
-			killGroup(w.pid) // the answer loop sees it gone
-		}
-		inflight = append(inflight, sent{t: t, s: s, fields: t.fields(), size: n})
+// loop hands t to w, then answers w's messages, takes more tasks for it
+// and watches the head's deadline until w has answered every job it was
+// handed, or is gone.
+func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
+	p, w := r.p, r.w
+	r.hand(t, s)
+	if len(r.inflight) == 0 {
+		return runResult{keep: w}
 	}
-	// begin starts the clock of the job at the head: w runs it now. Only
-	// behind a job of a class known to be quick does w get more: a job
-	// handed to w behind a slow one would wait for it.
-	begin := func() {
-		h := &inflight[0]
-		began = time.Now()
-		ahead = p.ahead(h.t)
-		w.current.Store(&h.fields)
-		var deadline time.Time
-		h.timeout, deadline = h.t.deadline(h.s, p.cfg.get().Timeout)
-		if !deadline.IsZero() {
-			timer.Reset(time.Until(deadline))
-		}
-	}
-	// start notes that w has begun the head; its charge goes to the
-	// poller if it is still running after chargeAfter (see there).
-	start := func() {
-		if h := &inflight[0]; !h.began {
-			h.began = true
-			chargeTimer.Reset(chargeAfter)
-		}
-	}
-	// charge tells the poller that the head's attempt counts.
-	charge := func() {
-		chargeTimer.Stop()
-		if h := &inflight[0]; !h.charged {
-			h.began, h.charged = true, true
-			h.t.begin()
-		}
-	}
-	// finish takes w's answer for the head.
-	finish := func(m message) {
-		// w.current stays: output the job wrote just before it answered may
-		// still be in the pipe, and belongs to it.
-		timer.Stop()
-		charge() // it went through Laravel's process(), whatever it said before
-		h := inflight[0]
-		elapsed := time.Since(began)
-		inflight = inflight[1:]
-		w.jobs.Add(1)
-		p.observe(h.t, elapsed)
-		rss := w.recentRSS()
-		o := outcomeOf(m)
-		o.ID, o.Duration, o.Memory, o.Strategy = h.t.job.ID, elapsed, uint64(rss), "inline"
-		h.t.reply(o)
-		if why := p.recycleReason(w, rss, restart); why != "" && retiring == "" {
-			retiring = why
-		}
-		if len(inflight) > 0 {
-			begin()
-		}
-	}
-	// kill ends w, then takes the answers it wrote before it died: the
-	// jobs it finished. It reports whether the head is still the one that
-	// was running (false: w moved on to the next one, or ran them all).
-	kill := func() (sameHead bool) {
-		var head *task
-		if len(inflight) > 0 {
-			head = inflight[0].t
-		}
-		for _, m := range w.killCollect() {
-			switch {
-			case len(inflight) == 0:
-			case m.Op == "began":
-				start()
-			case m.Op == "done":
-				finish(m)
-			}
-		}
-		timer.Stop()
-		return len(inflight) > 0 && inflight[0].t == head
-	}
-	// interrupt answers the jobs of a killed w: the head, if it had begun,
-	// is released with its attempt counted, as queue:work's are when its
-	// stop wait runs out; the others never ran and go back as they were.
-	interrupt := func(why string) {
-		for i, x := range inflight {
-			if i == 0 && x.began {
-				charge()
-				x.t.reply(protocol.Outcome{
-					ID: x.t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(),
-					Result: "interrupted", Reason: why, Duration: time.Since(began),
-				})
-				continue
-			}
-			x.t.reply(notStarted(x.t))
-		}
-		inflight = nil
-	}
-	// lost ends run when w died under the head: the jobs after it never
-	// started and go back to the pool's queue; the head is an orphan, for
-	// Laravel's failure rules — unless it had not begun either: then it did
-	// not run, and goes back to its queue as it was.
-	lost := func(reason string, kind failureKind) (*worker, *orphan, *task) {
-		p.addReady(-1)
-		p.recycled(kind.recycleReason())
-		if len(inflight) == 0 {
-			return nil, nil, held
-		}
-		h := inflight[0]
-		for _, x := range inflight[1:] {
-			p.requeue(x.t)
-		}
-		if !h.began && p.firstDeath(h.t) {
-			h.t.reply(notStarted(h.t))
-			return nil, nil, held
-		}
-		charge()
-		return nil, &orphan{t: h.t, kind: kind, elapsed: time.Since(began), reason: reason}, held
-	}
-
-	hand(t, s)
-	if len(inflight) == 0 {
-		return w, nil, nil
-	}
-	begin()
-	for len(inflight) > 0 {
+	r.begin()
+	for len(r.inflight) > 0 {
 		var more <-chan *task
-		if held == nil && len(inflight) <= ahead && retiring == "" && !restart && w.writing == nil &&
-			ctx.Err() == nil && p.accepts(w, len(inflight)) {
+		if r.held == nil && len(r.inflight) <= r.ahead && r.retiring == "" && !r.restart && w.writing == nil &&
+			ctx.Err() == nil && p.accepts(w, len(r.inflight)) {
 			more = p.tasks
 		}
 		select {
 		case t := <-more:
-			switch s, ok := p.knownStrategy(t); {
-			case !ok:
-				held = t
-			case s.Isolated && p.iso != nil:
-				p.isolate(t, s)
-			default:
-				hand(t, s)
-			}
+			r.take(t)
 		case m, ok := <-w.msgs:
-			h := inflight[0]
-			switch {
-			case !ok && w.quitting.Load() && !h.began:
-				// It finished what it had begun, as asked: the rest never
-				// started (interrupt gives back a head not begun).
-				<-w.exited
-				w.release()
-				interrupt("its poller went")
-				p.addReady(-1)
-				p.recycled("fenced")
-				return nil, nil, held
-			case !ok:
-				<-w.exited
-				w.release()
-				return lost(fmt.Sprintf("%s crashed its worker (pid %d): %s%s", h.t.name(), w.pid, exitText(w.state), w.tail.suffix()), failCrash)
-			case m.Op == "restart":
-				restart = true
-				continue
-			case m.Op == "began":
-				start()
-				continue
-			case m.Op != "done":
-				// A worker that breaks the protocol cannot be trusted.
-				w.killCollect()
-				return lost(fmt.Sprintf("%s crashed its worker (pid %d): it broke the protocol (%s: %s)", h.t.name(), w.pid, m.Op, m.Error), failCrash)
+			if res, over := r.answer(m, ok); over {
+				return res
 			}
-			finish(m)
 		case err := <-w.writing:
 			w.writing = nil
 			if err != nil {
 				killGroup(w.pid) // the answer loop sees it gone
 			}
-		case <-chargeTimer.C:
-			if len(inflight) > 0 && inflight[0].began {
-				charge()
+		case <-r.chargeTimer.C:
+			if len(r.inflight) > 0 && r.inflight[0].began {
+				r.charge()
 			}
-		case <-fenced:
+		case <-r.fenced:
 			// The poller is gone: nothing more may start, and w would go
 			// on to the jobs in its pipe (or begin the one it has).
 			// SIGTERM — what it gets when the dispatcher dies — makes it
 			// finish the job it has begun and exit.
-			fenced = nil
-			if len(inflight) > 1 || !inflight[0].began {
+			r.fenced = nil
+			if len(r.inflight) > 1 || !r.inflight[0].began {
 				w.quitting.Store(true)
 				syscall.Kill(w.pid, syscall.SIGTERM)
 			}
-		case <-timer.C:
-			h := inflight[0]
-			if kill() {
-				return lost(fmt.Sprintf(
-					"%s has timed out: it ran longer than its timeout of %s, and kqueue killed its worker (pid %d) and every process it started",
-					h.t.name(), h.timeout, w.pid), failTimeout)
-			}
-			// It answered as it ran out of time: the job w had moved on to
-			// was killed with it, through no fault of its own — released
-			// if it had begun (its attempt counts), else given back.
-			interrupt("kqueue killed its worker when the job before it ran out of time")
-			p.addReady(-1)
-			p.recycled(failTimeout.recycleReason())
-			return nil, nil, held
+		case <-r.timer.C:
+			return r.timedOut()
 		case <-p.hardStop:
-			kill()
-			interrupt("kqueue was stopping and the job did not finish within the shutdown timeout")
+			r.kill()
+			r.interrupt("kqueue was stopping and the job did not finish within the shutdown timeout")
 			p.addReady(-1)
-			return nil, nil, held
+			return runResult{held: r.held}
 		}
 	}
-	if restart {
+	return r.end()
+}
+
+// take places a task taken from the pool's queue while w runs: behind the
+// others in w, unless it runs isolated, or its class's defaults are not
+// known yet (w must be free to ask for them first: it is held).
+func (r *jobRun) take(t *task) {
+	switch s, ok := r.p.knownStrategy(t); {
+	case !ok:
+		r.held = t
+	case s.Isolated && r.p.iso != nil:
+		r.p.isolate(t, s)
+	default:
+		r.hand(t, s)
+	}
+}
+
+// hand sends a task to w, unless kqueue is stopping hard or the poller
+// is gone. The first one w runs at once; the others wait in its pipe.
+func (r *jobRun) hand(t *task, s Strategy) {
+	select {
+	case <-r.p.hardStop:
+		t.reply(notStarted(t))
+		return
+	default:
+	}
+	ahead := 0
+	for _, x := range r.inflight[min(1, len(r.inflight)):] {
+		ahead += x.size
+	}
+	if !t.hand(false) {
+		t.reply(notStarted(t))
+		return
+	}
+	timeout, _ := t.deadline(s, r.p.cfg.get().Timeout)
+	n, err := r.w.send(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout)}, t.job.Payload, ahead)
+	if err != nil {
+		killGroup(r.w.pid) // the answer loop sees it gone
+	}
+	r.inflight = append(r.inflight, sent{t: t, s: s, fields: t.fields(), size: n})
+}
+
+// begin starts the clock of the job at the head: w runs it now. Only
+// behind a job of a class known to be quick does w get more: a job
+// handed to w behind a slow one would wait for it.
+func (r *jobRun) begin() {
+	h := &r.inflight[0]
+	r.began = time.Now()
+	r.ahead = r.p.ahead(h.t)
+	r.w.current.Store(&h.fields)
+	var deadline time.Time
+	h.timeout, deadline = h.t.deadline(h.s, r.p.cfg.get().Timeout)
+	if !deadline.IsZero() {
+		r.timer.Reset(time.Until(deadline))
+	}
+}
+
+// start notes that w has begun the head; its charge goes to the
+// poller if it is still running after chargeAfter (see there).
+func (r *jobRun) start() {
+	if h := &r.inflight[0]; !h.began {
+		h.began = true
+		r.chargeTimer.Reset(chargeAfter)
+	}
+}
+
+// charge tells the poller that the head's attempt counts.
+func (r *jobRun) charge() {
+	r.chargeTimer.Stop()
+	if h := &r.inflight[0]; !h.charged {
+		h.began, h.charged = true, true
+		h.t.begin()
+	}
+}
+
+// answer takes a message w wrote while it ran the head. It reports whether
+// the run is over, and then how it ended: w died, or broke the protocol.
+func (r *jobRun) answer(m message, ok bool) (res runResult, over bool) {
+	p, w := r.p, r.w
+	h := r.inflight[0]
+	switch {
+	case !ok && w.quitting.Load() && !h.began:
+		// It finished what it had begun, as asked: the rest never
+		// started (interrupt gives back a head not begun).
+		<-w.exited
+		w.release()
+		r.interrupt("its poller went")
+		p.addReady(-1)
+		p.recycled("fenced")
+		return runResult{held: r.held}, true
+	case !ok:
+		<-w.exited
+		w.release()
+		return r.lost(fmt.Sprintf("%s crashed its worker (pid %d): %s%s", h.t.name(), w.pid, exitText(w.state), w.tail.suffix()), failCrash), true
+	case m.Op == "restart":
+		r.restart = true
+		return runResult{}, false
+	case m.Op == "began":
+		r.start()
+		return runResult{}, false
+	case m.Op != "done":
+		// A worker that breaks the protocol cannot be trusted.
+		w.killCollect()
+		return r.lost(fmt.Sprintf("%s crashed its worker (pid %d): it broke the protocol (%s: %s)", h.t.name(), w.pid, m.Op, m.Error), failCrash), true
+	}
+	r.finish(m)
+	return runResult{}, false
+}
+
+// finish takes w's answer for the head.
+func (r *jobRun) finish(m message) {
+	p, w := r.p, r.w
+	// w.current stays: output the job wrote just before it answered may
+	// still be in the pipe, and belongs to it.
+	r.timer.Stop()
+	r.charge() // it went through Laravel's process(), whatever it said before
+	h := r.inflight[0]
+	elapsed := time.Since(r.began)
+	r.inflight = r.inflight[1:]
+	w.jobs.Add(1)
+	p.observe(h.t, elapsed)
+	rss := w.recentRSS()
+	o := outcomeOf(m)
+	o.ID, o.Duration, o.Memory, o.Strategy = h.t.job.ID, elapsed, uint64(rss), "inline"
+	h.t.reply(o)
+	if why := p.recycleReason(w, rss, r.restart); why != "" && r.retiring == "" {
+		r.retiring = why
+	}
+	if len(r.inflight) > 0 {
+		r.begin()
+	}
+}
+
+// kill ends w, then takes the answers it wrote before it died: the
+// jobs it finished. It reports whether the head is still the one that
+// was running (false: w moved on to the next one, or ran them all).
+func (r *jobRun) kill() (sameHead bool) {
+	var head *task
+	if len(r.inflight) > 0 {
+		head = r.inflight[0].t
+	}
+	for _, m := range r.w.killCollect() {
+		switch {
+		case len(r.inflight) == 0:
+		case m.Op == "began":
+			r.start()
+		case m.Op == "done":
+			r.finish(m)
+		}
+	}
+	r.timer.Stop()
+	return len(r.inflight) > 0 && r.inflight[0].t == head
+}
+
+// timedOut ends the run when the head ran out of time: w is killed, and
+// the head is lost with it (see lost), unless w answered it meanwhile.
+func (r *jobRun) timedOut() runResult {
+	h := r.inflight[0]
+	if r.kill() {
+		return r.lost(fmt.Sprintf(
+			"%s has timed out: it ran longer than its timeout of %s, and kqueue killed its worker (pid %d) and every process it started",
+			h.t.name(), h.timeout, r.w.pid), failTimeout)
+	}
+	// It answered as it ran out of time: the job w had moved on to
+	// was killed with it, through no fault of its own — released
+	// if it had begun (its attempt counts), else given back.
+	r.interrupt("kqueue killed its worker when the job before it ran out of time")
+	r.p.addReady(-1)
+	r.p.recycled(failTimeout.recycleReason())
+	return runResult{held: r.held}
+}
+
+// interrupt answers the jobs of a killed w: the head, if it had begun,
+// is released with its attempt counted, as queue:work's are when its
+// stop wait runs out; the others never ran and go back as they were.
+func (r *jobRun) interrupt(why string) {
+	for i, x := range r.inflight {
+		if i == 0 && x.began {
+			r.charge()
+			x.t.reply(protocol.Outcome{
+				ID: x.t.job.ID, Kind: protocol.Release, ReleaseAt: time.Now().Unix(),
+				Result: "interrupted", Reason: why, Duration: time.Since(r.began),
+			})
+			continue
+		}
+		x.t.reply(notStarted(x.t))
+	}
+	r.inflight = nil
+}
+
+// lost ends the run when w died under the head: the jobs after it never
+// started and go back to the pool's queue; the head is an orphan, for
+// Laravel's failure rules — unless it had not begun either: then it did
+// not run, and goes back to its queue as it was.
+func (r *jobRun) lost(reason string, kind failureKind) runResult {
+	p := r.p
+	p.addReady(-1)
+	p.recycled(kind.recycleReason())
+	if len(r.inflight) == 0 {
+		return runResult{held: r.held}
+	}
+	h := r.inflight[0]
+	for _, x := range r.inflight[1:] {
+		p.requeue(x.t)
+	}
+	if !h.began && p.firstDeath(h.t) {
+		h.t.reply(notStarted(h.t))
+		return runResult{held: r.held}
+	}
+	r.charge()
+	return runResult{orphan: &orphan{t: h.t, kind: kind, elapsed: time.Since(r.began), reason: reason}, held: r.held}
+}
+
+// end ends a run whose jobs w has all answered: w is kept, unless it is
+// to be replaced (its poller went, or it is due for recycling).
+func (r *jobRun) end() runResult {
+	p, w := r.p, r.w
+	if r.restart {
 		p.forgetDefaults()
 	}
 	if w.quitting.Load() {
 		// Told to stop after its job (its poller went): it exits now.
 		p.recycled("fenced")
-		return p.retire(w), nil, held
+		return runResult{keep: p.retire(w), held: r.held}
 	}
-	if retiring != "" {
-		p.log.Info("recycling worker", "pid", w.pid, "reason", retiring, "jobs", w.jobs.Load())
-		p.recycled(retiring)
-		return p.retire(w), nil, held
+	if r.retiring != "" {
+		p.log.Info("recycling worker", "pid", w.pid, "reason", r.retiring, "jobs", w.jobs.Load())
+		p.recycled(r.retiring)
+		return runResult{keep: p.retire(w), held: r.held}
 	}
-	return w, nil, held
+	return runResult{keep: w, held: r.held}
 }
 
 // accepts reports whether worker w, with n jobs in hand, may take another:

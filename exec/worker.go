@@ -124,33 +124,44 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	readers.Add(2)
 	go func() { defer readers.Done(); w.readMessages(resR, log) }()
 	go func() { defer readers.Done(); w.forwardOutput(outR, log) }()
-	go func() {
-		// Wait for the process, kill what it left in its process group,
-		// then let its output drain. A child that left the group (setsid)
-		// may still hold the pipes: those are cut after a moment.
-		w.cmd.Wait()
-		w.state = w.cmd.ProcessState
-		syscall.Kill(-w.pid, syscall.SIGKILL)
-		drained := make(chan struct{})
-		go func() { readers.Wait(); close(drained) }()
-		if w.template.Load() {
-			// Its forked children share its output and may still run:
-			// the readers go on until the last of them is gone.
-			close(w.exited)
-			return
-		}
-		t := time.NewTimer(200 * time.Millisecond)
-		select {
-		case <-drained:
-		case <-t.C:
-			resR.Close()
-			outR.Close()
-			<-drained
-		}
-		t.Stop()
-		close(w.exited)
-	}()
+	go w.reap(&readers, resR, outR)
+	if err := w.awaitBoot(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
 
+// reap waits for the process, kills what it left in its process group,
+// then lets its output drain (readers, reading resR and outR), and closes
+// w.exited. A child that left the group (setsid) may still hold the pipes:
+// those are cut after a moment.
+func (w *worker) reap(readers *sync.WaitGroup, resR, outR *os.File) {
+	w.cmd.Wait()
+	w.state = w.cmd.ProcessState
+	syscall.Kill(-w.pid, syscall.SIGKILL)
+	drained := make(chan struct{})
+	go func() { readers.Wait(); close(drained) }()
+	if w.template.Load() {
+		// Its forked children share its output and may still run:
+		// the readers go on until the last of them is gone.
+		close(w.exited)
+		return
+	}
+	t := time.NewTimer(200 * time.Millisecond)
+	select {
+	case <-drained:
+	case <-t.C:
+		resR.Close()
+		outR.Close()
+		<-drained
+	}
+	t.Stop()
+	close(w.exited)
+}
+
+// awaitBoot waits until the app has booted in w, within cfg.BootTimeout.
+// When it returns an error, w is gone.
+func (w *worker) awaitBoot(ctx context.Context, cfg *Config) error {
 	timer := time.NewTimer(cfg.BootTimeout)
 	defer timer.Stop()
 	select {
@@ -158,19 +169,19 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 		switch {
 		case ok && m.Op == "ready":
 			w.version, w.prefix = m.Laravel, m.Prefix
-			return w, nil
+			return nil
 		case ok && m.Op == "boot-failed":
 			w.kill()
-			return nil, fmt.Errorf("%w: Laravel app at %s did not boot: %s", errBoot, cfg.AppPath, m.Error)
+			return fmt.Errorf("%w: Laravel app at %s did not boot: %s", errBoot, cfg.AppPath, m.Error)
 		}
 		<-w.exited
-		return nil, fmt.Errorf("%w: %s exited during boot (%s)%s", errBoot, cfg.PHP, exitText(w.state), w.tail.suffix())
+		return fmt.Errorf("%w: %s exited during boot (%s)%s", errBoot, cfg.PHP, exitText(w.state), w.tail.suffix())
 	case <-timer.C:
 		w.kill()
-		return nil, fmt.Errorf("%w: Laravel app at %s did not boot within %s%s", errBoot, cfg.AppPath, cfg.BootTimeout, w.tail.suffix())
+		return fmt.Errorf("%w: Laravel app at %s did not boot within %s%s", errBoot, cfg.AppPath, cfg.BootTimeout, w.tail.suffix())
 	case <-ctx.Done():
 		w.kill()
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
 
