@@ -1,4 +1,4 @@
-package poller
+package poller_test
 
 import (
 	"context"
@@ -12,29 +12,49 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/kqueue/kqueue/poller"
+	rstore "github.com/kqueue/kqueue/poller/redis"
 	"github.com/kqueue/kqueue/protocol"
 	"github.com/redis/go-redis/v9"
 )
 
 // peer is the dispatcher's end of a connection, driven by the test.
 type peer struct {
-	t       *testing.T
-	conn    *protocol.Conn
-	raw     net.Conn // under conn
-	jobs    chan protocol.Job
-	stop    context.CancelFunc // stops the poller, as SIGTERM does
-	stopped chan struct{}      // closed when the poller's Run has returned
+	t        *testing.T
+	p        *poller.Poller
+	conn     *protocol.Conn
+	raw      net.Conn // under conn
+	jobs     chan protocol.Job
+	declines chan struct{}      // the poller waits with nothing more to reserve
+	stop     context.CancelFunc // stops the poller, as SIGTERM does
+	stopped  chan struct{}      // closed when the poller's Run has returned
+}
+
+// newPoller is a poller on the test's Redis, its keys under prefix "p_".
+func newPoller(rdb redis.UniversalClient, cfg poller.Config) *poller.Poller {
+	var names []string
+	for _, q := range cfg.Queues {
+		names = append(names, q.Name)
+	}
+	cfg.Store = rstore.New(rstore.Config{Client: rdb, Prefix: "p_", Queues: names})
+	return poller.New(cfg)
 }
 
 // startPoller runs a poller against a test-driven dispatcher end with the
 // given capacity.
-func startPoller(t *testing.T, rdb *redis.Client, capacity int, cfg Config) *peer {
+func startPoller(t *testing.T, rdb *redis.Client, capacity int, cfg poller.Config) *peer {
 	t.Helper()
 	a, b := net.Pipe()
-	cfg.Redis, cfg.Prefix = rdb, "p_"
-	p := New(cfg)
+	p := newPoller(rdb, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &peer{t: t, conn: protocol.NewConn(b), raw: b, jobs: make(chan protocol.Job, 100), stop: cancel, stopped: make(chan struct{})}
+	d := &peer{t: t, p: p, conn: protocol.NewConn(b), raw: b, jobs: make(chan protocol.Job, 100),
+		declines: make(chan struct{}, 1), stop: cancel, stopped: make(chan struct{})}
+	poller.OnDecline(p, func() {
+		select {
+		case d.declines <- struct{}{}:
+		default:
+		}
+	})
 	go func() {
 		defer close(d.stopped)
 		p.Run(ctx, protocol.NewConn(a))
@@ -79,22 +99,36 @@ func (d *peer) next(timeout time.Duration) protocol.Job {
 	return protocol.Job{}
 }
 
-func (d *peer) none(within time.Duration) {
+// declined waits until the poller, having seen what the test did so far,
+// waits with nothing more to reserve: what it took is in Redis by then.
+func (d *peer) declined() {
 	d.t.Helper()
 	select {
-	case j := <-d.jobs:
-		d.t.Fatalf("got job %d from %s, want none", j.ID, j.Queue)
-	case <-time.After(within):
+	case <-d.declines: // maybe from before
+	default:
 	}
+	select {
+	case <-d.declines:
+	case <-time.After(10 * time.Second):
+		d.t.Fatal("the poller never went idle")
+	}
+}
+
+// keys are a queue's Redis keys under the tests' prefix.
+type keys struct{ queue, delayed, reserved, notify, quarantine string }
+
+func keysOf(queue string) keys {
+	q := "p_queues:" + queue
+	return keys{q, q + ":delayed", q + ":reserved", q + ":notify", q + ":kqueue-quarantine"}
 }
 
 // reserveAll pushes n jobs to queue "default", starts a poller with room
 // for all of them and takes them: the queue as it was, the jobs as sent.
-func reserveAll(t *testing.T, rdb *redis.Client, n int, cfg Config) (*peer, []string, []protocol.Job) {
+func reserveAll(t *testing.T, rdb *redis.Client, n int, cfg poller.Config) (*peer, []string, []protocol.Job) {
 	t.Helper()
 	push(rdb, "default", n)
-	queued := rdb.LRange(context.Background(), keysFor("p_", "default").queue, 0, -1).Val()
-	cfg.Queues = []Queue{{Name: "default"}}
+	queued := rdb.LRange(context.Background(), keysOf("default").queue, 0, -1).Val()
+	cfg.Queues = []poller.Queue{{Name: "default"}}
 	d := startPoller(t, rdb, n, cfg)
 	var jobs []protocol.Job
 	for range n {
@@ -105,10 +139,10 @@ func reserveAll(t *testing.T, rdb *redis.Client, n int, cfg Config) (*peer, []st
 
 // stoppingSignal is a heartbeat that closes stopping once the poller says
 // it is stopping.
-func stoppingSignal() (beat func(Stats), stopping <-chan struct{}) {
+func stoppingSignal() (beat func(poller.Stats), stopping <-chan struct{}) {
 	ch := make(chan struct{})
 	var once sync.Once
-	return func(s Stats) {
+	return func(s poller.Stats) {
 		if s.Stopping {
 			once.Do(func() { close(ch) })
 		}
@@ -133,8 +167,8 @@ func TestLostDispatcherReturnsUnstartedJobs(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	k := keysFor("p_", "default")
-	d, queued, jobs := reserveAll(t, r.Client, 5, Config{})
+	k := keysOf("default")
+	d, queued, jobs := reserveAll(t, r.Client, 5, poller.Config{})
 	d.conn.SendBatch([]protocol.Message{protocol.Started{ID: jobs[0].ID}, protocol.Started{ID: jobs[2].ID}})
 	d.conn.Close() // the dispatcher dies
 	d.waitStopped("the poller did not notice the dispatcher was gone")
@@ -156,9 +190,9 @@ func TestDispatcherLostWhileStoppingReturnsUnstartedJobs(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	k := keysFor("p_", "default")
+	k := keysOf("default")
 	beat, stopping := stoppingSignal()
-	d, queued, jobs := reserveAll(t, r.Client, 3, Config{Heartbeat: beat})
+	d, queued, jobs := reserveAll(t, r.Client, 3, poller.Config{Heartbeat: beat})
 	d.conn.Send(protocol.Started{ID: jobs[0].ID})
 	d.stop()
 	select {
@@ -183,8 +217,8 @@ func TestBrokenDispatcherReturnsNothing(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	k := keysFor("p_", "default")
-	d, _, _ := reserveAll(t, r.Client, 2, Config{})
+	k := keysOf("default")
+	d, _, _ := reserveAll(t, r.Client, 2, poller.Config{})
 	d.raw.Write([]byte{0, 0, 0, 1, 99}) // a frame of no known type
 	d.waitStopped("the poller kept a dispatcher that broke the protocol")
 	if n := r.Client.LLen(ctx, k.queue).Val(); n != 0 {
@@ -200,11 +234,11 @@ func TestBrokenDispatcherReturnsNothing(t *testing.T) {
 func TestDispatcherKilledMidFrameReturnsUnstartedJobs(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	d, queued, _ := reserveAll(t, r.Client, 2, Config{})
+	d, queued, _ := reserveAll(t, r.Client, 2, poller.Config{})
 	d.raw.Write([]byte{0, 0, 0, 9, protocol.TypeOutcome}) // 1 byte of 9
 	d.raw.Close()
 	d.waitStopped("the poller did not notice the dispatcher was gone")
-	back := r.Client.LRange(context.Background(), keysFor("p_", "default").queue, 0, -1).Val()
+	back := r.Client.LRange(context.Background(), keysOf("default").queue, 0, -1).Val()
 	if !slices.Equal(back, queued) {
 		t.Errorf("back in the queue: %q, want both as they were: %q", back, queued)
 	}
@@ -217,7 +251,7 @@ func TestDispatcherKilledMidFrameReturnsUnstartedJobs(t *testing.T) {
 func TestReleasedUnstartedJobGoesBackAsItWas(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	d, queued, jobs := reserveAll(t, r.Client, 2, Config{})
+	d, queued, jobs := reserveAll(t, r.Client, 2, poller.Config{})
 	ran, unrun := jobs[0], jobs[1]
 	due := time.Now().Add(time.Hour).Unix()
 	d.conn.SendBatch([]protocol.Message{
@@ -231,7 +265,7 @@ func TestReleasedUnstartedJobGoesBackAsItWas(t *testing.T) {
 	if string(again.Payload) != queued[1] {
 		t.Errorf("reserved again: %s, want the unrun job as it was: %s", again.Payload, queued[1])
 	}
-	delayed := r.Client.ZRange(context.Background(), keysFor("p_", "default").delayed, 0, -1).Val()
+	delayed := r.Client.ZRange(context.Background(), keysOf("default").delayed, 0, -1).Val()
 	if len(delayed) != 1 || !strings.Contains(delayed[0], `"attempts":1`) {
 		t.Errorf("delayed: %q, want the job PHP had, its attempt counted", delayed)
 	}
@@ -243,7 +277,7 @@ func (d *peer) done(j protocol.Job) {
 
 func push(rdb *redis.Client, queue string, n int) {
 	ctx := context.Background()
-	k := keysFor("p_", queue)
+	k := keysOf(queue)
 	for i := range n {
 		rdb.RPush(ctx, k.queue, fmt.Sprintf(`{"uuid":"%s-%d","displayName":"J","job":"j","data":{},"id":"x","attempts":0}`, queue, i))
 		rdb.RPush(ctx, k.notify, 1)
@@ -257,14 +291,17 @@ func TestStrictPriorityAndCredit(t *testing.T) {
 	r := testenv.StartRedis(t)
 	push(r.Client, "default", 3)
 	push(r.Client, "high", 3)
-	d := startPoller(t, r.Client, 1, Config{Queues: []Queue{{Name: "high"}, {Name: "default"}}})
+	d := startPoller(t, r.Client, 1, poller.Config{Queues: []poller.Queue{{Name: "high"}, {Name: "default"}}})
 	var order []string
 	for range 6 {
 		j := d.next(5 * time.Second)
 		if n := r.Client.ZCard(context.Background(), "p_queues:"+j.Queue+":reserved").Val(); n != 1 {
 			t.Errorf("%d reserved in %s while one job runs", n, j.Queue)
 		}
-		d.none(20 * time.Millisecond) // no credit, no second job
+		d.declined() // no credit, no second job: the count above holds
+		if n := r.Client.ZCard(context.Background(), "p_queues:"+j.Queue+":reserved").Val(); n != 1 {
+			t.Errorf("%d reserved in %s once the poller went idle", n, j.Queue)
+		}
 		order = append(order, j.Queue)
 		d.done(j)
 	}
@@ -279,12 +316,15 @@ func TestMaxRunning(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	push(r.Client, "default", 5)
-	d := startPoller(t, r.Client, 4, Config{Queues: []Queue{{Name: "high"}, {Name: "default", MaxRunning: 1}}})
+	d := startPoller(t, r.Client, 4, poller.Config{Queues: []poller.Queue{{Name: "high"}, {Name: "default", MaxRunning: 1}}})
 	first := d.next(5 * time.Second)
 	if first.Queue != "default" {
 		t.Fatalf("first job from %s", first.Queue)
 	}
-	d.none(50 * time.Millisecond) // default is at its cap
+	d.declined() // default is at its cap
+	if n := r.Client.LLen(context.Background(), keysOf("default").queue).Val(); n != 4 {
+		t.Errorf("%d default jobs left in the queue, want 4: one runs, the cap is 1", n)
+	}
 	push(r.Client, "high", 2)
 	for range 2 {
 		if j := d.next(5 * time.Second); j.Queue != "high" {
@@ -295,7 +335,10 @@ func TestMaxRunning(t *testing.T) {
 	if j := d.next(5 * time.Second); j.Queue != "default" {
 		t.Fatalf("got a job from %s after the default one ended, want default", j.Queue)
 	}
-	d.none(50 * time.Millisecond)
+	d.declined()
+	if n := r.Client.LLen(context.Background(), keysOf("default").queue).Val(); n != 3 {
+		t.Errorf("%d default jobs left in the queue, want 3", n)
+	}
 }
 
 // An idle poller picks up a job as soon as it is pushed (the notify list
@@ -303,8 +346,8 @@ func TestMaxRunning(t *testing.T) {
 func TestWakeUp(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	d := startPoller(t, r.Client, 4, Config{Queues: []Queue{{Name: "default"}}})
-	d.none(50 * time.Millisecond)
+	d := startPoller(t, r.Client, 4, poller.Config{Queues: []poller.Queue{{Name: "default"}}})
+	d.declined()
 	push(r.Client, "default", 1)
 	d.done(d.next(5 * time.Second))
 
@@ -324,7 +367,7 @@ func TestLeaseExtension(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	push(r.Client, "default", 1)
-	d := startPoller(t, r.Client, 1, Config{Queues: []Queue{{Name: "default", RetryAfter: 2 * time.Second}}})
+	d := startPoller(t, r.Client, 1, poller.Config{Queues: []poller.Queue{{Name: "default", RetryAfter: 2 * time.Second}}})
 	j := d.next(5 * time.Second)
 	ctx := context.Background()
 	member := r.Client.ZRange(ctx, "p_queues:default:reserved", 0, 0).Val()[0]
@@ -332,26 +375,7 @@ func TestLeaseExtension(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the reservation extended", func() bool {
 		return r.Client.ZScore(ctx, "p_queues:default:reserved", member).Val() > first+1
 	})
-	d.none(10 * time.Millisecond)
 	d.done(j)
-}
-
-// Weighted order visits every queue once per round, heavier ones first more
-// often.
-func TestWeightedOrder(t *testing.T) {
-	t.Parallel()
-	p := New(Config{Queues: []Queue{{Name: "a", Weight: 8}, {Name: "b", Weight: 1}, {Name: "c", Weight: 1}}})
-	first := map[int]int{}
-	for range 2000 {
-		o := p.order()
-		if len(o) != 3 || o[0] == o[1] || o[1] == o[2] || o[0] == o[2] {
-			t.Fatalf("order %v is not a permutation", o)
-		}
-		first[o[0]]++
-	}
-	if first[0] < 1200 || first[1] == 0 || first[2] == 0 {
-		t.Errorf("first picks %v: want a (weight 8) about 80%%, b and c sometimes", first)
-	}
 }
 
 // A dispatcher that goes away is an error the caller reconnects on, never a
@@ -362,7 +386,7 @@ func TestDispatcherGone(t *testing.T) {
 	r := testenv.StartRedis(t)
 	push(r.Client, "default", 1)
 	a, b := net.Pipe()
-	p := New(Config{Redis: r.Client, Prefix: "p_", Queues: []Queue{{Name: "default"}}})
+	p := newPoller(r.Client, poller.Config{Queues: []poller.Queue{{Name: "default"}}})
 	done := make(chan error, 1)
 	go func() { done <- p.Run(context.Background(), protocol.NewConn(a)) }()
 	d := protocol.NewConn(b)
@@ -376,14 +400,14 @@ func TestDispatcherGone(t *testing.T) {
 	d.Close()
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrDispatcherGone) {
+		if !errors.Is(err, poller.ErrDispatcherGone) {
 			t.Errorf("Run = %v, want ErrDispatcherGone", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return")
 	}
-	if len(p.inflight) != 0 {
-		t.Errorf("%d jobs still held after the connection ended", len(p.inflight))
+	if n := poller.Inflight(p); n != 0 {
+		t.Errorf("%d jobs still held after the connection ended", n)
 	}
 }
 
@@ -395,10 +419,10 @@ func TestWedgedLoopStopsTheHeartbeat(t *testing.T) {
 	r := testenv.StartRedis(t)
 	beats := make(chan struct{}, 1000)
 	wedged, release := make(chan struct{}), make(chan struct{})
-	d := startPoller(t, r.Client, 1, Config{
-		Queues:         []Queue{{Name: "default"}},
+	d := startPoller(t, r.Client, 1, poller.Config{
+		Queues:         []poller.Queue{{Name: "default"}},
 		HeartbeatEvery: 5 * time.Millisecond,
-		Heartbeat:      func(Stats) { beats <- struct{}{} },
+		Heartbeat:      func(poller.Stats) { beats <- struct{}{} },
 		Observe: func(string, string, string, time.Duration) {
 			close(wedged)
 			<-release

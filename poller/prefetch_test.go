@@ -1,4 +1,4 @@
-package poller
+package poller_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/kqueue/kqueue/poller"
 	"github.com/kqueue/kqueue/protocol"
 )
 
@@ -19,8 +20,8 @@ func TestReservedAsItWasUntilPHPRunsIt(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	k := keysFor("p_", "default")
-	d, queued, jobs := reserveAll(t, r.Client, 3, Config{})
+	k := keysOf("default")
+	d, queued, jobs := reserveAll(t, r.Client, 3, poller.Config{})
 	reserved := func() []string {
 		got := r.Client.ZRange(ctx, k.reserved, 0, -1).Val()
 		slices.Sort(got)
@@ -54,8 +55,8 @@ func TestChargeAndOutcomeTogether(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	k := keysFor("p_", "default")
-	d, _, jobs := reserveAll(t, r.Client, 2, Config{})
+	k := keysOf("default")
+	d, _, jobs := reserveAll(t, r.Client, 2, poller.Config{})
 	var batch []protocol.Message
 	for _, j := range jobs {
 		batch = append(batch, protocol.Running{ID: j.ID}, protocol.Outcome{ID: j.ID, Kind: protocol.Delete, Result: "done"})
@@ -72,8 +73,8 @@ func TestHeldDeleteReachesRedis(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	k := keysFor("p_", "default")
-	d, _, jobs := reserveAll(t, r.Client, 4, Config{})
+	k := keysOf("default")
+	d, _, jobs := reserveAll(t, r.Client, 4, poller.Config{})
 	var batch []protocol.Message
 	for _, j := range jobs {
 		batch = append(batch, protocol.Running{ID: j.ID})
@@ -91,13 +92,13 @@ func TestOversizedPayloadIsQuarantined(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	k := keysFor("p_", "default")
+	k := keysOf("default")
 	big := `{"uuid":"big","displayName":"J","job":"j","data":{"pad":"` + strings.Repeat("x", 500) + `"},"id":"x","attempts":0}`
 	push(r.Client, "default", 1)
 	r.Client.RPush(ctx, k.queue, big)
 	r.Client.RPush(ctx, k.notify, 1)
 	push(r.Client, "default", 1)
-	d := startPoller(t, r.Client, 10, Config{Queues: []Queue{{Name: "default"}}, MaxPayload: 400})
+	d := startPoller(t, r.Client, 10, poller.Config{Queues: []poller.Queue{{Name: "default"}}, MaxPayload: 400})
 	a, b := d.next(10*time.Second), d.next(10*time.Second)
 	for _, j := range []protocol.Job{a, b} {
 		if strings.Contains(string(j.Payload), "big") {
@@ -120,9 +121,9 @@ func TestStopOutwaitsTheHardStop(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	k := keysFor("p_", "default")
+	k := keysOf("default")
 	beat, stopping := stoppingSignal()
-	d, queued, jobs := reserveAll(t, r.Client, 2, Config{ShutdownTimeout: time.Nanosecond, Heartbeat: beat})
+	d, queued, jobs := reserveAll(t, r.Client, 2, poller.Config{ShutdownTimeout: time.Nanosecond, Heartbeat: beat})
 	d.conn.Send(protocol.Running{ID: jobs[0].ID})
 	d.stop()
 	<-stopping // and its ShutdownTimeout is over: the dispatcher stops hard
@@ -151,8 +152,8 @@ func TestKeptJobIsCharged(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	k := keysFor("p_", "default")
-	d, queued, jobs := reserveAll(t, r.Client, 1, Config{})
+	k := keysOf("default")
+	d, queued, jobs := reserveAll(t, r.Client, 1, poller.Config{})
 	d.conn.SendBatch([]protocol.Message{
 		protocol.Running{ID: jobs[0].ID},
 		protocol.Outcome{ID: jobs[0].ID, Kind: protocol.Keep, Result: "kept"},

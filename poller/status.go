@@ -2,13 +2,9 @@ package poller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Snapshot is what `kqueue status` shows of a running poller.
@@ -20,7 +16,7 @@ type Snapshot struct {
 	Workers  []PoolWorker      `json:"workers"`
 	Recycles map[string]uint64 `json:"recycles,omitempty"` // workers replaced, by reason
 	Failures []FailedRecent    `json:"recent_failures"`
-	// QueuesError says why Queues is empty: Redis did not answer.
+	// QueuesError says why Queues is empty: the store did not answer.
 	QueuesError string `json:"queues_error,omitempty"`
 }
 
@@ -33,7 +29,7 @@ type PoolWorker struct {
 	Age   time.Duration `json:"age"`
 }
 
-// QueueDepth is one queue's jobs in Redis.
+// QueueDepth is one queue's jobs in the store.
 type QueueDepth struct {
 	Name     string `json:"name"`
 	Ready    int64  `json:"ready"`
@@ -64,7 +60,7 @@ type FailedRecent struct {
 const keepFailures = 10
 
 // Snapshot asks the running main loop for its state (so a wedged loop
-// does not answer) and reads the queues' depths from Redis.
+// does not answer) and reads the queues' depths from the store.
 func (p *Poller) Snapshot(ctx context.Context) (Snapshot, error) {
 	reply := make(chan Snapshot, 1)
 	select {
@@ -78,20 +74,12 @@ func (p *Poller) Snapshot(ctx context.Context) (Snapshot, error) {
 	case <-ctx.Done():
 		return Snapshot{}, fmt.Errorf("poller main loop did not answer: %w", ctx.Err())
 	}
-	pipe := p.cfg.Redis.Pipeline()
-	type counts struct{ ready, delayed, reserved interface{ Val() int64 } }
-	var cs []counts
-	for i := range p.queues {
-		k := &p.queues[i].keys // fixed; the loop changes only a queue's running count
-		cs = append(cs, counts{pipe.LLen(ctx, k.queue), pipe.ZCard(ctx, k.delayed), pipe.ZCard(ctx, k.reserved)})
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	depths, err := p.store.Depths(ctx)
+	if err != nil {
 		s.QueuesError = err.Error() // the rest of the state still helps
 		return s, nil
 	}
-	for i := range p.queues {
-		s.Queues = append(s.Queues, QueueDepth{Name: p.queues[i].Name, Ready: cs[i].ready.Val(), Delayed: cs[i].delayed.Val(), Reserved: cs[i].reserved.Val()})
-	}
+	s.Queues = depths
 	return s, nil
 }
 
@@ -128,37 +116,12 @@ func (p *Poller) recordFailure(f FailedRecent) {
 }
 
 // WaitForWork waits up to within for a job to run on any queue: one ready,
-// a delayed one due, or a reservation expired. It wakes at once on a push
-// (Laravel's :notify lists). An idle poller calls it before it connects,
-// and so starts, the dispatcher again.
+// a delayed one due, or a reservation expired. It wakes at once on a push.
+// An idle poller calls it before it connects, and so starts, the
+// dispatcher again.
 func (p *Poller) WaitForWork(ctx context.Context, within time.Duration) (bool, error) {
-	pipe := p.cfg.Redis.Pipeline()
-	now := strconv.FormatInt(p.cfg.Now().Unix(), 10)
-	var counts []interface{ Val() int64 }
-	for _, q := range p.queues {
-		counts = append(counts, pipe.LLen(ctx, q.keys.queue),
-			pipe.ZCount(ctx, q.keys.delayed, "-inf", now), pipe.ZCount(ctx, q.keys.reserved, "-inf", now))
+	if work, err := p.store.HasWork(ctx, p.cfg.Now()); work || err != nil {
+		return work, err
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, fmt.Errorf("look for work: %w", err)
-	}
-	for _, c := range counts {
-		if c.Val() > 0 {
-			return true, nil
-		}
-	}
-	// A push notifies; BLPOP's timeout is in seconds, fractions allowed.
-	args := []any{"blpop"}
-	for _, k := range p.notifyKeys() {
-		args = append(args, k)
-	}
-	args = append(args, strconv.FormatFloat(within.Seconds(), 'f', 3, 64))
-	err := p.cfg.Redis.Do(ctx, args...).Err()
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, redis.Nil):
-		return false, nil
-	}
-	return false, fmt.Errorf("wait for work: %w", err)
+	return p.store.Wait(ctx, within)
 }

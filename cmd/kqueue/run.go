@@ -31,6 +31,7 @@ import (
 	"github.com/kqueue/kqueue/metrics"
 	"github.com/kqueue/kqueue/notify"
 	"github.com/kqueue/kqueue/poller"
+	redisstore "github.com/kqueue/kqueue/poller/redis"
 	"github.com/kqueue/kqueue/protocol"
 	"github.com/redis/go-redis/v9"
 )
@@ -349,15 +350,16 @@ func pollerConfig(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logge
 				n.ExtendTimeout(3 * every)
 			}
 		},
-		Redis:           rdb,
-		Prefix:          *cfg.Redis.Prefix,
 		Instance:        cfg.Name,
 		ShutdownTimeout: cfg.Job.ShutdownTimeout.D(),
 		Logger:          log,
 	}
+	var names []string
 	for _, q := range cfg.Queues {
 		pc.Queues = append(pc.Queues, poller.Queue{Name: q.Name, Weight: q.Weight, RetryAfter: q.RetryAfter.D(), MaxRunning: q.MaxRunning})
+		names = append(names, q.Name)
 	}
+	pc.Store = redisstore.New(redisstore.Config{Client: rdb, Prefix: *cfg.Redis.Prefix, Queues: names, Logger: log})
 	if v := os.Getenv(clockOffsetEnv); v != "" {
 		if off, err := time.ParseDuration(v); err == nil && off != 0 {
 			log.Warn("fault injection: the poller's clock is off by "+off.String(), "env", clockOffsetEnv)

@@ -1,4 +1,4 @@
-package poller
+package redis
 
 import "testing"
 

@@ -1,6 +1,6 @@
-package poller
+package redis
 
-import "github.com/redis/go-redis/v9"
+import goredis "github.com/redis/go-redis/v9"
 
 // The Lua scripts kqueue runs, each reproducing a Laravel RedisQueue
 // operation (see docs/laravel-queue.md) with the same effect on the same
@@ -45,7 +45,7 @@ end
 // Returns {jobs, quarantined, next}: jobs is a flat list of original,
 // charged-copy pairs; quarantined the raw entries moved aside; next the
 // lowest score left in delayed (or false).
-var reserveScript = redis.NewScript(migrateLua + `
+var reserveScript = goredis.NewScript(migrateLua + `
 local queue, delayed, reserved, notify, quarantine, receipt = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, expiry, max, seq = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
@@ -100,7 +100,7 @@ return {jobs, bad, next[2] or false}
 //	ARGV[2i-1] original payload  ARGV[2i] charged copy, for each job
 //
 // Returns how many were charged.
-var chargeScript = redis.NewScript(`
+var chargeScript = goredis.NewScript(`
 local n = 0
 for i = 1, #ARGV, 2 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
@@ -124,7 +124,7 @@ return n
 //	ARGV[1] charged copy  ARGV[2] original payload  ARGV[3] due time (Unix seconds)
 //
 // Returns 1 when released, 0 when the reservation was gone.
-var releaseScript = redis.NewScript(`
+var releaseScript = goredis.NewScript(`
 if redis.call('ZREM', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
@@ -139,7 +139,7 @@ return 1
 //	ARGV[1] charged copy  ARGV[2] original payload
 //
 // Returns 1 when returned, 0 when the reservation was gone.
-var returnScript = redis.NewScript(`
+var returnScript = goredis.NewScript(`
 if redis.call('ZREM', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('RPUSH', KEYS[3], 1)
@@ -155,10 +155,10 @@ return 1
 //	ARGV[1] charged copy  ARGV[2] original payload
 //
 // Returns 1.
-var quarantineScript = redis.NewScript(`
+var quarantineScript = goredis.NewScript(`
 redis.call('ZREM', KEYS[1], ARGV[1], ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 return 1
 `)
 
-var allScripts = []*redis.Script{reserveScript, chargeScript, releaseScript, quarantineScript, returnScript}
+var allScripts = []*goredis.Script{reserveScript, chargeScript, releaseScript, quarantineScript, returnScript}

@@ -1,9 +1,8 @@
-package poller
+package redis
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,7 +10,8 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
-	"github.com/redis/go-redis/v9"
+	"github.com/kqueue/kqueue/poller"
+	redis "github.com/redis/go-redis/v9"
 )
 
 // TestReserveMatchesLaravel puts the same entries in two queues — ready
@@ -57,21 +57,22 @@ func TestReserveMatchesLaravel(t *testing.T) {
 		want = append(want, pair)
 	}
 
-	p := New(Config{Redis: rdb, Prefix: testenv.Prefix, Queues: []Queue{{Name: "kqueue"}}})
-	if err := p.loadScripts(ctx); err != nil {
+	s := New(Config{Client: rdb, Prefix: testenv.Prefix, Queues: []string{"kqueue"}})
+	if err := s.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// kqueue pops several per round trip.
 	var got [][2]string
 	for {
-		jobs, taken, _, err := p.reserveFrom(ctx, &p.queues[0], 4)
+		at := time.Now()
+		r, err := s.Reserve(ctx, nil, 0, 4, at, at.Add(90*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, j := range jobs {
-			got = append(got, [2]string{j.original, j.reserved})
+		for _, j := range r.Jobs {
+			got = append(got, [2]string{j.Payload, j.Handle})
 		}
-		if taken < 4 {
+		if r.Taken < 4 {
 			break
 		}
 	}
@@ -161,34 +162,33 @@ func TestAcksAcrossQueues(t *testing.T) {
 	ctx := context.Background()
 	push(r.Client, "a", 3)
 	push(r.Client, "b", 2)
-	p := New(Config{Redis: r.Client, Prefix: "p_", Queues: []Queue{{Name: "a"}, {Name: "b"}}})
-	if err := p.loadScripts(ctx); err != nil {
+	s := New(Config{Client: r.Client, Prefix: "p_", Queues: []string{"a", "b"}})
+	if err := s.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var jobs []*running
-	for i := range p.queues {
-		got, _, _, err := p.reserveFrom(ctx, &p.queues[i], 10)
+	var jobs []poller.Job
+	for q := range 2 {
+		at := time.Now()
+		got, err := s.Reserve(ctx, nil, q, 10, at, at.Add(90*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
-		jobs = append(jobs, got...)
+		jobs = append(jobs, got.Jobs...)
 	}
 	if len(jobs) != 5 {
 		t.Fatalf("reserved %d jobs, want 5", len(jobs))
 	}
 	// a, a, release a, a, b, b
+	var acks []poller.Ack
 	for i, j := range jobs {
-		a := ack{keys: j.queue.keys, reserved: j.reserved, original: j.original}
+		a := poller.Ack{Kind: poller.AckDelete, Job: j}
 		if i == 1 {
-			a.kind, a.releaseAt = ackRelease, 4102444800
+			a.Kind, a.ReleaseAt = poller.AckRelease, time.Unix(4102444800, 0)
 		}
-		p.acks = append(p.acks, a)
+		acks = append(acks, a)
 	}
-	if err := p.flush(ctx); err != nil {
+	if err := s.Ack(ctx, acks); err != nil {
 		t.Fatal(err)
-	}
-	if len(p.acks) != 0 {
-		t.Errorf("%d acknowledgements still pending", len(p.acks))
 	}
 	a, b := keysFor("p_", "a"), keysFor("p_", "b")
 	for _, k := range []keys{a, b} {
@@ -196,38 +196,11 @@ func TestAcksAcrossQueues(t *testing.T) {
 			t.Errorf("%s holds %d", k.reserved, n)
 		}
 	}
-	if got := r.Client.ZRange(ctx, a.delayed, 0, -1).Val(); len(got) != 1 || got[0] != jobs[1].reserved {
+	if got := r.Client.ZRange(ctx, a.delayed, 0, -1).Val(); len(got) != 1 || got[0] != jobs[1].Handle {
 		t.Errorf("%s = %q, want the released job", a.delayed, got)
 	}
 	if n := r.Client.ZCard(ctx, b.delayed).Val(); n != 0 {
 		t.Errorf("%s holds %d", b.delayed, n)
-	}
-}
-
-// A round trip that fails keeps its acknowledgements for the next one, all
-// but the give-backs and charges: one replayed after a reply that was lost
-// could act on a reservation another consumer has made of the same job
-// since.
-func TestFailedRoundTripKeepsAcksButNotGiveBacks(t *testing.T) {
-	t.Parallel()
-	p := New(Config{Prefix: "p_", Queues: []Queue{{Name: "a"}}})
-	k := keysFor("p_", "a")
-	p.acks = []ack{
-		{keys: k, reserved: "r1"},
-		{kind: ackCharge, keys: k, reserved: "r5", original: "o5"},
-		{kind: ackGiveBack, keys: k, reserved: "r2", original: "o2"},
-		{kind: ackRelease, keys: k, reserved: "r3", releaseAt: 1},
-		{kind: ackGiveBack, keys: k, reserved: "r4", original: "o4"}, // not in this round trip
-	}
-	lost := redis.NewStatusCmd(context.Background())
-	lost.SetErr(errors.New("read unix @->/run/redis.sock: i/o timeout"))
-	p.acked(pendingAcks{cmds: []redis.Cmder{lost}, n: 4}, lost.Err())
-	var kept []string
-	for _, a := range p.acks {
-		kept = append(kept, a.reserved)
-	}
-	if fmt.Sprint(kept) != "[r1 r3 r4]" {
-		t.Errorf("kept %v, want [r1 r3 r4]", kept)
 	}
 }
 
@@ -236,26 +209,36 @@ func TestFailedRoundTripKeepsAcksButNotGiveBacks(t *testing.T) {
 func BenchmarkReserveAck(b *testing.B) {
 	r := testenv.StartRedis(b)
 	ctx := context.Background()
-	p := New(Config{Redis: r.Client, Prefix: "p_", Queues: []Queue{{Name: "default"}}})
-	if err := p.loadScripts(ctx); err != nil {
+	s := New(Config{Client: r.Client, Prefix: "p_", Queues: []string{"default"}})
+	if err := s.Open(ctx); err != nil {
 		b.Fatal(err)
 	}
 	const batch = 64
+	var acks []poller.Ack
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
 		push(r.Client, "default", batch)
 		b.StartTimer()
-		jobs, _, _, err := p.reserveFrom(ctx, &p.queues[0], batch)
-		if err != nil || len(jobs) != batch {
-			b.Fatalf("reserved %d: %v", len(jobs), err)
+		at := time.Now()
+		got, err := s.Reserve(ctx, acks, 0, batch, at, at.Add(90*time.Second))
+		if err != nil || got.Acked != nil || len(got.Jobs) != batch {
+			b.Fatalf("reserved %d: %v, %v", len(got.Jobs), err, got.Acked)
 		}
-		for _, j := range jobs {
-			p.acks = append(p.acks, ack{keys: j.queue.keys, reserved: j.reserved, original: j.original})
-		}
-		if err := p.flush(ctx); err != nil {
-			b.Fatal(err)
+		acks = acks[:0]
+		for _, j := range got.Jobs {
+			acks = append(acks, poller.Ack{Kind: poller.AckDelete, Job: j})
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/job")
+}
+
+// push puts n payloads on queue (prefix "p_"), as Laravel's push does.
+func push(rdb *redis.Client, queue string, n int) {
+	ctx := context.Background()
+	k := keysFor("p_", queue)
+	for i := range n {
+		rdb.RPush(ctx, k.queue, fmt.Sprintf(`{"uuid":"%s-%d","displayName":"J","job":"j","data":{},"id":"x","attempts":0}`, queue, i))
+		rdb.RPush(ctx, k.notify, 1)
+	}
 }

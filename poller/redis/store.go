@@ -1,0 +1,413 @@
+// Package redis is the poller's store for Laravel's Redis queues: the
+// same keys and the same Lua as Laravel's RedisQueue, so that kqueue and
+// `php artisan queue:work` can share queues (docs/laravel-queue.md), plus
+// what taking jobs early needs (reservations as they were until PHP runs
+// them, receipts for a reply lost in an outage), and Redis Cluster's rules.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kqueue/kqueue/poller"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Client is the connection to the queues' Redis. Required.
+	Client goredis.UniversalClient
+	// Prefix is the Laravel Redis client prefix ("laravel_database_").
+	Prefix string
+	// Queues names the queues, in the poller's order.
+	Queues []string
+	// Logger hears of quarantined entries. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store reserves and settles jobs on Laravel's Redis queues.
+type Store struct {
+	rdb       goredis.UniversalClient
+	queues    []queue
+	log       *slog.Logger
+	seq       uint64     // reserve calls made
+	uncertain *lostReply // a reserve whose reply was lost: it may have reserved jobs
+}
+
+type queue struct {
+	name string
+	keys keys
+}
+
+// lostReply is a reserve call whose reply never came.
+type lostReply struct {
+	queue int
+	seq   uint64
+}
+
+// New returns a Store on cfg.Client.
+func New(cfg Config) *Store {
+	s := &Store{rdb: cfg.Client, log: cfg.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	// This poller's name in its receipt keys.
+	host, _ := os.Hostname()
+	token := fmt.Sprintf("%s-%d-%x", host, os.Getpid(), rand.Uint32())
+	for _, name := range cfg.Queues {
+		s.queues = append(s.queues, queue{name: name, keys: keysFor(cfg.Prefix, name).withReceipt(token)})
+	}
+	return s
+}
+
+// Name is "Redis".
+func (s *Store) Name() string { return "Redis" }
+
+// Open loads the scripts.
+func (s *Store) Open(ctx context.Context) error {
+	if err := s.loadScripts(ctx); err != nil {
+		return fmt.Errorf("load scripts into redis: %w", s.classify(err))
+	}
+	return nil
+}
+
+// Reserve runs the reserve script on one queue, with the acknowledgements
+// in the same round trip, ahead of it.
+func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, until time.Time) (poller.Reserved, error) {
+	k := s.queues[q].keys
+	pipe := s.rdb.Pipeline()
+	sent := s.queueAcks(ctx, pipe, acks)
+	s.seq++
+	seq := s.seq
+	cmd := reserveScript.EvalSha(ctx, pipe,
+		[]string{k.queue, k.delayed, k.reserved, k.notify, k.quarantine, k.receipt},
+		now.Unix(), until.Unix(), n, seq)
+	// Not cancelled by a stop: the pipeline may carry acknowledgements.
+	s.exec(context.WithoutCancel(ctx), pipe)
+	var r poller.Reserved
+	r.Acked = s.firstErr(sent)
+	res, err := cmd.Slice()
+	if err != nil {
+		if unreachable(err) {
+			// Redis may have run it and lost only the reply.
+			s.uncertain = &lostReply{queue: q, seq: seq}
+		}
+		return r, fmt.Errorf("reserve from %s: %w", k.queue, s.classify(err))
+	}
+	if len(res) != 3 {
+		return r, fmt.Errorf("reserve from %s: unexpected reply %v", k.queue, res)
+	}
+	pairs, _ := res[0].([]any)
+	bad, _ := res[1].([]any)
+	if due, ok := res[2].(string); ok {
+		if f, err := strconv.ParseFloat(due, 64); err == nil {
+			r.Due = time.Unix(int64(f), 0)
+		}
+	}
+	for _, b := range bad {
+		raw, _ := b.(string)
+		s.log.Error("quarantined a queue entry that is not a Laravel job payload (not a JSON object with a numeric \"attempts\")",
+			"queue", s.queues[q].name, "key", k.quarantine, "entry", preview(raw))
+	}
+	r.Jobs = jobsOf(q, pairs)
+	r.Taken = len(pairs)/2 + len(bad)
+	return r, nil
+}
+
+// jobsOf turns the reserve script's (original, charged copy) pairs into
+// jobs.
+func jobsOf(q int, pairs []any) []poller.Job {
+	jobs := make([]poller.Job, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		orig, _ := pairs[i].(string)
+		copy, _ := pairs[i+1].(string)
+		jobs = append(jobs, poller.Job{Queue: q, Payload: orig, Handle: copy})
+	}
+	return jobs
+}
+
+// Ack applies acks in one round trip.
+func (s *Store) Ack(ctx context.Context, acks []poller.Ack) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	sent := s.queueAcks(ctx, pipe, acks)
+	if err := s.exec(ctx, pipe); err != nil {
+		if first := s.firstErr(sent); first != nil {
+			return first
+		}
+		return s.classify(err)
+	}
+	return nil
+}
+
+// queueAcks adds acks to pipe: the deletes that follow one another on one
+// queue as one ZREM of them all (Laravel's delete is a ZREM of the one
+// job; here of both forms of its reservation), the charges that follow one
+// another on one queue as one chargeScript, each release or give-back as
+// its script. It returns their commands.
+func (s *Store) queueAcks(ctx context.Context, pipe goredis.Pipeliner, acks []poller.Ack) []goredis.Cmder {
+	var cmds []goredis.Cmder
+	var members []any // deletes, or charges, on one queue so far
+	for i, a := range acks {
+		k := s.queues[a.Job.Queue].keys
+		original, reserved := a.Job.Payload, a.Job.Handle
+		switch a.Kind {
+		case poller.AckRelease:
+			cmds = append(cmds, releaseScript.EvalSha(ctx, pipe, []string{k.delayed, k.reserved}, reserved, original, a.ReleaseAt.Unix()))
+			continue
+		case poller.AckGiveBack:
+			cmds = append(cmds, returnScript.EvalSha(ctx, pipe, []string{k.reserved, k.queue, k.notify}, reserved, original))
+			continue
+		case poller.AckCharge:
+			members = append(members, original, reserved)
+		case poller.AckDelete:
+			members = append(members, reserved, original)
+		}
+		if next := i + 1; next < len(acks) && acks[next].Kind == a.Kind && acks[next].Job.Queue == a.Job.Queue {
+			continue // the same command goes on
+		}
+		if a.Kind == poller.AckCharge {
+			cmds = append(cmds, chargeScript.EvalSha(ctx, pipe, []string{k.reserved}, members...))
+		} else {
+			cmds = append(cmds, pipe.ZRem(ctx, k.reserved, members...))
+		}
+		members = nil
+	}
+	return cmds
+}
+
+// firstErr is the first error among cmds (redis.Nil is an answer).
+func (s *Store) firstErr(cmds []goredis.Cmder) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, goredis.Nil) {
+			return s.classify(err)
+		}
+	}
+	return nil
+}
+
+// Extend sets each lease's expiry, on either form of its reservation
+// (ZADD XX: only the one that is there).
+func (s *Store) Extend(ctx context.Context, leases []poller.Lease) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for _, l := range leases {
+		expiry := float64(l.Until.Unix())
+		pipe.ZAddXX(ctx, s.queues[l.Job.Queue].keys.reserved,
+			goredis.Z{Score: expiry, Member: l.Job.Handle}, goredis.Z{Score: expiry, Member: l.Job.Payload})
+	}
+	return s.classify(s.exec(ctx, pipe))
+}
+
+// Quarantine moves j from the reserved set to the quarantine list.
+func (s *Store) Quarantine(ctx context.Context, j poller.Job, why error) {
+	q := s.queues[j.Queue]
+	s.log.Error("quarantined a malformed job", "queue", q.name, "key", q.keys.quarantine, "error", why, "entry", preview(j.Payload))
+	if err := quarantineScript.Run(ctx, s.rdb, []string{q.keys.reserved, q.keys.quarantine}, j.Handle, j.Payload).Err(); err != nil {
+		s.log.Error("quarantine failed; the entry stays reserved", "queue", q.name, "error", err)
+	}
+}
+
+// Recover pings Redis; then, if a reserve's reply was lost, its receipt
+// names what it reserved (a frozen Redis runs what was sent once it
+// thaws): those still reserved run now instead of waiting out
+// retry_after. The poller sends nothing else while Redis is away, so at
+// most one reserve is ever in doubt.
+func (s *Store) Recover(ctx context.Context) ([]poller.Job, error) {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("redis: %w", s.classify(err))
+	}
+	u := s.uncertain
+	if u == nil {
+		return nil, nil
+	}
+	k := s.queues[u.queue].keys
+	got, err := s.rdb.LRange(ctx, k.receipt, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read reserve receipt: %w", s.classify(err))
+	}
+	s.uncertain = nil
+	if len(got) == 0 || got[0] != strconv.FormatUint(u.seq, 10) {
+		return nil, nil // it reserved nothing
+	}
+	// Only what is still reserved: a reservation that lapsed meanwhile
+	// went back to the queue and may be running elsewhere.
+	pipe := s.rdb.Pipeline()
+	var scores []*goredis.FloatCmd
+	for i := 1; i+1 < len(got); i += 2 {
+		scores = append(scores, pipe.ZScore(ctx, k.reserved, got[i])) // the original: not charged yet
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		s.uncertain = u
+		return nil, fmt.Errorf("read reserve receipt: %w", s.classify(err))
+	}
+	pairs := make([]any, 0, len(got)-1)
+	for i, sc := range scores {
+		if sc.Err() == nil {
+			pairs = append(pairs, got[1+2*i], got[2+2*i])
+		}
+	}
+	jobs := jobsOf(u.queue, pairs)
+	s.log.Warn("a reserve's reply was lost in the Redis outage; running the jobs it reserved", "queue", s.queues[u.queue].name, "jobs", len(jobs))
+	return jobs, nil
+}
+
+// Wait takes a notify token as Laravel's block_for does (BLPOP on every
+// queue's :notify list); the reserve that follows takes another (tokens
+// are only hints). Under Redis Cluster one BLPOP names keys of one slot
+// only: the queues of other slots are polled when the wait times out.
+func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
+	args := make([]any, 0, len(s.queues)+2)
+	args = append(args, "BLPOP")
+	for _, k := range s.notifyKeys() {
+		args = append(args, k)
+	}
+	// Sent raw: go-redis would round the timeout to whole seconds, and
+	// Redis takes fractions.
+	args = append(args, strconv.FormatFloat(within.Seconds(), 'f', 3, 64))
+	// A deadline of its own: a Redis that does not answer must not hold
+	// the wait forever.
+	ctx, cancel := context.WithTimeout(ctx, within+2*time.Second)
+	defer cancel()
+	switch err := s.rdb.Do(ctx, args...).Err(); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, goredis.Nil):
+		return false, nil
+	default:
+		return false, fmt.Errorf("wait for work: %w", s.classify(err))
+	}
+}
+
+func (s *Store) notifyKeys() []string {
+	var ks []string
+	_, cluster := s.rdb.(*goredis.ClusterClient)
+	for _, q := range s.queues {
+		if cluster && len(ks) > 0 && hashTag(q.keys.notify) != hashTag(ks[0]) {
+			continue
+		}
+		ks = append(ks, q.keys.notify)
+	}
+	return ks
+}
+
+// HasWork looks for a ready job, a due delayed one or a lapsed
+// reservation on any queue.
+func (s *Store) HasWork(ctx context.Context, now time.Time) (bool, error) {
+	pipe := s.rdb.Pipeline()
+	at := strconv.FormatInt(now.Unix(), 10)
+	var counts []*goredis.IntCmd
+	for _, q := range s.queues {
+		counts = append(counts, pipe.LLen(ctx, q.keys.queue),
+			pipe.ZCount(ctx, q.keys.delayed, "-inf", at), pipe.ZCount(ctx, q.keys.reserved, "-inf", at))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, fmt.Errorf("look for work: %w", s.classify(err))
+	}
+	for _, c := range counts {
+		if c.Val() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Depths reads each queue's ready, delayed and reserved counts.
+func (s *Store) Depths(ctx context.Context) ([]poller.QueueDepth, error) {
+	pipe := s.rdb.Pipeline()
+	var cs [][3]*goredis.IntCmd
+	for _, q := range s.queues {
+		cs = append(cs, [3]*goredis.IntCmd{pipe.LLen(ctx, q.keys.queue), pipe.ZCard(ctx, q.keys.delayed), pipe.ZCard(ctx, q.keys.reserved)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, s.classify(err)
+	}
+	depths := make([]poller.QueueDepth, len(s.queues))
+	for i, q := range s.queues {
+		depths[i] = poller.QueueDepth{Name: q.name, Ready: cs[i][0].Val(), Delayed: cs[i][1].Val(), Reserved: cs[i][2].Val()}
+	}
+	return depths, nil
+}
+
+// exec runs a pipeline. Commands that failed because Redis lost its script
+// cache (a restart) are replayed once after loading the scripts again.
+func (s *Store) exec(ctx context.Context, pipe goredis.Pipeliner) error {
+	cmds, err := pipe.Exec(ctx)
+	if err == nil || errors.Is(err, goredis.Nil) {
+		return nil
+	}
+	var replay []goredis.Cmder
+	for _, c := range cmds {
+		if isNoScript(c.Err()) {
+			replay = append(replay, c)
+		}
+	}
+	if len(replay) == 0 {
+		return err
+	}
+	if err := s.loadScripts(ctx); err != nil {
+		return err
+	}
+	for _, c := range replay {
+		c.SetErr(nil)
+		pipe.Process(ctx, c)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return err
+	}
+	return nil
+}
+
+func (s *Store) loadScripts(ctx context.Context) error {
+	for _, sc := range allScripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// classify marks the errors that mean Redis is away.
+func (s *Store) classify(err error) error {
+	if err != nil && unreachable(err) {
+		return poller.Unreachable(err)
+	}
+	return err
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// unreachable tells an error of the network or of Redis's availability
+// (kqueue retries it) from one Redis answered with.
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ENOENT) ||
+		errors.Is(err, goredis.ErrPoolTimeout) || errors.Is(err, goredis.ErrClosed) ||
+		strings.HasPrefix(err.Error(), "LOADING") // a restarted Redis reading its data
+}
+
+// preview shortens an entry for the log.
+func preview(s string) string {
+	const n = 200
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:n]) + fmt.Sprintf("… (%d bytes)", len(s))
+}

@@ -1,0 +1,130 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store is one queue backend: Laravel's protocol for its queues, as its
+// queue:work would speak it. The poller's scheduling — which queue next,
+// how many, when to acknowledge, what an outage means — is the same for
+// every store; what a store does is here.
+//
+// The poller calls a Store from its main loop, one call at a time, with
+// one exception: Wait runs off the loop, beside the other calls. A Store
+// knows its queues by their index in Config.Queues.
+//
+// Errors: a store wraps those that mean it is away (network, restart) with
+// Unreachable; the poller then keeps what it has to send and tries again
+// every second.
+type Store interface {
+	// Name names the backend in messages ("Redis").
+	Name() string
+	// Open readies the store for a dispatcher connection (Redis loads
+	// its scripts).
+	Open(ctx context.Context) error
+	// Reserve sends acks, then reserves up to n ready jobs of queue q for
+	// this poller until until, their attempts not counted yet (see
+	// AckCharge). It takes due delayed jobs and lapsed reservations back
+	// into the queue first, as Laravel's pop does.
+	Reserve(ctx context.Context, acks []Ack, q, n int, now, until time.Time) (Reserved, error)
+	// Ack applies acks, in order. An error means some or all of them may
+	// not have been applied.
+	Ack(ctx context.Context, acks []Ack) error
+	// Extend pushes reservations' expiry forward; a job whose
+	// reservation is gone is left alone.
+	Extend(ctx context.Context, leases []Lease) error
+	// Quarantine moves a reserved job that cannot run aside, out of
+	// every queue, as it was, saying why in the log.
+	Quarantine(ctx context.Context, j Job, why error)
+	// Recover checks that the store answers after an outage, and returns
+	// the jobs a reserve whose reply was lost in it took for this poller.
+	Recover(ctx context.Context) ([]Job, error)
+	// Wait returns once a job is pushed to any queue (true), or after
+	// within (false), whichever comes first.
+	Wait(ctx context.Context, within time.Duration) (bool, error)
+	// HasWork reports whether any queue holds a job to run as of now: a
+	// ready one, a delayed one due, or a lapsed reservation.
+	HasWork(ctx context.Context, now time.Time) (bool, error)
+	// Depths reads each queue's jobs, for `kqueue status`.
+	Depths(ctx context.Context) ([]QueueDepth, error)
+}
+
+// Job is a job a store reserved for this poller.
+type Job struct {
+	Queue   int    // its queue's index in Config.Queues
+	Payload string // as it was on the queue: what PHP runs
+	Handle  string // the store's own (Redis: the reserved copy, attempts counted)
+}
+
+// Reserved is what one Reserve took.
+type Reserved struct {
+	Jobs []Job
+	// Taken counts the entries taken off the queue, quarantined ones
+	// too: when it is all that was asked, the queue may hold more.
+	Taken int
+	// Due is when the queue's next delayed job falls due; zero if none.
+	Due time.Time
+	// Acked is the fate of the acknowledgements sent first, as Ack's
+	// error.
+	Acked error
+}
+
+// Ack is the store side of a job's reservation: its charge when PHP runs
+// it, and its settlement.
+type Ack struct {
+	Kind      AckKind
+	Job       Job
+	ReleaseAt time.Time // AckRelease: when it is due again
+}
+
+// AckKind is what an acknowledgement does with a reservation.
+type AckKind uint8
+
+const (
+	AckDelete   AckKind = iota // the job is done: removed (Laravel's delete)
+	AckRelease                 // it ran: back on its queue, due at ReleaseAt, its attempt counted
+	AckGiveBack                // it never ran: back at the head of its queue, as it was
+	AckCharge                  // PHP runs it: its attempt is counted
+)
+
+func (k AckKind) String() string {
+	switch k {
+	case AckDelete:
+		return "delete"
+	case AckRelease:
+		return "release"
+	case AckGiveBack:
+		return "give-back"
+	case AckCharge:
+		return "charge"
+	}
+	return "unknown"
+}
+
+// Lease is a running job's reservation, to be held until Until.
+type Lease struct {
+	Job   Job
+	Until time.Time
+}
+
+// Unreachable marks err as the store being away (network, restart, a
+// server still loading): the poller keeps what it has to send, and tries
+// again every second.
+func Unreachable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return unreachableError{err}
+}
+
+type unreachableError struct{ error }
+
+func (e unreachableError) Unwrap() error { return e.error }
+
+// isUnreachable reports whether err says the store is away.
+func isUnreachable(err error) bool {
+	var u unreachableError
+	return errors.As(err, &u)
+}
