@@ -72,7 +72,7 @@ chaos: deps ## fault injection: 10,000 jobs, 60 faults (kills, Redis restarts an
 
 .PHONY: microbench
 microbench: ## Go benchmarks of the hot paths: frame codec, payload reading, reserve/ack batching
-	$(GO) test -run '^$$' -bench . -benchmem ./protocol ./payload ./poller
+	$(GO) test -run '^$$' -bench . -benchmem ./protocol ./payload ./poller/...
 
 .PHONY: deb
 deb: pkg-deps ## build dist/kqueue_VERSION_ARCH.deb and check it with lintian

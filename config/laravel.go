@@ -356,3 +356,12 @@ func redactURL(raw string) string {
 // "redis.url", "redis.retry_after", "app.connection", "queue",
 // "queue[N].retry_after"); false for a Config built in code.
 func (c *Config) Set(key string) bool { return c.set[key] }
+
+// FailedWarning is a warning about the app's failed-job store, or "".
+func (l *Laravel) FailedWarning() string {
+	switch l.Failed.Driver {
+	case "", "null":
+		return "the app records no failed jobs (config/queue.php failed.driver is null): a job that fails is dropped, as under queue:work"
+	}
+	return ""
+}

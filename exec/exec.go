@@ -53,6 +53,10 @@ type Config struct {
 	Backoff string
 	// BootTimeout bounds a worker's boot. Default 60s.
 	BootTimeout time.Duration
+	// ShutdownTimeout is how long running jobs may finish once the
+	// dispatcher stops, before it stops them hard (see ServeConn).
+	// Default 30s.
+	ShutdownTimeout time.Duration
 	// StopGrace is how long an idle worker may take to exit. Default 5s.
 	StopGrace time.Duration
 
@@ -81,6 +85,7 @@ func (c *Config) setDefaults() {
 	c.Backoff = cmp.Or(c.Backoff, "0")
 	c.BootTimeout = cmp.Or(c.BootTimeout, 60*time.Second)
 	c.StopGrace = cmp.Or(c.StopGrace, 5*time.Second)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 30*time.Second)
 }
 
 // env is the workers' environment: the daemon's, without systemd's own

@@ -69,6 +69,10 @@ type Config struct {
 	// the loop is wedged: the place for watchdog pings.
 	Heartbeat      func(Stats)
 	HeartbeatEvery time.Duration
+	// Waiting, when set, is told what Serve waits for while no dispatcher
+	// is connected, about once a second: the place for watchdog pings
+	// then.
+	Waiting func(status string)
 	// Observe, when set, is told of every settled job (for metrics).
 	Observe func(queue, job, outcome string, d time.Duration)
 	// MaxPayload is the largest payload handed to the dispatcher; a larger

@@ -1,7 +1,10 @@
-package main
+package journal
 
 import (
+	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"sync"
 	"time"
 )
@@ -57,4 +60,30 @@ func (b *lineBatcher) flushLocked() {
 		b.buf = b.buf[:0]
 		b.last = time.Now()
 	}
+}
+
+// NewLogger is kqueue's logger on stderr: native journal entries, with
+// each job's fields, when stderr is the journal; otherwise text (or JSON)
+// lines, batched. flush writes out what waits.
+func NewLogger(stderr io.Writer, format, level string) (log *slog.Logger, flush func(), err error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, nil, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", level)
+	}
+	b := newLineBatcher(stderr)
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		// Under systemd, stderr is the journal: write native entries with
+		// the job's fields instead (and no timestamps of our own).
+		if stderr == os.Stderr && StderrIsJournal() {
+			if h, err := NewHandler(Socket, "kqueue", lv); err == nil {
+				return slog.New(h), b.Flush, nil
+			}
+		}
+		return slog.New(slog.NewTextHandler(b, opts)), b.Flush, nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(b, opts)), b.Flush, nil
+	}
+	return nil, nil, fmt.Errorf("--log-format: want text or json, got %q", format)
 }

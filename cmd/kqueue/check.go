@@ -2,69 +2,45 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"strings"
 
 	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/exec"
+	redisstore "github.com/kqueue/kqueue/poller/redis"
 )
 
-// readApp completes cfg with the app's own queue configuration: one PHP
-// run that boots the app (~100–200 ms). kqueue.toml's own values win;
-// the notes say what came from the app and where the two disagree.
-func readApp(ctx context.Context, cfg *config.Config) ([]config.Note, error) {
-	answer, err := exec.AppConfig(ctx, dispatcherConfig(cfg, nil))
+// check validates a config and the app behind it.
+func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+	fmt.Fprintf(stdout, "config %s: ok\n", cfg.File)
+	problems := checkApp(ctx, cfg, stdout)
+	rdb, err := redisstore.Dial(ctx, cfg.Redis)
 	if err != nil {
-		return nil, err
+		problems = append(problems, err)
+	} else {
+		rdb.Close()
+		fmt.Fprintf(stdout, "redis %s: reachable\n", cfg.Redis.String())
 	}
-	l, err := config.ParseLaravel(answer)
-	if err != nil {
-		return nil, err
+	dc := exec.FromConfig(cfg, nil)
+	dc.Workers = 1
+	d := exec.New(dc, nil)
+	if err := d.Start(ctx); err != nil {
+		problems = append(problems, err)
+	} else {
+		fmt.Fprintf(stdout, "php worker: boots\n")
+		d.Stop(context.Background())
 	}
-	return cfg.Adopt(l)
-}
-
-// adoptApp is readApp at start-up: what came from the app is logged, each
-// disagreement is a warning (an error when kqueue would see no job).
-func adoptApp(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	notes, err := readApp(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("%w (set these values in %s, or fix the app)", err, cfg.File)
+	for _, r := range cfg.Risks() {
+		fmt.Fprintf(stdout, "warning: %s\n", r)
 	}
-	var taken []any
-	for _, n := range notes {
-		switch {
-		case n.Fatal:
-			log.Error("no job will be seen: " + n.String())
-		case n.Disagree:
-			log.Warn("kqueue.toml and the app disagree: " + n.String())
-		default:
-			taken = append(taken, n.Key, strings.Trim(n.Value, `"`))
-		}
-	}
-	l := cfg.Laravel
-	log.Info("read the app's queue configuration", append([]any{"laravel", l.Version}, taken...)...)
-	if w := failedWarning(l); w != "" {
-		log.Warn(w)
-	}
-	return nil
-}
-
-// failedWarning is a warning about the app's failed-job store, or "".
-func failedWarning(l *config.Laravel) string {
-	switch l.Failed.Driver {
-	case "", "null":
-		return "the app records no failed jobs (config/queue.php failed.driver is null): a job that fails is dropped, as under queue:work"
-	}
-	return ""
+	return errors.Join(problems...)
 }
 
 // checkApp is kqueue check's part about the app's queue configuration; it
 // returns the problems found.
 func checkApp(ctx context.Context, cfg *config.Config, stdout io.Writer) []error {
-	notes, err := readApp(ctx, cfg)
+	notes, err := exec.ReadApp(ctx, cfg)
 	l := cfg.Laravel
 	if l == nil && err != nil {
 		return []error{err}
@@ -101,7 +77,7 @@ func checkApp(ctx context.Context, cfg *config.Config, stdout io.Writer) []error
 	}
 	fmt.Fprintf(stdout, "cache store %q: driver %s, prefix %q (where queue:restart leaves its signal)\n", l.Cache.Store, l.Cache.Driver, l.Cache.Prefix)
 	fmt.Fprintf(stdout, "failed jobs: driver %s, database %q, table %q\n", l.Failed.Driver, l.Failed.Database, l.Failed.Table)
-	if w := failedWarning(l); w != "" {
+	if w := l.FailedWarning(); w != "" {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	return problems

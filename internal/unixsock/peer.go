@@ -1,4 +1,4 @@
-package main
+package unixsock
 
 import (
 	"fmt"
@@ -8,12 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// peerAllowed reports whether the process at the other end of a unix
+// Allowed reports whether the process at the other end of a unix
 // connection may use kqueue's sockets: root, kqueue's own user, or a
 // process of its group (kqueue, under systemd). The sockets' mode (0660)
 // already keeps others out; this holds even when a mode is loosened. who
 // names the peer for the log.
-func peerAllowed(c net.Conn) (ok bool, who string) {
+func Allowed(c net.Conn) (ok bool, who string) {
 	uc, isUnix := c.(*net.UnixConn)
 	if !isUnix {
 		return false, "not a unix socket peer"

@@ -1,0 +1,137 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/kqueue/kqueue/cgroup"
+	"github.com/kqueue/kqueue/config"
+	"github.com/kqueue/kqueue/exec"
+	"github.com/kqueue/kqueue/metrics"
+	"github.com/kqueue/kqueue/notify"
+	"github.com/kqueue/kqueue/poller"
+	redisstore "github.com/kqueue/kqueue/poller/redis"
+)
+
+// pollerPart is the poller with what serves around it: its store's
+// connection, its metrics and its control socket.
+type pollerPart struct {
+	*poller.Poller
+	stops []func() // in the order they were started
+}
+
+// close stops what serves around the poller, the last started first.
+func (p *pollerPart) close() {
+	for _, stop := range slices.Backward(p.stops) {
+		stop()
+	}
+}
+
+// startPoller builds the poller on the queues' store, with its metrics
+// (when [metrics] listen is set) and its control socket for `kqueue
+// status`. tune adjusts the poller's config to the command.
+func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *notify.Notifier, tune func(*poller.Config)) (*pollerPart, error) {
+	rdb, err := redisstore.Dial(ctx, cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	part := &pollerPart{stops: []func(){func() { rdb.Close() }}}
+	log = log.With("component", "poller")
+	pc := pollerConfig(cfg, log, n)
+	var names []string
+	for _, q := range pc.Queues {
+		names = append(names, q.Name)
+	}
+	pc.Store = redisstore.New(redisstore.Config{Client: rdb, Prefix: *cfg.Redis.Prefix, Queues: names, Logger: log})
+	tune(&pc)
+	var m *metrics.Metrics
+	if cfg.Metrics.Listen != "" {
+		// Depths are read through the poller, which exists before /metrics serves.
+		m = metrics.New(func(ctx context.Context) (poller.Snapshot, error) { return part.Snapshot(ctx) })
+		pc.Observe = m.Observe
+	}
+	part.Poller = poller.New(pc)
+	if m != nil {
+		if addr, stop, err := m.Serve(ctx, cfg.Metrics.Listen); err != nil {
+			log.Error("metrics off", "error", err)
+		} else {
+			log.Info("metrics", "listen", addr.String())
+			part.stops = append(part.stops, stop)
+		}
+	}
+	if stop, err := part.ServeControl(ctx, cfg.Control.Socket); err != nil {
+		log.Warn("kqueue status will not reach this instance", "error", err)
+	} else {
+		part.stops = append(part.stops, stop)
+	}
+	stopping := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
+	part.stops = append(part.stops, func() { stopping() })
+	return part, nil
+}
+
+// clockOffsetEnv shifts the poller's clock (a Go duration, "-3s"): fault
+// injection for the multi-host tests, whose network namespaces share one
+// kernel clock. Not for production.
+const clockOffsetEnv = "KQUEUE_FAULT_CLOCK_OFFSET"
+
+// pollerConfig is the poller's part of the config, its heartbeat pinging
+// systemd's watchdog.
+func pollerConfig(cfg *config.Config, log *slog.Logger, n *notify.Notifier) poller.Config {
+	every := time.Second
+	if wd := n.WatchdogInterval(); wd > 0 {
+		every = min(every, wd)
+	}
+	pc := poller.Config{
+		HeartbeatEvery: every,
+		Heartbeat: func(s poller.Stats) {
+			// Called from the poller's main loop: a wedged loop stops the pings.
+			n.Watchdog()
+			n.Status(s.String())
+			if s.Stopping {
+				n.ExtendTimeout(3 * every)
+			}
+		},
+		Instance:        cfg.Name,
+		ShutdownTimeout: cfg.Job.ShutdownTimeout.D(),
+		Logger:          log,
+	}
+	for _, q := range cfg.Queues {
+		pc.Queues = append(pc.Queues, poller.Queue{Name: q.Name, Weight: q.Weight, RetryAfter: q.RetryAfter.D(), MaxRunning: q.MaxRunning})
+	}
+	if off, err := time.ParseDuration(os.Getenv(clockOffsetEnv)); err == nil && off != 0 {
+		log.Warn("fault injection: the poller's clock is off by "+off.String(), "env", clockOffsetEnv)
+		pc.Now = func() time.Time { return time.Now().Add(off) }
+	}
+	return pc
+}
+
+// dispatcherPart is the dispatcher and its isolation driver, which is
+// closed after the dispatcher has stopped.
+type dispatcherPart struct {
+	*exec.Dispatcher
+	driver cgroup.Driver
+}
+
+// close stops a dispatcher that will serve nothing.
+func (d *dispatcherPart) close() {
+	d.Stop(context.Background())
+	d.driver.Close()
+}
+
+// startDispatcher opens the isolation driver and boots the pool.
+func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (*dispatcherPart, error) {
+	log = log.With("component", "dispatcher")
+	driver, err := cgroup.Open(cfg.Isolation.Driver, cfg.Name, log)
+	if err != nil {
+		return nil, err
+	}
+	d := exec.New(exec.FromConfig(cfg, driver), log)
+	if err := d.Start(ctx); err != nil {
+		driver.Close()
+		return nil, err
+	}
+	return &dispatcherPart{d, driver}, nil
+}
