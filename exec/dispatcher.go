@@ -190,6 +190,10 @@ func (d *Dispatcher) Healthy() bool {
 	return d.Ready() > 0 || d.pool.booting.Load() > 0
 }
 
+// State is the pool as it is now: its workers, and the ones replaced so
+// far by reason.
+func (d *Dispatcher) State() protocol.Pool { return d.pool.state() }
+
 // Ready is how many pool workers are booted and serving.
 func (d *Dispatcher) Ready() int {
 	d.pool.mu.Lock()

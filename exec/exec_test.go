@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +35,16 @@ type harness struct {
 	mu      sync.Mutex
 	started map[uint64]bool // jobs the dispatcher said it handed to PHP
 	running map[uint64]bool // jobs the dispatcher said PHP runs (attempt counted)
+}
+
+// recycles counts the workers replaced for reason so far.
+func (h *harness) recycles(reason string) uint64 {
+	for _, r := range h.d.State().Recycles {
+		if r.Reason == reason {
+			return r.Count
+		}
+	}
+	return 0
 }
 
 func newHarness(t *testing.T, workers int, configure func(*Config)) *harness {
@@ -157,8 +166,8 @@ func TestRecycleAfterMaxJobs(t *testing.T) {
 			t.Fatalf("outcome %+v", o)
 		}
 	}
-	if n := h.logs.Count("reason=max_jobs"); n != 2 {
-		t.Errorf("%d recycles for max_jobs after 5 jobs with max_jobs=2, want 2:\n%s", n, h.logs.String())
+	if n := h.recycles("max_jobs"); n != 2 {
+		t.Errorf("%d recycles for max_jobs after 5 jobs with max_jobs=2, want 2", n)
 	}
 }
 
@@ -173,22 +182,22 @@ func TestRecycleOverMaxMemory(t *testing.T) {
 		}
 	}
 	// Each hog leaves 64 MB behind: every worker is replaced after its job.
-	h.logs.WaitFor(t, "reason=max_memory", 3, 10*time.Second)
+	testenv.Eventually(t, 10*time.Second, "3 workers replaced for max_memory", func() bool { return h.recycles("max_memory") == 3 })
 }
 
 // `php artisan queue:restart` rolls idle workers, as it stops queue:work.
 func TestQueueRestartRollsThePool(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 2, nil)
-	h.logs.WaitFor(t, "worker ready", 2, 20*time.Second)
+	testenv.Eventually(t, 20*time.Second, "2 workers ready", func() bool { return h.d.Ready() == 2 })
 	h.app.Artisan(t, "queue:restart")
-	h.logs.WaitFor(t, "queue:restart seen", 2, 20*time.Second)
+	testenv.Eventually(t, 20*time.Second, "both workers rolled", func() bool { return h.recycles("restart") == 2 })
 	for _, p := range h.dispatch("noop", "--count=2") {
 		if o := h.run(p); o.Result != "done" {
 			t.Fatalf("after the roll: %+v", o)
 		}
 	}
-	if n := h.logs.Count("queue:restart seen"); n != 2 {
+	if n := h.recycles("restart"); n != 2 {
 		t.Errorf("%d workers rolled, want 2", n)
 	}
 }
@@ -284,8 +293,7 @@ func TestRebootFailureBacksOff(t *testing.T) {
 	}
 	h.nextID++
 	h.conn.Send(protocol.Job{ID: h.nextID, Queue: "default", Payload: []byte(crash)})
-	h.logs.WaitFor(t, "worker failed to boot", 1, 20*time.Second)
-	h.logs.WaitFor(t, "boot attempt failed", 3, 20*time.Second)
+	testenv.Eventually(t, 20*time.Second, "3 failed boots", func() bool { return h.d.pool.failedBoots.Load() >= 3 })
 	if n := h.logs.Count("level=ERROR"); n != 1 {
 		t.Errorf("%d error lines for one failing streak, want 1:\n%s", n, h.logs.String())
 	}
@@ -298,7 +306,7 @@ func TestRebootFailureBacksOff(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the crashed job was not settled once the app booted again:\n%s", h.logs.String())
 	}
-	h.logs.WaitFor(t, "worker booted again", 1, 10*time.Second)
+	testenv.Eventually(t, 10*time.Second, "a worker booted again", func() bool { return h.d.Ready() == 1 })
 }
 
 // Backoff follows Laravel: element attempts-1 of the job's list, the last
@@ -428,12 +436,9 @@ func TestStartedIsSentBeforePHPHasTheJob(t *testing.T) {
 		// have run. Were it handed on already, it would run within
 		// milliseconds; look for that a while.
 		runs := testenv.Prefix + "kqtest:runs"
-		for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); {
-			if n := app.Redis.Client.HLen(ctx, runs).Val(); n != 0 {
-				t.Fatal("the job ran before its Started frame was sent")
-			}
-			runtime.Gosched()
-		}
+		testenv.Never(t, 300*time.Millisecond, "the job ran before its Started frame was sent", func() bool {
+			return app.Redis.Client.HLen(ctx, runs).Val() != 0
+		})
 		if _, err := io.ReadFull(a, rest); err != nil {
 			t.Fatal(err)
 		}

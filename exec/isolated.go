@@ -74,7 +74,7 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		// Laravel's rules decide (its tries and backoff; with unlimited
 		// tries it fails rather than loop).
 		i.log.Error("isolated job not run", append(t.fields(), "error", err)...)
-		o := &orphan{t: t, kind: failIsolation,
+		o := &orphan{t: t, kind: protocol.FailIsolation,
 			reason: fmt.Sprintf("kqueue could not start %s inside its limits (%s): %v", t.name(), s.Limits, err)}
 		// Failing it runs its failed() and writes failed_jobs in PHP: a
 		// dispatcher lost from here on must not return it to its queue.
@@ -157,15 +157,15 @@ func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out pro
 	o := &orphan{t: t, elapsed: r.elapsed, memory: stats.PeakMemory, cpu: stats.CPU}
 	switch {
 	case r.timedOut:
-		o.kind = failTimeout
+		o.kind = protocol.FailTimeout
 		o.reason = fmt.Sprintf("%s has timed out: it ran longer than its timeout of %s, and kqueue killed its cgroup %s and every process in it",
 			t.name(), timeout, g.Path())
 	case stats.OOMKills > 0:
-		o.kind = failOOM
+		o.kind = protocol.FailOOM
 		o.reason = fmt.Sprintf("%s exceeded its memory limit (%s): the kernel killed it in cgroup %s (peak %s)",
 			t.name(), cgroup.FormatBytes(s.Limits.Memory), g.Path(), cgroup.FormatBytes(int64(stats.PeakMemory)))
 	default:
-		o.kind = failCrash
+		o.kind = protocol.FailCrash
 		o.reason = fmt.Sprintf("%s crashed its process (pid %d, %s): %s%s", t.name(), w.pid, s.Limits, r.exit, w.tail.suffix())
 	}
 	return i.applyFailure(o, out)

@@ -82,7 +82,7 @@ func (t *task) deadline(s Strategy, def time.Duration) (time.Duration, time.Time
 // still run for it, in a healthy worker.
 type orphan struct {
 	t       *task
-	kind    failureKind
+	kind    protocol.Failure
 	reason  string
 	elapsed time.Duration
 	memory  uint64
@@ -120,8 +120,9 @@ type pool struct {
 	draining   bool              // asking for no more jobs (see drain)
 	unbegun    map[string]bool   // jobs (by uuid) whose worker died once before they began
 
-	slots   []atomic.Pointer[worker] // each slot's worker, for status
-	booting atomic.Int32             // workers being started now
+	slots       []atomic.Pointer[worker] // each slot's worker, for status
+	booting     atomic.Int32             // workers being started now
+	failedBoots atomic.Uint64            // boots that failed, all told
 
 	appPrefix *string // the first worker's report of the app's Redis prefix; set by start
 }
@@ -422,6 +423,7 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 // holds for its next worker, which then never boots. It returns what is
 // still pending, and whether the slot tries again.
 func (p *pool) bootFailed(ctx context.Context, err error, failures int, pending *orphan) (*orphan, bool) {
+	p.failedBoots.Add(1)
 	// One clear error per failing streak, then quiet retries.
 	if failures == 1 {
 		p.log.Error("worker failed to boot; retrying with backoff", "error", err)
@@ -899,7 +901,7 @@ func (r *jobRun) answer(m message, ok bool) (res runResult, over bool) {
 	case !ok:
 		<-w.exited
 		w.release()
-		return r.lost(fmt.Sprintf("%s crashed its worker (pid %d): %s%s", h.t.name(), w.pid, exitText(w.state), w.tail.suffix()), failCrash), true
+		return r.lost(fmt.Sprintf("%s crashed its worker (pid %d): %s%s", h.t.name(), w.pid, exitText(w.state), w.tail.suffix()), protocol.FailCrash), true
 	case m.Op == "restart":
 		r.restart = true
 		return runResult{}, false
@@ -909,7 +911,7 @@ func (r *jobRun) answer(m message, ok bool) (res runResult, over bool) {
 	case m.Op != "done":
 		// A worker that breaks the protocol cannot be trusted.
 		w.killCollect()
-		return r.lost(fmt.Sprintf("%s crashed its worker (pid %d): it broke the protocol (%s: %s)", h.t.name(), w.pid, m.Op, m.Error), failCrash), true
+		return r.lost(fmt.Sprintf("%s crashed its worker (pid %d): it broke the protocol (%s: %s)", h.t.name(), w.pid, m.Op, m.Error), protocol.FailCrash), true
 	}
 	r.finish(m)
 	return runResult{}, false
@@ -967,14 +969,14 @@ func (r *jobRun) timedOut() runResult {
 	if r.kill() {
 		return r.lost(fmt.Sprintf(
 			"%s has timed out: it ran longer than its timeout of %s, and kqueue killed its worker (pid %d) and every process it started",
-			h.t.name(), h.timeout, r.w.pid), failTimeout)
+			h.t.name(), h.timeout, r.w.pid), protocol.FailTimeout)
 	}
 	// It answered as it ran out of time: the job w had moved on to
 	// was killed with it, through no fault of its own — released
 	// if it had begun (its attempt counts), else given back.
 	r.interrupt("kqueue killed its worker when the job before it ran out of time")
 	r.p.addReady(-1)
-	r.p.recycled(failTimeout.recycleReason())
+	r.p.recycled(recycleReason(protocol.FailTimeout))
 	return runResult{held: r.held}
 }
 
@@ -1000,10 +1002,10 @@ func (r *jobRun) interrupt(why string) {
 // started and go back to the pool's queue; the head is an orphan, for
 // Laravel's failure rules — unless it had not begun either: then it did
 // not run, and goes back to its queue as it was.
-func (r *jobRun) lost(reason string, kind failureKind) runResult {
+func (r *jobRun) lost(reason string, kind protocol.Failure) runResult {
 	p := r.p
 	p.addReady(-1)
-	p.recycled(kind.recycleReason())
+	p.recycled(recycleReason(kind))
 	if len(r.inflight) == 0 {
 		return runResult{held: r.held}
 	}
@@ -1124,7 +1126,7 @@ func failIn(w *worker, o *orphan, timeout time.Duration, hardStop <-chan struct{
 		time.Now().Add(max(timeout, time.Minute)), hardStop, nil)
 	if r.ok {
 		out := outcomeOf(r.msg)
-		out.ID, out.Duration, out.Result, out.Reason = t.job.ID, o.elapsed, o.kind.result(), o.reason
+		out.ID, out.Duration, out.Failure, out.Result, out.Reason = t.job.ID, o.elapsed, o.kind, o.kind.String(), o.reason
 		return out, true
 	}
 	return keepOrphan(o, r.exit), false
@@ -1135,7 +1137,7 @@ func failIn(w *worker, o *orphan, timeout time.Duration, hardStop <-chan struct{
 // it is over its attempts.
 func keepOrphan(o *orphan, why string) protocol.Outcome {
 	return protocol.Outcome{
-		ID: o.t.job.ID, Kind: protocol.Keep, Result: o.kind.result(), Duration: o.elapsed,
+		ID: o.t.job.ID, Kind: protocol.Keep, Failure: o.kind, Result: o.kind.String(), Duration: o.elapsed,
 		Reason: o.reason + "; Laravel's failure handling for it did not run (" + why + "), so it is retried after retry_after",
 	}
 }

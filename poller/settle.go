@@ -178,7 +178,7 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	if p.cfg.Observe != nil {
 		p.cfg.Observe(r.queue.Name, r.p.Name(), o.Result, o.Duration)
 	}
-	if o.Failed || o.Result == "timeout" || o.Result == "crashed" || o.Result == "oom" {
+	if o.Failed || o.Failure.Killed() {
 		p.recordFailure(FailedRecent{At: p.cfg.Now(), Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Result: o.Result, Reason: o.Reason})
 	}
 	switch {
@@ -190,7 +190,7 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 		p.stats.Done++
 	}
 	level := slog.LevelInfo
-	if o.Failed || o.Result == "timeout" || o.Result == "crashed" || o.Result == "oom" {
+	if o.Failed || o.Failure.Killed() {
 		level = slog.LevelWarn
 	}
 	p.log.LogAttrs(context.Background(), level, "job "+o.Result, attrs...)

@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the protocol version; a peer with another version is refused.
-const Version = 5
+const Version = 6
 
 // MaxFrame bounds a frame's size (a Laravel payload may be tens of MB).
 const MaxFrame = 128 << 20
@@ -117,14 +117,49 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
+// Failure is why a job ended without PHP answering for it; Laravel's
+// failure rules then run for it in another process.
+type Failure uint8
+
+const (
+	NoFailure     Failure = iota
+	FailTimeout           // it ran past its timeout and was killed
+	FailCrash             // its process died under it
+	FailOOM               // the kernel killed it over its memory limit
+	FailIsolation         // kqueue could not start it inside its limits
+	maxFailure    = FailIsolation
+)
+
+// String names the failure as the log, metrics and worker.php do.
+func (f Failure) String() string {
+	switch f {
+	case NoFailure:
+		return "none"
+	case FailTimeout:
+		return "timeout"
+	case FailCrash:
+		return "crashed"
+	case FailOOM:
+		return "oom"
+	case FailIsolation:
+		return "isolation-failed"
+	}
+	return fmt.Sprintf("failure(%d)", uint8(f))
+}
+
+// Killed reports whether the job was killed while it ran (its deadline,
+// its process, the kernel).
+func (f Failure) Killed() bool { return f == FailTimeout || f == FailCrash || f == FailOOM }
+
 // Outcome reports how one job ended (dispatcher → poller).
 type Outcome struct {
 	ID        uint64
 	Kind      Kind
 	ReleaseAt int64 // Unix seconds, for Release
 	Failed    bool  // the job was failed (failed() ran, failed_jobs written)
+	Failure   Failure
 	// Result names what happened for the log: "done", "failed",
-	// "released", "timeout", "crashed", …
+	// "released", "interrupted", or the Failure.
 	Result   string
 	Reason   string // an error text, when there is one
 	Duration time.Duration
@@ -196,6 +231,7 @@ func (m Outcome) AppendBody(b []byte) []byte {
 	} else {
 		b = append(b, 0)
 	}
+	b = append(b, byte(m.Failure))
 	b = appendString(b, m.Result)
 	b = appendString(b, m.Reason)
 	b = binary.AppendVarint(b, int64(m.Duration))
@@ -254,6 +290,7 @@ func Decode(frame []byte) (Message, error) {
 	case TypeOutcome:
 		o := Outcome{ID: d.uvarint(), Kind: Kind(d.byte()), ReleaseAt: d.varint()}
 		o.Failed = d.byte() == 1
+		o.Failure = Failure(d.byte())
 		o.Result = d.string()
 		o.Reason = d.string()
 		o.Duration = time.Duration(d.varint())
@@ -263,6 +300,9 @@ func Decode(frame []byte) (Message, error) {
 		o.CPU = time.Duration(d.varint())
 		if d.err == nil && (o.Kind < Delete || o.Kind > GiveBack) {
 			d.err = fmt.Errorf("unknown outcome kind %d", o.Kind)
+		}
+		if d.err == nil && o.Failure > maxFailure {
+			d.err = fmt.Errorf("unknown failure %d", o.Failure)
 		}
 		m = o
 	case TypeStarted:

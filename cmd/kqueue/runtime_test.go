@@ -357,7 +357,10 @@ func TestRedisOutage(t *testing.T) {
 		return probe.Client.HExists(ctx, runs, "sleep-1").Val()
 	})
 	r.Freeze(t)
-	logs.WaitFor(t, "Redis is unreachable", 1, 30*time.Second)
+	testenv.Eventually(t, 30*time.Second, "the outage to be seen", func() bool {
+		s, ok := statusOf(ctx, cfg)
+		return ok && s.Stats.StoreDown > 0
+	})
 	// The outage shows in STATUS= and kqueue status.
 	var out bytes.Buffer
 	if err := run(ctx, []string{"status", "--config", cfg}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "Redis unreachable for") {
@@ -369,7 +372,10 @@ func TestRedisOutage(t *testing.T) {
 	case <-ctx.Done():
 	}
 	r.Thaw(t)
-	logs.WaitFor(t, "Redis is reachable again", 1, 30*time.Second)
+	testenv.Eventually(t, 30*time.Second, "the outage to end", func() bool {
+		s, ok := statusOf(ctx, cfg)
+		return ok && s.Stats.StoreDown == 0
+	})
 	testenv.Eventually(t, 60*time.Second, "every job to run", func() bool {
 		return probe.Client.HLen(ctx, runs).Val() == 104 && queueSize(t, r.Client, "default") == 0
 	})

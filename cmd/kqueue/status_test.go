@@ -17,9 +17,19 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/kqueue/kqueue/poller"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
+
+// statusOf is what `kqueue status --json` says of the instance at cfg;
+// false while it does not answer.
+func statusOf(ctx context.Context, cfg string) (poller.Snapshot, bool) {
+	var js bytes.Buffer
+	var s poller.Snapshot
+	ok := run(ctx, []string{"status", "--config", cfg, "--json"}, &js, io.Discard) == nil && json.Unmarshal(js.Bytes(), &s) == nil
+	return s, ok
+}
 
 // `kqueue status` shows a running instance's live state: counts, queue
 // depths, running jobs, the last failures. Golden file, with ages, uuids
@@ -42,10 +52,8 @@ func TestStatus(t *testing.T) {
 	})
 
 	testenv.Eventually(t, 30*time.Second, "the dispatcher to report both workers", func() bool {
-		var js bytes.Buffer
-		var s struct{ Workers []any }
-		return run(ctx, []string{"status", "--config", cfg, "--json"}, &js, io.Discard) == nil &&
-			json.Unmarshal(js.Bytes(), &s) == nil && len(s.Workers) == 2
+		s, ok := statusOf(ctx, cfg)
+		return ok && len(s.Workers) == 2
 	})
 
 	var out bytes.Buffer

@@ -187,7 +187,10 @@ func TestReloadRollsWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	logs.WaitFor(t, "reload: recycling worker", 2, 30*time.Second)
+	testenv.Eventually(t, 30*time.Second, "both workers replaced for the reload", func() bool {
+		s, ok := statusOf(ctx, cfg)
+		return ok && s.Recycles["reload"] >= 2
+	})
 	logs.WaitFor(t, "pool.workers changed; it applies at the next restart", 1, 10*time.Second)
 	testenv.Eventually(t, 60*time.Second, "every job to run", func() bool {
 		return r.Client.HLen(ctx, runs).Val() == jobs && queueSize(t, r.Client, "default") == 0

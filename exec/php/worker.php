@@ -11,7 +11,7 @@
 //   fd 3, dispatcher → worker: a JSON header line, then header.len bytes of
 //         the job's original payload.
 //         {"op":"run","queue":"default","len":N,"timeout":S}   (timeout: the job's, in s; absent: none)
-//         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crash"|"oom"|"isolation","reason":"…"}
+//         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crashed"|"oom"|"isolation-failed","reason":"…"}
 //   fd 4, worker → dispatcher: JSON lines.
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36","prefix":"laravel_database_"|null}
 //         {"op":"began"}     the job is about to run (JobProcessing): its attempt counts
@@ -237,7 +237,7 @@ final class Server
             $e = new $class($reason);
         } elseif ($kind === 'oom') {
             $e = new MemoryLimitExceededException($reason);
-        } elseif ($kind === 'isolation') {
+        } elseif ($kind === 'isolation-failed') {
             $e = new IsolationFailedException($reason);
         } else {
             $e = new JobCrashedException($reason);
@@ -254,7 +254,7 @@ final class Server
             // Running out of memory again is certain, and a host that cannot
             // isolate a job rarely heals by itself: with unlimited tries
             // either would loop forever, so it fails.
-            if (($kind === 'oom' || $kind === 'isolation') && ! $job->hasFailed() && ! $job->retryUntil()
+            if (($kind === 'oom' || $kind === 'isolation-failed') && ! $job->hasFailed() && ! $job->retryUntil()
                 && ($job->maxTries() ?? $this->options->maxTries) == 0) {
                 $job->fail($e);
             }

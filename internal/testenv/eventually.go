@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"runtime"
 	"testing"
 	"time"
 )
@@ -17,5 +18,18 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(5 * time.Millisecond) // the polling interval, not a wait for an event
+	}
+}
+
+// Never checks, for as long as within, that cond does not come to hold:
+// for the few tests that must show something does not happen while a
+// window is open (no event says "it did not").
+func Never(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); {
+		if cond() {
+			t.Fatal(what)
+		}
+		runtime.Gosched()
 	}
 }
