@@ -15,7 +15,6 @@ import (
 	"github.com/kqueue/kqueue/poller"
 	rstore "github.com/kqueue/kqueue/poller/redis"
 	"github.com/kqueue/kqueue/protocol"
-	"github.com/redis/go-redis/v9"
 )
 
 // peer is the dispatcher's end of a connection, driven by the test.
@@ -31,21 +30,21 @@ type peer struct {
 }
 
 // newPoller is a poller on the test's Redis, its keys under prefix "p_".
-func newPoller(rdb redis.UniversalClient, cfg poller.Config) *poller.Poller {
+func newPoller(r *testenv.Redis, cfg poller.Config) *poller.Poller {
 	var names []string
 	for _, q := range cfg.Queues {
 		names = append(names, q.Name)
 	}
-	cfg.Store = rstore.New(rstore.Config{Client: rdb, Prefix: "p_", Queues: names})
+	cfg.Store = rstore.New(rstore.Config{Client: r.Client, Prefix: "p_", Queues: names})
 	return poller.New(cfg)
 }
 
 // startPoller runs a poller against a test-driven dispatcher end with the
 // given capacity.
-func startPoller(t *testing.T, rdb *redis.Client, capacity int, cfg poller.Config) *peer {
+func startPoller(t *testing.T, r *testenv.Redis, capacity int, cfg poller.Config) *peer {
 	t.Helper()
 	a, b := net.Pipe()
-	p := newPoller(rdb, cfg)
+	p := newPoller(r, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &peer{t: t, p: p, conn: protocol.NewConn(b), raw: b, jobs: make(chan protocol.Job, 100),
 		declines: make(chan struct{}, 1), stop: cancel, stopped: make(chan struct{})}
@@ -124,12 +123,12 @@ func keysOf(queue string) keys {
 
 // reserveAll pushes n jobs to queue "default", starts a poller with room
 // for all of them and takes them: the queue as it was, the jobs as sent.
-func reserveAll(t *testing.T, rdb *redis.Client, n int, cfg poller.Config) (*peer, []string, []protocol.Job) {
+func reserveAll(t *testing.T, r *testenv.Redis, n int, cfg poller.Config) (*peer, []string, []protocol.Job) {
 	t.Helper()
-	push(rdb, "default", n)
-	queued := rdb.LRange(context.Background(), keysOf("default").queue, 0, -1).Val()
+	push(r, "default", n)
+	queued := r.Client.LRange(context.Background(), keysOf("default").queue, 0, -1).Val()
 	cfg.Queues = []poller.Queue{{Name: "default"}}
-	d := startPoller(t, rdb, n, cfg)
+	d := startPoller(t, r, n, cfg)
 	var jobs []protocol.Job
 	for range n {
 		jobs = append(jobs, d.next(10*time.Second))
@@ -168,7 +167,7 @@ func TestLostDispatcherReturnsUnstartedJobs(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysOf("default")
-	d, queued, jobs := reserveAll(t, r.Client, 5, poller.Config{})
+	d, queued, jobs := reserveAll(t, r, 5, poller.Config{})
 	d.conn.SendBatch([]protocol.Message{protocol.Started{ID: jobs[0].ID}, protocol.Started{ID: jobs[2].ID}})
 	d.conn.Close() // the dispatcher dies
 	d.waitStopped("the poller did not notice the dispatcher was gone")
@@ -192,7 +191,7 @@ func TestDispatcherLostWhileStoppingReturnsUnstartedJobs(t *testing.T) {
 	ctx := context.Background()
 	k := keysOf("default")
 	beat, stopping := stoppingSignal()
-	d, queued, jobs := reserveAll(t, r.Client, 3, poller.Config{Heartbeat: beat})
+	d, queued, jobs := reserveAll(t, r, 3, poller.Config{Heartbeat: beat})
 	d.conn.Send(protocol.Started{ID: jobs[0].ID})
 	d.stop()
 	select {
@@ -218,7 +217,7 @@ func TestBrokenDispatcherReturnsNothing(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysOf("default")
-	d, _, _ := reserveAll(t, r.Client, 2, poller.Config{})
+	d, _, _ := reserveAll(t, r, 2, poller.Config{})
 	d.raw.Write([]byte{0, 0, 0, 1, 99}) // a frame of no known type
 	d.waitStopped("the poller kept a dispatcher that broke the protocol")
 	if n := r.Client.LLen(ctx, k.queue).Val(); n != 0 {
@@ -234,7 +233,7 @@ func TestBrokenDispatcherReturnsNothing(t *testing.T) {
 func TestDispatcherKilledMidFrameReturnsUnstartedJobs(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	d, queued, _ := reserveAll(t, r.Client, 2, poller.Config{})
+	d, queued, _ := reserveAll(t, r, 2, poller.Config{})
 	d.raw.Write([]byte{0, 0, 0, 9, protocol.TypeOutcome}) // 1 byte of 9
 	d.raw.Close()
 	d.waitStopped("the poller did not notice the dispatcher was gone")
@@ -251,7 +250,7 @@ func TestDispatcherKilledMidFrameReturnsUnstartedJobs(t *testing.T) {
 func TestReleasedUnstartedJobGoesBackAsItWas(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	d, queued, jobs := reserveAll(t, r.Client, 2, poller.Config{})
+	d, queued, jobs := reserveAll(t, r, 2, poller.Config{})
 	ran, unrun := jobs[0], jobs[1]
 	due := time.Now().Add(time.Hour).Unix()
 	d.conn.SendBatch([]protocol.Message{
@@ -275,12 +274,12 @@ func (d *peer) done(j protocol.Job) {
 	d.conn.Send(protocol.Outcome{ID: j.ID, Kind: protocol.Delete, Result: "done"})
 }
 
-func push(rdb *redis.Client, queue string, n int) {
+func push(r *testenv.Redis, queue string, n int) {
 	ctx := context.Background()
 	k := keysOf(queue)
 	for i := range n {
-		rdb.RPush(ctx, k.queue, fmt.Sprintf(`{"uuid":"%s-%d","displayName":"J","job":"j","data":{},"id":"x","attempts":0}`, queue, i))
-		rdb.RPush(ctx, k.notify, 1)
+		r.Client.RPush(ctx, k.queue, fmt.Sprintf(`{"uuid":"%s-%d","displayName":"J","job":"j","data":{},"id":"x","attempts":0}`, queue, i))
+		r.Client.RPush(ctx, k.notify, 1)
 	}
 }
 
@@ -289,9 +288,9 @@ func push(rdb *redis.Client, queue string, n int) {
 func TestStrictPriorityAndCredit(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	push(r.Client, "default", 3)
-	push(r.Client, "high", 3)
-	d := startPoller(t, r.Client, 1, poller.Config{Queues: []poller.Queue{{Name: "high"}, {Name: "default"}}})
+	push(r, "default", 3)
+	push(r, "high", 3)
+	d := startPoller(t, r, 1, poller.Config{Queues: []poller.Queue{{Name: "high"}, {Name: "default"}}})
 	var order []string
 	for range 6 {
 		j := d.next(5 * time.Second)
@@ -315,8 +314,8 @@ func TestStrictPriorityAndCredit(t *testing.T) {
 func TestMaxRunning(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	push(r.Client, "default", 5)
-	d := startPoller(t, r.Client, 4, poller.Config{Queues: []poller.Queue{{Name: "high"}, {Name: "default", MaxRunning: 1}}})
+	push(r, "default", 5)
+	d := startPoller(t, r, 4, poller.Config{Queues: []poller.Queue{{Name: "high"}, {Name: "default", MaxRunning: 1}}})
 	first := d.next(5 * time.Second)
 	if first.Queue != "default" {
 		t.Fatalf("first job from %s", first.Queue)
@@ -325,7 +324,7 @@ func TestMaxRunning(t *testing.T) {
 	if n := r.Client.LLen(context.Background(), keysOf("default").queue).Val(); n != 4 {
 		t.Errorf("%d default jobs left in the queue, want 4: one runs, the cap is 1", n)
 	}
-	push(r.Client, "high", 2)
+	push(r, "high", 2)
 	for range 2 {
 		if j := d.next(5 * time.Second); j.Queue != "high" {
 			t.Fatalf("got a job from %s, want high", j.Queue)
@@ -346,14 +345,13 @@ func TestMaxRunning(t *testing.T) {
 func TestWakeUp(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	d := startPoller(t, r.Client, 4, poller.Config{Queues: []poller.Queue{{Name: "default"}}})
+	d := startPoller(t, r, 4, poller.Config{Queues: []poller.Queue{{Name: "default"}}})
 	d.declined()
-	push(r.Client, "default", 1)
+	push(r, "default", 1)
 	d.done(d.next(5 * time.Second))
 
 	due := time.Now().Add(1500 * time.Millisecond).Truncate(time.Second)
-	r.Client.ZAdd(context.Background(), "p_queues:default:delayed", redis.Z{
-		Score: float64(due.Unix()), Member: `{"uuid":"later","job":"j","data":{},"attempts":0}`})
+	r.Client.Do(context.Background(), "ZADD", "p_queues:default:delayed", due.Unix(), `{"uuid":"later","job":"j","data":{},"attempts":0}`)
 	j := d.next(5 * time.Second)
 	if time.Now().Before(due) {
 		t.Errorf("delayed job handed out before it was due")
@@ -366,8 +364,8 @@ func TestWakeUp(t *testing.T) {
 func TestLeaseExtension(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	push(r.Client, "default", 1)
-	d := startPoller(t, r.Client, 1, poller.Config{Queues: []poller.Queue{{Name: "default", RetryAfter: 2 * time.Second}}})
+	push(r, "default", 1)
+	d := startPoller(t, r, 1, poller.Config{Queues: []poller.Queue{{Name: "default", RetryAfter: 2 * time.Second}}})
 	j := d.next(5 * time.Second)
 	ctx := context.Background()
 	member := r.Client.ZRange(ctx, "p_queues:default:reserved", 0, 0).Val()[0]
@@ -384,9 +382,9 @@ func TestLeaseExtension(t *testing.T) {
 func TestDispatcherGone(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
-	push(r.Client, "default", 1)
+	push(r, "default", 1)
 	a, b := net.Pipe()
-	p := newPoller(r.Client, poller.Config{Queues: []poller.Queue{{Name: "default"}}})
+	p := newPoller(r, poller.Config{Queues: []poller.Queue{{Name: "default"}}})
 	done := make(chan error, 1)
 	go func() { done <- p.Run(context.Background(), protocol.NewConn(a)) }()
 	d := protocol.NewConn(b)
@@ -419,7 +417,7 @@ func TestWedgedLoopStopsTheHeartbeat(t *testing.T) {
 	r := testenv.StartRedis(t)
 	beats := make(chan struct{}, 1000)
 	wedged, release := make(chan struct{}), make(chan struct{})
-	d := startPoller(t, r.Client, 1, poller.Config{
+	d := startPoller(t, r, 1, poller.Config{
 		Queues:         []poller.Queue{{Name: "default"}},
 		HeartbeatEvery: 5 * time.Millisecond,
 		Heartbeat:      func(poller.Stats) { beats <- struct{}{} },
@@ -435,7 +433,7 @@ func TestWedgedLoopStopsTheHeartbeat(t *testing.T) {
 			t.Fatal("no heartbeat from a healthy loop")
 		}
 	}
-	push(r.Client, "default", 1)
+	push(r, "default", 1)
 	d.done(d.next(10 * time.Second))
 	select {
 	case <-wedged:

@@ -21,7 +21,7 @@ func TestReservedAsItWasUntilPHPRunsIt(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysOf("default")
-	d, queued, jobs := reserveAll(t, r.Client, 3, poller.Config{})
+	d, queued, jobs := reserveAll(t, r, 3, poller.Config{})
 	reserved := func() []string {
 		got := r.Client.ZRange(ctx, k.reserved, 0, -1).Val()
 		slices.Sort(got)
@@ -56,7 +56,7 @@ func TestChargeAndOutcomeTogether(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysOf("default")
-	d, _, jobs := reserveAll(t, r.Client, 2, poller.Config{})
+	d, _, jobs := reserveAll(t, r, 2, poller.Config{})
 	var batch []protocol.Message
 	for _, j := range jobs {
 		batch = append(batch, protocol.Running{ID: j.ID}, protocol.Outcome{ID: j.ID, Kind: protocol.Delete, Result: "done"})
@@ -74,7 +74,7 @@ func TestHeldDeleteReachesRedis(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysOf("default")
-	d, _, jobs := reserveAll(t, r.Client, 4, poller.Config{})
+	d, _, jobs := reserveAll(t, r, 4, poller.Config{})
 	var batch []protocol.Message
 	for _, j := range jobs {
 		batch = append(batch, protocol.Running{ID: j.ID})
@@ -94,11 +94,11 @@ func TestOversizedPayloadIsQuarantined(t *testing.T) {
 	ctx := context.Background()
 	k := keysOf("default")
 	big := `{"uuid":"big","displayName":"J","job":"j","data":{"pad":"` + strings.Repeat("x", 500) + `"},"id":"x","attempts":0}`
-	push(r.Client, "default", 1)
+	push(r, "default", 1)
 	r.Client.RPush(ctx, k.queue, big)
 	r.Client.RPush(ctx, k.notify, 1)
-	push(r.Client, "default", 1)
-	d := startPoller(t, r.Client, 10, poller.Config{Queues: []poller.Queue{{Name: "default"}}, MaxPayload: 400})
+	push(r, "default", 1)
+	d := startPoller(t, r, 10, poller.Config{Queues: []poller.Queue{{Name: "default"}}, MaxPayload: 400})
 	a, b := d.next(10*time.Second), d.next(10*time.Second)
 	for _, j := range []protocol.Job{a, b} {
 		if strings.Contains(string(j.Payload), "big") {
@@ -123,7 +123,7 @@ func TestStopOutwaitsTheHardStop(t *testing.T) {
 	ctx := context.Background()
 	k := keysOf("default")
 	beat, stopping := stoppingSignal()
-	d, queued, jobs := reserveAll(t, r.Client, 2, poller.Config{ShutdownTimeout: time.Nanosecond, Heartbeat: beat})
+	d, queued, jobs := reserveAll(t, r, 2, poller.Config{ShutdownTimeout: time.Nanosecond, Heartbeat: beat})
 	d.conn.Send(protocol.Running{ID: jobs[0].ID})
 	d.stop()
 	<-stopping // and its ShutdownTimeout is over: the dispatcher stops hard
@@ -153,7 +153,7 @@ func TestKeptJobIsCharged(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysOf("default")
-	d, queued, jobs := reserveAll(t, r.Client, 1, poller.Config{})
+	d, queued, jobs := reserveAll(t, r, 1, poller.Config{})
 	d.conn.SendBatch([]protocol.Message{
 		protocol.Running{ID: jobs[0].ID},
 		protocol.Outcome{ID: jobs[0].ID, Kind: protocol.Keep, Result: "kept"},

@@ -69,7 +69,7 @@ func (w *waker) sleep(d time.Duration) {
 }
 
 // stop ends the waker without waiting out a Store.Wait in flight (up to
-// a second: go-redis does not interrupt a command when its context ends).
+// a second: a client may not interrupt a command when its context ends).
 // The goroutine sends nothing more and ends when the wait returns.
 func (w *waker) stop() {
 	w.cancel()

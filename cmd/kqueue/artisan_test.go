@@ -89,7 +89,8 @@ func TestArtisanCommands(t *testing.T) {
 	// jobs finish, and exits 0.
 	runner.Process.Signal(syscall.SIGTERM)
 	testenv.Eventually(t, 30*time.Second, "kqueue to start stopping", func() bool {
-		return strings.Contains(logs.String(), "stopping: waiting for running jobs")
+		s, ok := statusOf(ctx, cfg)
+		return ok && s.Stats.Stopping
 	})
 	r.Client.RPush(ctx, testenv.Prefix+"kqtest:go", "go", "go")
 	select {

@@ -225,9 +225,6 @@ func TestReloadRollsWorkers(t *testing.T) {
 	if rows := app.Sqlite(t, "SELECT uuid FROM failed_jobs"); len(rows) != 0 {
 		t.Errorf("%d jobs failed during the reload", len(rows))
 	}
-	if n := logs.Count("worker ready"); n < 3 {
-		t.Errorf("only %d worker boots: the workers were not replaced", n)
-	}
 }
 
 // pool.idle_exit: after that long without work the poller lets go, and the

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/kqueue/kqueue/poller"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -139,7 +141,10 @@ func (v *laravelApp) restart(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 30*time.Second, "workers ready", func() bool { return strings.Contains(logs.String(), "worker ready") })
+	testenv.Eventually(t, 30*time.Second, "workers ready", func() bool {
+		s, ok := v.status(t, cfg)
+		return ok && len(s.Workers) == 2
+	})
 	v.app.Artisan(t, "queue:restart")
 	key := "laravel_database_laravel_cache:illuminate:queue:restart"
 	if v.Version == "13" {
@@ -150,11 +155,22 @@ func (v *laravelApp) restart(t *testing.T) {
 	if n := cache.Exists(t.Context(), key).Val(); n != 1 {
 		t.Errorf("queue:restart did not set %s: keys %v", key, cache.Keys(t.Context(), "*").Val())
 	}
-	testenv.Eventually(t, 30*time.Second, "queue:restart seen", func() bool { return strings.Contains(logs.String(), "queue:restart seen") })
+	testenv.Eventually(t, 30*time.Second, "the workers rolled for queue:restart", func() bool {
+		s, ok := v.status(t, cfg)
+		return ok && s.Recycles["restart"] == 2
+	})
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("kqueue run: %v\n%s", err, logs.String())
 	}
+}
+
+// status is what `kqueue status --json` says of the instance at cfg,
+// asked inside the app's root; false while it does not answer.
+func (v *laravelApp) status(t *testing.T, cfg string) (poller.Snapshot, bool) {
+	var s poller.Snapshot
+	out, err := v.kqueue(t.Context(), "status", "--config", cfg, "--json").Output()
+	return s, err == nil && json.Unmarshal(out, &s) == nil
 }
 
 // prefix: the Redis prefix is the app's, read from it — a Laravel 11+
