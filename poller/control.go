@@ -43,7 +43,8 @@ func (p *Poller) ServeControl(ctx context.Context, path string) (stop func(), er
 // answerControl writes one snapshot, or why there is none, to c.
 func (p *Poller) answerControl(ctx context.Context, c net.Conn) {
 	defer c.Close()
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Answered while stopping too: a drain is when status helps most.
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	s, err := p.Snapshot(qctx)
 	cancel()
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
