@@ -68,18 +68,19 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	n := notify.New()
 	p, err := startPoller(ctx, cfg, log, n, func(c *poller.Config) { c.StopWhenEmpty = opts.StopWhenEmpty })
 	if err != nil {
-		d.close()
+		d.Stop(context.Background())
 		return err
 	}
 	defer p.close()
 	pc, dc, err := unixsock.Pair()
 	if err != nil {
-		d.close()
+		d.Stop(context.Background())
 		return err
 	}
 	served := make(chan error, 1)
 	go func() { served <- d.ServeConn(ctx, protocol.NewConn(dc)) }()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
+	defer stopping(ctx, n)()
 	defer reloads(ctx, cfg, opts.Reload, n, log, func(next *config.Config) {
 		reloadPoller(cfg, next, log)
 		reloadDispatcher(d, next, log)
@@ -111,6 +112,7 @@ func Poller(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Opti
 	}
 	defer p.close()
 	n.Ready("redis reachable; connecting to the dispatcher")
+	defer stopping(ctx, n)()
 	return p.Serve(ctx, cfg.Dispatcher.Socket)
 }
 
@@ -146,11 +148,17 @@ func Dispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger, opts 
 	n := notify.New()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
 	defer reloads(ctx, cfg, opts.Reload, n, log, func(next *config.Config) { reloadDispatcher(d, next, log) })()
-	stopped := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
-	defer stopped()
+	defer stopping(ctx, n)()
 	return d.ServeListener(ctx, ln, exec.ListenOptions{
 		IdleExit: cfg.Pool.IdleExit > 0 && activated, Watchdog: func() { n.Watchdog() }, WatchdogEvery: n.WatchdogInterval(),
 	})
+}
+
+// stopping tells systemd STOPPING=1 once ctx is done, until the returned
+// function is called.
+func stopping(ctx context.Context, n *notify.Notifier) (cancel func()) {
+	stop := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
+	return func() { stop() }
 }
 
 // logStart logs what a newcomer needs to know about this instance.

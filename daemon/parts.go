@@ -67,8 +67,6 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 	} else {
 		part.stops = append(part.stops, stop)
 	}
-	stopping := context.AfterFunc(ctx, func() { n.Stopping("stopping: finishing running jobs") })
-	part.stops = append(part.stops, func() { stopping() })
 	return part, nil
 }
 

@@ -25,9 +25,10 @@ import (
 // process, which stops itself on ctx — until it closes the connection,
 // then stops the pool.
 func (d *Dispatcher) ServeConn(ctx context.Context, conn *protocol.Conn) error {
-	defer d.hardStopAfter(ctx)()
+	timeout := d.cfg.get().ShutdownTimeout // as started: a reload changes it at the next start
+	defer d.hardStopAfter(ctx, timeout)()
 	err := d.Serve(context.WithoutCancel(ctx), conn)
-	return errors.Join(err, d.shutdown())
+	return errors.Join(err, d.shutdown(timeout))
 }
 
 // ListenOptions are how ServeListener runs.
@@ -46,7 +47,8 @@ type ListenOptions struct {
 // poller lets go for lack of work; then it stops the pool. Connections
 // from processes outside root, kqueue's user and its group are refused.
 func (d *Dispatcher) ServeListener(ctx context.Context, ln net.Listener, opts ListenOptions) error {
-	defer d.hardStopAfter(ctx)()
+	timeout := d.cfg.get().ShutdownTimeout // as started: a reload changes it at the next start
+	defer d.hardStopAfter(ctx, timeout)()
 	if opts.Watchdog != nil && opts.WatchdogEvery > 0 {
 		go d.pingWhileHealthy(ctx, opts.Watchdog, opts.WatchdogEvery)
 	}
@@ -69,7 +71,7 @@ func (d *Dispatcher) ServeListener(ctx context.Context, ln net.Listener, opts Li
 			break
 		}
 	}
-	return d.shutdown()
+	return d.shutdown(timeout)
 }
 
 // pingWhileHealthy calls ping every interval while the pool is healthy,
@@ -90,9 +92,8 @@ func (d *Dispatcher) pingWhileHealthy(ctx context.Context, ping func(), every ti
 }
 
 // hardStopAfter stops the running jobs hard once ctx has been done for
-// ShutdownTimeout. The returned function disarms it.
-func (d *Dispatcher) hardStopAfter(ctx context.Context) (disarm func()) {
-	timeout := d.cfg.get().ShutdownTimeout
+// timeout. The returned function disarms it.
+func (d *Dispatcher) hardStopAfter(ctx context.Context, timeout time.Duration) (disarm func()) {
 	var timer *time.Timer
 	armed := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -108,9 +109,9 @@ func (d *Dispatcher) hardStopAfter(ctx context.Context) (disarm func()) {
 }
 
 // shutdown stops the pool, its running jobs (if any are left) given
-// ShutdownTimeout.
-func (d *Dispatcher) shutdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.get().ShutdownTimeout)
+// timeout.
+func (d *Dispatcher) shutdown(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return d.Stop(ctx)
 }

@@ -119,7 +119,7 @@ func (p *Poller) sendAcks(ctx context.Context) error {
 	err := p.store.Ack(ctx, p.acks.out())
 	p.acked(n, err)
 	if err == nil {
-		p.outage.end()
+		p.outage.end() // the store answered
 	}
 	return err
 }

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kqueue/kqueue/cgroup"
 	"github.com/kqueue/kqueue/internal/unixsock"
 )
 
@@ -26,6 +27,9 @@ func (p *Poller) ServeControl(ctx context.Context, path string) (stop func(), er
 	refused := func(who string) {
 		p.log.Warn("control socket: refused a connection from a process outside root, kqueue's user and its group", "peer", who)
 	}
+	// Answered while stopping too (a drain is when status helps most),
+	// until stop.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -37,14 +41,13 @@ func (p *Poller) ServeControl(ctx context.Context, path string) (stop func(), er
 			p.answerControl(ctx, c)
 		}
 	}()
-	return func() { ln.Close(); <-done; os.Remove(path) }, nil
+	return func() { cancel(); ln.Close(); <-done; os.Remove(path) }, nil
 }
 
 // answerControl writes one snapshot, or why there is none, to c.
 func (p *Poller) answerControl(ctx context.Context, c net.Conn) {
 	defer c.Close()
-	// Answered while stopping too: a drain is when status helps most.
-	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	s, err := p.Snapshot(qctx)
 	cancel()
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -102,7 +105,7 @@ func (s Snapshot) WriteText(out io.Writer) {
 	if len(s.Workers) > 0 {
 		table(out, "PID\tSTATE\tJOBS\tMEMORY\tAGE", len(s.Workers), func(i int) string {
 			w := s.Workers[i]
-			return fmt.Sprintf("%d\t%s\t%d\t%dM\t%s", w.PID, w.State, w.Jobs, w.RSS>>20, w.Age.Round(time.Second))
+			return fmt.Sprintf("%d\t%s\t%d\t%s\t%s", w.PID, w.State, w.Jobs, cgroup.FormatBytes(int64(w.RSS)), w.Age.Round(time.Second))
 		})
 	}
 	if len(s.Recycles) > 0 {

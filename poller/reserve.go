@@ -174,7 +174,12 @@ func (p *Poller) extendLeases(ctx context.Context) {
 	if !p.outage.mayTry() {
 		return // the store is away: the retry timer tries
 	}
-	if err := p.sendAcks(ctx); err != nil {
+	// An acknowledgement the store refuses (a script's error) is kept for
+	// later; it must not cost the running jobs their leases.
+	if err := p.sendAcks(ctx); isUnreachable(err) {
+		return
+	}
+	if len(p.inflight) == 0 {
 		return
 	}
 	now := p.cfg.Now()
@@ -184,6 +189,8 @@ func (p *Poller) extendLeases(ctx context.Context) {
 	}
 	if err := p.store.Extend(ctx, leases); err != nil {
 		p.outage.begin(err)
+	} else {
+		p.outage.end()
 	}
 }
 

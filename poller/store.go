@@ -12,8 +12,9 @@ import (
 // every store; what a store does is here.
 //
 // The poller calls a Store from its main loop, one call at a time, with
-// one exception: Wait runs off the loop, beside the other calls. A Store
-// knows its queues by their index in Config.Queues.
+// two exceptions that run beside the loop: Wait (the waker), and Depths
+// and HasWork (`kqueue status`, metrics, the idle wait). A Store knows its
+// queues by their index in Config.Queues.
 //
 // Errors: a store wraps those that mean it is away (network, restart) with
 // Unreachable; the poller then keeps what it has to send and tries again
