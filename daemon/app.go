@@ -1,19 +1,26 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"strings"
 
 	"github.com/kqueue/kqueue/config"
-	"github.com/kqueue/kqueue/exec"
 )
 
-// adoptApp reads the app's queue configuration at start-up (exec.ReadApp): what came from the app is logged, each
-// disagreement is a warning (an error when kqueue would see no job).
-func adoptApp(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	notes, err := exec.ReadApp(ctx, cfg)
+// adopt completes cfg with the app's queue configuration (answer, as
+// exec.Dispatcher.App reads it): kqueue.toml's own values win. What came
+// from the app is logged, each disagreement is a warning (an error when
+// kqueue would see no job).
+func adopt(cfg *config.Config, answer []byte, readErr error, log *slog.Logger) error {
+	var notes []config.Note
+	l, err := config.ParseLaravel(answer)
+	if readErr != nil {
+		err = readErr
+	}
+	if err == nil {
+		notes, err = cfg.Adopt(l)
+	}
 	if err != nil {
 		return fmt.Errorf("%w (set these values in %s, or fix the app)", err, cfg.File)
 	}
@@ -28,7 +35,6 @@ func adoptApp(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			taken = append(taken, n.Key, strings.Trim(n.Value, `"`))
 		}
 	}
-	l := cfg.Laravel
 	log.Info("read the app's queue configuration", append([]any{"laravel", l.Version}, taken...)...)
 	if w := l.FailedWarning(); w != "" {
 		log.Warn(w)

@@ -45,24 +45,22 @@ type Options struct {
 // Run runs the poller and the dispatcher in this process, over a
 // socketpair: the same protocol as between the two units.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
-	// The app's queue configuration (one PHP boot) is read while the pool
-	// boots: the pool needs nothing from it (an unset connection means the
-	// app's default to both), and the poller starts after both.
+	d, answer, appErr, err := startDispatcher(ctx, cfg, log)
+	if err != nil {
+		if appErr != nil { // the app's own error says more
+			return adopt(cfg, nil, appErr, log)
+		}
+		return err
+	}
 	app := *cfg
 	app.Queues = slices.Clone(cfg.Queues)
-	adopted := make(chan error, 1)
-	go func() { adopted <- adoptApp(ctx, &app, log) }()
-	d, err := startDispatcher(ctx, cfg, log)
-	if adoptErr := <-adopted; adoptErr != nil {
-		if err == nil {
-			d.close()
-		}
-		return adoptErr
-	}
-	if err != nil {
+	if err := adopt(&app, answer, appErr, log); err != nil {
+		d.close()
 		return err
 	}
 	defer d.driver.Close()
+	// The pool started with kqueue.toml's settings (an unset connection
+	// means the app's default to both); the poller takes the app's.
 	*cfg = app
 	logStart(log, cfg, "run", opts.Version)
 	n := notify.New()
@@ -93,11 +91,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 // Poller is the queue side alone: it connects to the dispatcher's socket
 // and reconnects when the dispatcher restarts.
 func Poller(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
-	if err := adoptApp(ctx, cfg, log); err != nil {
+	n := notify.New()
+	// It runs no PHP: the dispatcher, which runs as the app's user, tells
+	// it the app's queue configuration.
+	answer, err := poller.AskApp(ctx, cfg.Dispatcher.Socket, cfg.Name, log, func(status string) { n.Watchdog(); n.Status(status) })
+	if ctx.Err() != nil {
+		return nil // stopped before it started
+	}
+	if err := adopt(cfg, answer, err, log); err != nil {
 		return err
 	}
 	logStart(log, cfg, "poller", opts.Version)
-	n := notify.New()
 	// The poller's reload only reads the config again and says what waits
 	// for a restart: a RELOADING=1 of its own would make systemd propagate
 	// a second reload to the dispatcher, which systemctl reload reached
@@ -137,13 +141,14 @@ func Dispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger, opts 
 	if cfg.Pool.IdleExit > 0 && !activated {
 		log.Warn("pool.idle_exit is ignored: it needs the dispatcher started by its socket (kqueue-dispatcher@NAME.socket), which starts it again")
 	}
-	d, err := startDispatcher(ctx, cfg, log)
+	d, answer, appErr, err := startDispatcher(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer d.driver.Close()
-	if err := prefixMismatch(cfg, d.Dispatcher); err != nil {
-		log.Error("no job will be seen", "error", err)
+	if err := adopt(cfg, answer, appErr, log); err != nil {
+		// The poller asks for it, and says why it cannot start.
+		log.Error("the app's queue configuration", "error", err)
 	}
 	n := notify.New()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))

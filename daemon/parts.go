@@ -119,17 +119,25 @@ func (d *dispatcherPart) close() {
 	d.driver.Close()
 }
 
-// startDispatcher opens the isolation driver and boots the pool.
-func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (*dispatcherPart, error) {
+// startDispatcher opens the isolation driver and boots the pool; beside
+// the boot, it reads the app's queue configuration (answer, or appErr).
+func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *dispatcherPart, answer []byte, appErr, err error) {
 	log = log.With("component", "dispatcher")
 	driver, err := cgroup.Open(cfg.Isolation.Driver, cfg.Name, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	d := exec.New(exec.FromConfig(cfg, driver), log)
-	if err := d.Start(ctx); err != nil {
+	d = &dispatcherPart{exec.New(exec.FromConfig(cfg, driver), log), driver}
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		answer, appErr = d.App(ctx)
+	}()
+	err = d.Start(ctx)
+	<-read
+	if err != nil {
 		driver.Close()
-		return nil, err
+		return nil, nil, appErr, err
 	}
-	return &dispatcherPart{d, driver}, nil
+	return d, answer, appErr, nil
 }

@@ -1,9 +1,7 @@
 package daemon
 
 import (
-	"cmp"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 
@@ -73,22 +71,4 @@ func reloadPoller(cfg, next *config.Config, log *slog.Logger) {
 	for _, key := range cfg.RestartNeeded(next) {
 		log.Warn("reload: [" + key + "] changed; it applies at the next restart (systemctl restart kqueue@" + cfg.Name + ")")
 	}
-}
-
-// prefixMismatch says when kqueue.toml's Redis prefix is not the one the
-// app's queue connection puts in front of its keys (as its worker
-// reported it): kqueue would wait on queues nobody pushes to. Skeletons
-// differ here (laravel_database_ in Laravel 8, laravel-database- on 11+
-// framework defaults), so it is read from the app, not guessed.
-//
-// Only a kqueue.toml that sets prefix itself is checked here, and only
-// when the app's configuration was not read at start-up (kqueue
-// dispatcher): otherwise adoptApp has compared the two already.
-func prefixMismatch(cfg *config.Config, d *exec.Dispatcher) error {
-	app, ok := d.AppPrefix()
-	if !ok || app == *cfg.Redis.Prefix || cfg.Laravel != nil || !cfg.Set("redis.prefix") {
-		return nil
-	}
-	return fmt.Errorf("redis prefix: %s has %q, but the app's queue connection %q puts %q in front of its keys: set prefix = %q in [redis], or remove it to use the app's",
-		cfg.File, *cfg.Redis.Prefix, cmp.Or(cfg.App.Connection, "(its default)"), app, app)
 }

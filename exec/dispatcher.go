@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,9 @@ type Dispatcher struct {
 	capSig   chan struct{}
 	stopOnce sync.Once
 	hardOnce sync.Once
+
+	appMu sync.Mutex
+	app   []byte // App's answer, once read
 }
 
 // HardStop kills the running jobs and releases them back to their queues
@@ -137,16 +141,6 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 // job interrupted), as `php artisan queue:restart` does.
 func (d *Dispatcher) Roll() { d.pool.roll() }
 
-// AppPrefix is the Redis key prefix the app's queue connection uses, as
-// its first worker reported it after Start; ok is false when the app could
-// not say (not a Redis connection, or Redis out of reach at boot).
-func (d *Dispatcher) AppPrefix() (prefix string, ok bool) {
-	if d.pool.appPrefix == nil {
-		return "", false
-	}
-	return *d.pool.appPrefix, true
-}
-
 // Reload takes a new Config and rolls the pool: every worker is replaced,
 // once idle, by one started with it (new code, new environment, new
 // limits, rules and recycling). A few settings shape the running process
@@ -190,6 +184,33 @@ func (d *Dispatcher) Healthy() bool {
 	return d.Ready() > 0 || d.pool.booting.Load() > 0
 }
 
+// App is the app's queue configuration, appconfig.php's answer, read once
+// (a PHP run that boots the app) with the workers' PHP, user and
+// environment: what kqueue adopts from the app. The poller, which runs no
+// PHP of its own, asks for it (Hello.AppOnly). Safe to call before Start.
+func (d *Dispatcher) App(ctx context.Context) ([]byte, error) {
+	d.appMu.Lock()
+	defer d.appMu.Unlock()
+	if d.app != nil {
+		return d.app, nil
+	}
+	answer, err := AppConfig(ctx, *d.cfg.get())
+	if err != nil {
+		return nil, err
+	}
+	d.app = answer
+	return answer, nil
+}
+
+// appAnswer is App for a poller: the answer, or {"error": why}.
+func (d *Dispatcher) appAnswer(ctx context.Context) []byte {
+	answer, err := d.App(ctx)
+	if err != nil {
+		answer, _ = json.Marshal(map[string]string{"error": err.Error()})
+	}
+	return answer
+}
+
 // State is the pool as it is now: its workers, and the ones replaced so
 // far by reason.
 func (d *Dispatcher) State() protocol.Pool { return d.pool.state() }
@@ -219,21 +240,40 @@ func (d *Dispatcher) capacityChanged() {
 // answers any that were on their way as not started, lets the ones it has
 // finish, and then ends the connection.
 func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
+	_, err := d.serve(ctx, conn)
+	return err
+}
+
+// serve is Serve; appOnly tells a poller that only asked for the app's
+// configuration (Hello.AppOnly) from one that was served.
+func (d *Dispatcher) serve(ctx context.Context, conn *protocol.Conn) (appOnly bool, err error) {
 	defer conn.Close()
 	m, err := conn.Recv()
 	if err != nil {
-		return fmt.Errorf("handshake with poller: %w", err)
+		return false, fmt.Errorf("handshake with poller: %w", err)
 	}
 	h, ok := m.(protocol.Hello)
 	if !ok {
-		return fmt.Errorf("handshake with poller: got message type %d, want hello", m.Type())
+		return false, fmt.Errorf("handshake with poller: got message type %d, want hello", m.Type())
 	}
-	if err := conn.Send(protocol.Welcome{Version: protocol.Version, Capacity: uint64(d.pool.capacity())}); err != nil {
-		return fmt.Errorf("handshake with poller: %w", err)
+	w := protocol.Welcome{Version: protocol.Version, Capacity: uint64(d.pool.capacity())}
+	if h.AppOnly && h.Version == protocol.Version {
+		w.App = d.appAnswer(ctx)
+	}
+	if err := conn.Send(w); err != nil {
+		return false, fmt.Errorf("handshake with poller: %w", err)
 	}
 	if h.Version != protocol.Version {
-		return fmt.Errorf("handshake with poller: it speaks protocol version %d, this dispatcher %d", h.Version, protocol.Version)
+		return false, fmt.Errorf("handshake with poller: it speaks protocol version %d, this dispatcher %d", h.Version, protocol.Version)
 	}
+	if h.AppOnly {
+		return true, nil
+	}
+	return false, d.serveJobs(ctx, conn)
+}
+
+// serveJobs runs the jobs of a poller connection past its handshake.
+func (d *Dispatcher) serveJobs(ctx context.Context, conn *protocol.Conn) error {
 
 	s := &session{conn: conn, outcomes: make(chan protocol.Message, 2*d.pool.maxCapacity()+64), drained: make(chan struct{}), fence: make(chan struct{})}
 	stopWriter := make(chan struct{})

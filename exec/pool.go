@@ -124,7 +124,6 @@ type pool struct {
 	booting     atomic.Int32             // workers being started now
 	failedBoots atomic.Uint64            // boots that failed, all told
 
-	appPrefix *string // the first worker's report of the app's Redis prefix; set by start
 }
 
 // Prefetch: while jobs are short, a worker that finishes one should find
@@ -268,9 +267,9 @@ func (p *pool) adjust(count *int, delta int) {
 func (p *pool) start(ctx, run context.Context) error {
 	p.rollCh = make(chan struct{})
 	n := p.cfg.get().Workers
-	// Every worker boots at once. The first one ready starts the pool and
-	// tells the app's prefix; when the first to finish fails, the pool
-	// does not start (the app does not boot). The others go to the slots
+	// Every worker boots at once. The first one ready starts the pool;
+	// when the first to finish fails, the pool does not start (the app
+	// does not boot). The others go to the slots
 	// as they come.
 	boots := make(chan booted, n)
 	for range n {
@@ -300,7 +299,6 @@ func (p *pool) start(ctx, run context.Context) error {
 		return first.err
 	}
 	p.log.Info("worker ready", "pid", first.w.pid, "laravel", first.w.version, "boot", time.Since(first.w.booted).Round(time.Millisecond))
-	p.appPrefix = first.w.prefix
 	p.addReady(1)
 	p.slots = make([]atomic.Pointer[worker], n)
 	p.slots[0].Store(first.w) // in the status from the start

@@ -57,18 +57,23 @@ func (d *Dispatcher) ServeListener(ctx context.Context, ln net.Listener, opts Li
 	refused := func(who string) {
 		d.log.Warn("dispatcher socket: refused a connection from a process outside root, kqueue's user and its group", "peer", who)
 	}
+serving:
 	for {
 		c, err := unixsock.Accept(ln, refused)
 		if err != nil {
 			break // closed: stopping
 		}
 		d.log.Info("poller connected")
-		if err := d.Serve(ctx, protocol.NewConn(c)); err != nil {
+		appOnly, err := d.serve(ctx, protocol.NewConn(c))
+		switch {
+		case err != nil:
 			d.log.Error("poller connection ended", "error", err)
-		} else if ctx.Err() == nil && opts.IdleExit {
+		case appOnly:
+			// A poller starting up: it connects again to be served.
+		case ctx.Err() == nil && opts.IdleExit:
 			// The poller let go after pool.idle_exit without work.
 			d.log.Info("idle: exiting until the next job (pool.idle_exit)")
-			break
+			break serving
 		}
 	}
 	return d.shutdown(timeout)

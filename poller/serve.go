@@ -2,7 +2,10 @@ package poller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"runtime/debug"
 	"time"
@@ -21,20 +24,11 @@ const reconnectPause = 500 * time.Millisecond
 // own idle exit). After IdleExit without work it lets the dispatcher go
 // and waits for the next job before it connects, and so starts, it again.
 func (p *Poller) Serve(ctx context.Context, socket string) error {
-	var dialer net.Dialer
-	logged := false
 	for ctx.Err() == nil {
-		p.waiting("connecting to the dispatcher")
-		c, err := dialer.DialContext(ctx, "unix", socket)
+		c, err := dial(ctx, socket, p.log, p.cfg.Waiting)
 		if err != nil {
-			if !logged {
-				p.log.Warn("dispatcher not reachable yet; retrying", "socket", socket, "error", err)
-				logged = true
-			}
-			pause(ctx, reconnectPause)
-			continue
+			return nil // stopped
 		}
-		logged = false
 		p.log.Info("connected to dispatcher", "socket", socket)
 		err = p.Run(ctx, protocol.NewConn(c))
 		switch {
@@ -52,6 +46,59 @@ func (p *Poller) Serve(ctx context.Context, socket string) error {
 		}
 	}
 	return nil
+}
+
+// dial connects to the dispatcher at socket, again every reconnectPause
+// until it answers or ctx is done; waiting, when set, hears that it waits.
+func dial(ctx context.Context, socket string, log *slog.Logger, waiting func(string)) (net.Conn, error) {
+	var dialer net.Dialer
+	logged := false
+	for {
+		if waiting != nil {
+			waiting("connecting to the dispatcher")
+		}
+		c, err := dialer.DialContext(ctx, "unix", socket)
+		if err == nil || ctx.Err() != nil {
+			return c, err
+		}
+		if !logged {
+			log.Warn("dispatcher not reachable yet; retrying", "socket", socket, "error", err)
+			logged = true
+		}
+		pause(ctx, reconnectPause)
+	}
+}
+
+// AskApp asks the dispatcher at socket for the app's queue configuration
+// (exec.Dispatcher.App), waiting for it to be there: a poller runs no PHP
+// of its own. A socket-activated dispatcher starts for it.
+func AskApp(ctx context.Context, socket, instance string, log *slog.Logger, waiting func(string)) ([]byte, error) {
+	c, err := dial(ctx, socket, log, waiting)
+	if err != nil {
+		return nil, err
+	}
+	conn := protocol.NewConn(c)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(2 * time.Minute)) // the app's boot is bounded by its own timeout
+	if err := conn.Send(protocol.Hello{Version: protocol.Version, Instance: instance, AppOnly: true}); err != nil {
+		return nil, fmt.Errorf("ask the dispatcher for the app's configuration: %w", err)
+	}
+	m, err := conn.Recv()
+	if err != nil {
+		return nil, fmt.Errorf("ask the dispatcher for the app's configuration: %w", err)
+	}
+	w, ok := m.(protocol.Welcome)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("ask the dispatcher for the app's configuration: got message type %d, want welcome", m.Type())
+	case w.Version != protocol.Version:
+		return nil, fmt.Errorf("the dispatcher speaks protocol version %d, this poller %d: restart both (systemctl restart kqueue@%s)", w.Version, protocol.Version, instance)
+	}
+	var e struct{ Error string }
+	if json.Unmarshal(w.App, &e) == nil && e.Error != "" {
+		return nil, errors.New(e.Error)
+	}
+	return w.App, nil
 }
 
 // awaitWork waits, scaled to zero, until a job is there to run or ctx is

@@ -51,12 +51,19 @@ type Message interface {
 type Hello struct {
 	Version  uint64
 	Instance string
+	// AppOnly asks for Welcome.App and nothing more: the dispatcher
+	// answers and closes the connection (a poller starting up, which
+	// runs no PHP of its own).
+	AppOnly bool
 }
 
 // Welcome accepts a connection (dispatcher → poller).
 type Welcome struct {
 	Version  uint64
 	Capacity uint64 // jobs the dispatcher can run at once
+	// App is the app's queue configuration as the dispatcher read it at
+	// start-up (exec/php/appconfig.php's answer).
+	App []byte
 }
 
 // Capacity announces a new capacity (dispatcher → poller).
@@ -201,14 +208,27 @@ func (Pool) Type() byte     { return TypePool }
 func (Started) Type() byte  { return TypeStarted }
 func (Running) Type() byte  { return TypeRunning }
 
+// Hello and Welcome keep the version first and their other fields after
+// the ones of earlier versions, so that a peer of another version still
+// reads the version and says so.
+
 func (m Hello) AppendBody(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.Version)
-	return appendString(b, m.Instance)
+	b = appendString(b, m.Instance)
+	return append(b, boolByte(m.AppOnly))
 }
 
 func (m Welcome) AppendBody(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.Version)
-	return binary.AppendUvarint(b, m.Capacity)
+	b = binary.AppendUvarint(b, m.Capacity)
+	return appendString(b, string(m.App))
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 func (m Capacity) AppendBody(b []byte) []byte {
@@ -280,9 +300,19 @@ func Decode(frame []byte) (Message, error) {
 	var m Message
 	switch frame[0] {
 	case TypeHello:
-		m = Hello{Version: d.uvarint(), Instance: d.string()}
+		h := Hello{Version: d.uvarint(), Instance: d.string()}
+		if len(d.b) > 0 { // from version 6
+			h.AppOnly = d.byte() == 1
+		}
+		m = h
 	case TypeWelcome:
-		m = Welcome{Version: d.uvarint(), Capacity: d.uvarint()}
+		w := Welcome{Version: d.uvarint(), Capacity: d.uvarint()}
+		if len(d.b) > 0 { // from version 6
+			if app := d.bytes(); len(app) > 0 {
+				w.App = append([]byte(nil), app...) // Recv reuses its buffer
+			}
+		}
+		m = w
 	case TypeCapacity:
 		m = Capacity{Capacity: d.uvarint()}
 	case TypeJob:

@@ -12,7 +12,9 @@ import (
 
 var samples = []Message{
 	Hello{Version: Version, Instance: "default"},
+	Hello{Version: Version, Instance: "default", AppOnly: true},
 	Welcome{Version: Version, Capacity: 8},
+	Welcome{Version: Version, Capacity: 8, App: []byte(`{"laravel":"8.83.26"}`)},
 	Capacity{Capacity: 0},
 	Job{ID: 1, Queue: "default", Payload: []byte(`{"uuid":"u","attempts":0}`)},
 	Job{ID: 1 << 40, Queue: "{high}", Payload: []byte{}},
@@ -59,6 +61,24 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if _, err := cb.Recv(); !errors.Is(err, io.EOF) {
 		t.Errorf("after the last frame: %v, want EOF", err)
+	}
+}
+
+// A Hello or Welcome of version 5, without the fields that came after it,
+// still reads: the version mismatch is then said as such.
+func TestDecodeEarlierHandshake(t *testing.T) {
+	t.Parallel()
+	for _, frame := range [][]byte{
+		{TypeHello, 5, 1, 'd'},
+		{TypeWelcome, 5, 8},
+	} {
+		m, err := Decode(frame)
+		if err != nil {
+			t.Fatalf("Decode(%v): %v", frame, err)
+		}
+		if v := reflect.ValueOf(m).FieldByName("Version").Uint(); v != 5 {
+			t.Errorf("Decode(%v) = %+v, want version 5", frame, m)
+		}
 	}
 }
 
