@@ -117,6 +117,11 @@ type App struct {
 	// "www-data"): kqueue starts them with its uid, gid and groups.
 	// Default: kqueue's own user. Running as root, set it.
 	User string `toml:"user"`
+	// Writable lists what PHP may write besides the app's storage/ and
+	// bootstrap/cache/ (paths relative to Path, or absolute): under
+	// systemd the rest of the filesystem is read-only to the dispatcher
+	// and its jobs (an SQLite database's folder, an uploads folder).
+	Writable []string `toml:"writable"`
 }
 
 // Redis is where Laravel's queues live: one server (URL), a Redis Cluster

@@ -125,6 +125,11 @@ func Poller(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Opti
 // own at dispatcher.socket.
 func Dispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
 	logStart(log, cfg, "dispatcher", opts.Version)
+	if os.Getenv("INVOCATION_ID") != "" { // under systemd: in its sandbox
+		for _, w := range cfg.SandboxWarnings(config.GeneratorDir) {
+			log.Warn(w)
+		}
+	}
 	ln, err := unixsock.Inherited()
 	activated := ln != nil
 	switch {

@@ -21,7 +21,9 @@ CGO_ENABLED=1 GOARCH=$arch "$go" build -trimpath -buildvcs=false -buildmode=pie 
 	-o "$p/usr/bin/kqueue" ./cmd/kqueue
 install -d "$p/usr/share/man/man1"
 gzip -9n <packaging/kqueue.1 >"$p/usr/share/man/man1/kqueue.1.gz"
-install -m 644 units/* "$p/lib/systemd/system/"
+install -m 644 units/*.* "$p/lib/systemd/system/"
+install -d "$p/lib/systemd/system-generators"
+install -m 755 units/generators/kqueue-generator "$p/lib/systemd/system-generators/"
 install -m 644 exec/php/*.php "$p/usr/share/kqueue/php/"
 # The optional Laravel package, Debian style: require_once '/usr/share/php/KQueue/autoload.php'.
 for d in . Console Contracts Jobs; do

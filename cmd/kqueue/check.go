@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/exec"
@@ -31,7 +32,11 @@ func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "php worker: boots\n")
 		d.Stop(context.Background())
 	}
-	for _, r := range cfg.Risks() {
+	generated := ""
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		generated = config.GeneratorDir // systemd runs here
+	}
+	for _, r := range append(cfg.Risks(), cfg.SandboxWarnings(generated)...) {
 		fmt.Fprintf(stdout, "warning: %s\n", r)
 	}
 	return errors.Join(problems...)

@@ -9,6 +9,7 @@ Usage:
   kqueue check      --config FILE | NAME                check a config and the app behind it
   kqueue status     --config FILE | NAME [--json]       live counts, queue depths, running jobs, last failures
   kqueue version                                        print the version
+  kqueue generator DIR                                  write each instance's sandbox drop-in (systemd runs it)
 
 Flags:
   --config FILE       the instance config (default /etc/kqueue/default.toml);

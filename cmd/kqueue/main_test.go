@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -175,5 +177,28 @@ func TestCommandHelp(t *testing.T) {
 	err := run(context.Background(), []string{"web", "--help"}, io.Discard, &stderr)
 	if !errors.Is(err, errUnknownCommand) || !strings.Contains(stderr.String(), "Usage:") {
 		t.Errorf("kqueue web --help: %v, want unknown command and the usage", err)
+	}
+}
+
+// kqueue generator (systemd's generator for kqueue) writes each instance's
+// sandbox drop-in from /etc/kqueue/NAME.toml, and says which config it
+// could not read.
+func TestGenerator(t *testing.T) {
+	etc, out := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(etc, "web.toml"), []byte("[app]\npath = \"/srv/web\"\nwritable = [\"database\"]\n"), 0o644)
+	os.WriteFile(filepath.Join(etc, "broken.toml"), []byte("[app]\n"), 0o644)
+	t.Setenv("KQUEUE_CONFIG_DIR", etc)
+	err := run(context.Background(), []string{"generator", out, out, out}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "broken.toml") {
+		t.Errorf("generator: %v, want an error naming broken.toml", err)
+	}
+	got, err := os.ReadFile(filepath.Join(out, "kqueue-dispatcher@web.service.d", "50-kqueue-sandbox.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ReadWritePaths=-/srv/web/storage\n", "ReadWritePaths=-/srv/web/bootstrap/cache\n", "ReadWritePaths=-/srv/web/database\n"} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("drop-in lacks %q:\n%s", want, got)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -40,6 +41,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version", "--version":
 		fmt.Fprintf(stdout, "kqueue %s\n", buildVersion())
 		return nil
+	case "generator":
+		// systemd runs it (as kqueue-generator) with its output folders.
+		if len(args) == 0 {
+			return fmt.Errorf("generator: which folder? %w", errUsage)
+		}
+		return errors.Join(config.WriteDropIns(cmp.Or(os.Getenv("KQUEUE_CONFIG_DIR"), "/etc/kqueue"), args[0])...)
 	}
 	help, ok := commandHelp[cmd]
 	if !ok {

@@ -68,6 +68,7 @@ echo 'deb [trusted=yes] file:/srv/kqueue-apt ./' >/etc/apt/sources.list.d/kqueue
 apt-get update -qq
 need "apt-get install kqueue" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q kqueue
 check "the kqueue group exists" getent group kqueue
+check "the kqueue user exists (the poller's account)" getent passwd kqueue
 check "/etc/kqueue/default.toml is installed" test -f /etc/kqueue/default.toml
 check "the package enabled kqueue.service (the umbrella unit)" test "$(systemctl is-enabled kqueue.service)" = enabled
 check "kqueue.service is active" active kqueue.service
@@ -82,13 +83,44 @@ artisan migrate --force >/dev/null
 # The jobs run as www-data, which owns what Laravel writes.
 chown -R www-data:www-data "$app/storage" "$app/database" "$app/bootstrap/cache"
 sed -i 's/^# \[app.env\]$/[app.env]\nKQ_PROBE = "1"/; s/^# listen = "127.0.0.1:9464"/listen = "127.0.0.1:9464"/; s/^# user = "www-data"/user = "www-data"/' /etc/kqueue/default.toml
-check "kqueue check accepts the config" kqueue check --config /etc/kqueue/default.toml
+# The jobs write the SQLite database: under the sandbox, say so.
+sed -i 's/^# writable = \["database"\]/writable = ["database"]/' /etc/kqueue/default.toml
+kqueue check --config /etc/kqueue/default.toml | tee "$out/check-before.txt"
+check "kqueue check says the sandbox lags the config until daemon-reload" \
+	grep -q "writable paths are not those of /etc/kqueue/default.toml: run systemctl daemon-reload" "$out/check-before.txt"
+systemctl daemon-reload
+check "kqueue-generator opened the app's writable paths to the dispatcher" \
+	grep -q '^ReadWritePaths=-/srv/app/database$' /run/systemd/generator/kqueue-dispatcher@default.service.d/50-kqueue-sandbox.conf
+kqueue check --config /etc/kqueue/default.toml | tee "$out/check.txt"
+check "kqueue check accepts the config, with no sandbox warning" bash -c "! grep -q 'warning: sandbox' $out/check.txt"
 
 step "systemctl enable --now kqueue@default"
 need "systemctl enable --now kqueue@default" systemctl enable --now kqueue@default
 need "kqueue@default is active" active kqueue@default
 need "the dispatcher was started by its socket" until_ok 60 active kqueue-dispatcher@default
 systemctl status --no-pager kqueue@default kqueue-dispatcher@default | head -n 30
+
+step "least privilege"
+poller=$(systemctl show -P MainPID kqueue@default)
+check "the poller runs as kqueue" test "$(ps -o user= -p "$poller")" = kqueue
+check "with no capabilities (CapEff: 0)" grep -qx 'CapEff:[[:space:]]*0000000000000000' "/proc/$poller/status"
+dispatcher=$(systemctl show -P MainPID kqueue-dispatcher@default)
+grep -E '^Cap(Eff|Bnd):' "/proc/$dispatcher/status"
+check "the dispatcher can only switch users, signal, and chown (CapBnd: setuid setgid kill chown)" \
+	grep -qx 'CapBnd:[[:space:]]*00000000000000e1' "/proc/$dispatcher/status"
+exposure() { systemd-analyze security --no-pager "$1" | tee "$out/security-$1.txt" | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p'; }
+p_exp=$(exposure kqueue@default.service)
+d_exp=$(exposure kqueue-dispatcher@default.service)
+echo "systemd-analyze security: kqueue@default $p_exp, kqueue-dispatcher@default $d_exp"
+grep -E '✗' "$out/security-kqueue@default.service.txt" || true
+check "systemd-analyze security: the poller's exposure $p_exp <= 2.0" awk -v e="$p_exp" 'BEGIN { exit !(e != "" && e <= 2.0) }'
+check "systemd-analyze security: the dispatcher's exposure $d_exp <= 5.0" awk -v e="$d_exp" 'BEGIN { exit !(e != "" && e <= 5.0) }'
+artisan kq:dispatch outside
+outside() { rcli lrange "$(key kqtest:log)" 0 -1 | grep '"kind":"outside"'; }
+check "a job that writes beside the app's code ran" until_ok 60 outside
+outside | tee "$out/outside.txt"
+check "and was refused: Read-only file system" grep -q '"written":false.*Read-only file system' "$out/outside.txt"
+check "nothing was written there" test ! -e "$app/kqueue-escape.txt"
 
 step "a mix of jobs from the app"
 artisan kq:dispatch mix
@@ -155,6 +187,7 @@ cat >/etc/kqueue/v2.toml <<'TOML'
 [app]
 path = "/srv/app"
 user = "www-data"
+writable = ["database"]
 [app.env]
 KQ_PROBE = "1"
 [redis]
@@ -200,6 +233,8 @@ step "pool.idle_exit: a second instance scales to zero and back"
 cat >/etc/kqueue/small.toml <<'TOML'
 [app]
 path = "/srv/app"
+user = "www-data"
+writable = ["database"]
 [app.env]
 KQ_PROBE = "1"
 [redis]

@@ -87,6 +87,11 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', fun
             $on(Jobs\Chatty::dispatch('chatty'));
             break;
 
+        // outside: a job that writes beside the app's code, outside what it may write.
+        case 'outside':
+            $on(Jobs\WritesOutside::dispatch());
+            break;
+
         case 'hog':
             for ($i = 0; $i < $count; $i++) {
                 $on(Jobs\Hog::dispatch("hog-$i", 64));
