@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,6 +38,9 @@ func TestUnitsVerify(t *testing.T) {
 	}
 	var names []string
 	for _, e := range entries {
+		if e.IsDir() {
+			continue // generators/
+		}
 		b, err := os.ReadFile(filepath.Join(src, e.Name()))
 		if err != nil {
 			t.Fatal(err)
@@ -346,6 +352,33 @@ func TestStopBoundsFitTheUnits(t *testing.T) {
 		}
 		if stop != config.UnitStopTimeout {
 			t.Errorf("%s: TimeoutStopSec %s, but config.UnitStopTimeout (what kqueue check warns by) is %s", unit, stop, config.UnitStopTimeout)
+		}
+	}
+}
+
+// The units' sandbox, as systemd-analyze security scores it (offline, from
+// the shipped files): the poller at most 2.0, the dispatcher at most 5.0.
+// The VM tier scores the running units the same way.
+func TestUnitsExposure(t *testing.T) {
+	t.Parallel()
+	testenv.Need(t, "systemd-analyze")
+	dir := t.TempDir()
+	for unit, max := range map[string]float64{"kqueue@.service": 2.0, "kqueue-dispatcher@.service": 5.0} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "units", unit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.Replace(unit, "@", "@default", 1)
+		os.WriteFile(filepath.Join(dir, name), bytes.ReplaceAll(b, []byte("%i"), []byte("default")), 0o644)
+		cmd := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", name)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("systemd-analyze security %s: %v\n%s", name, err, out)
+		}
+		if score, _ := strconv.ParseFloat(string(m[1]), 64); score > max {
+			t.Errorf("%s: exposure %.1f, want at most %.1f:\n%s", unit, score, max, out)
 		}
 	}
 }
