@@ -202,6 +202,9 @@ type Job struct {
 	// ShutdownTimeout bounds how long a stop waits for running jobs.
 	// Default 30s.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// Force runs jobs while the app is down for maintenance (queue:work
+	// --force). Default false: as queue:work, kqueue runs nothing then.
+	Force bool `toml:"force"`
 }
 
 // Dispatcher is where the poller and the dispatcher meet.

@@ -49,6 +49,13 @@ type Config struct {
 	// here means unlimited, as in Laravel; callers pass 1 for Laravel's
 	// default.
 	Tries int
+	// Queues names the instance's queues, as queue:work's --queue would
+	// (for the worker events Laravel fires with them). Default: the
+	// connection's queue.
+	Queues []string
+	// Force runs jobs while the app is down for maintenance (queue:work
+	// --force).
+	Force bool
 	// Backoff is queue:work's --backoff ("0", "5,30"). Default "0".
 	Backoff string
 	// BootTimeout bounds a worker's boot. Default 60s.
@@ -113,6 +120,8 @@ func (c *Config) env() []string {
 		"KQUEUE_CONNECTION="+c.Connection,
 		"KQUEUE_TRIES="+strconv.Itoa(c.Tries),
 		"KQUEUE_BACKOFF="+c.Backoff,
+		"KQUEUE_QUEUES="+strings.Join(c.Queues, ","),
+		"KQUEUE_FORCE="+map[bool]string{true: "1"}[c.Force],
 	)
 }
 

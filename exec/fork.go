@@ -199,7 +199,7 @@ func (f *forker) discard(pid int) {
 
 func (f *forker) retire() {
 	if f.tmpl != nil {
-		f.tmpl.stop(f.cfg.get().StopGrace)
+		f.tmpl.stop(f.cfg.get().StopGrace, "")
 		f.tmpl = nil
 	}
 }

@@ -26,7 +26,13 @@ func FromConfig(cfg *config.Config, driver cgroup.Driver) Config {
 			Limits:        cgroup.Limits{Memory: cfg.Isolation.Memory.Bytes(), CPU: cfg.Isolation.CPU, Tasks: cfg.Isolation.Tasks},
 		}
 	}
+	var queues []string
+	for _, q := range cfg.Queues {
+		queues = append(queues, q.Name)
+	}
 	return Config{
+		Queues:          queues,
+		Force:           cfg.Job.Force,
 		User:            cfg.App.Credential(),
 		Isolation:       iso,
 		Rules:           rules,

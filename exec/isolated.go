@@ -143,7 +143,7 @@ func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out pro
 		t.begin()
 	}
 	if r.ok {
-		w.stop(cfg.StopGrace)
+		w.stop(cfg.StopGrace, "")
 		o := outcomeOf(r.msg)
 		o.ID, o.Duration, o.Memory, o.Strategy, o.Scope = t.job.ID, time.Since(begin), stats.PeakMemory, out.Strategy, out.Scope
 		o.CPU = stats.CPU
@@ -181,7 +181,7 @@ func (i *isolator) applyFailure(o *orphan, out protocol.Outcome) protocol.Outcom
 	}
 	res, alive := failIn(fw, o, cfg.Timeout, i.hardStop)
 	if alive {
-		fw.stop(cfg.StopGrace)
+		fw.stop(cfg.StopGrace, "")
 	}
 	res.Memory, res.CPU, res.Strategy, res.Scope = o.memory, o.cpu, out.Strategy, out.Scope
 	return res

@@ -117,6 +117,8 @@ type pool struct {
 	took       map[string]time.Duration // moving average of each job class's duration
 	onCapacity func()
 	recycles   map[string]uint64 // workers replaced, by reason
+	declining  string            // why PHP declines the jobs it is handed; "" while it runs them
+	anyDecline atomic.Bool       // declining != "": checked after every job
 	draining   bool              // asking for no more jobs (see drain)
 	unbegun    map[string]bool   // jobs (by uuid) whose worker died once before they began
 
@@ -292,7 +294,7 @@ func (p *pool) start(ctx, run context.Context) error {
 		go func() { // the rest are stopped as they come
 			for range left {
 				if b := <-boots; b.err == nil {
-					b.w.stop(p.cfg.get().StopGrace)
+					b.w.stop(p.cfg.get().StopGrace, "")
 				}
 			}
 		}()
@@ -395,7 +397,7 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 		if stale {
 			p.log.Info("reload: recycling worker", "pid", w.pid, "reason", "reload")
 			p.recycled("reload")
-			w = p.retire(w)
+			w = p.retire(w, "reload")
 			if held != nil {
 				p.requeue(held)
 				held = nil
@@ -469,11 +471,11 @@ func (p *pool) idle(ctx context.Context, w *worker, rolled <-chan struct{}) (*ta
 			p.log.Info("queue:restart seen; recycling worker", "pid", w.pid, "reason", "restart")
 			p.recycled("restart")
 			p.forgetDefaults()
-			w = p.retire(w)
+			w = p.retire(w, "restart")
 		}
 		return nil, w, false
 	case <-ctx.Done():
-		p.retire(w)
+		p.retire(w, "")
 		return nil, nil, true
 	}
 }
@@ -669,10 +671,11 @@ func (p *pool) sleep(ctx context.Context, d time.Duration, wake <-chan struct{})
 	}
 }
 
-// retire stops a healthy worker and returns nil for the slot's next one.
-func (p *pool) retire(w *worker) *worker {
+// retire stops a healthy worker, telling it why (a recycle reason, or ""
+// when kqueue stops), and returns nil for the slot's next one.
+func (p *pool) retire(w *worker, reason string) *worker {
 	p.addReady(-1)
-	w.stop(p.cfg.get().StopGrace)
+	w.stop(p.cfg.get().StopGrace, reason)
 	return nil
 }
 
@@ -911,8 +914,27 @@ func (r *jobRun) answer(m message, ok bool) (res runResult, over bool) {
 		w.killCollect()
 		return r.lost(fmt.Sprintf("%s crashed its worker (pid %d): it broke the protocol (%s: %s)", h.t.name(), w.pid, m.Op, m.Error), protocol.FailCrash), true
 	}
+	if m.Declined != "" {
+		r.declined(m)
+		return runResult{}, false
+	}
 	r.finish(m)
 	return runResult{}, false
+}
+
+// declined takes w's answer for a head PHP did not run (see
+// message.Declined): it goes back to its queue as it was, its attempt not
+// counted, and w takes its next job after a second, as queue:work's loop
+// pauses.
+func (r *jobRun) declined(m message) {
+	r.timer.Stop()
+	h := r.inflight[0]
+	r.inflight = r.inflight[1:]
+	r.p.noteDeclined(m.Declined)
+	h.t.reply(protocol.Outcome{ID: h.t.job.ID, Kind: protocol.GiveBack, Result: "declined", Reason: m.Declined})
+	if len(r.inflight) > 0 {
+		r.begin()
+	}
 }
 
 // finish takes w's answer for the head.
@@ -931,6 +953,7 @@ func (r *jobRun) finish(m message) {
 	o := outcomeOf(m)
 	o.ID, o.Duration, o.Memory, o.Strategy = h.t.job.ID, elapsed, uint64(rss), "inline"
 	h.t.reply(o)
+	p.ranAgain()
 	if why := p.recycleReason(w, rss, r.restart); why != "" && r.retiring == "" {
 		r.retiring = why
 	}
@@ -1029,12 +1052,12 @@ func (r *jobRun) end() runResult {
 	if w.quitting.Load() {
 		// Told to stop after its job (its poller went): it exits now.
 		p.recycled("fenced")
-		return runResult{keep: p.retire(w), held: r.held}
+		return runResult{keep: p.retire(w, ""), held: r.held}
 	}
 	if r.retiring != "" {
 		p.log.Info("recycling worker", "pid", w.pid, "reason", r.retiring, "jobs", w.jobs.Load())
 		p.recycled(r.retiring)
-		return runResult{keep: p.retire(w), held: r.held}
+		return runResult{keep: p.retire(w, r.retiring), held: r.held}
 	}
 	return runResult{keep: w, held: r.held}
 }
@@ -1063,6 +1086,31 @@ func (p *pool) accepts(w *worker, n int) bool {
 func notStarted(t *task) protocol.Outcome {
 	return protocol.Outcome{ID: t.job.ID, Kind: protocol.GiveBack, Strategy: "inline",
 		Result: "interrupted", Reason: "the job had not started"}
+}
+
+// noteDeclined notes that PHP declined a job for why; the log hears of it
+// once, until a job runs again.
+func (p *pool) noteDeclined(why string) {
+	p.mu.Lock()
+	changed := p.declining != why
+	p.declining = why
+	p.mu.Unlock()
+	p.anyDecline.Store(true)
+	if changed {
+		p.log.Warn("running no job: "+why+"; each is given back to its queue as it was, and tried again a second later", "reason", why)
+	}
+}
+
+// ranAgain notes that a job ran after PHP had declined others.
+func (p *pool) ranAgain() {
+	if !p.anyDecline.Swap(false) {
+		return
+	}
+	p.mu.Lock()
+	why := p.declining
+	p.declining = ""
+	p.mu.Unlock()
+	p.log.Info("running jobs again", "was", why)
 }
 
 // recycled counts a worker replaced for reason.
@@ -1098,6 +1146,7 @@ func (p *pool) state() protocol.Pool {
 	for reason, n := range p.recycles {
 		s.Recycles = append(s.Recycles, protocol.Recycle{Reason: reason, Count: n})
 	}
+	s.Declining = p.declining
 	p.mu.Unlock()
 	slices.SortFunc(s.Recycles, func(a, b protocol.Recycle) int { return strings.Compare(a.Reason, b.Reason) })
 	return s

@@ -64,6 +64,10 @@ type message struct {
 	Failed    bool           `json:"failed"`
 	Error     string         `json:"error"`
 	Defaults  map[string]any `json:"defaults"`
+	// Declined says why PHP did not run the job it was handed: the app
+	// is down for maintenance, its queue paused, a Looping listener said
+	// no. It goes back as it was.
+	Declined string `json:"declined"`
 }
 
 // errBoot wraps every failure to boot a worker.
@@ -405,7 +409,12 @@ func (w *worker) kill() {
 
 // stop ends an idle worker: EOF on its request pipe, then a kill if it does
 // not leave in time.
-func (w *worker) stop(grace time.Duration) {
+func (w *worker) stop(grace time.Duration, reason string) {
+	if reason != "" {
+		// For the WorkerStopping event PHP fires as it goes; a worker that
+		// does not read it exits all the same at EOF.
+		w.req.Write([]byte(`{"op":"stop","len":0,"reason":"` + reason + `"}` + "\n"))
+	}
 	w.req.Close()
 	t := time.NewTimer(grace)
 	defer t.Stop()

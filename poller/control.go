@@ -87,6 +87,9 @@ func ReadStatus(ctx context.Context, path string) ([]byte, error) {
 // WriteText writes the snapshot as `kqueue status` shows it.
 func (s Snapshot) WriteText(out io.Writer) {
 	fmt.Fprintf(out, "kqueue %s — %s\n\n", s.Instance, s.Stats)
+	if s.Declining != "" {
+		fmt.Fprintf(out, "paused: %s\n\n", s.Declining)
+	}
 	if s.QueuesError != "" {
 		fmt.Fprintf(out, "queue depths unavailable: %s\n", s.QueuesError)
 	}

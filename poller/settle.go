@@ -190,8 +190,11 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 		p.stats.Done++
 	}
 	level := slog.LevelInfo
-	if o.Failed || o.Failure.Killed() {
+	switch {
+	case o.Failed || o.Failure.Killed():
 		level = slog.LevelWarn
+	case o.Result == "declined":
+		level = slog.LevelDebug // declined while paused: the dispatcher says so once
 	}
 	p.log.LogAttrs(context.Background(), level, "job "+o.Result, attrs...)
 }

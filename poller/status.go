@@ -16,6 +16,9 @@ type Snapshot struct {
 	Workers  []PoolWorker      `json:"workers"`
 	Recycles map[string]uint64 `json:"recycles,omitempty"` // workers replaced, by reason
 	Failures []FailedRecent    `json:"recent_failures"`
+	// Declining says why the workers give the jobs they are handed back
+	// unrun (maintenance mode, a paused queue, a Looping listener).
+	Declining string `json:"declining,omitempty"`
 	// QueuesError says why Queues is empty: the store did not answer.
 	QueuesError string `json:"queues_error,omitempty"`
 }
@@ -98,6 +101,7 @@ func (p *Poller) snapshot(stopping bool) Snapshot {
 		}
 		s.Workers = append(s.Workers, PoolWorker{PID: w.PID, State: state, Jobs: w.Jobs, RSS: w.RSS, Age: w.Age})
 	}
+	s.Declining = p.pool.Declining
 	for _, r := range p.pool.Recycles {
 		if s.Recycles == nil {
 			s.Recycles = map[string]uint64{}

@@ -181,6 +181,10 @@ type Outcome struct {
 type Pool struct {
 	Workers  []PoolWorker
 	Recycles []Recycle // workers replaced so far, by reason
+	// Declining says why PHP gives the jobs it is handed back unrun (the
+	// app is down for maintenance, a queue paused, a Looping listener);
+	// "" while it runs them.
+	Declining string
 }
 
 // PoolWorker is one warm PHP worker.
@@ -287,7 +291,7 @@ func (m Pool) AppendBody(b []byte) []byte {
 		b = appendString(b, r.Reason)
 		b = binary.AppendUvarint(b, r.Count)
 	}
-	return b
+	return appendString(b, m.Declining)
 }
 
 // Decode reads one frame's content: its type byte and body. Byte slices in
@@ -349,6 +353,7 @@ func Decode(frame []byte) (Message, error) {
 		for n := d.count(); n > 0 && d.err == nil; n-- {
 			p.Recycles = append(p.Recycles, Recycle{Reason: d.string(), Count: d.uvarint()})
 		}
+		p.Declining = d.string()
 		m = p
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrMalformed, frame[0])

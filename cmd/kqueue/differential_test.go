@@ -69,46 +69,75 @@ func differential(t *testing.T, l testenv.Laravel, root, bin string) {
 		app.Sqlite(t, "DELETE FROM failed_jobs")
 	}
 
-	app.Artisan(t, "kq:dispatch", "mix")
-	drain(t, r.Client, "default", func() error {
-		return app.Command(ctx, "queue:work", "--stop-when-empty").Run()
-	})
-	laravel := collect()
-
-	reset()
-	cfg := app.Inside(app.Config(t, 2, ""))
-	app.Artisan(t, "kq:dispatch", "mix")
-	drain(t, r.Client, "default", func() error {
-		logs, err := run(cfg)
-		if err != nil {
-			t.Log(logs)
+	// scenario runs the jobs of kq:dispatch name through queue:work, then
+	// through kqueue with so many workers, and returns both results.
+	scenario := func(name string, workers int) (laravel, kq result) {
+		reset()
+		app.Artisan(t, "kq:dispatch", name)
+		drain(t, r.Client, "default", func() error {
+			return app.Command(ctx, "queue:work", "--stop-when-empty").Run()
+		})
+		laravel = collect()
+		reset()
+		cfg := app.Inside(app.Config(t, workers, ""))
+		app.Artisan(t, "kq:dispatch", name)
+		drain(t, r.Client, "default", func() error {
+			logs, err := run(cfg)
+			if err != nil {
+				t.Log(logs)
+			}
+			return err
+		})
+		return laravel, collect()
+	}
+	// compare finds the same jobs run, events, failed_jobs rows and Redis
+	// state; the worker's own events too when one worker each ran them.
+	compare := func(name string, laravel, kq result, workerEvents bool) {
+		for tag, want := range laravel.log {
+			if strings.HasPrefix(tag, "worker:") && !workerEvents {
+				continue
+			}
+			if got := kq.log[tag]; !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: job %s:\nqueue:work: %s\nkqueue:     %s", name, tag, strings.Join(want, "\n            "), strings.Join(got, "\n            "))
+			}
 		}
-		return err
-	})
-	kq := collect()
+		for tag := range kq.log {
+			if _, ok := laravel.log[tag]; !ok {
+				t.Errorf("%s: job %s ran under kqueue only: %v", name, tag, kq.log[tag])
+			}
+		}
+		if !reflect.DeepEqual(kq.failed, laravel.failed) {
+			t.Errorf("%s: failed_jobs differ:\nqueue:work:\n%s\n\nkqueue:\n%s", name, strings.Join(laravel.failed, "\n---\n"), strings.Join(kq.failed, "\n---\n"))
+		}
+		if !reflect.DeepEqual(kq.state, laravel.state) {
+			t.Errorf("%s: redis state differs:\nqueue:work: %v\nkqueue:     %v", name, laravel.state, kq.state)
+		}
+	}
 
+	laravel, kq := scenario("mix", 2)
 	if len(laravel.log) < 15 {
 		t.Fatalf("queue:work ran too little to compare: %d jobs", len(laravel.log))
-	}
-	for tag, want := range laravel.log {
-		if got := kq.log[tag]; !reflect.DeepEqual(got, want) {
-			t.Errorf("job %s:\nqueue:work: %s\nkqueue:     %s", tag, strings.Join(want, "\n            "), strings.Join(got, "\n            "))
-		}
-	}
-	for tag := range kq.log {
-		if _, ok := laravel.log[tag]; !ok {
-			t.Errorf("job %s ran under kqueue only: %v", tag, kq.log[tag])
-		}
 	}
 	if len(laravel.failed) != 4 {
 		t.Errorf("queue:work wrote %d failed_jobs rows, want 4", len(laravel.failed))
 	}
-	if !reflect.DeepEqual(kq.failed, laravel.failed) {
-		t.Errorf("failed_jobs differ:\nqueue:work:\n%s\n\nkqueue:\n%s", strings.Join(laravel.failed, "\n---\n"), strings.Join(kq.failed, "\n---\n"))
+	compare("mix", laravel, kq, false)
+
+	// Around the job: a transaction one job left open is rolled back by the
+	// app's Queue::looping listener before the next; the job is a RedisJob;
+	// the worker fires WorkerStopping (and WorkerStarting, on 13) as it
+	// stops. One worker each, so the next job is the same process's.
+	laravel, kq = scenario("loop", 1)
+	if got := laravel.log["tx-after"]; !strings.Contains(strings.Join(got, "\n"), `"kind":"transaction","tag":"tx-after","level":0`) {
+		t.Errorf("queue:work: the job after an open transaction saw %v, want level 0", got)
 	}
-	if !reflect.DeepEqual(kq.state, laravel.state) {
-		t.Errorf("redis state differs:\nqueue:work: %v\nkqueue:     %v", laravel.state, kq.state)
+	if got := laravel.log["introspect"]; !strings.Contains(strings.Join(got, "\n"), `"redis_job":true`) {
+		t.Errorf("queue:work: the job object %v, want a RedisJob", got)
 	}
+	if len(laravel.log["worker:WorkerStopping"]) != 1 {
+		t.Errorf("queue:work fired WorkerStopping %d times, want 1", len(laravel.log["worker:WorkerStopping"]))
+	}
+	compare("loop", laravel, kq, true)
 }
 
 // kqueueIn copies the kqueue binary bin next to the app and returns

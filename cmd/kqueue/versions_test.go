@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,6 +36,9 @@ func TestLaravelVersions(t *testing.T) {
 			t.Run("class-defaults", v.classDefaults)
 			t.Run("restart", v.restart)
 			t.Run("prefix", v.prefix)
+			if l.Version == "13" {
+				t.Run("pause", v.pause)
+			}
 		})
 	}
 }
@@ -171,6 +175,69 @@ func (v *laravelApp) status(t *testing.T, cfg string) (poller.Snapshot, bool) {
 	var s poller.Snapshot
 	out, err := v.kqueue(t.Context(), "status", "--config", cfg, "--json").Output()
 	return s, err == nil && json.Unmarshal(out, &s) == nil
+}
+
+// pause (Laravel 12.40 and later): php artisan queue:pause stops kqueue
+// taking the queue's jobs, as it stops queue:work, with the worker's
+// WorkerQueuePaused and WorkerQueueResumed; queue:resume, or the end of a
+// pause with a TTL, lets them run again. Declined jobs go back as they
+// were: each runs once, at its first attempt.
+func (v *laravelApp) pause(t *testing.T) {
+	v.reset(t)
+	cfg := v.app.Inside(v.app.Config(t, 2, ""))
+	var logs testenv.SyncBuffer
+	cmd := v.kqueue(t.Context(), "run", "--config", cfg)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
+	rdb := v.app.Redis.Client
+	runs := testenv.Prefix + "kqtest:runs"
+	for i, step := range []struct {
+		pause  []string
+		resume func()
+	}{
+		{[]string{"kq:pause", "default"}, func() { v.app.Artisan(t, "queue:resume", "redis:default") }},
+		{[]string{"kq:pause", "default", "--ttl=3"}, func() {}}, // resumes by itself
+	} {
+		v.app.Artisan(t, step.pause...)
+		// Workers look at the pause once a second, and fire
+		// WorkerQueuePaused (recorded by the probe) when they see it.
+		testenv.Eventually(t, 30*time.Second, "the workers to see the pause", func() bool {
+			return len(probeLog(t, rdb)["worker:WorkerQueuePaused"]) >= 2*(i+1)
+		})
+		v.app.Artisan(t, "kq:dispatch", "record", "--count=2", "--from="+strconv.Itoa(2*i))
+		testenv.Eventually(t, 30*time.Second, "kqueue status to say the queue is paused", func() bool {
+			s, ok := v.status(t, cfg)
+			return ok && strings.Contains(s.Declining, "the queue default is paused")
+		})
+		if n := rdb.HLen(t.Context(), runs).Val(); n != int64(2*i) {
+			t.Fatalf("%d jobs ran with the queue paused, want %d", n, 2*i)
+		}
+		step.resume()
+		testenv.Eventually(t, 30*time.Second, "the jobs to run once the queue is resumed", func() bool {
+			return rdb.HLen(t.Context(), runs).Val() == int64(2*i+2)
+		})
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("kqueue run: %v\n%s", err, logs.String())
+	}
+	for tag, n := range rdb.HGetAll(context.Background(), runs).Val() {
+		if n != "1" {
+			t.Errorf("%s ran %s times", tag, n)
+		}
+	}
+	events := probeLog(t, rdb)
+	if len(events["worker:WorkerQueuePaused"]) == 0 || len(events["worker:WorkerQueueResumed"]) == 0 {
+		t.Errorf("worker events: paused %v, resumed %v; want both fired", events["worker:WorkerQueuePaused"], events["worker:WorkerQueueResumed"])
+	}
 }
 
 // prefix: the Redis prefix is the app's, read from it — a Laravel 11+

@@ -8,8 +8,80 @@ namespace KQueue\Worker;
 use Illuminate\Queue\Jobs\Job as BaseJob;
 use RuntimeException;
 
+// Jobs makes the job object the worker hands to Laravel's Worker::process:
+// for a Redis connection a RedisJob (so instanceof checks, getRedisQueue()
+// and getReservedJob() work as under queue:work), for any other a plain
+// Job; either records delete/release/fail for the dispatcher instead of
+// applying them to the queue.
+final class Jobs
+{
+    // factory returns fn (string $raw, string $queue) => the job. Making
+    // the connection's queue object connects to nothing.
+    public static function factory($app, string $connection): \Closure
+    {
+        try {
+            $redis = $app['queue']->connection($connection);
+        } catch (\Throwable $e) {
+            $redis = null; // the worker fails the job with Laravel's own error later
+        }
+        if ($redis instanceof \Illuminate\Queue\RedisQueue) {
+            return function (string $raw, string $queue) use ($app, $redis, $connection) {
+                return new RedisJob($app, $redis, $raw, $connection, $queue);
+            };
+        }
+
+        return function (string $raw, string $queue) use ($app, $connection) {
+            return new Job($app, $raw, $connection, $queue);
+        };
+    }
+}
+
+// RedisJob is Laravel's RedisJob whose delete and release are recorded for
+// the dispatcher (which applies them to Redis with the rest of kqueue's
+// bookkeeping) instead of being sent to Redis from here.
+final class RedisJob extends \Illuminate\Queue\Jobs\RedisJob
+{
+    public $releaseAt = null;
+
+    public function __construct($container, $redis, string $raw, string $connectionName, string $queue)
+    {
+        // The reserved copy is made when asked for (getReservedJob).
+        parent::__construct($container, $redis, $raw, null, $connectionName, $queue);
+    }
+
+    // payload is decoded once (Laravel decodes the body on every call).
+    public function payload()
+    {
+        return $this->decoded ?? json_decode($this->job, true);
+    }
+
+    // getReservedJob is the job as Laravel's pop reserves it: attempts
+    // counted (encoded by PHP here, by Redis's Lua there).
+    public function getReservedJob()
+    {
+        if ($this->reserved === null) {
+            $reserved = $this->payload();
+            $reserved['attempts'] = ($reserved['attempts'] ?? 0) + 1;
+            $this->reserved = json_encode($reserved);
+        }
+
+        return $this->reserved;
+    }
+
+    public function delete()
+    {
+        BaseJob::delete(); // recorded: no ZREM from here
+    }
+
+    public function release($delay = 0)
+    {
+        BaseJob::release($delay); // recorded: no Lua from here
+        $this->releaseAt = $this->availableAt($delay);
+    }
+}
+
 // Job is a reserved queue job whose delete/release/fail are recorded for the
-// dispatcher instead of being applied to Redis.
+// dispatcher instead of being applied to the queue.
 final class Job extends BaseJob implements \Illuminate\Contracts\Queue\Job
 {
     private $raw;

@@ -16,8 +16,13 @@
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36","prefix":"laravel_database_"|null}
 //         {"op":"began"}     the job is about to run (JobProcessing): its attempt counts
 //         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…}
+//         {"op":"done","declined":"…"}   not run (the app is down, the queue
+//                                         paused, a Looping listener said no):
+//                                         it goes back as it was
 //         {"op":"restart"}   php artisan queue:restart was issued
 //         {"op":"boot-failed","error":"…"}
+//         {"op":"stop","reason":"max_jobs"}   (dispatcher → worker) why it is
+//                                              let go, for WorkerStopping
 // EOF on fd 3 ends the worker. So does the dispatcher's death (SIGTERM, its
 // parent-death signal): the worker finishes the job it has begun, then
 // exits; a job not begun is left to go back to its queue as it was.
@@ -26,6 +31,7 @@ namespace KQueue\Worker;
 
 use Illuminate\Contracts\Debug\ExceptionHandler;
 use Illuminate\Queue\Events\JobFailed;
+use Illuminate\Queue\Jobs\Job as BaseJob;
 use Illuminate\Queue\Events\JobProcessing;
 use Illuminate\Queue\MaxAttemptsExceededException;
 use Illuminate\Queue\WorkerOptions;
@@ -55,6 +61,17 @@ final class Server
     private $orphaned = false; // the dispatcher is gone (SIGTERM)
     private $jobTimeout = null; // the running job's timeout, while one runs
     private $announce = false; // the next JobProcessing is the job's own: say "began"
+    private $queues; // the instance's queues, comma-separated (queue:work's --queue)
+    private $makeJob; // builds the job object for a payload (see job.php)
+    private $fileMaintenance; // the app's maintenance state is a file: checked per job
+    private $down = null; // the maintenance state last seen, and when
+    private $downAt = 0.0;
+    private $paused = []; // the queues last seen paused (queue:pause), and when
+    private $pausedAt = 0.0;
+    private $declinedAt = 0.0; // when the last job was declined: pause a second
+    private $stopReason = null; // why the dispatcher lets this worker go
+    private $jobsProcessed = 0; // for WorkerStopping
+    private $lastJobAt = null;
 
     public function __construct($in, $out)
     {
@@ -93,14 +110,10 @@ final class Server
             }
         });
 
-        // What queue:work's listenForEvents() does: the failed_jobs row.
-        $app['events']->listen(JobFailed::class, function ($event) use ($app) {
-            $app['queue.failer']->log(
-                $event->connectionName,
-                $event->job->getQueue(),
-                $event->job->getRawBody(),
-                $event->exception
-            );
+        // What queue:work's listenForEvents() does: the failed_jobs row —
+        // which must not be lost (see logFailed).
+        $app['events']->listen(JobFailed::class, function ($event) {
+            $this->logFailed($event);
         });
 
         $this->worker = $app->make('queue.worker');
@@ -116,6 +129,12 @@ final class Server
         $this->options->maxTries = (int) (getenv('KQUEUE_TRIES') === false ? 1 : getenv('KQUEUE_TRIES'));
         $this->options->backoff = getenv('KQUEUE_BACKOFF') ?: '0';
         $this->options->timeout = 0; // enforced by the dispatcher
+        $this->options->force = getenv('KQUEUE_FORCE') === '1';
+        // The queues as queue:work's --queue names them, for its events.
+        $this->queues = getenv('KQUEUE_QUEUES') ?: $app['config']['queue.connections.'.$this->connection.'.queue'] ?? 'default';
+        $this->fileMaintenance = ! method_exists($app, 'maintenanceMode')
+            || ($app['config']['app.maintenance.driver'] ?? 'file') === 'file';
+        $this->makeJob = Jobs::factory($app, $this->connection);
 
         $this->lastRestart = $this->restartTimestamp();
         $this->lastRestartCheck = microtime(true);
@@ -133,8 +152,14 @@ final class Server
                 'php' => PHP_VERSION,
                 'prefix' => $this->redisPrefix(),
             ]);
+            $this->fire('WorkerStarting', $this->connection, $this->queues, $this->options);
         }
         while (true) {
+            // A job declined a moment ago: as queue:work's paused loop, take
+            // the next one only after a second.
+            if (($wait = $this->declinedAt + 1.0 - microtime(true)) > 0) {
+                usleep((int) ($wait * 1e6));
+            }
             $read = [$this->in];
             $write = $except = null;
             if ($this->orphaned) {
@@ -144,6 +169,8 @@ final class Server
             if ($ready === 0) {
                 $this->reapForks();
                 $this->checkRestart();
+                $this->pausedQueues(); // a pause is seen, and told, while idle too
+                $this->fire('WorkerIdle', $this->connection, $this->queues, $this->options);
                 continue;
             }
             if ($ready === false) {
@@ -151,7 +178,8 @@ final class Server
             }
             $line = fgets($this->in);
             if ($line === false) {
-                return; // the dispatcher closed fd 3
+                $this->stopping(); // the dispatcher closed fd 3
+                return;
             }
             $req = json_decode($line, true);
             $body = $this->readBody((int) ($req['len'] ?? 0));
@@ -175,6 +203,9 @@ final class Server
                     }
                     $this->send(['op' => 'done', 'pid' => $pid]);
                     break;
+                case 'stop':
+                    $this->stopReason = (string) ($req['reason'] ?? '');
+                    break;
                 case 'defaults':
                     $this->send(['op' => 'done', 'defaults' => (object) $this->classDefaults((string) ($req['class'] ?? ''))]);
                     break;
@@ -191,8 +222,15 @@ final class Server
     // answer line.
     private function run(array $req, string $body): string
     {
-        $job = new Job($this->app, $body, $this->connection, $req['queue']);
+        // What queue:work checks before it pops a job (daemonShouldRun).
+        if ($why = $this->declined($req['queue'])) {
+            $this->declinedAt = microtime(true);
+            return $this->encode(['op' => 'done', 'declined' => $why]);
+        }
+        $job = ($this->makeJob)($body, $req['queue']);
         $error = null;
+        $this->jobsProcessed++;
+        $this->lastJobAt = \Illuminate\Support\Carbon::now();
         $this->resetScope();
         try {
             if ($missing = $this->missingClass($job)) {
@@ -220,13 +258,144 @@ final class Server
         return $this->encode($this->result($job, $error));
     }
 
+    // declined says why the job must not run now, as queue:work's loop
+    // would not pop it, or null: the app is down for maintenance (unless
+    // [job] force), the job's queue is paused (queue:pause, Laravel 12.40+),
+    // or a Queue::looping listener returned false. Looping is not fired
+    // while the app is down, as in queue:work.
+    private function declined(string $queue): ?string
+    {
+        if (! $this->options->force && $this->isDown()) {
+            return 'the app is down for maintenance (php artisan down)';
+        }
+        $looping = new \Illuminate\Queue\Events\Looping($this->connection, $this->queues, $this->options);
+        if ($this->app['events']->until($looping) === false) {
+            return 'a Queue::looping listener returned false';
+        }
+        if (in_array($queue, $this->pausedQueues(), true)) {
+            return "the queue $queue is paused (php artisan queue:pause)";
+        }
+
+        return null;
+    }
+
+    // isDown is the app's maintenance state: read for every job when it is
+    // a file (as queue:work does), at most once a second from a cache.
+    private function isDown(): bool
+    {
+        $now = microtime(true);
+        if ($this->fileMaintenance || $this->down === null || $now - $this->downAt >= 1.0) {
+            $this->down = (bool) $this->app->isDownForMaintenance();
+            $this->downAt = $now;
+        }
+
+        return $this->down;
+    }
+
+    // pausedQueues are the instance's queues paused with queue:pause, read
+    // from the app's cache at most once a second; a change fires
+    // WorkerQueuePaused / WorkerQueueResumed, as queue:work's loop does.
+    private function pausedQueues(): array
+    {
+        $manager = $this->app['queue'];
+        $now = microtime(true);
+        if (! method_exists($manager, 'getPausedQueues') || $now - $this->pausedAt < 1.0) {
+            return $this->paused;
+        }
+        $this->pausedAt = $now;
+        try {
+            $paused = $manager->getPausedQueues($this->connection, explode(',', $this->queues));
+        } catch (Throwable $e) {
+            $this->app[ExceptionHandler::class]->report($e);
+            return $this->paused;
+        }
+        foreach (array_diff($paused, $this->paused) as $queue) {
+            $this->fire('WorkerQueuePaused', $this->connection, $queue);
+        }
+        foreach (array_diff($this->paused, $paused) as $queue) {
+            $this->fire('WorkerQueueResumed', $this->connection, $queue);
+        }
+
+        return $this->paused = array_values($paused);
+    }
+
+    // stopping fires WorkerStopping as queue:work's stop() does when the
+    // worker is let go, with the status and (Laravel 13) the reason the
+    // dispatcher gave.
+    private function stopping(): void
+    {
+        $reasons = [ // the dispatcher's recycle reason: [status, WorkerStopReason]
+            'max_jobs' => [0, 'max_jobs'],
+            'max_memory' => [12, 'memory'],
+            'max_lifetime' => [0, 'max_time'],
+            'restart' => [0, 'restart_signal'],
+            'reload' => [0, 'restart_signal'],
+            'timeout' => [1, 'timed_out'],
+        ];
+        [$status, $reason] = $reasons[$this->stopReason] ?? [0, 'interrupted'];
+        $enum = \Illuminate\Queue\WorkerStopReason::class;
+        $enum = function_exists('enum_exists') && enum_exists($enum) ? $enum::from($reason) : null;
+        $this->fire('WorkerStopping', $status, $this->options, $enum, $this->jobsProcessed, $this->lastJobAt,
+            memory_get_usage(true) / 1024 / 1024, $this->connection, $this->queues);
+    }
+
+    // fire dispatches the worker event $name (Illuminate\Queue\Events)
+    // with args, when this Laravel has it; arguments an older constructor
+    // does not take are dropped, as PHP does.
+    private function fire(string $name, ...$args): void
+    {
+        $class = '\\Illuminate\\Queue\\Events\\'.$name;
+        if (class_exists($class)) {
+            try {
+                $this->app['events']->dispatch(new $class(...$args));
+            } catch (Throwable $e) {
+                $this->app[ExceptionHandler::class]->report($e);
+            }
+        }
+    }
+
+    // logFailed writes a failed job's row through the app's failer, as
+    // queue:work does, but never loses it: a write that fails (a database
+    // hiccup; queue:retry, which pushes a job back before it deletes its
+    // old row, so a quick second failure meets the same uuid) is tried
+    // again for about three seconds; if it still fails, the record goes to
+    // the queue's kqueue-failed list in Redis and the log says so.
+    private function logFailed($event): void
+    {
+        $failer = $this->app['queue.failer'];
+        $body = $event->job->getRawBody();
+        $last = null;
+        foreach ([0, 50, 100, 200, 400, 800, 1600] as $ms) {
+            usleep($ms * 1000);
+            try {
+                $failer->log($event->connectionName, $event->job->getQueue(), $body, $event->exception);
+                return;
+            } catch (Throwable $e) {
+                $last = $e;
+            }
+        }
+        $record = json_encode([
+            'connection' => $event->connectionName, 'queue' => $event->job->getQueue(), 'payload' => $body,
+            'exception' => (string) $event->exception, 'failed_at' => date('c'), 'why_not_recorded' => $last->getMessage(),
+        ], JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PARTIAL_OUTPUT_ON_ERROR);
+        $key = 'queues:'.$event->job->getQueue().':kqueue-failed';
+        try {
+            $this->app['redis']->connection($this->app['config']['queue.connections.'.$this->connection.'.connection'] ?? null)->rpush($key, $record);
+            $kept = "kept in Redis list $key";
+        } catch (Throwable $e) {
+            $kept = 'and could not be kept in Redis either ('.$e->getMessage().'): this line is all that is left of it';
+        }
+        fwrite(STDERR, sprintf("kqueue: the failed_jobs row of %s (uuid %s) could not be written (%s); %s: %s\n",
+            $event->job->resolveName(), $event->job->uuid() ?? '?', $last->getMessage(), $kept, $record));
+    }
+
     // failOutside applies Laravel's timeout rules (Worker's SIGALRM handler)
     // to a job whose own process is gone: fail it when its attempts are used
     // up, its maxExceptions is reached or it must fail on timeout; otherwise
     // release it at once with its backoff.
     private function failOutside(array $req, string $body): array
     {
-        $job = new Job($this->app, $body, $this->connection, $req['queue']);
+        $job = ($this->makeJob)($body, $req['queue']);
         $reason = (string) ($req['reason'] ?? 'the job was stopped');
         $kind = (string) ($req['kind'] ?? '');
         $timedOut = $kind === 'timeout';
@@ -345,7 +514,7 @@ final class Server
 
     // missingClass names the job class of an object job that the app does
     // not have, or returns null.
-    private function missingClass(Job $job): ?string
+    private function missingClass(BaseJob $job): ?string
     {
         $payload = $job->payload();
         $class = $payload['data']['commandName'] ?? null;
@@ -358,7 +527,7 @@ final class Server
     // result is a job's answer. Keep the keys in this order: the daemon
     // recognises the answer of a job that simply succeeded byte for byte
     // (exec/worker.go doneOK, DONE_OK here) before it decodes any JSON.
-    private function result(Job $job, ?Throwable $e): array
+    private function result(BaseJob $job, ?Throwable $e): array
     {
         return [
             'op' => 'done',

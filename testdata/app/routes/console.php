@@ -77,6 +77,21 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', fun
             }));
             break;
 
+        // loop: what the worker loop does around a job (Queue::looping rolls
+        // back a transaction a job left open; the job object is a RedisJob).
+        case 'loop':
+            $on(Jobs\LeavesTransaction::dispatch('tx-open'));
+            $on(Jobs\TransactionLevel::dispatch('tx-after'));
+            $on(Jobs\Introspects::dispatch('introspect'));
+            break;
+
+        // alwaysfails: jobs that fail at their one try, every time.
+        case 'alwaysfails':
+            for ($i = 0; $i < $count; $i++) {
+                $on(Jobs\AlwaysFails::dispatch("always-$i"));
+            }
+            break;
+
         // timeout: jobs that sleep past their 1 s timeout, with one try and with two.
         case 'timeout':
             $on(Jobs\Sleeps::dispatch('timeout-once', 30, 1, 1));
@@ -203,6 +218,14 @@ Artisan::command('kq:pop {queue} {--times=1}', function ($queue) {
         $this->line($job ? json_encode([$job->getRawBody(), $job->getReservedJob()]) : 'null');
     }
 })->purpose('Pop jobs with Laravel and print them');
+
+// kq:pause pauses a queue of the redis connection as queue:pause does, or
+// for --ttl seconds (QueueManager::pauseFor, which no command offers);
+// Laravel 12.40 and later.
+Artisan::command('kq:pause {queue} {--ttl=0}', function ($queue) {
+    $ttl = (int) $this->option('ttl');
+    $ttl > 0 ? app('queue')->pauseFor('redis', $queue, $ttl) : app('queue')->pause('redis', $queue);
+})->purpose('Pause a queue, for a while or until queue:resume');
 
 // kq:failed prints each failed_jobs row as "displayName: first line of the
 // exception", oldest first.
