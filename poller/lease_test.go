@@ -16,6 +16,8 @@ type faultyStore struct {
 
 func (s *faultyStore) Name() string { return "faulty" }
 
+func (s *faultyStore) Done(context.Context) {}
+
 func (s *faultyStore) Ack(context.Context, []Ack) error {
 	return errors.New("WRONGTYPE Operation against a key holding the wrong kind of value")
 }

@@ -139,6 +139,9 @@ func (s *session) close() {
 	for i := range s.p.queues {
 		s.p.queues[i].running = 0
 	}
+	ctx, cancel := context.WithTimeout(s.bg, 2*time.Second)
+	defer cancel()
+	s.p.store.Done(ctx)
 }
 
 // answerStatus answers a waiting `kqueue status` first: the rest of a turn

@@ -50,6 +50,10 @@ type Store interface {
 	HasWork(ctx context.Context, now time.Time) (bool, error)
 	// Depths reads each queue's jobs, for `kqueue status`.
 	Depths(ctx context.Context) ([]QueueDepth, error)
+	// Done ends a dispatcher connection's run: the store drops what it
+	// kept for recovering a lost reply, unless one is in doubt (Redis:
+	// this poller's reserve receipts).
+	Done(ctx context.Context)
 }
 
 // Job is a job a store reserved for this poller.

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
 )
@@ -50,6 +52,38 @@ func differential(t *testing.T, l testenv.Laravel, root, bin string) {
 		run = func(cfg string) (string, error) {
 			out, err := kq(ctx, "run", "--config", cfg, "--stop-when-empty").CombinedOutput()
 			return string(out), err
+		}
+	}
+	// holding runs kqueue (not until empty) until kqueue status says its
+	// workers decline jobs for why, then stops it.
+	holding := func(cfg, why string) {
+		if root == "" {
+			hctx, cancel := context.WithCancel(ctx)
+			wait := background(t, hctx, "run", "--config", cfg)
+			testenv.Eventually(t, 60*time.Second, "kqueue to hold: "+why, func() bool {
+				s, ok := statusOf(ctx, cfg)
+				return ok && strings.Contains(s.Declining, why)
+			})
+			cancel()
+			if logs, err := wait(); err != nil {
+				t.Fatalf("kqueue run: %v\n%s", err, logs)
+			}
+			return
+		}
+		kq := kqueueIn(t, app, bin)
+		cmd := kq(ctx, "run", "--config", cfg)
+		var logs testenv.SyncBuffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 60*time.Second, "kqueue to hold: "+why, func() bool {
+			out, _ := kq(ctx, "status", "--config", cfg, "--json").Output()
+			return strings.Contains(string(out), why)
+		})
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("kqueue run: %v\n%s", err, logs.String())
 		}
 	}
 	if v := app.Artisan(t, "--version"); !strings.Contains(v, "Laravel Framework "+l.Version+".") {
@@ -138,6 +172,74 @@ func differential(t *testing.T, l testenv.Laravel, root, bin string) {
 		t.Errorf("queue:work fired WorkerStopping %d times, want 1", len(laravel.log["worker:WorkerStopping"]))
 	}
 	compare("loop", laravel, kq, true)
+
+	// Held: while the app is down, or a Looping listener returns false, or
+	// (12.40+) the queue is paused, neither runs a job (queue:work
+	// --stop-when-empty stops at once; kqueue gives each back as it was);
+	// then both run them all, at their first attempt. With --force ([job]
+	// force) both run them while the app is down.
+	holds := []struct {
+		name, why  string
+		hold, lift func()
+		force      bool
+	}{
+		{"down", "the app is down for maintenance", func() { app.Artisan(t, "down") }, func() { app.Artisan(t, "up") }, false},
+		{"down-forced", "", func() { app.Artisan(t, "down") }, func() { app.Artisan(t, "up") }, true},
+		{"looping-false", "a Queue::looping listener returned false",
+			func() { r.Client.Set(ctx, testenv.Prefix+"kqtest:hold", 1, 0) },
+			func() { r.Client.Del(ctx, testenv.Prefix+"kqtest:hold") }, false},
+	}
+	if l.Version == "13" {
+		holds = append(holds, struct {
+			name, why  string
+			hold, lift func()
+			force      bool
+		}{"paused", "the queue default is paused", func() { app.Artisan(t, "kq:pause", "default") },
+			func() { app.Artisan(t, "queue:resume", "redis:default") }, false})
+	}
+	for _, h := range holds {
+		var results [2]result
+		for i, runner := range []string{"queue:work", "kqueue"} {
+			reset()
+			h.hold()
+			app.Artisan(t, "kq:dispatch", "record", "--count=3")
+			extra := ""
+			if h.force {
+				extra = "[job]\nforce = true\n"
+			}
+			cfg := app.Inside(app.Config(t, 1, extra))
+			work := func() error { return app.Command(ctx, "queue:work", "--stop-when-empty").Run() }
+			if h.force && runner == "queue:work" {
+				work = func() error { return app.Command(ctx, "queue:work", "--stop-when-empty", "--force").Run() }
+			}
+			if runner == "kqueue" {
+				work = func() error {
+					logs, err := run(cfg)
+					if err != nil {
+						t.Log(logs)
+					}
+					return err
+				}
+			}
+			if !h.force {
+				if runner == "kqueue" {
+					holding(cfg, h.why)
+				} else if err := work(); err != nil {
+					t.Fatal(err)
+				}
+				if n := r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val(); n != 0 {
+					t.Errorf("%s, %s: %d jobs ran while held", h.name, runner, n)
+				}
+				h.lift()
+			}
+			drain(t, r.Client, "default", work)
+			if h.force {
+				h.lift()
+			}
+			results[i] = collect()
+		}
+		compare(h.name, results[0], results[1], false)
+	}
 }
 
 // kqueueIn copies the kqueue binary bin next to the app and returns

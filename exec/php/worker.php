@@ -230,7 +230,7 @@ final class Server
         $job = ($this->makeJob)($body, $req['queue']);
         $error = null;
         $this->jobsProcessed++;
-        $this->lastJobAt = \Illuminate\Support\Carbon::now();
+        $this->lastJobAt = microtime(true);
         $this->resetScope();
         try {
             if ($missing = $this->missingClass($job)) {
@@ -335,7 +335,8 @@ final class Server
         [$status, $reason] = $reasons[$this->stopReason] ?? [0, 'interrupted'];
         $enum = \Illuminate\Queue\WorkerStopReason::class;
         $enum = function_exists('enum_exists') && enum_exists($enum) ? $enum::from($reason) : null;
-        $this->fire('WorkerStopping', $status, $this->options, $enum, $this->jobsProcessed, $this->lastJobAt,
+        $lastJobAt = $this->lastJobAt ? \Illuminate\Support\Carbon::createFromTimestamp($this->lastJobAt) : null;
+        $this->fire('WorkerStopping', $status, $this->options, $enum, $this->jobsProcessed, $lastJobAt,
             memory_get_usage(true) / 1024 / 1024, $this->connection, $this->queues);
     }
 

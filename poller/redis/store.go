@@ -343,6 +343,20 @@ func (s *Store) Depths(ctx context.Context) ([]poller.QueueDepth, error) {
 	return depths, nil
 }
 
+// Done deletes this poller's reserve receipts, unless a reserve's reply
+// is in doubt (Recover reads its receipt): a stopped poller leaves no key
+// of its own behind.
+func (s *Store) Done(ctx context.Context) {
+	if s.uncertain != nil {
+		return
+	}
+	pipe := s.rdb.Pipeline()
+	for _, q := range s.queues {
+		pipe.Del(ctx, q.keys.receipt)
+	}
+	pipe.Exec(ctx) // best effort: a receipt expires with its reservations anyway
+}
+
 // exec runs a pipeline. Commands that failed because Redis lost its script
 // cache (a restart) are replayed once after loading the scripts again.
 func (s *Store) exec(ctx context.Context, pipe goredis.Pipeliner) error {
