@@ -63,7 +63,10 @@ final class Server
     private $announce = false; // the next JobProcessing is the job's own: say "began"
     private $queues; // the instance's queues, comma-separated (queue:work's --queue)
     private $makeJob; // builds the job object for a payload (see job.php)
-    private $fileMaintenance; // the app's maintenance state is a file: checked per job
+    private $downFile = null; // the app's maintenance state, when it is a file
+    private $events; // the app's event dispatcher
+    private $manager; // the app's queue manager
+    private $pausable; // this Laravel has queue:pause (12.40+)
     private $down = null; // the maintenance state last seen, and when
     private $downAt = 0.0;
     private $paused = []; // the queues last seen paused (queue:pause), and when
@@ -132,9 +135,15 @@ final class Server
         $this->options->force = getenv('KQUEUE_FORCE') === '1';
         // The queues as queue:work's --queue names them, for its events.
         $this->queues = getenv('KQUEUE_QUEUES') ?: $app['config']['queue.connections.'.$this->connection.'.queue'] ?? 'default';
-        $this->fileMaintenance = ! method_exists($app, 'maintenanceMode')
-            || ($app['config']['app.maintenance.driver'] ?? 'file') === 'file';
+        // The maintenance state as a file (Laravel 8, and the file driver
+        // after): checked for every job, as queue:work does, by its path.
+        if (! method_exists($app, 'maintenanceMode') || ($app['config']['app.maintenance.driver'] ?? 'file') === 'file') {
+            $this->downFile = $app->storagePath().'/framework/down';
+        }
         $this->makeJob = Jobs::factory($app, $this->connection);
+        $this->events = $app['events'];
+        $this->manager = $app['queue'];
+        $this->pausable = method_exists($this->manager, 'getPausedQueues');
 
         $this->lastRestart = $this->restartTimestamp();
         $this->lastRestartCheck = microtime(true);
@@ -268,8 +277,8 @@ final class Server
         if (! $this->options->force && $this->isDown()) {
             return 'the app is down for maintenance (php artisan down)';
         }
-        $looping = new \Illuminate\Queue\Events\Looping($this->connection, $this->queues, $this->options);
-        if ($this->app['events']->until($looping) === false) {
+        if ($this->events->hasListeners(\Illuminate\Queue\Events\Looping::class)
+            && $this->events->until(new \Illuminate\Queue\Events\Looping($this->connection, $this->queues, $this->options)) === false) {
             return 'a Queue::looping listener returned false';
         }
         if (in_array($queue, $this->pausedQueues(), true)) {
@@ -283,8 +292,11 @@ final class Server
     // a file (as queue:work does), at most once a second from a cache.
     private function isDown(): bool
     {
+        if ($this->downFile !== null) {
+            return file_exists($this->downFile);
+        }
         $now = microtime(true);
-        if ($this->fileMaintenance || $this->down === null || $now - $this->downAt >= 1.0) {
+        if ($this->down === null || $now - $this->downAt >= 1.0) {
             $this->down = (bool) $this->app->isDownForMaintenance();
             $this->downAt = $now;
         }
@@ -297,14 +309,16 @@ final class Server
     // WorkerQueuePaused / WorkerQueueResumed, as queue:work's loop does.
     private function pausedQueues(): array
     {
-        $manager = $this->app['queue'];
+        if (! $this->pausable) {
+            return [];
+        }
         $now = microtime(true);
-        if (! method_exists($manager, 'getPausedQueues') || $now - $this->pausedAt < 1.0) {
+        if ($now - $this->pausedAt < 1.0) {
             return $this->paused;
         }
         $this->pausedAt = $now;
         try {
-            $paused = $manager->getPausedQueues($this->connection, explode(',', $this->queues));
+            $paused = $this->manager->getPausedQueues($this->connection, explode(',', $this->queues));
         } catch (Throwable $e) {
             $this->app[ExceptionHandler::class]->report($e);
             return $this->paused;

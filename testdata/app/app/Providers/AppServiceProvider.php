@@ -27,6 +27,9 @@ class AppServiceProvider extends ServiceProvider
 
     public function boot()
     {
+        if (! Probe::enabled()) {
+            return; // the benchmarks' app: no listener of its own
+        }
         // Laravel's documented use of the worker loop: roll back what a job
         // left open. And, for the tests, hold every worker while the probe's
         // kqtest:hold key exists.
@@ -34,13 +37,10 @@ class AppServiceProvider extends ServiceProvider
             while (DB::transactionLevel() > 0) {
                 DB::rollBack();
             }
-            if (Probe::enabled() && Redis::connection('probe')->exists('kqtest:hold')) {
+            if (Redis::connection('probe')->exists('kqtest:hold')) {
                 return false;
             }
         });
-        if (! Probe::enabled()) {
-            return;
-        }
         // The worker's own events, where this Laravel has them.
         foreach (['WorkerStarting', 'WorkerStopping', 'WorkerQueuePaused', 'WorkerQueueResumed'] as $name) {
             $class = 'Illuminate\\Queue\\Events\\'.$name;
