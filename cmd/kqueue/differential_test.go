@@ -195,7 +195,16 @@ func differential(t *testing.T, l testenv.Laravel, root, bin string) {
 			hold, lift func()
 			force      bool
 		}{"paused", "the queue default is paused", func() { app.Artisan(t, "kq:pause", "default") },
-			func() { app.Artisan(t, "queue:resume", "redis:default") }, false})
+			func() { app.Artisan(t, "queue:resume", "redis:default") }, false}, struct {
+			name, why  string
+			hold, lift func()
+			force      bool
+		}{"paused-ttl", "the queue default is paused", func() { app.Artisan(t, "kq:pause", "default", "--ttl=5") },
+			func() {
+				testenv.Eventually(t, 30*time.Second, "the pause to end", func() bool {
+					return strings.TrimSpace(app.Artisan(t, "kq:paused", "default")) == "no"
+				})
+			}, false})
 	}
 	for _, h := range holds {
 		var results [2]result

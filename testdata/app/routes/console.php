@@ -227,6 +227,11 @@ Artisan::command('kq:pause {queue} {--ttl=0}', function ($queue) {
     $ttl > 0 ? app('queue')->pauseFor('redis', $queue, $ttl) : app('queue')->pause('redis', $queue);
 })->purpose('Pause a queue, for a while or until queue:resume');
 
+// kq:paused prints whether a queue of the redis connection is paused.
+Artisan::command('kq:paused {queue}', function ($queue) {
+    $this->line(app('queue')->isPaused('redis', $queue) ? 'yes' : 'no');
+})->purpose('Say whether a queue is paused');
+
 // kq:failed prints each failed_jobs row as "displayName: first line of the
 // exception", oldest first.
 Artisan::command('kq:failed', function () {
