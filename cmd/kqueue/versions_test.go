@@ -132,19 +132,31 @@ func (v *laravelApp) classDefaults(t *testing.T) {
 	}
 }
 
+// start runs `kqueue run --config cfg` next to the app until the test
+// stops it (SIGTERM); its log is logs, shown when the test fails.
+func (v *laravelApp) start(t *testing.T, cfg string) (cmd *exec.Cmd, logs *testenv.SyncBuffer) {
+	logs = &testenv.SyncBuffer{}
+	cmd = v.kqueue(t.Context(), "run", "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
+	return cmd, logs
+}
+
 // restart: `php artisan queue:restart` recycles kqueue's workers. The
 // restart key is a cache key whose layout changed in 11 (no ':' after the
 // cache prefix); kqueue reads it through the app's own cache store.
 func (v *laravelApp) restart(t *testing.T) {
 	v.reset(t)
 	cfg := v.app.Inside(v.app.Config(t, 2, ""))
-	var logs testenv.SyncBuffer
-	cmd := v.kqueue(t.Context(), "run", "--config", cfg)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, logs := v.start(t, cfg)
 	testenv.Eventually(t, 30*time.Second, "workers ready", func() bool {
 		s, ok := v.status(t, cfg)
 		return ok && len(s.Workers) == 2
@@ -185,18 +197,7 @@ func (v *laravelApp) status(t *testing.T, cfg string) (poller.Snapshot, bool) {
 func (v *laravelApp) pause(t *testing.T) {
 	v.reset(t)
 	cfg := v.app.Inside(v.app.Config(t, 2, ""))
-	var logs testenv.SyncBuffer
-	cmd := v.kqueue(t.Context(), "run", "--config", cfg)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(logs.String())
-		}
-	})
+	cmd, logs := v.start(t, cfg)
 	rdb := v.app.Redis.Client
 	runs := testenv.Prefix + "kqtest:runs"
 	for i, step := range []struct {
