@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 )
@@ -292,6 +293,11 @@ func (c *Config) complete() error {
 		c.App.Path = filepath.Join(filepath.Dir(c.File), c.App.Path)
 	}
 	c.App.PHP = cmp.Or(c.App.PHP, "php")
+	for _, p := range c.App.Writable {
+		if strings.ContainsFunc(p, unicode.IsControl) || p == "" {
+			return &Error{Key: "app.writable", Msg: fmt.Sprintf("%q is not a path kqueue can open to the jobs: name a folder, without control characters", p)}
+		}
+	}
 	if c.App.User != "" {
 		if _, err := user.Lookup(c.App.User); err != nil {
 			return &Error{Key: "app.user", Msg: fmt.Sprintf("no such user %q: name the account your app runs as (e.g. www-data)", c.App.User)}

@@ -42,7 +42,7 @@ func (c *Config) SandboxDropIn() string {
 	fmt.Fprintf(&b, "# Written by kqueue generator from %s: the app's writable paths.\n[Service]\n", c.File)
 	for _, p := range c.WritablePaths() {
 		// "-": a path that does not exist yet is no error.
-		fmt.Fprintf(&b, "ReadWritePaths=-%s\n", escapeUnitPath(p))
+		fmt.Fprintf(&b, "ReadWritePaths=%s\n", unitPath("-"+p))
 	}
 	if underHome(c.App.Path) {
 		b.WriteString("ProtectHome=read-only\n")
@@ -50,10 +50,16 @@ func (c *Config) SandboxDropIn() string {
 	return b.String()
 }
 
-// escapeUnitPath writes a path as a unit file's path list takes it:
-// spaces and backslashes escaped, so each path stays one word.
-func escapeUnitPath(p string) string {
-	return strings.NewReplacer(`\`, `\\`, " ", `\x20`, "%", "%%").Replace(p)
+// unitPath writes a path as a unit file's path list takes it: one word,
+// quoted when it holds a space, a quote or a backslash; % doubled (a
+// specifier otherwise). Config paths hold no control character (Load
+// refuses them).
+func unitPath(p string) string {
+	p = strings.ReplaceAll(p, "%", "%%")
+	if !strings.ContainsAny(p, " \t\"'\\") {
+		return p
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(p) + `"`
 }
 
 // WriteDropIns writes the sandbox drop-in (SandboxDropIn) of every

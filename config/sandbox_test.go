@@ -19,7 +19,7 @@ func TestSandboxDropIn(t *testing.T) {
 		{"defaults", "[app]\npath = \"/srv/app\"\n", []string{
 			"ReadWritePaths=-/srv/app/storage", "ReadWritePaths=-/srv/app/bootstrap/cache"}, false},
 		{"writable", "[app]\npath = \"/srv/app\"\nwritable = [\"database\", \"/var/uploads/\", \"my files\"]\n", []string{
-			"ReadWritePaths=-/srv/app/database", "ReadWritePaths=-/var/uploads", `ReadWritePaths=-/srv/app/my\x20files`}, false},
+			"ReadWritePaths=-/srv/app/database", "ReadWritePaths=-/var/uploads", `ReadWritePaths="-/srv/app/my files"`}, false},
 		{"home", "[app]\npath = \"/home/forge/app\"\n", []string{"ReadWritePaths=-/home/forge/app/storage"}, true},
 	} {
 		c, err := Parse("/etc/kqueue/t.toml", []byte(tc.src))

@@ -174,6 +174,9 @@ func (d *Dispatcher) Reload(cfg Config) (needRestart []string) {
 	}
 	d.cfg.p.Store(&cfg)
 	d.pool.roll()
+	d.appMu.Lock()
+	d.app = nil // read again when next asked: the deploy may have changed it
+	d.appMu.Unlock()
 	return needRestart
 }
 

@@ -131,6 +131,14 @@ func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out pro
 	if err != nil {
 		i.log.Warn("read job cgroup", "scope", g.Path(), "error", err)
 	}
+	if r.ok && r.msg.Declined != "" {
+		// PHP did not run it (maintenance, a paused queue, Looping): back
+		// as it was.
+		w.stop(cfg.StopGrace, "")
+		out := declinedOutcome(t, r.msg)
+		out.Strategy, out.Scope = s.String(), g.Path()
+		return out
+	}
 	if !r.began {
 		if !r.ok && (r.stopped || i.firstDeath == nil || i.firstDeath(t)) {
 			// It died (or was stopped) before Laravel began it: it did not run.

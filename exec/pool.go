@@ -924,14 +924,13 @@ func (r *jobRun) answer(m message, ok bool) (res runResult, over bool) {
 
 // declined takes w's answer for a head PHP did not run (see
 // message.Declined): it goes back to its queue as it was, its attempt not
-// counted, and w takes its next job after a second, as queue:work's loop
-// pauses.
+// counted; the poller holds its queue a second (see protocol.Declined).
 func (r *jobRun) declined(m message) {
 	r.timer.Stop()
 	h := r.inflight[0]
 	r.inflight = r.inflight[1:]
 	r.p.noteDeclined(m.Declined)
-	h.t.reply(protocol.Outcome{ID: h.t.job.ID, Kind: protocol.GiveBack, Result: "declined", Reason: m.Declined})
+	h.t.reply(declinedOutcome(h.t, m))
 	if len(r.inflight) > 0 {
 		r.begin()
 	}
@@ -975,6 +974,8 @@ func (r *jobRun) kill() (sameHead bool) {
 		case len(r.inflight) == 0:
 		case m.Op == "began":
 			r.start()
+		case m.Op == "done" && m.Declined != "":
+			r.declined(m)
 		case m.Op == "done":
 			r.finish(m)
 		}
@@ -1086,6 +1087,11 @@ func (p *pool) accepts(w *worker, n int) bool {
 func notStarted(t *task) protocol.Outcome {
 	return protocol.Outcome{ID: t.job.ID, Kind: protocol.GiveBack, Strategy: "inline",
 		Result: "interrupted", Reason: "the job had not started"}
+}
+
+// declinedOutcome is the outcome of a job PHP declined to run.
+func declinedOutcome(t *task, m message) protocol.Outcome {
+	return protocol.Outcome{ID: t.job.ID, Kind: protocol.GiveBack, Result: protocol.Declined, Reason: m.Declined}
 }
 
 // noteDeclined notes that PHP declined a job for why; the log hears of it

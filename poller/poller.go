@@ -132,6 +132,10 @@ type queueState struct {
 	Queue
 	index   int // in Config.Queues, as the store knows it
 	running int // jobs of this queue in the dispatcher's hands
+	// heldUntil: PHP declined one of its jobs (protocol.Declined);
+	// nothing is taken from it until then, so the other queues get the
+	// room and declined jobs do not bounce.
+	heldUntil time.Time
 }
 
 // running is a job handed to the dispatcher and not yet settled.

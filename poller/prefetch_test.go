@@ -163,3 +163,26 @@ func TestKeptJobIsCharged(t *testing.T) {
 		return len(got) == 1 && got[0] != queued[0] && strings.Contains(got[0], `"attempts":1`)
 	})
 }
+
+// A job PHP declined (its queue paused, the app down) goes back as it was,
+// and its queue is left alone for a second: the other queues get the room
+// (a paused high-priority queue must not starve the rest), and the
+// declined job does not bounce straight back.
+func TestDeclinedQueueIsHeld(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	push(r, "high", 1)
+	push(r, "low", 1)
+	d := startPoller(t, r, 1, poller.Config{Queues: []poller.Queue{{Name: "high"}, {Name: "low"}}})
+	first := d.next(10 * time.Second)
+	if first.Queue != "high" {
+		t.Fatalf("first job from %s, want high", first.Queue)
+	}
+	d.conn.Send(protocol.Outcome{ID: first.ID, Kind: protocol.GiveBack, Result: protocol.Declined, Reason: "the queue high is paused"})
+	if next := d.next(10 * time.Second); next.Queue != "low" {
+		t.Errorf("after a declined high job, got one from %s, want low", next.Queue)
+	}
+	if n := r.Client.LLen(context.Background(), keysOf("high").queue).Val(); n != 1 {
+		t.Errorf("%d jobs back on high, want the declined one", n)
+	}
+}

@@ -41,6 +41,9 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 			break
 		}
 		q := &p.queues[i]
+		if q.heldUntil.After(p.cfg.Now()) {
+			continue // its jobs were declined a moment ago
+		}
 		ask := min(free, p.cfg.MaxBatch)
 		if q.MaxRunning > 0 {
 			ask = min(ask, q.MaxRunning-q.running)

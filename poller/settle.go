@@ -193,8 +193,9 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	switch {
 	case o.Failed || o.Failure.Killed():
 		level = slog.LevelWarn
-	case o.Result == "declined":
-		level = slog.LevelDebug // declined while paused: the dispatcher says so once
+	case o.Result == protocol.Declined:
+		level = slog.LevelDebug // the dispatcher says why, once
+		r.queue.heldUntil = p.cfg.Now().Add(time.Second)
 	}
 	p.log.LogAttrs(context.Background(), level, "job "+o.Result, attrs...)
 }

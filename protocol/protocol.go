@@ -158,6 +158,13 @@ func (f Failure) String() string {
 // its process, the kernel).
 func (f Failure) Killed() bool { return f == FailTimeout || f == FailCrash || f == FailOOM }
 
+// Declined is the Result of a job PHP declined to run, as queue:work's
+// loop would not have popped it: the app down for maintenance, a paused
+// queue, a Looping listener returning false. It comes with Kind GiveBack;
+// the poller takes nothing from that job's queue for a second, as
+// queue:work pauses.
+const Declined = "declined"
+
 // Outcome reports how one job ended (dispatcher → poller).
 type Outcome struct {
 	ID        uint64
@@ -353,7 +360,9 @@ func Decode(frame []byte) (Message, error) {
 		for n := d.count(); n > 0 && d.err == nil; n-- {
 			p.Recycles = append(p.Recycles, Recycle{Reason: d.string(), Count: d.uvarint()})
 		}
-		p.Declining = d.string()
+		if len(d.b) > 0 { // from this version's later builds
+			p.Declining = d.string()
+		}
 		m = p
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrMalformed, frame[0])

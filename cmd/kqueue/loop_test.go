@@ -162,7 +162,7 @@ func TestFailedRecordOutlivesADuplicate(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "the first job's new row", func() bool {
 		return len(app.Sqlite(t, "SELECT uuid FROM failed_jobs WHERE payload LIKE '%always-0%'")) == 1
 	})
-	testenv.Eventually(t, 30*time.Second, "the second job's record kept in Redis", func() bool {
+	testenv.Eventually(t, 90*time.Second, "the second job's record kept in Redis (after ~30 s of tries)", func() bool {
 		return r.Client.LLen(ctx, queue+":kqueue-failed").Val() == 1
 	})
 	if kept := r.Client.LIndex(ctx, queue+":kqueue-failed", 0).Val(); !strings.Contains(kept, "always-1") || !strings.Contains(kept, "UNIQUE") {

@@ -71,7 +71,6 @@ final class Server
     private $downAt = 0.0;
     private $paused = []; // the queues last seen paused (queue:pause), and when
     private $pausedAt = 0.0;
-    private $declinedAt = 0.0; // when the last job was declined: pause a second
     private $stopReason = null; // why the dispatcher lets this worker go
     private $jobsProcessed = 0; // for WorkerStopping
     private $lastJobAt = null;
@@ -164,11 +163,6 @@ final class Server
             $this->fire('WorkerStarting', $this->connection, $this->queues, $this->options);
         }
         while (true) {
-            // A job declined a moment ago: as queue:work's paused loop, take
-            // the next one only after a second.
-            if (($wait = $this->declinedAt + 1.0 - microtime(true)) > 0) {
-                usleep((int) ($wait * 1e6));
-            }
             $read = [$this->in];
             $write = $except = null;
             if ($this->orphaned) {
@@ -232,14 +226,22 @@ final class Server
     private function run(array $req, string $body): string
     {
         // What queue:work checks before it pops a job (daemonShouldRun).
-        if ($why = $this->declined($req['queue'])) {
-            $this->declinedAt = microtime(true);
+        // (The poller then takes nothing from the job's queue for a second,
+        // as queue:work's loop pauses.)
+        try {
+            $why = $this->declined($req['queue']);
+        } catch (Throwable $e) {
+            // A Looping listener, or the maintenance state's cache, failed:
+            // queue:work would die here before it popped anything.
+            $this->app[ExceptionHandler::class]->report($e);
+            $why = 'checking whether to run it failed: '.get_class($e).': '.$e->getMessage();
+        }
+        if ($why !== null) {
             return $this->encode(['op' => 'done', 'declined' => $why]);
         }
         $job = ($this->makeJob)($body, $req['queue']);
         $error = null;
         $this->jobsProcessed++;
-        $this->lastJobAt = microtime(true);
         $this->resetScope();
         try {
             if ($missing = $this->missingClass($job)) {
@@ -259,6 +261,7 @@ final class Server
             $this->app[ExceptionHandler::class]->report($e);
         } finally {
             $this->announce = false;
+            $this->lastJobAt = hrtime(true) / 1e9; // as Laravel 13's loop records it
         }
         if ($error === null && $job->isDeleted() && ! $job->isReleased() && ! $job->hasFailed()) {
             return self::DONE_OK;
@@ -349,8 +352,7 @@ final class Server
         [$status, $reason] = $reasons[$this->stopReason] ?? [0, 'interrupted'];
         $enum = \Illuminate\Queue\WorkerStopReason::class;
         $enum = function_exists('enum_exists') && enum_exists($enum) ? $enum::from($reason) : null;
-        $lastJobAt = $this->lastJobAt ? \Illuminate\Support\Carbon::createFromTimestamp($this->lastJobAt) : null;
-        $this->fire('WorkerStopping', $status, $this->options, $enum, $this->jobsProcessed, $lastJobAt,
+        $this->fire('WorkerStopping', $status, $this->options, $enum, $this->jobsProcessed, $this->lastJobAt,
             memory_get_usage(true) / 1024 / 1024, $this->connection, $this->queues);
     }
 
@@ -380,14 +382,23 @@ final class Server
         $failer = $this->app['queue.failer'];
         $body = $event->job->getRawBody();
         $last = null;
-        foreach ([0, 50, 100, 200, 400, 800, 1600] as $ms) {
-            usleep($ms * 1000);
+        $start = microtime(true);
+        for ($wait = 0.05; ; $wait = min($wait * 2, 1.0)) {
             try {
                 $failer->log($event->connectionName, $event->job->getQueue(), $body, $event->exception);
                 return;
             } catch (Throwable $e) {
                 $last = $e;
             }
+            // A duplicate uuid is queue:retry's old row, deleted right after
+            // its push unless the database is slow: worth waiting longer for
+            // than an outage is.
+            // Within the job's own timeout: the dispatcher's deadline runs.
+            $bound = self::isDuplicate($e) ? ($this->jobTimeout ? min(30.0, max(3.0, $this->jobTimeout / 2)) : 30.0) : 3.0;
+            if (microtime(true) - $start + $wait > $bound) {
+                break;
+            }
+            usleep((int) ($wait * 1e6));
         }
         $record = json_encode([
             'connection' => $event->connectionName, 'queue' => $event->job->getQueue(), 'payload' => $body,
@@ -398,10 +409,24 @@ final class Server
             $this->app['redis']->connection($this->app['config']['queue.connections.'.$this->connection.'.connection'] ?? null)->rpush($key, $record);
             $kept = "kept in Redis list $key";
         } catch (Throwable $e) {
-            $kept = 'and could not be kept in Redis either ('.$e->getMessage().'): this line is all that is left of it';
+            $kept = 'and could not be kept in Redis either ('.$e->getMessage().'): the record follows: '.$record;
         }
-        fwrite(STDERR, sprintf("kqueue: the failed_jobs row of %s (uuid %s) could not be written (%s); %s: %s\n",
-            $event->job->resolveName(), $event->job->uuid() ?? '?', $last->getMessage(), $kept, $record));
+        fwrite(STDERR, sprintf("kqueue: the failed_jobs row of %s (uuid %s) could not be written (%s); %s\n",
+            $event->job->resolveName(), $event->job->uuid() ?? '?', $last->getMessage(), $kept));
+    }
+
+    // isDuplicate tells a unique index's refusal (a row with the same uuid
+    // is there), as each database words it.
+    private static function isDuplicate(Throwable $e): bool
+    {
+        $class = '\\Illuminate\\Database\\UniqueConstraintViolationException';
+        if (class_exists($class) && $e instanceof $class) {
+            return true;
+        }
+        $m = $e->getMessage();
+
+        return stripos($m, 'UNIQUE constraint failed') !== false || stripos($m, 'Duplicate entry') !== false
+            || stripos($m, 'duplicate key') !== false;
     }
 
     // failOutside applies Laravel's timeout rules (Worker's SIGALRM handler)
