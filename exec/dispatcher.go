@@ -243,21 +243,29 @@ func (d *Dispatcher) capacityChanged() {
 // answers any that were on their way as not started, lets the ones it has
 // finish, and then ends the connection.
 func (d *Dispatcher) Serve(ctx context.Context, conn *protocol.Conn) error {
-	_, err := d.serve(ctx, conn)
+	_, err := d.serve(ctx, conn, nil)
 	return err
 }
 
 // serve is Serve; appOnly tells a poller that only asked for the app's
-// configuration (Hello.AppOnly) from one that was served.
-func (d *Dispatcher) serve(ctx context.Context, conn *protocol.Conn) (appOnly bool, err error) {
+// configuration (Hello.AppOnly), answered at once, from one that was
+// served. A job session takes one first, when set: one poller is served
+// at a time.
+func (d *Dispatcher) serve(ctx context.Context, conn *protocol.Conn, one sync.Locker) (appOnly bool, err error) {
 	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second)) // a peer that says nothing is let go
 	m, err := conn.Recv()
+	conn.SetDeadline(time.Time{})
 	if err != nil {
 		return false, fmt.Errorf("handshake with poller: %w", err)
 	}
 	h, ok := m.(protocol.Hello)
 	if !ok {
 		return false, fmt.Errorf("handshake with poller: got message type %d, want hello", m.Type())
+	}
+	if !h.AppOnly && one != nil {
+		one.Lock()
+		defer one.Unlock()
 	}
 	w := protocol.Welcome{Version: protocol.Version, Capacity: uint64(d.pool.capacity())}
 	if h.AppOnly && h.Version == protocol.Version {
@@ -272,12 +280,12 @@ func (d *Dispatcher) serve(ctx context.Context, conn *protocol.Conn) (appOnly bo
 	if h.AppOnly {
 		return true, nil
 	}
+	d.log.Info("poller connected")
 	return false, d.serveJobs(ctx, conn)
 }
 
 // serveJobs runs the jobs of a poller connection past its handshake.
 func (d *Dispatcher) serveJobs(ctx context.Context, conn *protocol.Conn) error {
-
 	s := &session{conn: conn, outcomes: make(chan protocol.Message, 2*d.pool.maxCapacity()+64), drained: make(chan struct{}), fence: make(chan struct{})}
 	stopWriter := make(chan struct{})
 	writerDone := make(chan struct{})

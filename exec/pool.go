@@ -118,6 +118,7 @@ type pool struct {
 	onCapacity func()
 	recycles   map[string]uint64 // workers replaced, by reason
 	declining  string            // why PHP declines the jobs it is handed; "" while it runs them
+	declinedAt time.Time         // the last decline: the state lapses a few seconds after it
 	anyDecline atomic.Bool       // declining != "": checked after every job
 	draining   bool              // asking for no more jobs (see drain)
 	unbegun    map[string]bool   // jobs (by uuid) whose worker died once before they began
@@ -1089,6 +1090,10 @@ func notStarted(t *task) protocol.Outcome {
 		Result: "interrupted", Reason: "the job had not started"}
 }
 
+// declineLapse is how long after the last decline the pool still says it
+// declines: a paused queue's jobs come back about once a second.
+const declineLapse = 3 * time.Second
+
 // declinedOutcome is the outcome of a job PHP declined to run.
 func declinedOutcome(t *task, m message) protocol.Outcome {
 	return protocol.Outcome{ID: t.job.ID, Kind: protocol.GiveBack, Result: protocol.Declined, Reason: m.Declined}
@@ -1099,7 +1104,7 @@ func declinedOutcome(t *task, m message) protocol.Outcome {
 func (p *pool) noteDeclined(why string) {
 	p.mu.Lock()
 	changed := p.declining != why
-	p.declining = why
+	p.declining, p.declinedAt = why, time.Now()
 	p.mu.Unlock()
 	p.anyDecline.Store(true)
 	if changed {
@@ -1152,7 +1157,9 @@ func (p *pool) state() protocol.Pool {
 	for reason, n := range p.recycles {
 		s.Recycles = append(s.Recycles, protocol.Recycle{Reason: reason, Count: n})
 	}
-	s.Declining = p.declining
+	if time.Since(p.declinedAt) < declineLapse {
+		s.Declining = p.declining
+	}
 	p.mu.Unlock()
 	slices.SortFunc(s.Recycles, func(a, b protocol.Recycle) int { return strings.Compare(a.Reason, b.Reason) })
 	return s

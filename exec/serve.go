@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/kqueue/kqueue/internal/unixsock"
@@ -57,25 +58,34 @@ func (d *Dispatcher) ServeListener(ctx context.Context, ln net.Listener, opts Li
 	refused := func(who string) {
 		d.log.Warn("dispatcher socket: refused a connection from a process outside root, kqueue's user and its group", "peer", who)
 	}
-serving:
+	// Each connection in its own goroutine: a poller starting up gets the
+	// app's configuration at once, even while another poller's session
+	// drains; job sessions take turns.
+	var one sync.Mutex
+	var conns sync.WaitGroup
+	idle := sync.OnceFunc(func() {
+		// The poller let go after pool.idle_exit without work.
+		d.log.Info("idle: exiting until the next job (pool.idle_exit)")
+		ln.Close()
+	})
 	for {
 		c, err := unixsock.Accept(ln, refused)
 		if err != nil {
-			break // closed: stopping
+			break // closed: stopping, or idle
 		}
-		d.log.Info("poller connected")
-		appOnly, err := d.serve(ctx, protocol.NewConn(c))
-		switch {
-		case err != nil:
-			d.log.Error("poller connection ended", "error", err)
-		case appOnly:
-			// A poller starting up: it connects again to be served.
-		case ctx.Err() == nil && opts.IdleExit:
-			// The poller let go after pool.idle_exit without work.
-			d.log.Info("idle: exiting until the next job (pool.idle_exit)")
-			break serving
-		}
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			appOnly, err := d.serve(ctx, protocol.NewConn(c), &one)
+			switch {
+			case err != nil:
+				d.log.Error("poller connection ended", "error", err)
+			case !appOnly && ctx.Err() == nil && opts.IdleExit:
+				idle()
+			}
+		}()
 	}
+	conns.Wait()
 	return d.shutdown(timeout)
 }
 

@@ -85,7 +85,7 @@ func AskApp(ctx context.Context, socket, instance string, log *slog.Logger, wait
 	}
 	m, err := conn.Recv()
 	if err != nil {
-		return nil, fmt.Errorf("ask the dispatcher for the app's configuration: %w", err)
+		return nil, fmt.Errorf("ask the dispatcher for the app's configuration: %w (its own log says why: journalctl -u kqueue-dispatcher@%s)", err, instance)
 	}
 	w, ok := m.(protocol.Welcome)
 	switch {
