@@ -274,14 +274,8 @@ func (d *peer) done(j protocol.Job) {
 	d.conn.Send(protocol.Outcome{ID: j.ID, Kind: protocol.Delete, Result: "done"})
 }
 
-func push(r *testenv.Redis, queue string, n int) {
-	ctx := context.Background()
-	k := keysOf(queue)
-	for i := range n {
-		r.Client.RPush(ctx, k.queue, fmt.Sprintf(`{"uuid":"%s-%d","displayName":"J","job":"j","data":{},"id":"x","attempts":0}`, queue, i))
-		r.Client.RPush(ctx, k.notify, 1)
-	}
-}
+// push puts n payloads on queue under the tests' prefix.
+func push(r *testenv.Redis, queue string, n int) { r.Push("p_", queue, n) }
 
 // With room for one job at a time, every high job runs before any default
 // job, and no more is reserved than the dispatcher can run.

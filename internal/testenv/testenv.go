@@ -92,6 +92,19 @@ func (r *Redis) start(t testing.TB, extra ...string) {
 // URL is the server's address for kqueue.toml.
 func (r *Redis) URL() string { return "unix://" + r.Socket }
 
+// Push puts n minimal Laravel payloads on queue (keys under prefix), each
+// with its notify token, as Laravel's push does: the poller's and the
+// Redis store's tests, which need jobs but no app. Their uuids are
+// "queue-i".
+func (r *Redis) Push(prefix, queue string, n int) {
+	ctx := context.Background()
+	q := prefix + "queues:" + queue
+	for i := range n {
+		r.Client.RPush(ctx, q, fmt.Sprintf(`{"uuid":"%s-%d","displayName":"J","job":"j","data":{},"id":"x","attempts":0}`, queue, i))
+		r.Client.RPush(ctx, q+":notify", 1)
+	}
+}
+
 // Stop stops the server.
 func (r *Redis) Stop() {
 	if r.cmd == nil {

@@ -160,8 +160,8 @@ func TestAcksAcrossQueues(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	push(r.Client, "a", 3)
-	push(r.Client, "b", 2)
+	r.Push("p_", "a", 3)
+	r.Push("p_", "b", 2)
 	s := New(Config{Client: r.Client, Prefix: "p_", Queues: []string{"a", "b"}})
 	if err := s.Open(ctx); err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func BenchmarkReserveAck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		push(r.Client, "default", batch)
+		r.Push("p_", "default", batch)
 		b.StartTimer()
 		at := time.Now()
 		got, err := s.Reserve(ctx, acks, 0, batch, at, at.Add(90*time.Second))
@@ -231,14 +231,4 @@ func BenchmarkReserveAck(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/job")
-}
-
-// push puts n payloads on queue (prefix "p_"), as Laravel's push does.
-func push(rdb *redis.Client, queue string, n int) {
-	ctx := context.Background()
-	k := keysFor("p_", queue)
-	for i := range n {
-		rdb.RPush(ctx, k.queue, fmt.Sprintf(`{"uuid":"%s-%d","displayName":"J","job":"j","data":{},"id":"x","attempts":0}`, queue, i))
-		rdb.RPush(ctx, k.notify, 1)
-	}
 }
