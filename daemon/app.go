@@ -13,10 +13,11 @@ import (
 // from the app is logged, each disagreement is a warning (an error when
 // kqueue would see no job).
 func adopt(cfg *config.Config, answer []byte, readErr error, log *slog.Logger) error {
+	var l *config.Laravel
 	var notes []config.Note
-	l, err := config.ParseLaravel(answer)
-	if readErr != nil {
-		err = readErr
+	err := readErr
+	if err == nil {
+		l, err = config.ParseLaravel(answer)
 	}
 	if err == nil {
 		notes, err = cfg.Adopt(l)

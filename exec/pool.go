@@ -1114,7 +1114,8 @@ func (p *pool) noteDeclined(why string) {
 
 // ranAgain notes that a job ran after PHP had declined others.
 func (p *pool) ranAgain() {
-	if !p.anyDecline.Swap(false) {
+	// Read first: a write on every job would bounce the cache line.
+	if !p.anyDecline.Load() || !p.anyDecline.Swap(false) {
 		return
 	}
 	p.mu.Lock()

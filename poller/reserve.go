@@ -35,13 +35,14 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 		hand(jobs)
 		free = max(free, 0)
 	}
+	now := p.cfg.Now()
 	for _, i := range p.order() {
 		if free == 0 {
 			more = true
 			break
 		}
 		q := &p.queues[i]
-		if q.heldUntil.After(p.cfg.Now()) {
+		if q.heldUntil.After(now) {
 			continue // its jobs were declined a moment ago
 		}
 		ask := min(free, p.cfg.MaxBatch)

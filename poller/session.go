@@ -244,7 +244,7 @@ func (s *session) drained(got int, due time.Time) (next, error) {
 	if !due.IsZero() {
 		d = min(d, max(due.Sub(p.cfg.Now()), time.Millisecond))
 	}
-	s.armWake(d)
+	s.arm(d, true) // at the next push, or after d
 	return wait, nil
 }
 
@@ -255,9 +255,6 @@ func (s *session) arm(d time.Duration, block bool) {
 		s.waker.arm(d, block)
 	}
 }
-
-// armWake has the waker wake the loop at the next push, or after d.
-func (s *session) armWake(d time.Duration) { s.arm(d, true) }
 
 // wait waits for the next thing to happen and handles it. It reports
 // whether Run ends, and with what.

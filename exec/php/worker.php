@@ -350,9 +350,9 @@ final class Server
             'timeout' => [1, 'timed_out'],
         ];
         [$status, $reason] = $reasons[$this->stopReason] ?? [0, 'interrupted'];
-        $enum = \Illuminate\Queue\WorkerStopReason::class;
-        $enum = function_exists('enum_exists') && enum_exists($enum) ? $enum::from($reason) : null;
-        $this->fire('WorkerStopping', $status, $this->options, $enum, $this->jobsProcessed, $this->lastJobAt,
+        $enum = \Illuminate\Queue\WorkerStopReason::class; // Laravel 13
+        $why = function_exists('enum_exists') && enum_exists($enum) ? $enum::from($reason) : null;
+        $this->fire('WorkerStopping', $status, $this->options, $why, $this->jobsProcessed, $this->lastJobAt,
             memory_get_usage(true) / 1024 / 1024, $this->connection, $this->queues);
     }
 
