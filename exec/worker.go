@@ -36,7 +36,6 @@ type worker struct {
 	busy     atomic.Bool  // running a job now
 	quitting atomic.Bool  // told to finish the job it runs and start no other (its poller is gone)
 	version  string       // Laravel's
-	prefix   *string      // the app's Redis key prefix for its queue connection, if known
 
 	wbuf    []byte     // request buffer, reused
 	writing chan error // a large request being written; nil when none
@@ -57,7 +56,6 @@ type message struct {
 	Op        string         `json:"op"`
 	Pid       int            `json:"pid"`
 	Laravel   string         `json:"laravel"`
-	Prefix    *string        `json:"prefix"`
 	Deleted   bool           `json:"deleted"`
 	Released  bool           `json:"released"`
 	ReleaseAt *int64         `json:"release_at"`
@@ -172,7 +170,7 @@ func (w *worker) awaitBoot(ctx context.Context, cfg *Config) error {
 	case m, ok := <-w.msgs:
 		switch {
 		case ok && m.Op == "ready":
-			w.version, w.prefix = m.Laravel, m.Prefix
+			w.version = m.Laravel
 			return nil
 		case ok && m.Op == "boot-failed":
 			w.kill()

@@ -13,7 +13,7 @@
 //         {"op":"run","queue":"default","len":N,"timeout":S}   (timeout: the job's, in s; absent: none)
 //         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crashed"|"oom"|"isolation-failed","reason":"…"}
 //   fd 4, worker → dispatcher: JSON lines.
-//         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36","prefix":"laravel_database_"|null}
+//         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36"}
 //         {"op":"began"}     the job is about to run (JobProcessing): its attempt counts
 //         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…}
 //         {"op":"done","declined":"…"}   not run (the app is down, the queue
@@ -158,7 +158,6 @@ final class Server
                 'pid' => getmypid(),
                 'laravel' => $this->app->version(),
                 'php' => PHP_VERSION,
-                'prefix' => $this->redisPrefix(),
             ]);
             $this->fire('WorkerStarting', $this->connection, $this->queues, $this->options);
         }
@@ -595,27 +594,6 @@ final class Server
         return (function () use ($method, $args) {
             return $this->{$method}(...$args);
         })->call($this->worker);
-    }
-
-    // redisPrefix is the key prefix of the queue connection's Redis client
-    // (the skeleton's default differs between versions), or null when the
-    // connection is not Redis or Redis is out of reach.
-    private function redisPrefix(): ?string
-    {
-        try {
-            $config = $this->app['config']["queue.connections.{$this->connection}"] ?? [];
-            if (($config['driver'] ?? '') !== 'redis') {
-                return null;
-            }
-            $client = $this->app['redis']->connection($config['connection'] ?? 'default')->client();
-            if (method_exists($client, 'getOption')) { // phpredis
-                return (string) $client->getOption(\Redis::OPT_PREFIX);
-            }
-            $prefix = $client->getOptions()->prefix ?? null; // predis
-            return $prefix ? (string) $prefix->getPrefix() : '';
-        } catch (Throwable $e) {
-            return null;
-        }
     }
 
     private function restartTimestamp()
