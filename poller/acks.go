@@ -160,7 +160,7 @@ func (o *outage) lasted() time.Duration {
 // begin notes an error; one that says the store is away starts an outage
 // (other errors, a script's, are not one).
 func (o *outage) begin(err error) {
-	if !isUnreachable(err) {
+	if !IsUnreachable(err) {
 		return
 	}
 	o.recover = true

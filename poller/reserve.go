@@ -22,7 +22,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 			p.nextID++
 			p.inflight[p.nextID] = j
 			j.queue.running++
-			batch = append(batch, protocol.Job{ID: p.nextID, Queue: j.queue.Name, Payload: []byte(j.job.Payload)})
+			batch = append(batch, protocol.Job{ID: p.nextID, Queue: j.queue.Name, Payload: []byte(j.job.Payload), Row: j.job.Row})
 			free--
 			sent++
 		}
@@ -110,6 +110,9 @@ func (p *Poller) runnable(ctx context.Context, jobs []Job) []*running {
 			p.store.Quarantine(ctx, j, err)
 			continue
 		}
+		if j.Row != nil {
+			pl.Attempts = int(j.Row.Attempts) // the row's, not the payload's
+		}
 		out = append(out, &running{queue: &p.queues[j.Queue], job: j, p: pl, started: now})
 	}
 	return out
@@ -180,7 +183,7 @@ func (p *Poller) extendLeases(ctx context.Context) {
 	}
 	// An acknowledgement the store refuses (a script's error) is kept for
 	// later; it must not cost the running jobs their leases.
-	if err := p.sendAcks(ctx); isUnreachable(err) {
+	if err := p.sendAcks(ctx); IsUnreachable(err) {
 		return
 	}
 	if len(p.inflight) == 0 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/kqueue/kqueue/protocol"
 )
 
 // Store is one queue backend: Laravel's protocol for its queues, as its
@@ -61,6 +63,10 @@ type Job struct {
 	Queue   int    // its queue's index in Config.Queues
 	Payload string // as it was on the queue: what PHP runs
 	Handle  string // the store's own (Redis: the reserved copy, attempts counted)
+	// Row is the job's row where the store keeps its attempts beside the
+	// payload (Laravel's database queue): PHP's job is made of it. Nil for
+	// Redis.
+	Row *protocol.Row
 }
 
 // Reserved is what one Reserve took.
@@ -128,8 +134,8 @@ type unreachableError struct{ error }
 
 func (e unreachableError) Unwrap() error { return e.error }
 
-// isUnreachable reports whether err says the store is away.
-func isUnreachable(err error) bool {
+// IsUnreachable reports whether err says the store is away.
+func IsUnreachable(err error) bool {
 	var u unreachableError
 	return errors.As(err, &u)
 }

@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the protocol version; a peer with another version is refused.
-const Version = 6
+const Version = 7
 
 // MaxFrame bounds a frame's size (a Laravel payload may be tens of MB).
 const MaxFrame = 128 << 20
@@ -76,6 +76,21 @@ type Job struct {
 	ID      uint64 // the poller's handle for this reservation
 	Queue   string // bare queue name, as Laravel names it
 	Payload []byte // the original payload, byte for byte
+	// Row is the job's row, from a store that keeps a job's attempts
+	// beside its payload (Laravel's database queue); nil from Redis,
+	// whose payload carries them.
+	Row *Row
+}
+
+// Row is a job's row in Laravel's jobs table (the database queue), as the
+// poller reserved it: Laravel's DatabaseJobRecord, its attempts not yet
+// counted for this run. Times are Unix seconds.
+type Row struct {
+	ID          int64 `json:"id"`
+	Attempts    int64 `json:"attempts"`
+	ReservedAt  int64 `json:"reserved_at"`
+	AvailableAt int64 `json:"available_at"`
+	CreatedAt   int64 `json:"created_at"`
 }
 
 // Started says a job has been handed to PHP (dispatcher → poller, before
@@ -250,7 +265,15 @@ func (m Job) AppendBody(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.ID)
 	b = appendString(b, m.Queue)
 	b = binary.AppendUvarint(b, uint64(len(m.Payload)))
-	return append(b, m.Payload...)
+	b = append(b, m.Payload...)
+	if m.Row == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	for _, v := range [...]int64{m.Row.ID, m.Row.Attempts, m.Row.ReservedAt, m.Row.AvailableAt, m.Row.CreatedAt} {
+		b = binary.AppendVarint(b, v)
+	}
+	return b
 }
 
 func (m Outcome) AppendBody(b []byte) []byte {
@@ -327,7 +350,11 @@ func Decode(frame []byte) (Message, error) {
 	case TypeCapacity:
 		m = Capacity{Capacity: d.uvarint()}
 	case TypeJob:
-		m = Job{ID: d.uvarint(), Queue: d.string(), Payload: d.bytes()}
+		j := Job{ID: d.uvarint(), Queue: d.string(), Payload: d.bytes()}
+		if d.byte() == 1 {
+			j.Row = &Row{ID: d.varint(), Attempts: d.varint(), ReservedAt: d.varint(), AvailableAt: d.varint(), CreatedAt: d.varint()}
+		}
+		m = j
 	case TypeOutcome:
 		o := Outcome{ID: d.uvarint(), Kind: Kind(d.byte()), ReleaseAt: d.varint()}
 		o.Failed = d.byte() == 1

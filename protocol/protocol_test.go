@@ -18,6 +18,7 @@ var samples = []Message{
 	Capacity{Capacity: 0},
 	Job{ID: 1, Queue: "default", Payload: []byte(`{"uuid":"u","attempts":0}`)},
 	Job{ID: 1 << 40, Queue: "{high}", Payload: []byte{}},
+	Job{ID: 7, Queue: "default", Payload: []byte(`{}`), Row: &Row{ID: 12, Attempts: 2, ReservedAt: 1700000000, AvailableAt: -1, CreatedAt: 1699999000}},
 	Outcome{ID: 7, Kind: Delete, Result: "done", Duration: 1500 * time.Microsecond, Memory: 40 << 20},
 	Outcome{ID: 8, Kind: Release, ReleaseAt: 1795757500, Result: "released", Reason: "RuntimeException: boom"},
 	Outcome{ID: 9, Kind: Keep, Failed: true, Failure: FailCrash, Result: "crashed", Reason: "exit code 3", Duration: -1},

@@ -1,0 +1,463 @@
+// Package database is the poller's store for Laravel's database queue: the
+// jobs table of Laravel's DatabaseQueue on MySQL, MariaDB, PostgreSQL or
+// SQLite, read and written as DatabaseQueue and DatabaseJob do it, so that
+// kqueue and `php artisan queue:work` can share a table
+// (docs/laravel-queue.md, "The database queue").
+//
+// One thing differs, by design: DatabaseQueue counts a job's attempt when
+// it reserves the row; this store reserves the row as it is (reserved_at
+// set, attempts untouched) and counts the attempt when PHP is about to run
+// the job (poller.AckCharge), so a job reserved ahead and never started
+// goes back exactly as it was.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/kqueue/kqueue/poller"
+	"github.com/kqueue/kqueue/protocol"
+)
+
+// Queue is one queue of the table.
+type Queue struct {
+	Name       string
+	RetryAfter time.Duration // Laravel's retry_after: how long a reservation lasts
+}
+
+// Config configures a Store.
+type Config struct {
+	// DB is the database holding the jobs table (Dial). Required.
+	DB      *sql.DB
+	Dialect Dialect
+	// Table is the jobs table's name in the database: the connection's
+	// prefix and the queue connection's table ("jobs").
+	Table string
+	// Queues names the queues, in the poller's order.
+	Queues []Queue
+	// Logger hears of quarantined rows. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store reserves and settles jobs in Laravel's jobs table.
+type Store struct {
+	db     *sql.DB
+	d      Dialect
+	table  string // as written in queries
+	name   string // as the log names it
+	queues []Queue
+	log    *slog.Logger
+	lock   string // the reserve query's locking clause (Open)
+	// held maps the rows this poller holds to the reserved_at it wrote
+	// there: its reservation's mark. A row whose reserved_at is another
+	// has gone back to the queue meanwhile (it lapsed) and may be another
+	// worker's: charges, give-backs and extensions leave it alone.
+	held map[int64]int64
+	// seen is the highest id in the table when a reserve last found its
+	// queue drained: Wait wakes the poller once a row past it appears.
+	seen atomic.Int64
+}
+
+// New returns a Store on cfg.DB.
+func New(cfg Config) *Store {
+	s := &Store{db: cfg.DB, d: cfg.Dialect, table: cfg.Dialect.quote(cfg.Table), name: cfg.Table,
+		queues: cfg.Queues, log: cfg.Logger, held: map[int64]int64{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// Name names the database.
+func (s *Store) Name() string { return s.d.String() }
+
+// Open finds how the reserve query locks rows on this server.
+func (s *Store) Open(ctx context.Context) error {
+	lock, err := lockClause(ctx, s.db, s.d)
+	if err != nil {
+		return fmt.Errorf("ask the %s server its version: %w", s.d, s.classify(err))
+	}
+	s.lock = lock
+	return nil
+}
+
+// Reserve applies acks, then, in one transaction, takes up to n rows of
+// queue q that are available (not reserved, due) or whose reservation
+// lapsed (reserved_at at or before now − retry_after), oldest first, and
+// marks them reserved at now — as DatabaseQueue's pop, but many at once
+// and without counting attempts.
+func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, until time.Time) (poller.Reserved, error) {
+	var r poller.Reserved
+	if r.Acked = s.Ack(ctx, acks); r.Acked != nil && unreachable(r.Acked) {
+		return r, r.Acked
+	}
+	name := s.queues[q].Name
+	at, lapsed := now.Unix(), now.Unix()-int64(until.Sub(now)/time.Second)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		r.Jobs, r.Due = r.Jobs[:0], time.Time{}
+		rows, err := tx.QueryContext(ctx, s.d.bind(`SELECT id, attempts, reserved_at, available_at, created_at, payload FROM `+s.table+
+			` WHERE queue = ? AND ((reserved_at IS NULL AND available_at <= ?) OR reserved_at <= ?) ORDER BY id ASC LIMIT `+strconv.Itoa(n)+s.lock),
+			name, at, lapsed)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var row protocol.Row
+			var reserved sql.NullInt64
+			var payload string
+			if err := rows.Scan(&row.ID, &row.Attempts, &reserved, &row.AvailableAt, &row.CreatedAt, &payload); err != nil {
+				rows.Close()
+				return err
+			}
+			row.ReservedAt = at
+			r.Jobs = append(r.Jobs, poller.Job{Queue: q, Payload: payload, Handle: strconv.FormatInt(row.ID, 10), Row: &row})
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if len(r.Jobs) > 0 {
+			if _, err := tx.ExecContext(ctx, s.d.bind(`UPDATE `+s.table+` SET reserved_at = ? WHERE id IN (`+marks(len(r.Jobs))+`)`),
+				append([]any{at}, ids(r.Jobs)...)...); err != nil {
+				return err
+			}
+		}
+		if len(r.Jobs) == n {
+			return nil
+		}
+		// Drained: what Wait looks past, and when the next delayed job is due.
+		var top, due sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(id) FROM `+s.table).Scan(&top); err != nil {
+			return err
+		}
+		s.seen.Store(top.Int64)
+		if err := tx.QueryRowContext(ctx, s.d.bind(`SELECT MIN(available_at) FROM `+s.table+` WHERE queue = ? AND reserved_at IS NULL AND available_at > ?`),
+			name, at).Scan(&due); err != nil {
+			return err
+		}
+		if due.Valid {
+			r.Due = time.Unix(due.Int64, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		r.Jobs = nil
+		return r, fmt.Errorf("reserve from %s (queue %s): %w", s.name, name, s.classify(err))
+	}
+	for _, j := range r.Jobs {
+		s.held[j.Row.ID] = at
+	}
+	r.Taken = len(r.Jobs)
+	return r, nil
+}
+
+// Ack applies acks in order, in one transaction.
+func (s *Store) Ack(ctx context.Context, acks []poller.Ack) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	now := time.Now().Unix()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for i := 0; i < len(acks); {
+			end := i + 1
+			for end < len(acks) && acks[end].Kind == acks[i].Kind {
+				end++
+			}
+			if err := s.apply(ctx, tx, acks[i:end], now); err != nil {
+				return err
+			}
+			i = end
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("settle jobs in %s: %w", s.name, s.classify(err))
+	}
+	for _, a := range acks {
+		if a.Kind != poller.AckCharge {
+			delete(s.held, a.Job.Row.ID)
+		}
+	}
+	return nil
+}
+
+// apply applies a run of acknowledgements of one kind.
+func (s *Store) apply(ctx context.Context, tx *sql.Tx, acks []poller.Ack, now int64) error {
+	switch acks[0].Kind {
+	case poller.AckDelete:
+		// DatabaseQueue::deleteReserved: by id.
+		_, err := tx.ExecContext(ctx, s.d.bind(`DELETE FROM `+s.table+` WHERE id IN (`+marks(len(acks))+`)`), ackIDs(acks)...)
+		return err
+	case poller.AckCharge:
+		return s.byMark(ctx, tx, acks, `UPDATE `+s.table+` SET attempts = attempts + 1`)
+	case poller.AckGiveBack:
+		return s.byMark(ctx, tx, acks, `UPDATE `+s.table+` SET reserved_at = NULL`)
+	}
+	// DatabaseQueue::deleteAndRelease: the row goes, a new one comes with
+	// the attempts the run counted, due at ReleaseAt.
+	for _, a := range acks {
+		if _, err := tx.ExecContext(ctx, s.d.bind(`DELETE FROM `+s.table+` WHERE id = ?`), a.Job.Row.ID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.d.bind(`INSERT INTO `+s.table+` (queue, attempts, reserved_at, available_at, created_at, payload) VALUES (?, ?, NULL, ?, ?, ?)`),
+			s.queues[a.Job.Queue].Name, a.Job.Row.Attempts+1, a.ReleaseAt.Unix(), now, a.Job.Payload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// byMark runs update (an UPDATE … SET …) on the rows of acks that still
+// carry this poller's reservation mark, one statement per mark.
+func (s *Store) byMark(ctx context.Context, tx *sql.Tx, acks []poller.Ack, update string) error {
+	groups := map[int64][]any{}
+	var order []int64
+	for _, a := range acks {
+		m := s.mark(a.Job)
+		if _, ok := groups[m]; !ok {
+			order = append(order, m)
+		}
+		groups[m] = append(groups[m], a.Job.Row.ID)
+	}
+	for _, m := range order {
+		ids := groups[m]
+		if _, err := tx.ExecContext(ctx, s.d.bind(update+` WHERE reserved_at = ? AND id IN (`+marks(len(ids))+`)`), append([]any{m}, ids...)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mark is the reserved_at this poller wrote on j's row.
+func (s *Store) mark(j poller.Job) int64 {
+	if m, ok := s.held[j.Row.ID]; ok {
+		return m
+	}
+	return j.Row.ReservedAt
+}
+
+// Extend moves each lease's reserved_at to its Until less retry_after, on
+// the rows that still carry this poller's mark.
+func (s *Store) Extend(ctx context.Context, leases []poller.Lease) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	type move struct{ from, to int64 }
+	groups := map[move][]any{}
+	for _, l := range leases {
+		m := move{s.mark(l.Job), l.Until.Add(-s.queues[l.Job.Queue].RetryAfter).Unix()}
+		groups[m] = append(groups[m], l.Job.Row.ID)
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for m, ids := range groups {
+			if _, err := tx.ExecContext(ctx, s.d.bind(`UPDATE `+s.table+` SET reserved_at = ? WHERE reserved_at = ? AND id IN (`+marks(len(ids))+`)`),
+				append([]any{m.to, m.from}, ids...)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("extend reservations in %s: %w", s.name, s.classify(err))
+	}
+	for m, ids := range groups {
+		for _, id := range ids {
+			s.held[id.(int64)] = m.to
+		}
+	}
+	return nil
+}
+
+// QuarantineSuffix is added to the queue name of a row set aside: it
+// stays in the table as it was, in a queue no worker reads.
+const QuarantineSuffix = ":kqueue-quarantine"
+
+// Quarantine moves j's row to its queue's quarantine queue (the queue
+// column is all that changes, and reserved_at cleared).
+func (s *Store) Quarantine(ctx context.Context, j poller.Job, why error) {
+	q := s.queues[j.Queue].Name
+	to := q + QuarantineSuffix
+	s.log.Error("quarantined a malformed job: its row stays in the table, moved to another queue", "queue", q,
+		"table", s.name, "id", j.Row.ID, "moved_to", to, "error", why, "entry", preview(j.Payload))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.d.bind(`UPDATE `+s.table+` SET queue = ?, reserved_at = NULL WHERE id = ? AND reserved_at = ?`), to, j.Row.ID, s.mark(j))
+		return err
+	})
+	if err != nil {
+		s.log.Error("quarantine failed; the row stays reserved until retry_after", "queue", q, "id", j.Row.ID, "error", err)
+		return
+	}
+	delete(s.held, j.Row.ID)
+}
+
+// Recover checks that the database answers. A reserve whose commit's
+// reply was lost leaves its rows reserved; they go back to the queue when
+// their retry_after has passed, as a crashed queue:work's would.
+func (s *Store) Recover(ctx context.Context) ([]poller.Job, error) {
+	if err := s.db.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.d, s.classify(err))
+	}
+	return nil, nil
+}
+
+// Poll intervals of Wait: short after activity, longer while idle.
+const (
+	firstPoll = 5 * time.Millisecond
+	maxPoll   = 50 * time.Millisecond
+)
+
+// Wait polls the table's highest id (an index lookup) until a row past
+// what the last drained reserve saw appears: a push, or a release. It
+// starts at 5 ms and backs off to 50 ms.
+func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
+	deadline := time.Now().Add(within)
+	every := firstPoll
+	for {
+		var top sql.NullInt64
+		if err := s.db.QueryRowContext(ctx, `SELECT MAX(id) FROM `+s.table).Scan(&top); err != nil {
+			return false, fmt.Errorf("wait for work: %w", s.classify(err))
+		}
+		if top.Int64 > s.seen.Load() {
+			return true, nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false, nil
+		}
+		t := time.NewTimer(min(every, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, nil
+		case <-t.C:
+		}
+		every = min(2*every, maxPoll)
+	}
+}
+
+// HasWork looks for an available row or a lapsed reservation on any
+// queue.
+func (s *Store) HasWork(ctx context.Context, now time.Time) (bool, error) {
+	for _, q := range s.queues {
+		var one int
+		err := s.db.QueryRowContext(ctx, s.d.bind(`SELECT 1 FROM `+s.table+` WHERE queue = ? AND ((reserved_at IS NULL AND available_at <= ?) OR reserved_at <= ?) LIMIT 1`),
+			q.Name, now.Unix(), now.Add(-q.RetryAfter).Unix()).Scan(&one)
+		switch {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return false, fmt.Errorf("look for work: %w", s.classify(err))
+		}
+	}
+	return false, nil
+}
+
+// Depths counts each queue's ready, delayed and reserved rows.
+func (s *Store) Depths(ctx context.Context) ([]poller.QueueDepth, error) {
+	now := time.Now().Unix()
+	args := []any{now, now}
+	for _, q := range s.queues {
+		args = append(args, q.Name)
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.bind(`SELECT queue,
+		SUM(CASE WHEN reserved_at IS NULL AND available_at <= ? THEN 1 ELSE 0 END),
+		SUM(CASE WHEN reserved_at IS NULL AND available_at > ? THEN 1 ELSE 0 END),
+		SUM(CASE WHEN reserved_at IS NOT NULL THEN 1 ELSE 0 END)
+		FROM `+s.table+` WHERE queue IN (`+marks(len(s.queues))+`) GROUP BY queue`), args...)
+	if err != nil {
+		return nil, s.classify(err)
+	}
+	defer rows.Close()
+	byName := map[string]poller.QueueDepth{}
+	for rows.Next() {
+		var d poller.QueueDepth
+		if err := rows.Scan(&d.Name, &d.Ready, &d.Delayed, &d.Reserved); err != nil {
+			return nil, s.classify(err)
+		}
+		byName[d.Name] = d
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.classify(err)
+	}
+	depths := make([]poller.QueueDepth, len(s.queues))
+	for i, q := range s.queues {
+		depths[i] = byName[q.Name]
+		depths[i].Name = q.Name
+	}
+	return depths, nil
+}
+
+// Done has nothing to drop: the table holds no state of this poller's
+// but its reservations.
+func (s *Store) Done(context.Context) {}
+
+// tx runs f in a transaction, again (up to three times in all) when the
+// server reports a deadlock, a serialization failure or a busy database.
+func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	var err error
+	for try := range 3 {
+		if try > 0 {
+			time.Sleep(time.Duration(try) * 10 * time.Millisecond)
+		}
+		var tx *sql.Tx
+		if tx, err = s.db.BeginTx(ctx, nil); err != nil {
+			if transient(err) {
+				continue
+			}
+			return err
+		}
+		if err = f(tx); err == nil {
+			err = tx.Commit()
+		} else {
+			tx.Rollback()
+		}
+		if err == nil || !transient(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// classify marks the errors that mean the database is away.
+func (s *Store) classify(err error) error {
+	if err != nil && unreachable(err) {
+		return poller.Unreachable(err)
+	}
+	return err
+}
+
+// marks is n placeholders, comma-separated.
+func marks(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+func ids(jobs []poller.Job) []any {
+	out := make([]any, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.Row.ID
+	}
+	return out
+}
+
+func ackIDs(acks []poller.Ack) []any {
+	out := make([]any, len(acks))
+	for i, a := range acks {
+		out[i] = a.Job.Row.ID
+	}
+	return out
+}
+
+// preview shortens a payload for the log.
+func preview(s string) string {
+	const n = 200
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:n]) + fmt.Sprintf("… (%d bytes)", len(s))
+}
