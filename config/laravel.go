@@ -28,6 +28,9 @@ type Laravel struct {
 	// Redis is the Redis connection it uses; nil unless Queue.Driver is
 	// "redis".
 	Redis *LaravelRedis `json:"redis"`
+	// Database is the database connection and table it uses; nil unless
+	// Queue.Driver is "database".
+	Database *LaravelDatabase `json:"database"`
 	// Cache is the default cache store, where queue:restart leaves its
 	// signal.
 	Cache LaravelCache `json:"cache"`
@@ -65,6 +68,40 @@ type LaravelRedis struct {
 	// was read from the config as the client would merge it.
 	PrefixFrom string `json:"prefix_from"`
 }
+
+// LaravelDatabase is the jobs table of a database queue connection, and
+// the database connection (config/database.php connections.NAME) it is
+// in, as Laravel's DatabaseManager reads it (its url merged over the rest).
+type LaravelDatabase struct {
+	// Table is the queue connection's table ("jobs"), without the
+	// connection's Prefix.
+	Table string `json:"table"`
+	// Name is the database connection's name ("mysql").
+	Name string `json:"name"`
+	// Driver is "mysql", "mariadb", "pgsql", "sqlite" or another Laravel
+	// driver kqueue does not read ("sqlsrv").
+	Driver   string  `json:"driver"`
+	Host     *string `json:"host"`
+	Port     *int    `json:"port"`
+	Socket   *string `json:"unix_socket"`
+	Database string  `json:"database"` // the database's name; SQLite: the file
+	Username *string `json:"username"`
+	Password *string `json:"password"`
+	Prefix   string  `json:"prefix"` // put in front of table names
+	// Schema is PostgreSQL's search_path (Laravel 8: schema).
+	Schema  *string `json:"search_path"`
+	SSLMode *string `json:"sslmode"`
+	Charset *string `json:"charset"`
+	// BusyTimeout is SQLite's busy_timeout in milliseconds (Laravel 11+).
+	BusyTimeout *int `json:"busy_timeout"`
+}
+
+// TableName is the jobs table's name in the database: the connection's
+// prefix and the queue connection's table.
+func (d *LaravelDatabase) TableName() string { return d.Prefix + cmp.Or(d.Table, "jobs") }
+
+// Where says where the database settings come from, for messages.
+func (d *LaravelDatabase) Where() string { return "config/database.php connections." + d.Name }
 
 // LaravelCache is the app's default cache store.
 type LaravelCache struct {
@@ -245,10 +282,73 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 		notes = append(notes, Note{Key: "app.connection", Value: strconv.Quote(conn), App: strconv.Quote(conn), Where: "config/queue.php default, QUEUE_CONNECTION"})
 	}
 	where := "config/queue.php connections." + conn
-	if l.Queue.Driver != "redis" {
-		return notes, fmt.Errorf("the app's queue connection %q uses the %q driver (%s.driver): kqueue runs jobs from Redis queues only; set QUEUE_CONNECTION=redis in the app's .env, or name a redis connection in [app] connection",
+	switch l.Queue.Driver {
+	case "redis":
+		n, err := c.adoptRedis(l, conn)
+		notes = append(notes, n...)
+		if err != nil {
+			return notes, err
+		}
+	case "database":
+		if l.Database == nil {
+			return notes, fmt.Errorf("the app did not describe the database of its queue connection %q", conn)
+		}
+		db := l.Database
+		v := db.Driver + " " + strconv.Quote(db.Database) + ", table " + strconv.Quote(db.TableName())
+		notes = append(notes, Note{Key: "database", Value: v, App: v, Where: where + ".connection and .table; " + db.Where()})
+	default:
+		return notes, fmt.Errorf("the app's queue connection %q uses the %q driver (%s.driver): kqueue runs jobs from Redis and database queues; set QUEUE_CONNECTION=redis or database in the app's .env, or name such a connection in [app] connection",
 			conn, l.Queue.Driver, where)
 	}
+
+	appRetry := l.Queue.RetryAfterOrDefault()
+	retryWhere := where + ".retry_after"
+	if l.Queue.RetryAfter == nil {
+		retryWhere += " (unset: Laravel's connector uses 60)"
+	}
+	hint := func(ours Duration) string {
+		return fmt.Sprintf("kqueue reserves jobs for %s and extends that while they run; a queue:work worker on the same queues reserves them for %s", ours, appRetry)
+	}
+	if c.set["redis.retry_after"] {
+		if c.Redis.RetryAfter.D() != appRetry {
+			notes = append(notes, Note{Key: "redis.retry_after", Value: c.Redis.RetryAfter.String(), App: appRetry.String(),
+				Where: retryWhere, Disagree: true, Hint: hint(c.Redis.RetryAfter)})
+		}
+	} else {
+		c.Redis.RetryAfter = Duration(appRetry)
+		notes = append(notes, Note{Key: "redis.retry_after", Value: appRetry.String(), App: appRetry.String(), Where: retryWhere})
+	}
+
+	appQueue := cmp.Or(l.Queue.Queue, "default")
+	if !c.set["queue"] {
+		c.Queues = []Queue{{Name: appQueue}}
+		env := "REDIS_QUEUE"
+		if l.Queue.Driver == "database" {
+			env = "DB_QUEUE"
+		}
+		notes = append(notes, Note{Key: "queue", Value: strconv.Quote(appQueue), App: strconv.Quote(appQueue), Where: where + ".queue, " + env})
+	} else if !c.hasQueue(appQueue) {
+		notes = append(notes, Note{Key: "queue", Value: strconv.Quote(queueList(c.Queues)), App: strconv.Quote(appQueue),
+			Where: where + ".queue, the queue jobs go to when they name none", Disagree: true,
+			Hint: "jobs dispatched without onQueue() wait there; add a [[queue]] for it if kqueue should run them"})
+	}
+	for i := range c.Queues {
+		q := &c.Queues[i]
+		if !c.set[fmt.Sprintf("queue[%d].retry_after", i)] {
+			q.RetryAfter = c.Redis.RetryAfter
+		} else if q.RetryAfter.D() != appRetry {
+			notes = append(notes, Note{Key: fmt.Sprintf("queue %q retry_after", q.Name), Value: q.RetryAfter.String(), App: appRetry.String(),
+				Where: retryWhere, Disagree: true, Hint: hint(q.RetryAfter)})
+		}
+	}
+	c.Laravel = l
+	return notes, nil
+}
+
+// adoptRedis takes the Redis server and key prefix of the app's queue
+// connection conn.
+func (c *Config) adoptRedis(l *Laravel, conn string) ([]Note, error) {
+	var notes []Note
 	if l.Redis == nil {
 		return notes, fmt.Errorf("the app did not describe the Redis connection of its queue connection %q", conn)
 	}
@@ -286,43 +386,6 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 		notes = append(notes, Note{Key: "redis.prefix", Value: strconv.Quote(p), App: strconv.Quote(p), Where: prefixWhere})
 	}
 
-	appRetry := l.Queue.RetryAfterOrDefault()
-	retryWhere := where + ".retry_after"
-	if l.Queue.RetryAfter == nil {
-		retryWhere += " (unset: Laravel's connector uses 60)"
-	}
-	hint := func(ours Duration) string {
-		return fmt.Sprintf("kqueue reserves jobs for %s and extends that while they run; a queue:work worker on the same queues reserves them for %s", ours, appRetry)
-	}
-	if c.set["redis.retry_after"] {
-		if c.Redis.RetryAfter.D() != appRetry {
-			notes = append(notes, Note{Key: "redis.retry_after", Value: c.Redis.RetryAfter.String(), App: appRetry.String(),
-				Where: retryWhere, Disagree: true, Hint: hint(c.Redis.RetryAfter)})
-		}
-	} else {
-		c.Redis.RetryAfter = Duration(appRetry)
-		notes = append(notes, Note{Key: "redis.retry_after", Value: appRetry.String(), App: appRetry.String(), Where: retryWhere})
-	}
-
-	appQueue := cmp.Or(l.Queue.Queue, "default")
-	if !c.set["queue"] {
-		c.Queues = []Queue{{Name: appQueue}}
-		notes = append(notes, Note{Key: "queue", Value: strconv.Quote(appQueue), App: strconv.Quote(appQueue), Where: where + ".queue, REDIS_QUEUE"})
-	} else if !c.hasQueue(appQueue) {
-		notes = append(notes, Note{Key: "queue", Value: strconv.Quote(queueList(c.Queues)), App: strconv.Quote(appQueue),
-			Where: where + ".queue, the queue jobs go to when they name none", Disagree: true,
-			Hint: "jobs dispatched without onQueue() wait there; add a [[queue]] for it if kqueue should run them"})
-	}
-	for i := range c.Queues {
-		q := &c.Queues[i]
-		if !c.set[fmt.Sprintf("queue[%d].retry_after", i)] {
-			q.RetryAfter = c.Redis.RetryAfter
-		} else if q.RetryAfter.D() != appRetry {
-			notes = append(notes, Note{Key: fmt.Sprintf("queue %q retry_after", q.Name), Value: q.RetryAfter.String(), App: appRetry.String(),
-				Where: retryWhere, Disagree: true, Hint: hint(q.RetryAfter)})
-		}
-	}
-	c.Laravel = l
 	return notes, nil
 }
 

@@ -131,13 +131,43 @@ retry_after = 30
 	}
 }
 
-func TestAdoptRefusesANonRedisConnection(t *testing.T) {
+func TestAdoptRefusesAnotherDriver(t *testing.T) {
 	t.Parallel()
 	c, _ := Parse("kq.toml", []byte("[app]\npath = \"/srv/app\"\n"))
 	l := laravel()
-	l.DefaultConnection, l.Connection, l.Queue.Driver, l.Redis = "database", "database", "database", nil
+	l.DefaultConnection, l.Connection, l.Queue.Driver, l.Redis = "sqs", "sqs", "sqs", nil
 	_, err := c.Adopt(l)
-	if err == nil || !strings.Contains(err.Error(), `the app's queue connection "database" uses the "database" driver`) {
-		t.Errorf("Adopt on a database connection: %v", err)
+	if err == nil || !strings.Contains(err.Error(), `the app's queue connection "sqs" uses the "sqs" driver`) {
+		t.Errorf("Adopt on an sqs connection: %v", err)
+	}
+}
+
+// A database connection is adopted with its table, its retry_after and
+// its queue; the notes say where each comes from.
+func TestAdoptADatabaseConnection(t *testing.T) {
+	t.Parallel()
+	c, _ := Parse("kq.toml", []byte("[app]\npath = \"/srv/app\"\n"))
+	l := laravel()
+	retry := 45
+	l.DefaultConnection, l.Connection, l.Redis = "database", "database", nil
+	l.Queue = LaravelQueue{Driver: "database", Queue: "mail", RetryAfter: &retry}
+	l.Database = &LaravelDatabase{Table: "jobs", Name: "pgsql", Driver: "pgsql", Database: "app", Prefix: "kq_"}
+	notes, err := c.Adopt(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range notes {
+		got = append(got, n.String())
+	}
+	joined := strings.Join(got, "\n")
+	for _, want := range []string{`database = pgsql "app", table "kq_jobs" (from config/queue.php connections.database.connection and .table; config/database.php connections.pgsql)`,
+		`queue = "mail" (from config/queue.php connections.database.queue, DB_QUEUE)`} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("notes lack %q:\n%s", want, joined)
+		}
+	}
+	if len(c.Queues) != 1 || c.Queues[0].Name != "mail" || c.Queues[0].RetryAfter.D() != 45*time.Second {
+		t.Errorf("queues %+v, want mail with retry_after 45s", c.Queues)
 	}
 }

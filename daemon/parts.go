@@ -13,6 +13,7 @@ import (
 	"github.com/kqueue/kqueue/metrics"
 	"github.com/kqueue/kqueue/notify"
 	"github.com/kqueue/kqueue/poller"
+	dbstore "github.com/kqueue/kqueue/poller/database"
 	redisstore "github.com/kqueue/kqueue/poller/redis"
 )
 
@@ -34,18 +35,14 @@ func (p *pollerPart) close() {
 // (when [metrics] listen is set) and its control socket for `kqueue
 // status`. tune adjusts the poller's config to the command.
 func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *notify.Notifier, tune func(*poller.Config)) (*pollerPart, error) {
-	rdb, err := redisstore.Dial(ctx, cfg.Redis)
+	log = log.With("component", "poller")
+	pc := pollerConfig(cfg, log, n)
+	store, closeStore, err := openStore(ctx, cfg, pc.Queues, log)
 	if err != nil {
 		return nil, err
 	}
-	part := &pollerPart{stops: []func(){func() { rdb.Close() }}}
-	log = log.With("component", "poller")
-	pc := pollerConfig(cfg, log, n)
-	var names []string
-	for _, q := range pc.Queues {
-		names = append(names, q.Name)
-	}
-	pc.Store = redisstore.New(redisstore.Config{Client: rdb, Prefix: *cfg.Redis.Prefix, Queues: names, Logger: log})
+	part := &pollerPart{stops: []func(){closeStore}}
+	pc.Store = store
 	tune(&pc)
 	var m *metrics.Metrics
 	if cfg.Metrics.Listen != "" {
@@ -68,6 +65,33 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 		part.stops = append(part.stops, stop)
 	}
 	return part, nil
+}
+
+// openStore connects to the store of the app's queue connection: its
+// database for the database driver, else Redis.
+func openStore(ctx context.Context, cfg *config.Config, queues []poller.Queue, log *slog.Logger) (poller.Store, func(), error) {
+	if cfg.Laravel != nil && cfg.Laravel.Queue.Driver == "database" {
+		db, dialect, err := dbstore.Dial(ctx, cfg.Laravel.Database)
+		if err != nil {
+			return nil, nil, err
+		}
+		var qs []dbstore.Queue
+		for _, q := range queues {
+			qs = append(qs, dbstore.Queue{Name: q.Name, RetryAfter: q.RetryAfter})
+		}
+		return dbstore.New(dbstore.Config{DB: db, Dialect: dialect, Table: cfg.Laravel.Database.TableName(), Queues: qs, Logger: log}),
+			func() { db.Close() }, nil
+	}
+	rdb, err := redisstore.Dial(ctx, cfg.Redis)
+	if err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	for _, q := range queues {
+		names = append(names, q.Name)
+	}
+	return redisstore.New(redisstore.Config{Client: rdb, Prefix: *cfg.Redis.Prefix, Queues: names, Logger: log}),
+		func() { rdb.Close() }, nil
 }
 
 // clockOffsetEnv shifts the poller's clock (a Go duration, "-3s"): fault

@@ -374,7 +374,11 @@ func (s *session) task(j protocol.Job) *task {
 		return true
 	}
 	t.began = func() { s.outcomes <- protocol.Running{ID: id} }
-	if p, err := payload.Parse(j.Payload); err == nil {
+	parse := payload.Parse
+	if j.Row != nil {
+		parse = func(raw []byte) (*payload.Payload, error) { return payload.ParseRow(raw, int(j.Row.Attempts)) }
+	}
+	if p, err := parse(j.Payload); err == nil {
 		t.p = p
 	}
 	return t

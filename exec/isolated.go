@@ -126,7 +126,7 @@ func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out pro
 		w.kill()
 		return notStarted(t) // the poller is gone: nothing more starts
 	}
-	r := w.do(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout)}, t.job.Payload, deadline, i.hardStop, t.begin)
+	r := w.do(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row}, t.job.Payload, deadline, i.hardStop, t.begin)
 	stats, err := g.Stats()
 	if err != nil {
 		i.log.Warn("read job cgroup", "scope", g.Path(), "error", err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/cgroup"
+	"github.com/kqueue/kqueue/protocol"
 )
 
 // worker is one long-lived PHP process running worker.php with the app
@@ -253,12 +254,15 @@ type request struct {
 	// Timeout is the job's timeout in seconds (0: none), for worker.php to
 	// enforce itself should the dispatcher die while the job runs.
 	Timeout int `json:"timeout,omitempty"`
+	// Row is the job's database row (Laravel's database queue), for
+	// worker.php's DatabaseJob.
+	Row *protocol.Row `json:"row,omitempty"`
 }
 
 // appendHeader appends req as JSON: a job to run on a queue with a plain
 // name (every job, nearly) without encoding/json.
 func (req request) appendHeader(b []byte) []byte {
-	if req.Op != "run" || req.Kind != "" || req.Reason != "" || req.Class != "" || req.Socket != "" || !plainJSON(req.Queue) {
+	if req.Op != "run" || req.Kind != "" || req.Reason != "" || req.Class != "" || req.Socket != "" || req.Row != nil || !plainJSON(req.Queue) {
 		hdr, _ := json.Marshal(req)
 		return append(b, hdr...)
 	}

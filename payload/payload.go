@@ -70,6 +70,17 @@ func (w *wire) field(key []byte) *[]byte {
 // numbers). Keys match exactly and the last of duplicates wins, as with
 // PHP's json_decode.
 func Parse(raw []byte) (*Payload, error) {
+	return parse(raw, nil)
+}
+
+// ParseRow reads the payload of a row of Laravel's jobs table (the
+// database queue), whose attempts are the row's: the payload has none.
+func ParseRow(raw []byte, attempts int) (*Payload, error) {
+	return parse(raw, &attempts)
+}
+
+// parse reads a payload; attempts, when given, are kept outside it.
+func parse(raw []byte, attempts *int) (*Payload, error) {
 	if !utf8.Valid(raw) {
 		return nil, fmt.Errorf("%w: not valid UTF-8, which PHP's json_decode refuses", ErrMalformed)
 	}
@@ -81,6 +92,9 @@ func Parse(raw []byte) (*Payload, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if attempts != nil {
+		w.Attempts = []byte(strconv.Itoa(*attempts))
 	}
 	return w.payload()
 }

@@ -102,16 +102,19 @@ func (p *Poller) runnable(ctx context.Context, jobs []Job) []*running {
 	now := p.cfg.Now()
 	out := make([]*running, 0, len(jobs))
 	for _, j := range jobs {
-		pl, err := payload.Parse([]byte(j.Payload))
+		var pl *payload.Payload
+		var err error
+		if j.Row != nil {
+			pl, err = payload.ParseRow([]byte(j.Payload), int(j.Row.Attempts))
+		} else {
+			pl, err = payload.Parse([]byte(j.Payload))
+		}
 		if err == nil && len(j.Payload) > p.cfg.MaxPayload {
 			err = fmt.Errorf("its payload is %d bytes, over the %d bytes kqueue hands to PHP in one frame", len(j.Payload), p.cfg.MaxPayload)
 		}
 		if err != nil {
 			p.store.Quarantine(ctx, j, err)
 			continue
-		}
-		if j.Row != nil {
-			pl.Attempts = int(j.Row.Attempts) // the row's, not the payload's
 		}
 		out = append(out, &running{queue: &p.queues[j.Queue], job: j, p: pl, started: now})
 	}

@@ -17,7 +17,7 @@ set -eu
 
 root=${KQ_CHROOTS:-/var/tmp/kqueue-chroots}
 suites=${*:-trixie sid}
-packages=php-cli,php-redis,php-sqlite3,php-mbstring,php-laravel-framework
+packages=php-cli,php-redis,php-sqlite3,php-mysql,php-pgsql,php-mbstring,php-laravel-framework
 # Debian installs the framework's config/ where Laravel >= 11 does not look
 # for it; a fresh chroot has no /etc/hosts.
 hook_config='if [ -d "$1/usr/share/php/Illuminate/config" ] && [ ! -e "$1/usr/share/config" ]; then ln -s php/Illuminate/config "$1/usr/share/config"; fi'

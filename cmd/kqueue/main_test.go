@@ -59,15 +59,46 @@ func queueSize(t *testing.T, rdb *redis.Client, queue string) int64 {
 // poll, as in Laravel).
 func drain(t *testing.T, rdb *redis.Client, queue string, pass func() error) {
 	t.Helper()
-	testenv.Eventually(t, 60*time.Second, "queue "+queue+" drained", func() bool {
-		if queueSize(t, rdb, queue) == 0 {
+	drainUntil(t, func() int64 { return queueSize(t, rdb, queue) }, pass)
+}
+
+// drainUntil is drain on a queue that holds left() jobs.
+func drainUntil(t *testing.T, left func() int64, pass func() error) {
+	t.Helper()
+	testenv.Eventually(t, 60*time.Second, "queue drained", func() bool {
+		if left() == 0 {
 			return true
 		}
 		if err := pass(); err != nil {
 			t.Fatal(err)
 		}
-		return queueSize(t, rdb, queue) == 0
+		return left() == 0
 	})
+}
+
+// jobsTable lists the rows of a database queue's jobs table: queue,
+// attempts, whether reserved, and the job's display name.
+func jobsTable(t *testing.T, db *testenv.DB) []string {
+	t.Helper()
+	rows, err := db.SQL.Query("SELECT queue, attempts, reserved_at IS NULL, payload FROM jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var queue, payload string
+		var attempts int
+		var free bool
+		if err := rows.Scan(&queue, &attempts, &free, &payload); err != nil {
+			t.Fatal(err)
+		}
+		var p struct{ DisplayName string }
+		json.Unmarshal([]byte(payload), &p)
+		out = append(out, fmt.Sprintf("jobs %s attempts=%d free=%v %s", queue, attempts, free, p.DisplayName))
+	}
+	sort.Strings(out)
+	return out
 }
 
 // probeLog returns the fixture's records grouped by job tag, in order.

@@ -14,6 +14,9 @@
 //    "redis":{"client":"phpredis","cluster":false,"url":null,"scheme":null,
 //             "host":"127.0.0.1","port":6379,"username":null,"password":null,
 //             "database":0,"prefix":"laravel_database_","prefix_from":"client"|"config"},
+//    "database":null|{"table":"jobs","name":"mysql","driver":"mysql","host":…,"port":…,
+//               "unix_socket":…,"database":"app","username":…,"password":…,"prefix":"",
+//               "search_path":…,"sslmode":…,"charset":…,"busy_timeout":…},
 //    "cache":{"driver":"redis","prefix":"laravel_cache","connection":"cache"},
 //    "failed":{"driver":"database-uuids","database":"sqlite","table":"failed_jobs"}}
 //
@@ -65,6 +68,7 @@ try {
             'after_commit' => (bool) ($conn['after_commit'] ?? false),
         ],
         'redis' => null,
+        'database' => null,
         'cache' => null,
         'failed' => [
             'driver' => $config->get('queue.failed.driver'),
@@ -75,6 +79,9 @@ try {
 
     if (($conn['driver'] ?? null) === 'redis') {
         $answer['redis'] = redis($app, $conn['connection'] ?? 'default', $int);
+    }
+    if (($conn['driver'] ?? null) === 'database') {
+        $answer['database'] = database($app, $conn, $int);
     }
 
     $store = $config->get('cache.default');
@@ -146,5 +153,50 @@ function redis($app, string $name, callable $int): array
         'database' => $int($parsed['database'] ?? null),
         'prefix' => $prefix,
         'prefix_from' => $from,
+    ];
+}
+
+// database describes the jobs table of a database queue connection and its
+// database connection as Laravel's DatabaseManager configures it (the url
+// key parsed over the rest), without connecting.
+function database($app, array $conn, callable $int): array
+{
+    $config = $app['config'];
+    $name = $conn['connection'] ?? $config->get('database.default');
+    $raw = $config->get("database.connections.$name");
+    if (! is_array($raw)) {
+        throw new \RuntimeException("the queue connection's database connection \"$name\" is not in config/database.php connections");
+    }
+    $c = $raw;
+    try {
+        $c = $app['db']->connection($name)->getConfig(); // PDO connects lazily: nothing is reached
+    } catch (Throwable $e) {
+        if (class_exists(\Illuminate\Support\ConfigurationUrlParser::class)) {
+            $c = (new \Illuminate\Support\ConfigurationUrlParser)->parseConfiguration($raw);
+        }
+    }
+    $str = function ($v) {
+        if (is_array($v)) {
+            $v = reset($v); // several hosts: Laravel tries them in turn; kqueue the first
+        }
+
+        return $v === null || $v === '' || $v === false ? null : (string) $v;
+    };
+
+    return [
+        'table' => (string) ($conn['table'] ?? 'jobs'),
+        'name' => (string) $name,
+        'driver' => (string) ($c['driver'] ?? ''),
+        'host' => $str($c['host'] ?? null),
+        'port' => $int($c['port'] ?? null),
+        'unix_socket' => $str($c['unix_socket'] ?? null),
+        'database' => (string) ($c['database'] ?? ''),
+        'username' => $str($c['username'] ?? null),
+        'password' => $str($c['password'] ?? null),
+        'prefix' => (string) ($c['prefix'] ?? ''),
+        'search_path' => $str($c['search_path'] ?? $c['schema'] ?? null),
+        'sslmode' => $str($c['sslmode'] ?? null),
+        'charset' => $str($c['charset'] ?? null),
+        'busy_timeout' => $int($c['busy_timeout'] ?? null),
     ];
 }

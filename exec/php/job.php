@@ -10,28 +10,34 @@ use RuntimeException;
 
 // Jobs makes the job object the worker hands to Laravel's Worker::process:
 // for a Redis connection a RedisJob (so instanceof checks, getRedisQueue()
-// and getReservedJob() work as under queue:work), for any other a plain
-// Job; either records delete/release/fail for the dispatcher instead of
-// applying them to the queue.
+// and getReservedJob() work as under queue:work), for a database one a
+// DatabaseJob of the row the poller reserved, for any other a plain Job;
+// each records delete/release/fail for the dispatcher instead of applying
+// them to the queue.
 final class Jobs
 {
-    // factory returns fn (string $raw, string $queue) => the job. Making
-    // the connection's queue object connects to nothing.
+    // factory returns fn (string $raw, string $queue, ?array $row) => the
+    // job. Making the connection's queue object connects to nothing.
     public static function factory($app, string $connection): \Closure
     {
         try {
-            $redis = $app['queue']->connection($connection);
+            $queue = $app['queue']->connection($connection);
         } catch (\Throwable $e) {
-            $redis = null; // the worker fails the job with Laravel's own error later
+            $queue = null; // the worker fails the job with Laravel's own error later
         }
-        if ($redis instanceof \Illuminate\Queue\RedisQueue) {
-            return function (string $raw, string $queue) use ($app, $redis, $connection) {
-                return new RedisJob($app, $redis, $raw, $connection, $queue);
+        if ($queue instanceof \Illuminate\Queue\RedisQueue) {
+            return function (string $raw, string $name, ?array $row) use ($app, $queue, $connection) {
+                return new RedisJob($app, $queue, $raw, $connection, $name);
+            };
+        }
+        if ($queue instanceof \Illuminate\Queue\DatabaseQueue) {
+            return function (string $raw, string $name, ?array $row) use ($app, $queue, $connection) {
+                return new DatabaseJob($app, $queue, $raw, $row ?? [], $connection, $name);
             };
         }
 
-        return function (string $raw, string $queue) use ($app, $connection) {
-            return new Job($app, $raw, $connection, $queue);
+        return function (string $raw, string $name, ?array $row) use ($app, $connection) {
+            return new Job($app, $raw, $connection, $name);
         };
     }
 }
@@ -76,6 +82,48 @@ final class RedisJob extends \Illuminate\Queue\Jobs\RedisJob
     public function release($delay = 0)
     {
         BaseJob::release($delay); // recorded: no Lua from here
+        $this->releaseAt = $this->availableAt($delay);
+    }
+}
+
+// DatabaseJob is Laravel's DatabaseJob on the row the poller reserved, as
+// DatabaseQueue's pop marks it (attempts counted, reserved_at set), whose
+// delete and release are recorded for the dispatcher (which applies them
+// to the jobs table as DatabaseQueue would) instead of being sent from
+// here.
+final class DatabaseJob extends \Illuminate\Queue\Jobs\DatabaseJob
+{
+    private $decoded;
+    public $releaseAt = null;
+
+    public function __construct($container, $database, string $raw, array $row, string $connectionName, string $queue)
+    {
+        $record = new \Illuminate\Queue\Jobs\DatabaseJobRecord((object) [
+            'id' => $row['id'] ?? null,
+            'queue' => $queue,
+            'payload' => $raw,
+            'attempts' => ($row['attempts'] ?? 0) + 1,
+            'reserved_at' => $row['reserved_at'] ?? null,
+            'available_at' => $row['available_at'] ?? null,
+            'created_at' => $row['created_at'] ?? null,
+        ]);
+        parent::__construct($container, $database, $record, $connectionName, $queue);
+    }
+
+    // payload is decoded once (Laravel decodes the body on every call).
+    public function payload()
+    {
+        return $this->decoded ?? ($this->decoded = json_decode($this->job->payload, true));
+    }
+
+    public function delete()
+    {
+        BaseJob::delete(); // recorded: no DELETE from here
+    }
+
+    public function release($delay = 0)
+    {
+        BaseJob::release($delay); // recorded: no DELETE and INSERT from here
         $this->releaseAt = $this->availableAt($delay);
     }
 }

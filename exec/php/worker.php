@@ -238,7 +238,7 @@ final class Server
         if ($why !== null) {
             return $this->encode(['op' => 'done', 'declined' => $why]);
         }
-        $job = ($this->makeJob)($body, $req['queue']);
+        $job = ($this->makeJob)($body, $req['queue'], $req['row'] ?? null);
         $error = null;
         $this->jobsProcessed++;
         $this->resetScope();
@@ -434,7 +434,7 @@ final class Server
     // release it at once with its backoff.
     private function failOutside(array $req, string $body): array
     {
-        $job = ($this->makeJob)($body, $req['queue']);
+        $job = ($this->makeJob)($body, $req['queue'], $req['row'] ?? null);
         $reason = (string) ($req['reason'] ?? 'the job was stopped');
         $kind = (string) ($req['kind'] ?? '');
         $timedOut = $kind === 'timeout';

@@ -259,3 +259,29 @@ func (d *DB) Push(t testing.TB, queue string, n int) {
 		}
 	}
 }
+
+// QueueOn moves the app's queue connection to a database queue on driver
+// ("mysql": a private MariaDB, "pgsql": a private PostgreSQL, "sqlite":
+// the app's own database, as a new Laravel app has it), with Laravel's
+// jobs table migrated there.
+func (a *App) QueueOn(t testing.TB, driver string) *DB {
+	t.Helper()
+	var d *DB
+	if driver == "sqlite" {
+		db, err := sql.Open("sqlite", "file:"+a.DB+"?_pragma=busy_timeout(5000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = &DB{Driver: "sqlite", Name: a.DB, SQL: db}
+		t.Cleanup(func() { db.Close() })
+	} else {
+		d = StartDB(t, driver, a.Root)
+	}
+	for k, v := range d.Env(a.Inside) {
+		a.Env[k] = v
+	}
+	if driver != "sqlite" {
+		a.Artisan(t, "migrate", "--database="+driver, "--force")
+	}
+	return d
+}

@@ -88,7 +88,7 @@ func mysqlConnector(c *config.LaravelDatabase) driver.Connector {
 	}
 	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 5*time.Second, 10*time.Second, 10*time.Second
 	if cs := deref(c.Charset); cs != "" {
-		cfg.Params = map[string]string{"charset": cs}
+		cfg.Apply(mysql.Charset(cs, ""))
 	}
 	conn, _ := mysql.NewConnector(cfg) // fails only for a TLS name it does not know; none is set
 	return conn

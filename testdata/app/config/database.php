@@ -12,6 +12,33 @@ return [
             'prefix' => '',
             'foreign_key_constraints' => true,
         ],
+
+        // Where the tests put the database queue's jobs table: a private
+        // server on a unix socket (QDB_SOCKET; PostgreSQL: its folder).
+        'mysql' => [
+            'driver' => 'mysql',
+            'host' => 'localhost',
+            'unix_socket' => env('QDB_SOCKET'),
+            'database' => env('QDB_DATABASE', 'app'),
+            'username' => env('QDB_USERNAME', 'root'),
+            'password' => '',
+            'charset' => 'utf8mb4',
+            'collation' => 'utf8mb4_unicode_ci',
+            'prefix' => '',
+        ],
+
+        'pgsql' => [
+            'driver' => 'pgsql',
+            'host' => env('QDB_SOCKET'),
+            'database' => env('QDB_DATABASE', 'postgres'),
+            'username' => env('QDB_USERNAME', 'postgres'),
+            'password' => '',
+            'charset' => 'utf8',
+            'prefix' => '',
+            'schema' => 'public',
+            'search_path' => 'public',
+            'sslmode' => 'prefer',
+        ],
     ],
 
     'migrations' => 'migrations',

@@ -11,7 +11,8 @@ use Illuminate\Queue\Jobs\RedisJob;
 use Illuminate\Queue\SerializesModels;
 
 // Introspects records what code that inspects its job sees: a RedisJob,
-// its queue object, and the reserved copy with its attempts counted.
+// its queue object, and the reserved copy with its attempts counted; or a
+// DatabaseJob, and its attempts.
 class Introspects implements ShouldQueue
 {
     use Dispatchable, InteractsWithQueue, Queueable, SerializesModels;
@@ -34,6 +35,8 @@ class Introspects implements ShouldQueue
             'queue_class' => $redisJob ? get_class($this->job->getRedisQueue()) : null,
             'reserved_attempts' => $reserved['attempts'] ?? null,
             'reserved_uuid_matches' => ($reserved['uuid'] ?? null) === $this->job->uuid(),
+            'database_job' => $this->job instanceof \Illuminate\Queue\Jobs\DatabaseJob,
+            'attempts' => $this->job->attempts(),
         ]);
         Probe::ran($this);
     }
