@@ -183,14 +183,18 @@ func (d *DB) Start(t testing.TB) {
 	}
 }
 
-// Restart stops the server (SIGTERM: a clean shutdown, connections cut)
-// and starts it again on the same socket and data.
+// Restart shuts the server down cleanly, its connections cut, and starts
+// it again on the same socket and data.
 func (d *DB) Restart(t testing.TB) {
 	t.Helper()
 	if d.cmd == nil {
 		return
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	sig := syscall.SIGTERM // MariaDB: a shutdown that ends every connection
+	if d.Driver == "pgsql" {
+		sig = syscall.SIGINT // PostgreSQL's fast shutdown (SIGTERM waits for its clients to leave)
+	}
+	d.cmd.Process.Signal(sig)
 	d.cmd.Wait()
 	d.start(t)
 }
