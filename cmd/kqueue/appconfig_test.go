@@ -125,9 +125,26 @@ func TestCheckReadsTheAppsQueueConfig(t *testing.T) {
 
 	t.Run("not-redis", func(t *testing.T) {
 		out, err := checkOutput(t, writeConfig(t, app, "sync", appOnly+"[app.env]\nQUEUE_CONNECTION = \"sync\"\n"))
-		want := `the app's queue connection "sync" uses the "sync" driver (config/queue.php connections.sync.driver): kqueue runs jobs from Redis queues only; set QUEUE_CONNECTION=redis in the app's .env, or name a redis connection in [app] connection`
+		want := `the app's queue connection "sync" uses the "sync" driver (config/queue.php connections.sync.driver): kqueue runs jobs from Redis and database queues; set QUEUE_CONNECTION=redis or database in the app's .env, or name such a connection in [app] connection`
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("kqueue check on a sync connection: %v, want %q:\n%s", err, want, out)
+		}
+	})
+
+	t.Run("database", func(t *testing.T) {
+		out, err := checkOutput(t, writeConfig(t, app, "db", appOnly+"[app.env]\nQUEUE_CONNECTION = \"database\"\nDB_QUEUE_CONNECTION = \"sqlite\"\n"))
+		if err != nil {
+			t.Fatalf("kqueue check: %v\n%s", err, out)
+		}
+		for _, want := range []string{
+			`from the app: database = sqlite "` + app.DB + `", table "jobs" (from config/queue.php connections.database.connection and .table; config/database.php connections.sqlite)`,
+			`queue connection "database": driver database, database connection "sqlite" (sqlite, database "` + app.DB + `"), table "jobs", default queue "default", retry_after 1m30s, after_commit false`,
+			`database config/database.php connections.sqlite: reachable, SQLite 3.`,
+			`reserved rows locked with the database's write lock (BEGIN IMMEDIATE)`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("kqueue check does not say %q:\n%s", want, out)
+			}
 		}
 	})
 

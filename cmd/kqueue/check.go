@@ -9,6 +9,7 @@ import (
 
 	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/exec"
+	dbstore "github.com/kqueue/kqueue/poller/database"
 	redisstore "github.com/kqueue/kqueue/poller/redis"
 )
 
@@ -16,12 +17,8 @@ import (
 func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "config %s: ok\n", cfg.File)
 	problems := checkApp(ctx, cfg, stdout)
-	rdb, err := redisstore.Dial(ctx, cfg.Redis)
-	if err != nil {
+	if err := checkStore(ctx, cfg, stdout); err != nil {
 		problems = append(problems, err)
-	} else {
-		rdb.Close()
-		fmt.Fprintf(stdout, "redis %s: reachable\n", cfg.Redis.String())
 	}
 	dc := exec.FromConfig(cfg, nil)
 	dc.Workers = 1
@@ -40,6 +37,31 @@ func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "warning: %s\n", r)
 	}
 	return errors.Join(problems...)
+}
+
+// checkStore reaches the queues' store: the app's database for a database
+// queue connection, else Redis.
+func checkStore(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+	if l := cfg.Laravel; l != nil && l.Database != nil {
+		db, dialect, err := dbstore.Dial(ctx, l.Database)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		how, err := dbstore.New(dbstore.Config{DB: db, Dialect: dialect, Table: l.Database.TableName()}).Check(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "database %s: reachable, %s\n", l.Database.Where(), how)
+		return nil
+	}
+	rdb, err := redisstore.Dial(ctx, cfg.Redis)
+	if err != nil {
+		return err
+	}
+	rdb.Close()
+	fmt.Fprintf(stdout, "redis %s: reachable\n", cfg.Redis.String())
+	return nil
 }
 
 // checkApp is kqueue check's part about the app's queue configuration; it
@@ -75,10 +97,15 @@ func checkApp(ctx context.Context, cfg *config.Config, stdout io.Writer) []error
 	if q.BlockFor != nil {
 		blockFor = fmt.Sprintf("%ds", *q.BlockFor)
 	}
-	fmt.Fprintf(stdout, "queue connection %q: driver %s, Redis connection %q (%s), default queue %q, retry_after %s, block_for %s (kqueue waits on the :notify list itself), after_commit %t\n",
-		l.Connection, q.Driver, l.Redis.Name, l.Redis.Client, q.Queue, q.RetryAfterOrDefault(), blockFor, q.AfterCommit)
-	if l.Redis.PrefixFrom == "config" {
-		fmt.Fprintf(stdout, "warning: the app's Redis client could not connect, so its prefix was read from its config, not from the client\n")
+	if db := l.Database; db != nil {
+		fmt.Fprintf(stdout, "queue connection %q: driver %s, database connection %q (%s, database %q), table %q, default queue %q, retry_after %s, after_commit %t\n",
+			l.Connection, q.Driver, db.Name, db.Driver, db.Database, db.TableName(), q.Queue, q.RetryAfterOrDefault(), q.AfterCommit)
+	} else {
+		fmt.Fprintf(stdout, "queue connection %q: driver %s, Redis connection %q (%s), default queue %q, retry_after %s, block_for %s (kqueue waits on the :notify list itself), after_commit %t\n",
+			l.Connection, q.Driver, l.Redis.Name, l.Redis.Client, q.Queue, q.RetryAfterOrDefault(), blockFor, q.AfterCommit)
+		if l.Redis.PrefixFrom == "config" {
+			fmt.Fprintf(stdout, "warning: the app's Redis client could not connect, so its prefix was read from its config, not from the client\n")
+		}
 	}
 	fmt.Fprintf(stdout, "cache store %q: driver %s, prefix %q (where queue:restart leaves its signal)\n", l.Cache.Store, l.Cache.Driver, l.Cache.Prefix)
 	fmt.Fprintf(stdout, "failed jobs: driver %s, database %q, table %q\n", l.Failed.Driver, l.Failed.Database, l.Failed.Table)

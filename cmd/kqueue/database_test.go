@@ -215,8 +215,9 @@ func TestDatabaseFailures(t *testing.T) {
 	}
 }
 
-// The database server restarts while jobs run: kqueue reports the outage
-// once and its end once, keeps the outcomes meanwhile, and every job runs
+// The database server restarts while jobs run (kqueue status shows the
+// table's depths meanwhile): kqueue reports the outage once and its end
+// once, keeps the outcomes meanwhile, and every job runs
 // exactly once.
 func TestDatabaseRestart(t *testing.T) {
 	t.Parallel()
@@ -245,6 +246,10 @@ func TestDatabaseRestart(t *testing.T) {
 			testenv.Eventually(t, 30*time.Second, "two slow jobs to start", func() bool {
 				return r.Client.HExists(ctx, runs, "sleep-1").Val()
 			})
+			// kqueue status reads the table's depths.
+			if st, ok := statusOf(ctx, cfg); !ok || len(st.Queues) != 1 || st.Queues[0].Name != "default" || st.Queues[0].Reserved < 2 {
+				t.Errorf("kqueue status: %+v (%v), want the default queue with the slow jobs reserved", st.Queues, ok)
+			}
 			db.Restart(t)
 			testenv.Eventually(t, 120*time.Second, "every job to run", func() bool {
 				return r.Client.HLen(ctx, runs).Val() == jobs+4 && jobsLeft(t, db) == 0

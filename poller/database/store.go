@@ -461,3 +461,30 @@ func preview(s string) string {
 	}
 	return strconv.Quote(s[:n]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
+
+// Check says how the store works on this server — its version, how the
+// reserve query locks rows — or why it cannot: no jobs table.
+func (s *Store) Check(ctx context.Context) (string, error) {
+	if err := s.Open(ctx); err != nil {
+		return "", err
+	}
+	var version string
+	q := map[Dialect]string{MySQL: "SELECT VERSION()", Postgres: "SHOW server_version", SQLite: "SELECT sqlite_version()"}[s.d]
+	if err := s.db.QueryRowContext(ctx, q).Scan(&version); err != nil {
+		return "", s.classify(err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, queue, payload, attempts, reserved_at, available_at, created_at FROM `+s.table+` WHERE 1 = 0`)
+	if err != nil {
+		return "", fmt.Errorf("the jobs table %s: %w (php artisan queue:table, then migrate, creates it)", s.name, s.classify(err))
+	}
+	rows.Close()
+	lock := strings.TrimSpace(s.lock)
+	if s.d == SQLite {
+		var mode string
+		if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err == nil {
+			version += ", journal mode " + mode
+		}
+		lock = "the database's write lock (BEGIN IMMEDIATE)"
+	}
+	return fmt.Sprintf("%s %s, table %s, reserved rows locked with %s", s.d, version, s.name, lock), nil
+}
