@@ -102,9 +102,7 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 	at, lapsed := now.Unix(), now.Unix()-int64(until.Sub(now)/time.Second)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		r.Jobs, r.Due = r.Jobs[:0], time.Time{}
-		rows, err := tx.QueryContext(ctx, s.d.bind(`SELECT id, attempts, reserved_at, available_at, created_at, payload FROM `+s.table+
-			` WHERE queue = ? AND ((reserved_at IS NULL AND available_at <= ?) OR reserved_at <= ?) ORDER BY id ASC LIMIT `+strconv.Itoa(n)+s.lock),
-			name, at, lapsed)
+		rows, err := tx.QueryContext(ctx, s.reserveQuery(n), name, at, lapsed)
 		if err != nil {
 			return err
 		}
@@ -155,6 +153,15 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 	}
 	r.Taken = len(r.Jobs)
 	return r, nil
+}
+
+// reserveQuery selects up to n rows to reserve: of a queue (?), available
+// as of a time (?) or reserved at or before another (?), oldest first,
+// locked. Laravel's index on queue serves it (docs/laravel-queue.md shows
+// each server's plan).
+func (s *Store) reserveQuery(n int) string {
+	return s.d.bind(`SELECT id, attempts, reserved_at, available_at, created_at, payload FROM ` + s.table +
+		` WHERE queue = ? AND ((reserved_at IS NULL AND available_at <= ?) OR reserved_at <= ?) ORDER BY id ASC LIMIT ` + strconv.Itoa(n) + s.lock)
 }
 
 // Ack applies acks in order, in one transaction.
