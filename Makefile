@@ -64,7 +64,7 @@ fuzz: ## fuzz every parser for FUZZTIME each (default 50000x: executions)
 
 .PHONY: bench
 bench: deps build ## measure kqueue against php artisan queue:work, side by side; the table goes into BENCHMARKS.md
-	KQ_BENCH_WRITE=1 $(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 30m ./bench
+	KQ_BENCH_WRITE=1 $(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 60m ./bench
 
 .PHONY: chaos
 chaos: deps ## fault injection: 10,000 jobs, 60 faults (kills, Redis restarts and freezes); nothing may be lost

@@ -126,11 +126,21 @@ func benchApp(b *testing.B) *testenv.App {
 // measure dispatches the jobs (untimed), then times one runner draining
 // them.
 func measure(b *testing.B, app *testenv.App, name string, drain func(context.Context) error) {
+	measureOn(b, app, nil, jobs, name, drain)
+}
+
+// measureOn is measure of n jobs, on the app's database queue db (nil:
+// on Redis).
+func measureOn(b *testing.B, app *testenv.App, db *testenv.DB, n int, name string, drain func(context.Context) error) {
+	left := func() int64 { return app.Redis.Client.LLen(context.Background(), testenv.Prefix+"queues:default").Val() }
+	if db != nil {
+		left = func() int64 { return int64(db.Count(b, "SELECT COUNT(*) FROM jobs")) }
+	}
 	var total time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		app.Redis.Client.FlushAll(context.Background())
-		app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
+		app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", n))
 		b.StartTimer()
 		start := time.Now()
 		if err := drain(context.Background()); err != nil {
@@ -138,12 +148,12 @@ func measure(b *testing.B, app *testenv.App, name string, drain func(context.Con
 		}
 		total += time.Since(start)
 		b.StopTimer()
-		if n := app.Redis.Client.LLen(context.Background(), testenv.Prefix+"queues:default").Val(); n != 0 {
+		if n := left(); n != 0 {
 			b.Fatalf("%d jobs left", n)
 		}
 		b.StartTimer()
 	}
-	rate := float64(jobs*b.N) / total.Seconds()
+	rate := float64(n*b.N) / total.Seconds()
 	b.ReportMetric(rate, "jobs/s")
 	record(name, rate)
 }

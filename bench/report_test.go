@@ -147,6 +147,21 @@ func report() string {
 		p("| %s | %s | %s |\n", r.label, ms(r.name+"/p50"), ms(r.name+"/p99"))
 	}
 
+	p("\n### Laravel's `database` driver: no-op jobs per second (%d jobs from the `jobs` table)\n\n", dbJobs)
+	p("| database | PHP processes | `queue:work` | kqueue | kqueue / `queue:work` |\n|---|---|---|---|---|\n")
+	for _, d := range []struct{ label, driver string }{{"MariaDB", "mysql"}, {"PostgreSQL", "pgsql"}, {"SQLite", "sqlite"}} {
+		for _, w := range []string{"1", "2"} {
+			qw, kq := "db/"+d.driver+"/throughput/queue:work/"+w, "db/"+d.driver+"/throughput/kqueue/"+w
+			p("| %s | %s | %s | %s | %s |\n", d.label, w, n(qw), n(kq), ratio(kq, qw))
+		}
+	}
+	p("\n### Laravel's `database` driver: pickup latency on an idle queue (%d jobs 20 ms apart)\n\n", stampJobs)
+	p("| database | `queue:work` p50 | `queue:work` p99 | kqueue p50 | kqueue p99 |\n|---|---|---|---|---|\n")
+	for _, d := range []struct{ label, driver string }{{"MariaDB", "mysql"}, {"PostgreSQL", "pgsql"}, {"SQLite", "sqlite"}} {
+		qw, kq := "db/"+d.driver+"/pickup/queue:work", "db/"+d.driver+"/pickup/kqueue"
+		p("| %s | %s | %s | %s | %s |\n", d.label, ms(qw+"/p50"), ms(qw+"/p99"), ms(kq+"/p50"), ms(kq+"/p99"))
+	}
+
 	p("\n### Latency under load (short jobs on `high` while 200 ms jobs on `default` keep 2 PHP processes busy)\n\n")
 	p("| runner | p50 | p99 |\n|---|---|---|\n")
 	for _, r := range []struct{ label, name string }{
@@ -218,9 +233,10 @@ func machine() string {
 		}
 		return strings.TrimSpace(strings.SplitN(string(o), "\n", 2)[0])
 	}
-	return fmt.Sprintf("%d × %s%s; %s; PHP %s; %s; %s; %s",
+	return fmt.Sprintf("%d × %s%s; %s; PHP %s; %s; %s; %s; %s; %s",
 		runtime.NumCPU(), cpu, mem, runtime.Version(), out("php", "-r", "echo PHP_VERSION;"), laravel,
-		redisVersion(out("redis-server", "--version")), out(kqueueBin, "version"))
+		redisVersion(out("redis-server", "--version")), out("mariadbd", "--version"),
+		out("/usr/lib/postgresql/15/bin/postgres", "--version"), out(kqueueBin, "version"))
 }
 
 // redisVersion is "Redis 7.0.15" from `redis-server --version`.

@@ -1,0 +1,76 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+)
+
+// dbJobs is how many no-op jobs one database measurement runs: queue:work
+// takes two transactions per job there, an order of magnitude slower than
+// on Redis.
+const dbJobs = 5000
+
+// BenchmarkDatabaseThroughput runs no-op jobs from Laravel's jobs table
+// (the database driver) on MariaDB, PostgreSQL and SQLite, through
+// queue:work and through kqueue run with as many PHP processes.
+func BenchmarkDatabaseThroughput(b *testing.B) {
+	for _, driver := range testenv.Backends() {
+		app := benchApp(b)
+		db := app.QueueOn(b, driver)
+		for _, workers := range []int{1, 2} {
+			b.Run(fmt.Sprintf("db=%s/runner=queue:work/php=%d", driver, workers), func(b *testing.B) {
+				measureOn(b, app, db, dbJobs, fmt.Sprintf("db/%s/throughput/queue:work/%d", driver, workers), func(ctx context.Context) error {
+					return together(workers, func(int) error {
+						return app.Command(ctx, "queue:work", "--stop-when-empty").Run()
+					})
+				})
+			})
+			b.Run(fmt.Sprintf("db=%s/runner=kqueue/php=%d", driver, workers), func(b *testing.B) {
+				cfg := app.Config(b, workers, "")
+				measureOn(b, app, db, dbJobs, fmt.Sprintf("db/%s/throughput/kqueue/%d", driver, workers), func(ctx context.Context) error {
+					cmd := exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg, "--stop-when-empty")
+					if out, err := cmd.CombinedOutput(); err != nil {
+						return fmt.Errorf("%v: %s", err, out)
+					}
+					return nil
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkDatabasePickup is BenchmarkPickupLatency with the queue in a
+// jobs table: queue:work sleeps 3 s when it finds none; kqueue polls the
+// table's highest id.
+func BenchmarkDatabasePickup(b *testing.B) {
+	for _, driver := range testenv.Backends() {
+		app := benchApp(b)
+		app.QueueOn(b, driver)
+		cfg := app.Config(b, 1, "")
+		for _, r := range []struct {
+			name string
+			cmd  func(ctx context.Context) *exec.Cmd
+		}{
+			{"queue:work", func(ctx context.Context) *exec.Cmd { return app.Command(ctx, "queue:work") }},
+			{"kqueue", func(ctx context.Context) *exec.Cmd { return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg) }},
+		} {
+			b.Run("db="+driver+"/runner="+r.name, func(b *testing.B) {
+				var p50, p99 float64
+				for b.Loop() {
+					app.Redis.Client.FlushAll(context.Background())
+					p50, p99 = pickup(b, app, r.cmd)
+				}
+				b.ReportMetric(p50*1000, "p50_ms")
+				b.ReportMetric(p99*1000, "p99_ms")
+				name := "db/" + driver + "/pickup/" + strings.TrimPrefix(r.name, "runner=")
+				record(name+"/p50", p50*1000)
+				record(name+"/p99", p99*1000)
+			})
+		}
+	}
+}
