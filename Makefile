@@ -9,6 +9,8 @@ DEPS := php-cli php-redis php-sqlite3 php-mysql php-pgsql php-mbstring php-larav
 # duration-bound run with "context deadline exceeded" as the time runs out
 # on a loaded machine, with no failing input (fixed in Go 1.27).
 FUZZTIME ?= 50000x
+# The demo's queue: redis, or database (the jobs table in the app's SQLite).
+DRIVER ?= redis
 
 .DEFAULT_GOAL := help
 
@@ -30,8 +32,8 @@ build: ## build bin/kqueue
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kqueue ./cmd/kqueue
 
 .PHONY: demo
-demo: deps build ## run the demo: real Laravel jobs through kqueue on a private Redis
-	demo/demo.sh
+demo: deps build ## run the demo: real Laravel jobs through kqueue on a private Redis (DRIVER=database: from the jobs table)
+	DRIVER=$(DRIVER) demo/demo.sh
 
 .PHONY: test
 test: unit e2e ## run every test: make unit, then the VM tier (make e2e)

@@ -2,7 +2,13 @@
 # The kqueue demo: the fixture Laravel app (Debian's Laravel 8) dispatches a
 # mix of real jobs onto a private redis-server, and `kqueue run` runs them in
 # a warm pool of PHP workers. It prints what happened to each job.
+#
+# DRIVER=database puts the queue in Laravel's jobs table instead, in the
+# app's own SQLite database, as a new Laravel 11+ app has it (the
+# redis-server then holds only the demo's cache).
 set -euo pipefail
+driver=${DRIVER:-redis}
+case "$driver" in redis | database) ;; *) echo "DRIVER is redis or database, not $driver" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 kqueue="$root/bin/kqueue"
 work=$(mktemp -d /tmp/kqueue-demo.XXXXXX)
@@ -28,7 +34,19 @@ cp -r "$root/testdata/app" "$work/app"
 rm -f "$work/app/bootstrap/cache/"*.php
 touch "$work/app.sqlite"
 export REDIS_HOST="$work/redis.sock" REDIS_PORT=0 DB_DATABASE="$work/app.sqlite" LOG_CHANNEL=null KQ_PROBE=1
+if [ "$driver" = database ]; then
+	export QUEUE_CONNECTION=database DB_QUEUE_CONNECTION=sqlite
+fi
 artisan() { (cd "$work/app" && php artisan "$@"); }
+sql() { php -r '$db = new PDO("sqlite:" . $argv[1]); echo $db->query($argv[2])->fetchColumn(), "\n";' "$work/app.sqlite" "$1"; }
+# left counts the jobs not settled yet: ready, delayed or reserved.
+left() {
+	if [ "$driver" = database ]; then
+		sql "SELECT COUNT(*) FROM jobs"
+	else
+		echo $(( $(rcli llen laravel_database_queues:default) + $(rcli zcard laravel_database_queues:default:delayed) + $(rcli zcard laravel_database_queues:default:reserved) ))
+	fi
+}
 say "a copy of the fixture app on Debian's $(artisan --version), PHP $(php -r 'echo PHP_VERSION;')"
 artisan migrate --force >/dev/null
 
@@ -38,16 +56,17 @@ artisan kq:dispatch timeout      # sleeps 30 s with a 1 s timeout
 artisan kq:dispatch crash        # exit(3) on its first attempt
 artisan kq:dispatch isolated     # $isolated jobs: a 300 MB hog under a 64 MB limit, a child that outlives its timeout, a fork bomb
 artisan kq:dispatch noop --count=500
-echo "queued: $(rcli llen laravel_database_queues:default) ready, $(rcli zcard laravel_database_queues:default:delayed) delayed"
+if [ "$driver" = database ]; then
+	echo "queued in the jobs table of $work/app.sqlite: $(sql "SELECT COUNT(*) FROM jobs WHERE available_at <= strftime('%s')") ready, $(sql "SELECT COUNT(*) FROM jobs WHERE available_at > strftime('%s')") delayed"
+else
+	echo "queued: $(rcli llen laravel_database_queues:default) ready, $(rcli zcard laravel_database_queues:default:delayed) delayed"
+fi
 
+# Only the app's path: kqueue reads the rest (its queue connection, the
+# Redis server or database, the queue, retry_after) from the app itself.
 cat >"$work/kqueue.toml" <<TOML
 [app]
 path = "$work/app"
-[redis]
-url = "unix://$work/redis.sock"
-prefix = "laravel_database_"
-[[queue]]
-name = "default"
 [pool]
 workers = 2
 [isolation]
@@ -60,8 +79,7 @@ start=$(date +%s%N)
 kqueue_pid=$!
 # Wait until every job has settled: nothing ready, delayed or reserved.
 for _ in $(seq 600); do
-	left=$(( $(rcli llen laravel_database_queues:default) + $(rcli zcard laravel_database_queues:default:delayed) + $(rcli zcard laravel_database_queues:default:reserved) ))
-	[ "$left" -eq 0 ] && break
+	[ "$(left)" -eq 0 ] && break
 	sleep 0.1
 done
 kill -TERM "$kqueue_pid"
@@ -92,5 +110,4 @@ foreach ($db->query("SELECT queue, payload, exception FROM failed_jobs ORDER BY 
     printf("  %-28s %s\n", $p["displayName"], substr(strtok($row["exception"], "\n"), 0, 120));
 }' "$work/app.sqlite"
 
-left=$(( $(rcli llen laravel_database_queues:default) + $(rcli zcard laravel_database_queues:default:delayed) + $(rcli zcard laravel_database_queues:default:reserved) ))
-say "all settled in $(( (end - start) / 1000000 )) ms: $left jobs left ready, delayed or reserved; kqueue stopped cleanly on SIGTERM"
+say "all settled in $(( (end - start) / 1000000 )) ms: $(left) jobs left ready, delayed or reserved; kqueue stopped cleanly on SIGTERM"
