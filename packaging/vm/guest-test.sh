@@ -257,6 +257,55 @@ check "the next job started the dispatcher again through its socket" until_ok 60
 journal -u kqueue-dispatcher@small | grep -E 'idle|Started|Deactivated' || true
 systemctl disable --now kqueue@small
 
+step "a database queue: kqueue@db takes the jobs from Laravel's jobs table on PostgreSQL"
+pg() { runuser -u postgres -- psql -qtA "$@"; }
+check "postgresql answers" until_ok 60 pg -c "SELECT 1"
+pg -c "CREATE ROLE kq LOGIN PASSWORD 'kq'" && pg -c "CREATE DATABASE app OWNER kq"
+# The app's queue connection on the jobs table of a PostgreSQL database
+# (the fixture reads these from the environment; a real app's .env).
+dbenv=(QUEUE_CONNECTION=database DB_QUEUE_CONNECTION=pgsql QDB_SOCKET=127.0.0.1 QDB_DATABASE=app QDB_USERNAME=kq QDB_PASSWORD=kq)
+dbartisan() { (cd "$app" && env "${dbenv[@]}" php artisan "$@"); }
+need "the jobs table migrated into PostgreSQL" dbartisan migrate --database=pgsql --force
+cat >/etc/kqueue/db.toml <<'TOML'
+[app]
+path = "/srv/app"
+user = "www-data"
+writable = ["database"]
+[app.env]
+KQ_PROBE = "1"
+QUEUE_CONNECTION = "database"
+DB_QUEUE_CONNECTION = "pgsql"
+QDB_SOCKET = "127.0.0.1"
+QDB_DATABASE = "app"
+QDB_USERNAME = "kq"
+QDB_PASSWORD = "kq"
+[pool]
+workers = 2
+TOML
+kqueue check --config /etc/kqueue/db.toml | tee "$out/check-db.txt"
+check "kqueue check reaches the jobs table: PostgreSQL 15, FOR UPDATE SKIP LOCKED" grep -q 'reachable, PostgreSQL 15.*table jobs, reserved rows locked with FOR UPDATE SKIP LOCKED' "$out/check-db.txt"
+dbdrained() { [ "$(pg -d app -c 'SELECT COUNT(*) FROM jobs')" = 0 ]; }
+rcli del "$(key kqtest:runs)" >/dev/null
+check "systemctl enable --now kqueue@db" systemctl enable --now kqueue@db
+dbartisan kq:dispatch mix
+dbartisan kq:dispatch record --count=300
+check "every job ran from the table (it is empty)" until_ok 120 dbdrained
+check "the chain ran to its end" ran chain-3 1
+check "the jobs ran as www-data, through the pool of kqueue-dispatcher@db" active kqueue-dispatcher@db
+journal -u kqueue@db | grep -m1 "read the app's queue configuration" | tee "$out/journal-db.txt"
+check "the poller took the database connection from the app" grep -q 'database="pgsql' "$out/journal-db.txt"
+rcli del "$(key kqtest:runs)" >/dev/null
+dbartisan kq:dispatch sleep --count=6
+dbartisan kq:dispatch record --count=300
+check "two slow jobs are running" until_ok 60 ran sleep-1 1
+check "systemctl restart postgresql while they run, 300 more waiting" systemctl restart postgresql
+check "every job ran after the restart" until_ok 180 dbdrained
+each_once() { [ "$(rcli hlen "$(key kqtest:runs)")" = 306 ] && ! rcli hvals "$(key kqtest:runs)" | grep -qvx 1; }
+check "each exactly once" each_once
+journal -u kqueue@db | grep -E 'PostgreSQL is (unreachable|reachable again)' || true
+check "kqueue@db stayed active" active kqueue@db
+systemctl disable --now kqueue@db
+
 step "the watchdog: a frozen poller is restarted and loses nothing"
 rcli del "$(key kqtest:runs)" >/dev/null
 before=$(systemctl show -P NRestarts kqueue@default)
