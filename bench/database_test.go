@@ -46,7 +46,8 @@ func BenchmarkDatabaseThroughput(b *testing.B) {
 
 // BenchmarkDatabasePickup is BenchmarkPickupLatency with the queue in a
 // jobs table: queue:work sleeps 3 s when it finds none; kqueue polls the
-// table's highest id.
+// table's highest id, or, on PostgreSQL with its trigger installed (last),
+// waits for the trigger's notification.
 func BenchmarkDatabasePickup(b *testing.B) {
 	for _, driver := range testenv.Backends() {
 		app := benchApp(b)
@@ -58,7 +59,17 @@ func BenchmarkDatabasePickup(b *testing.B) {
 		}{
 			{"queue:work", func(ctx context.Context) *exec.Cmd { return app.Command(ctx, "queue:work") }},
 			{"kqueue", func(ctx context.Context) *exec.Cmd { return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg) }},
+			// PostgreSQL with kqueue's trigger: notified, not polling.
+			{"kqueue-trigger", func(ctx context.Context) *exec.Cmd { return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg) }},
 		} {
+			if r.name == "kqueue-trigger" {
+				if driver != "pgsql" {
+					continue
+				}
+				if out, err := exec.Command(kqueueBin, "trigger", "--config", cfg).CombinedOutput(); err != nil {
+					b.Fatalf("kqueue trigger: %v\n%s", err, out)
+				}
+			}
 			b.Run("db="+driver+"/runner="+r.name, func(b *testing.B) {
 				var p50, p99 float64
 				for b.Loop() {

@@ -161,6 +161,8 @@ func report() string {
 		qw, kq := "db/"+d.driver+"/pickup/queue:work", "db/"+d.driver+"/pickup/kqueue"
 		p("| %s | %s | %s | %s | %s |\n", d.label, ms(qw+"/p50"), ms(qw+"/p99"), ms(kq+"/p50"), ms(kq+"/p99"))
 	}
+	tr := "db/pgsql/pickup/kqueue-trigger"
+	p("| PostgreSQL, with `kqueue trigger` | | | %s | %s |\n", ms(tr+"/p50"), ms(tr+"/p99"))
 
 	p("\n### Latency under load (short jobs on `high` while 200 ms jobs on `default` keep 2 PHP processes busy)\n\n")
 	p("| runner | p50 | p99 |\n|---|---|---|\n")

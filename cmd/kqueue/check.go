@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +63,47 @@ func checkStore(ctx context.Context, cfg *config.Config, stdout io.Writer) error
 	rdb.Close()
 	fmt.Fprintf(stdout, "redis %s: reachable\n", cfg.Redis.String())
 	return nil
+}
+
+// installTrigger installs (or removes) kqueue's notify trigger on the
+// app's jobs table, which must be on PostgreSQL.
+func installTrigger(ctx context.Context, cfg *config.Config, stdout io.Writer, remove bool) error {
+	if _, err := exec.ReadApp(ctx, cfg); err != nil {
+		return err
+	}
+	l := cfg.Laravel
+	if l.Database == nil || l.Database.Driver != "pgsql" {
+		return fmt.Errorf("kqueue trigger is for a queue in a PostgreSQL jobs table; the app's queue connection %q uses the %s driver", l.Connection, cmp.Or(dbDriver(l), l.Queue.Driver))
+	}
+	db, _, err := dbstore.Dial(ctx, l.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	stmts := dbstore.TriggerSQL(l.Database.TableName())
+	if remove {
+		stmts = dbstore.DropTriggerSQL(l.Database.TableName())
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, s := range stmts {
+		fmt.Fprintf(stdout, "%s;\n", s)
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("%s (%s): %w", l.Database.Where(), l.Database.Database, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// dbDriver is the database driver of a database queue connection, or "".
+func dbDriver(l *config.Laravel) string {
+	if l.Database == nil {
+		return ""
+	}
+	return l.Database.Driver + " database"
 }
 
 // checkApp is kqueue check's part about the app's queue configuration; it

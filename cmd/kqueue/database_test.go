@@ -273,3 +273,50 @@ func TestDatabaseRestart(t *testing.T) {
 		})
 	}
 }
+
+// kqueue trigger installs the notify trigger on a PostgreSQL jobs table
+// (printing its SQL), kqueue check and the poller's log say it is used,
+// the jobs run, and --remove drops it; on another database it refuses.
+func TestPostgresTrigger(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	db := app.QueueOn(t, "pgsql")
+	cfg := app.Config(t, 1, "")
+	ctx := t.Context()
+	var out strings.Builder
+	if err := run(ctx, []string{"trigger", "--config", cfg}, &out, io.Discard); err != nil {
+		t.Fatalf("kqueue trigger: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), `CREATE TRIGGER kqueue_notify AFTER INSERT ON "jobs" FOR EACH STATEMENT`) {
+		t.Errorf("kqueue trigger printed:\n%s", out.String())
+	}
+	if check, err := checkOutput(t, cfg); err != nil || !strings.Contains(check, "new jobs notified by kqueue's trigger") {
+		t.Errorf("kqueue check: %v\n%s", err, check)
+	}
+	app.Artisan(t, "kq:dispatch", "record", "--count=20")
+	logs, err := kqueue(t, ctx, "run", "--config", cfg, "--stop-when-empty")
+	if err != nil {
+		t.Fatalf("kqueue run: %v\n%s", err, logs)
+	}
+	if !strings.Contains(logs, "the jobs table has kqueue's trigger") {
+		t.Errorf("the poller does not say it uses the trigger:\n%s", logs)
+	}
+	if n := jobsLeft(t, db); n != 0 || r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val() != 20 {
+		t.Errorf("%d jobs left, %d ran", n, r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"trigger", "--config", cfg, "--remove"}, &out, io.Discard); err != nil {
+		t.Fatalf("kqueue trigger --remove: %v\n%s", err, out.String())
+	}
+	if n := db.Count(t, "SELECT COUNT(*) FROM pg_trigger WHERE tgname = 'kqueue_notify'"); n != 0 {
+		t.Errorf("%d triggers left after --remove", n)
+	}
+
+	other := testenv.NewApp(t, r)
+	other.QueueOn(t, "sqlite")
+	err = run(ctx, []string{"trigger", "--config", other.Config(t, 1, "")}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "kqueue trigger is for a queue in a PostgreSQL jobs table") {
+		t.Errorf("kqueue trigger on SQLite: %v", err)
+	}
+}

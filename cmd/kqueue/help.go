@@ -1,6 +1,6 @@
 package main
 
-const usage = `kqueue runs Laravel queue jobs from Laravel's own Redis queues.
+const usage = `kqueue runs Laravel queue jobs from Laravel's own Redis queues or jobs table.
 
 Usage:
   kqueue run        --config FILE [--stop-when-empty]   poller and dispatcher in one process
@@ -8,6 +8,7 @@ Usage:
   kqueue dispatcher --config FILE                       the execution side (kqueue-dispatcher@NAME)
   kqueue check      --config FILE | NAME                check a config and the app behind it
   kqueue status     --config FILE | NAME [--json]       live counts, queue depths, running jobs, last failures
+  kqueue trigger    --config FILE | NAME [--remove]     PostgreSQL jobs table: notify kqueue of each push
   kqueue version                                        print the version
   kqueue generator DIR                                  write each instance's sandbox drop-in (systemd runs it)
 
@@ -53,6 +54,17 @@ the ones it has finish, then it exits.
 Checks a config and the app behind it — PHP found, Laravel boots, Redis
 reachable, the cgroup driver usable, settings that disagree with the app's
 — and says what to fix. Exits non-zero when something must be fixed.
+`,
+	"trigger": `Usage: kqueue trigger --config FILE | NAME [--remove]
+
+For an app whose queue is Laravel's jobs table on PostgreSQL: installs on
+the table a trigger that notifies kqueue of each new job (LISTEN/NOTIFY),
+so kqueue picks it up within milliseconds instead of polling for it. It
+prints the SQL it runs; kqueue never changes the app's schema on its own.
+Running instances notice the trigger when their dispatcher next connects
+(restart them, or reload).
+
+  --remove            drop the trigger instead
 `,
 	"status": `Usage: kqueue status --config FILE | NAME [--json]
 

@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "")
 	cpuProfile := fs.String("cpuprofile", "", "")
 	asJSON := fs.Bool("json", false, "")
+	remove := fs.Bool("remove", false, "")
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		// kqueue status NAME: the instance NAME's config.
 		args = append([]string{"--config", "/etc/kqueue/" + args[0] + ".toml"}, args[1:]...)
@@ -110,6 +111,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return check(ctx, cfg, stdout)
 	case "status":
 		return status(ctx, cfg, stdout, *asJSON)
+	case "trigger":
+		return installTrigger(ctx, cfg, stdout, *remove)
 	}
 	panic("unreachable: every command in commandHelp is handled above")
 }

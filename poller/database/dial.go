@@ -32,7 +32,7 @@ func Dial(ctx context.Context, c *config.LaravelDatabase) (*sql.DB, Dialect, err
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", c.Where(), err)
 	}
-	db.SetMaxOpenConns(4) // the poller's loop, its waker, status and metrics
+	db.SetMaxOpenConns(5) // the poller's loop, its waker (and its LISTEN), status and metrics
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -63,6 +63,10 @@ type Store struct {
 	// seen is the highest id in the table when a reserve last found its
 	// queue drained: Wait wakes the poller once a row past it appears.
 	seen atomic.Int64
+	// notified: the table has kqueue's trigger (PostgreSQL): Wait listens
+	// on listening (the waker's alone) instead of polling.
+	notified  bool
+	listening *sql.Conn
 }
 
 // New returns a Store on cfg.DB.
@@ -78,13 +82,24 @@ func New(cfg Config) *Store {
 // Name names the database.
 func (s *Store) Name() string { return s.d.String() }
 
-// Open finds how the reserve query locks rows on this server.
+// Open finds how the reserve query locks rows on this server, and on
+// PostgreSQL whether the table has kqueue's trigger.
 func (s *Store) Open(ctx context.Context) error {
 	lock, err := lockClause(ctx, s.db, s.d)
 	if err != nil {
 		return fmt.Errorf("ask the %s server its version: %w", s.d, s.classify(err))
 	}
 	s.lock = lock
+	if s.d == Postgres && !s.notified {
+		has, err := s.hasTrigger(ctx)
+		if err != nil {
+			return fmt.Errorf("look for kqueue's trigger on %s: %w", s.name, s.classify(err))
+		}
+		if has {
+			s.log.Info("the jobs table has kqueue's trigger: waiting for its notifications instead of polling", "table", s.name)
+		}
+		s.notified = has
+	}
 	return nil
 }
 
@@ -131,14 +146,11 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 		}
 		// Drained: what Wait looks past, and when the next delayed job is due.
 		var top, due sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT MAX(id) FROM `+s.table).Scan(&top); err != nil {
+		if err := tx.QueryRowContext(ctx, s.d.bind(`SELECT (SELECT MAX(id) FROM `+s.table+`), (SELECT MIN(available_at) FROM `+s.table+
+			` WHERE queue = ? AND reserved_at IS NULL AND available_at > ?)`), name, at).Scan(&top, &due); err != nil {
 			return err
 		}
 		s.seen.Store(top.Int64)
-		if err := tx.QueryRowContext(ctx, s.d.bind(`SELECT MIN(available_at) FROM `+s.table+` WHERE queue = ? AND reserved_at IS NULL AND available_at > ?`),
-			name, at).Scan(&due); err != nil {
-			return err
-		}
 		if due.Valid {
 			r.Due = time.Unix(due.Int64, 0)
 		}
@@ -321,8 +333,16 @@ const (
 
 // Wait polls the table's highest id (an index lookup) until a row past
 // what the last drained reserve saw appears: a push, or a release. It
-// starts at 5 ms and backs off to 50 ms.
+// starts at 5 ms and backs off to 50 ms. With kqueue's trigger on the
+// table (PostgreSQL), it waits for the trigger's notification instead.
 func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
+	if s.notified {
+		woke, err := s.waitNotified(ctx, within)
+		if err != nil {
+			return false, fmt.Errorf("wait for a notification: %w", s.classify(err))
+		}
+		return woke, nil
+	}
 	deadline := time.Now().Add(within)
 	every := firstPoll
 	for {
@@ -493,5 +513,12 @@ func (s *Store) Check(ctx context.Context) (string, error) {
 		}
 		lock = "the database's write lock (BEGIN IMMEDIATE)"
 	}
-	return fmt.Sprintf("%s %s, table %s, reserved rows locked with %s", s.d, version, s.name, lock), nil
+	how := fmt.Sprintf("%s %s, table %s, reserved rows locked with %s", s.d, version, s.name, lock)
+	switch {
+	case s.notified:
+		how += "; new jobs notified by kqueue's trigger"
+	case s.d == Postgres:
+		how += "; new jobs found by polling (kqueue trigger installs a trigger that notifies them at once)"
+	}
+	return how, nil
 }

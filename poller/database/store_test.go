@@ -2,6 +2,7 @@ package database_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -306,5 +307,45 @@ func TestUnreachable(t *testing.T) {
 				t.Fatalf("reserve once the server is back: %+v, %v; want the job, as it was", r, err)
 			}
 		})
+	}
+}
+
+// With kqueue's trigger on a PostgreSQL table, Wait returns on the
+// trigger's notification of a push, and times out without one; the store
+// says so in Check.
+func TestWaitNotified(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartDB(t, "pgsql", "")
+	db.CreateJobsTable(t)
+	for _, stmt := range database.TriggerSQL("jobs") {
+		if _, err := db.SQL.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	ctx := context.Background()
+	s := open(t, db, "default")
+	if how, err := s.Check(ctx); err != nil || !strings.Contains(how, "new jobs notified by kqueue's trigger") {
+		t.Fatalf("Check: %q, %v", how, err)
+	}
+	now := time.Now()
+	if _, err := s.Reserve(ctx, nil, 0, 10, now, now.Add(90*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if woke, err := s.Wait(ctx, 100*time.Millisecond); err != nil || woke {
+		t.Fatalf("Wait with no push: %v, %v; want a timeout", woke, err)
+	}
+	for range 2 { // the listening connection serves wait after wait
+		done := make(chan bool, 1)
+		go func() {
+			woke, err := s.Wait(ctx, 20*time.Second)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- woke
+		}()
+		db.Push(t, "default", 1)
+		if !<-done {
+			t.Fatal("Wait timed out after a push")
+		}
 	}
 }
