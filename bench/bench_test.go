@@ -132,7 +132,9 @@ func measure(b *testing.B, app *testenv.App, name string, drain func(context.Con
 // measureOn is measure of n jobs, on the app's database queue db (nil:
 // on Redis).
 func measureOn(b *testing.B, app *testenv.App, db *testenv.DB, n int, name string, drain func(context.Context) error) {
-	left := func() int64 { return app.Redis.Client.LLen(context.Background(), testenv.Prefix+"queues:default").Val() }
+	left := func() int64 {
+		return app.Redis.Client.LLen(context.Background(), testenv.Prefix+"queues:default").Val()
+	}
 	if db != nil {
 		left = func() int64 { return int64(db.Count(b, "SELECT COUNT(*) FROM jobs")) }
 	}

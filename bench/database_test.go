@@ -58,9 +58,13 @@ func BenchmarkDatabasePickup(b *testing.B) {
 			cmd  func(ctx context.Context) *exec.Cmd
 		}{
 			{"queue:work", func(ctx context.Context) *exec.Cmd { return app.Command(ctx, "queue:work") }},
-			{"kqueue", func(ctx context.Context) *exec.Cmd { return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg) }},
+			{"kqueue", func(ctx context.Context) *exec.Cmd {
+				return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg)
+			}},
 			// PostgreSQL with kqueue's trigger: notified, not polling.
-			{"kqueue-trigger", func(ctx context.Context) *exec.Cmd { return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg) }},
+			{"kqueue-trigger", func(ctx context.Context) *exec.Cmd {
+				return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg)
+			}},
 		} {
 			if r.name == "kqueue-trigger" {
 				if driver != "pgsql" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -294,6 +295,10 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 			return notes, fmt.Errorf("the app did not describe the database of its queue connection %q", conn)
 		}
 		db := l.Database
+		if db.Driver == "sqlite" && db.Database != ":memory:" && !filepath.IsAbs(db.Database) {
+			// Relative to the app, where its PHP runs.
+			db.Database = filepath.Join(c.App.Path, db.Database)
+		}
 		v := db.Driver + " " + strconv.Quote(db.Database) + ", table " + strconv.Quote(db.TableName())
 		notes = append(notes, Note{Key: "database", Value: v, App: v, Where: where + ".connection and .table; " + db.Where()})
 	default:
@@ -309,14 +314,18 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 	hint := func(ours Duration) string {
 		return fmt.Sprintf("kqueue reserves jobs for %s and extends that while they run; a queue:work worker on the same queues reserves them for %s", ours, appRetry)
 	}
+	retryKey := "redis.retry_after"
+	if l.Queue.Driver == "database" {
+		retryKey = "retry_after" // of the queue connection: [redis] sets it for Redis only
+	}
 	if c.set["redis.retry_after"] {
 		if c.Redis.RetryAfter.D() != appRetry {
-			notes = append(notes, Note{Key: "redis.retry_after", Value: c.Redis.RetryAfter.String(), App: appRetry.String(),
+			notes = append(notes, Note{Key: retryKey, Value: c.Redis.RetryAfter.String(), App: appRetry.String(),
 				Where: retryWhere, Disagree: true, Hint: hint(c.Redis.RetryAfter)})
 		}
 	} else {
 		c.Redis.RetryAfter = Duration(appRetry)
-		notes = append(notes, Note{Key: "redis.retry_after", Value: appRetry.String(), App: appRetry.String(), Where: retryWhere})
+		notes = append(notes, Note{Key: retryKey, Value: appRetry.String(), App: appRetry.String(), Where: retryWhere})
 	}
 
 	appQueue := cmp.Or(l.Queue.Queue, "default")

@@ -71,9 +71,12 @@ func TestDatabaseSharedExactlyOnce(t *testing.T) {
 					return cmd, &logs
 				}
 				a, aLogs := start(bin, "run", "--config", cfg, "--stop-when-empty")
-				b, bLogs := start("queue:work")
+				var b *exec.Cmd
+				var bLogs *testenv.SyncBuffer
 				if other == "kqueue" {
 					b, bLogs = start(bin, "run", "--config", secondConfig(t, cfg), "--stop-when-empty")
+				} else {
+					b, bLogs = start("queue:work")
 				}
 				for _, c := range []struct {
 					cmd  *exec.Cmd

@@ -177,24 +177,36 @@ function database($app, array $conn, callable $int): array
     }
     $str = function ($v) {
         if (is_array($v)) {
-            $v = reset($v); // several hosts: Laravel tries them in turn; kqueue the first
+            $v = reset($v); // several hosts: Laravel tries them in turn; kqueue takes the first
         }
 
         return $v === null || $v === '' || $v === false ? null : (string) $v;
     };
 
+    $driver = (string) ($c['driver'] ?? '');
+    $host = $str($c['host'] ?? null);
+    $socket = $str($c['unix_socket'] ?? null);
+    if ($socket === null && in_array($driver, ['mysql', 'mariadb'], true) && ($host === null || $host === 'localhost')) {
+        // PDO's MySQL driver reaches "localhost" through its default socket.
+        $socket = $str(ini_get('pdo_mysql.default_socket'));
+    }
+    $searchPath = $c['search_path'] ?? $c['schema'] ?? null;
+    if (is_array($searchPath)) {
+        $searchPath = implode(',', $searchPath);
+    }
+
     return [
         'table' => (string) ($conn['table'] ?? 'jobs'),
         'name' => (string) $name,
-        'driver' => (string) ($c['driver'] ?? ''),
-        'host' => $str($c['host'] ?? null),
+        'driver' => $driver,
+        'host' => $host,
         'port' => $int($c['port'] ?? null),
-        'unix_socket' => $str($c['unix_socket'] ?? null),
+        'unix_socket' => $socket,
         'database' => (string) ($c['database'] ?? ''),
         'username' => $str($c['username'] ?? null),
         'password' => $str($c['password'] ?? null),
         'prefix' => (string) ($c['prefix'] ?? ''),
-        'search_path' => $str($c['search_path'] ?? $c['schema'] ?? null),
+        'search_path' => $str($searchPath),
         'sslmode' => $str($c['sslmode'] ?? null),
         'charset' => $str($c['charset'] ?? null),
         'busy_timeout' => $int($c['busy_timeout'] ?? null),

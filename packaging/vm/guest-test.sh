@@ -282,8 +282,10 @@ QDB_PASSWORD = "kq"
 [pool]
 workers = 2
 TOML
+systemctl daemon-reload # the generator opens [app] writable to kqueue-dispatcher@db
 kqueue check --config /etc/kqueue/db.toml | tee "$out/check-db.txt"
 check "kqueue check reaches the jobs table: PostgreSQL 15, FOR UPDATE SKIP LOCKED" grep -q 'reachable, PostgreSQL 15.*table jobs, reserved rows locked with FOR UPDATE SKIP LOCKED' "$out/check-db.txt"
+check "with no sandbox warning" bash -c "! grep -q 'warning: sandbox' $out/check-db.txt"
 dbdrained() { [ "$(pg -d app -c 'SELECT COUNT(*) FROM jobs')" = 0 ]; }
 rcli del "$(key kqtest:runs)" >/dev/null
 check "systemctl enable --now kqueue@db" systemctl enable --now kqueue@db
@@ -292,8 +294,8 @@ dbartisan kq:dispatch record --count=300
 check "every job ran from the table (it is empty)" until_ok 120 dbdrained
 check "the chain ran to its end" ran chain-3 1
 check "the jobs ran as www-data, through the pool of kqueue-dispatcher@db" active kqueue-dispatcher@db
-journal -u kqueue@db | grep -m1 "read the app's queue configuration" | tee "$out/journal-db.txt"
-check "the poller took the database connection from the app" grep -q 'database="pgsql' "$out/journal-db.txt"
+journal -u kqueue@db -o verbose | grep -m1 '^ *DATABASE=' | tee "$out/journal-db.txt"
+check "the poller took the database connection from the app (journal field DATABASE)" grep -q 'DATABASE=pgsql "app", table "jobs"' "$out/journal-db.txt"
 rcli del "$(key kqtest:runs)" >/dev/null
 dbartisan kq:dispatch sleep --count=6
 dbartisan kq:dispatch record --count=300

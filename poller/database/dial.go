@@ -71,7 +71,9 @@ func open(c *config.LaravelDatabase) (*sql.DB, Dialect, error) {
 		if c.BusyTimeout != nil {
 			busy = *c.BusyTimeout
 		}
-		q := url.Values{"_txlock": {"immediate"}, "_pragma": {fmt.Sprintf("busy_timeout(%d)", busy)}}
+		// mode=rw: a database that is not there is an error, not a new
+		// empty file.
+		q := url.Values{"_txlock": {"immediate"}, "_pragma": {fmt.Sprintf("busy_timeout(%d)", busy)}, "mode": {"rw"}}
 		db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: c.Database}).EscapedPath()+"?"+q.Encode())
 		return db, SQLite, err
 	}
@@ -87,6 +89,9 @@ func mysqlConnector(c *config.LaravelDatabase) driver.Connector {
 		cfg.Net, cfg.Addr = "tcp", net.JoinHostPort(cmp.Or(deref(c.Host), "127.0.0.1"), strconv.Itoa(cmp.Or(deref(c.Port), 3306)))
 	}
 	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 5*time.Second, 10*time.Second, 10*time.Second
+	// Statements with their values in them: one round trip each, not a
+	// prepare, an execute and a close.
+	cfg.InterpolateParams = true
 	if cs := deref(c.Charset); cs != "" {
 		cfg.Apply(mysql.Charset(cs, ""))
 	}
@@ -104,7 +109,8 @@ func pgConfig(c *config.LaravelDatabase) (*pgx.ConnConfig, error) {
 			kv = append(kv, k+"='"+strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v)+"'")
 		}
 	}
-	add("host", cmp.Or(deref(c.Host), "127.0.0.1"))
+	// No host: libpq's default, Debian's socket folder, as PHP's PDO has it.
+	add("host", cmp.Or(deref(c.Host), "/var/run/postgresql"))
 	if p := deref(c.Port); p != 0 {
 		add("port", strconv.Itoa(p))
 	}
@@ -114,9 +120,26 @@ func pgConfig(c *config.LaravelDatabase) (*pgx.ConnConfig, error) {
 	add("sslmode", cmp.Or(deref(c.SSLMode), "prefer"))
 	add("connect_timeout", "5")
 	if sp := deref(c.Schema); sp != "" {
-		add("search_path", sp)
+		add("search_path", searchPath(sp))
 	}
 	return pgx.ParseConfig(strings.Join(kv, " "))
+}
+
+// searchPath quotes each schema of a search_path ("a, B" → `"a","B"`), as
+// Laravel's PostgresConnector does, keeping $user as it is.
+func searchPath(sp string) string {
+	var out []string
+	for _, p := range strings.Split(sp, ",") {
+		p = strings.Trim(strings.TrimSpace(p), `"'`)
+		if p == "" {
+			continue
+		}
+		if p != "$user" {
+			p = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+		}
+		out = append(out, p)
+	}
+	return strings.Join(out, ",")
 }
 
 func deref[T any](p *T) T {

@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -116,12 +117,14 @@ func skipLocked(v string) bool {
 }
 
 // unreachable tells an error of the network or of the server's
-// availability (a restart, a shutdown, a connection lost) from one the
+// availability — a restart, a shutdown, a connection lost, a server that
+// takes no more connections or no writes (a failover), an SQLite database
+// another process keeps locked past its busy timeout — from one the
 // server answered with.
 func unreachable(err error) bool {
 	var ne net.Error
-	if errors.Is(err, mysql.ErrInvalidConn) || errors.As(err, &ne) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) || errors.As(err, &ne) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, sql.ErrConnDone) {
 		return true
@@ -129,21 +132,30 @@ func unreachable(err error) bool {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		switch me.Number {
-		case 1053, 1077, 1927, 2002, 2006, 2013: // shutdown in progress, normal shutdown, connection killed, gone away, lost
+		// shutdown in progress, normal shutdown, connection killed, too many
+		// connections, read-only (--read-only, a replica), gone away, lost
+		case 1053, 1077, 1927, 1040, 1290, 2002, 2006, 2013:
 			return true
 		}
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+		// connection exceptions; too many connections; a read-only
+		// transaction (a standby); shutdowns, a server starting
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "53300" || pe.Code == "25006" ||
+			pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code() & 0xff
+		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 	}
 	var ce *pgconn.ConnectError
 	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
 }
 
 // transient tells an error the same statements may not meet again: a
-// deadlock, a serialization failure, a lock wait that timed out, an
-// SQLite database busy with another writer.
+// deadlock, a serialization failure, a lock wait that timed out.
 func transient(err error) bool {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
@@ -152,11 +164,6 @@ func transient(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		return pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "55P03"
-	}
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		c := se.Code() & 0xff
-		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 	}
 	return false
 }

@@ -47,7 +47,7 @@ func (s *Store) hasTrigger(ctx context.Context) (bool, error) {
 // waitNotified is Wait with the trigger: it blocks on a notification of
 // the channel, on a connection of its own that LISTENs to it from the
 // first call on (a push between the last reserve and that LISTEN is seen
-// by one look at MAX(id)).
+// by one look at MAX(id)). Called under waitMu.
 func (s *Store) waitNotified(ctx context.Context, within time.Duration) (bool, error) {
 	if s.listening == nil {
 		conn, err := s.db.Conn(ctx)
@@ -63,7 +63,7 @@ func (s *Store) waitNotified(ctx context.Context, within time.Duration) (bool, e
 		if err := conn.QueryRowContext(ctx, `SELECT MAX(id) FROM `+s.table).Scan(&top); err != nil {
 			return false, s.stopListening(err)
 		}
-		if top.Int64 > s.seen.Load() {
+		if top.Int64 > s.seenID(false) {
 			return true, nil
 		}
 	}

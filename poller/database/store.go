@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,18 +56,24 @@ type Store struct {
 	queues []Queue
 	log    *slog.Logger
 	lock   string // the reserve query's locking clause (Open)
-	// held maps the rows this poller holds to the reserved_at it wrote
-	// there: its reservation's mark. A row whose reserved_at is another
-	// has gone back to the queue meanwhile (it lapsed) and may be another
-	// worker's: charges, give-backs and extensions leave it alone.
+	// held maps the rows this poller holds to the reserved_at it last
+	// wrote there: its reservation's mark (see ours).
 	held map[int64]int64
-	// seen is the highest id in the table when a reserve last found its
-	// queue drained: Wait wakes the poller once a row past it appears.
-	seen atomic.Int64
+
+	// seen is the highest id in the table as the reserves that found
+	// their queues drained since the last Wait read it before they looked
+	// (the lowest of theirs): Wait wakes the poller once a row of its
+	// queues past it appears.
+	seenMu sync.Mutex
+	seen   int64
+	fresh  bool // seen was set since the last Wait began
+
+	// waitMu makes Waits take turns: a stopped waker's may still run.
+	waitMu sync.Mutex
 	// notified: the table has kqueue's trigger (PostgreSQL): Wait listens
-	// on listening (the waker's alone) instead of polling.
-	notified  bool
-	listening *sql.Conn
+	// on listening instead of polling.
+	notified  atomic.Bool
+	listening *sql.Conn // under waitMu
 }
 
 // New returns a Store on cfg.DB.
@@ -90,7 +97,7 @@ func (s *Store) Open(ctx context.Context) error {
 		return fmt.Errorf("ask the %s server its version: %w", s.d, s.classify(err))
 	}
 	s.lock = lock
-	if s.d == Postgres && !s.notified {
+	if s.d == Postgres && !s.notified.Load() {
 		has, err := s.hasTrigger(ctx)
 		if err != nil {
 			return fmt.Errorf("look for kqueue's trigger on %s: %w", s.name, s.classify(err))
@@ -98,7 +105,7 @@ func (s *Store) Open(ctx context.Context) error {
 		if has {
 			s.log.Info("the jobs table has kqueue's trigger: waiting for its notifications instead of polling", "table", s.name)
 		}
-		s.notified = has
+		s.notified.Store(has)
 	}
 	return nil
 }
@@ -114,9 +121,15 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 		return r, r.Acked
 	}
 	name := s.queues[q].Name
+	// until − now is the queue's retry_after.
 	at, lapsed := now.Unix(), now.Unix()-int64(until.Sub(now)/time.Second)
+	var top sql.NullInt64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		r.Jobs, r.Due = r.Jobs[:0], time.Time{}
+		// Before looking: a row pushed meanwhile is past it, for Wait.
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(id) FROM `+s.table).Scan(&top); err != nil {
+			return err
+		}
 		rows, err := tx.QueryContext(ctx, s.reserveQuery(n), name, at, lapsed)
 		if err != nil {
 			return err
@@ -144,13 +157,12 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 		if len(r.Jobs) == n {
 			return nil
 		}
-		// Drained: what Wait looks past, and when the next delayed job is due.
-		var top, due sql.NullInt64
-		if err := tx.QueryRowContext(ctx, s.d.bind(`SELECT (SELECT MAX(id) FROM `+s.table+`), (SELECT MIN(available_at) FROM `+s.table+
-			` WHERE queue = ? AND reserved_at IS NULL AND available_at > ?)`), name, at).Scan(&top, &due); err != nil {
+		// Drained: when the next delayed job is due.
+		var due sql.NullInt64
+		if err := tx.QueryRowContext(ctx, s.d.bind(`SELECT MIN(available_at) FROM `+s.table+
+			` WHERE queue = ? AND reserved_at IS NULL AND available_at > ?`), name, at).Scan(&due); err != nil {
 			return err
 		}
-		s.seen.Store(top.Int64)
 		if due.Valid {
 			r.Due = time.Unix(due.Int64, 0)
 		}
@@ -164,7 +176,30 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 		s.held[j.Row.ID] = at
 	}
 	r.Taken = len(r.Jobs)
+	if r.Taken < n {
+		s.saw(top.Int64)
+	}
 	return r, nil
+}
+
+// saw notes the highest id a drained reserve saw before it looked.
+func (s *Store) saw(top int64) {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if !s.fresh || top < s.seen {
+		s.seen = top
+	}
+	s.fresh = true
+}
+
+// seenID is the highest id Wait may take as seen; begin starts a new Wait.
+func (s *Store) seenID(begin bool) int64 {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if begin {
+		s.fresh = false
+	}
+	return s.seen
 }
 
 // reserveQuery selects up to n rows to reserve: of a queue (?), available
@@ -176,31 +211,56 @@ func (s *Store) reserveQuery(n int) string {
 		` WHERE queue = ? AND ((reserved_at IS NULL AND available_at <= ?) OR reserved_at <= ?) ORDER BY id ASC LIMIT ` + strconv.Itoa(n) + s.lock)
 }
 
-// Ack applies acks in order, in one transaction.
+// Ack applies acks in order, in one transaction. When the server refuses
+// one (a value out of its column's range, say: a job released 255 times
+// on Laravel 8's TINYINT attempts), they are applied one by one, and each
+// one it refuses is logged and dropped: it must not hold back the others.
 func (s *Store) Ack(ctx context.Context, acks []poller.Ack) error {
 	if len(acks) == 0 {
 		return nil
 	}
 	now := time.Now().Unix()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		for i := 0; i < len(acks); {
-			end := i + 1
-			for end < len(acks) && acks[end].Kind == acks[i].Kind {
-				end++
-			}
-			if err := s.apply(ctx, tx, acks[i:end], now); err != nil {
-				return err
-			}
-			i = end
-		}
-		return nil
-	})
+	err := s.tx(ctx, func(tx *sql.Tx) error { return s.applyAll(ctx, tx, acks, now) })
+	if err != nil && !unreachable(err) {
+		err = s.ackEach(ctx, acks, now)
+	}
 	if err != nil {
 		return fmt.Errorf("settle jobs in %s: %w", s.name, s.classify(err))
 	}
 	for _, a := range acks {
 		if a.Kind != poller.AckCharge {
 			delete(s.held, a.Job.Row.ID)
+		}
+	}
+	return nil
+}
+
+// applyAll applies acks, each run of one kind together.
+func (s *Store) applyAll(ctx context.Context, tx *sql.Tx, acks []poller.Ack, now int64) error {
+	for i := 0; i < len(acks); {
+		end := i + 1
+		for end < len(acks) && acks[end].Kind == acks[i].Kind {
+			end++
+		}
+		if err := s.apply(ctx, tx, acks[i:end], now); err != nil {
+			return err
+		}
+		i = end
+	}
+	return nil
+}
+
+// ackEach applies acks one at a time, dropping those the server refuses.
+func (s *Store) ackEach(ctx context.Context, acks []poller.Ack, now int64) error {
+	for _, a := range acks {
+		err := s.tx(ctx, func(tx *sql.Tx) error { return s.apply(ctx, tx, []poller.Ack{a}, now) })
+		switch {
+		case err == nil:
+		case unreachable(err):
+			return err
+		default:
+			s.log.Error("the database refused to settle a job; dropped: its row stays as it is", "table", s.name,
+				"id", a.Job.Row.ID, "queue", s.queues[a.Job.Queue].Name, "ack", a.Kind.String(), "error", err)
 		}
 	}
 	return nil
@@ -219,10 +279,16 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, acks []poller.Ack, now in
 		return s.byMark(ctx, tx, acks, `UPDATE `+s.table+` SET reserved_at = NULL`)
 	}
 	// DatabaseQueue::deleteAndRelease: the row goes, a new one comes with
-	// the attempts the run counted, due at ReleaseAt.
+	// the attempts the run counted, due at ReleaseAt — only if the row was
+	// there: a release replayed after a lost reply must not put the job in
+	// twice (Laravel inserts regardless).
 	for _, a := range acks {
-		if _, err := tx.ExecContext(ctx, s.d.bind(`DELETE FROM `+s.table+` WHERE id = ?`), a.Job.Row.ID); err != nil {
+		res, err := tx.ExecContext(ctx, s.d.bind(`DELETE FROM `+s.table+` WHERE id = ?`), a.Job.Row.ID)
+		if err != nil {
 			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			continue
 		}
 		if _, err := tx.ExecContext(ctx, s.d.bind(`INSERT INTO `+s.table+` (queue, attempts, reserved_at, available_at, created_at, payload) VALUES (?, ?, NULL, ?, ?, ?)`),
 			s.queues[a.Job.Queue].Name, a.Job.Row.Attempts+1, a.ReleaseAt.Unix(), now, a.Job.Payload); err != nil {
@@ -233,12 +299,12 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, acks []poller.Ack, now in
 }
 
 // byMark runs update (an UPDATE … SET …) on the rows of acks that still
-// carry this poller's reservation mark, one statement per mark.
+// carry this poller's reservation, one statement per range of marks.
 func (s *Store) byMark(ctx context.Context, tx *sql.Tx, acks []poller.Ack, update string) error {
-	groups := map[int64][]any{}
-	var order []int64
+	groups := map[[2]int64][]any{}
+	var order [][2]int64
 	for _, a := range acks {
-		m := s.mark(a.Job)
+		m := s.ours(a.Job)
 		if _, ok := groups[m]; !ok {
 			order = append(order, m)
 		}
@@ -246,37 +312,46 @@ func (s *Store) byMark(ctx context.Context, tx *sql.Tx, acks []poller.Ack, updat
 	}
 	for _, m := range order {
 		ids := groups[m]
-		if _, err := tx.ExecContext(ctx, s.d.bind(update+` WHERE reserved_at = ? AND id IN (`+marks(len(ids))+`)`), append([]any{m}, ids...)...); err != nil {
+		if _, err := tx.ExecContext(ctx, s.d.bind(update+` WHERE reserved_at >= ? AND reserved_at < ? AND id IN (`+marks(len(ids))+`)`),
+			append([]any{m[0], m[1]}, ids...)...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// mark is the reserved_at this poller wrote on j's row.
-func (s *Store) mark(j poller.Job) int64 {
-	if m, ok := s.held[j.Row.ID]; ok {
-		return m
+// ours is the range of reserved_at that says j's row still carries this
+// poller's reservation: from the mark it last wrote there, up to when
+// that would have lapsed. A worker that takes the row after a lapse
+// writes retry_after later or more; an extension of this poller's whose
+// reply was lost wrote within the range.
+func (s *Store) ours(j poller.Job) [2]int64 {
+	m, ok := s.held[j.Row.ID]
+	if !ok {
+		m = j.Row.ReservedAt
 	}
-	return j.Row.ReservedAt
+	return [2]int64{m, m + max(int64(s.queues[j.Queue].RetryAfter/time.Second), 1)}
 }
 
 // Extend moves each lease's reserved_at to its Until less retry_after, on
-// the rows that still carry this poller's mark.
+// the rows that still carry this poller's reservation.
 func (s *Store) Extend(ctx context.Context, leases []poller.Lease) error {
 	if len(leases) == 0 {
 		return nil
 	}
-	type move struct{ from, to int64 }
+	type move struct {
+		from [2]int64
+		to   int64
+	}
 	groups := map[move][]any{}
 	for _, l := range leases {
-		m := move{s.mark(l.Job), l.Until.Add(-s.queues[l.Job.Queue].RetryAfter).Unix()}
+		m := move{s.ours(l.Job), l.Until.Add(-s.queues[l.Job.Queue].RetryAfter).Unix()}
 		groups[m] = append(groups[m], l.Job.Row.ID)
 	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for m, ids := range groups {
-			if _, err := tx.ExecContext(ctx, s.d.bind(`UPDATE `+s.table+` SET reserved_at = ? WHERE reserved_at = ? AND id IN (`+marks(len(ids))+`)`),
-				append([]any{m.to, m.from}, ids...)...); err != nil {
+			if _, err := tx.ExecContext(ctx, s.d.bind(`UPDATE `+s.table+` SET reserved_at = ? WHERE reserved_at >= ? AND reserved_at < ? AND id IN (`+marks(len(ids))+`)`),
+				append([]any{m.to, m.from[0], m.from[1]}, ids...)...); err != nil {
 				return err
 			}
 		}
@@ -305,7 +380,8 @@ func (s *Store) Quarantine(ctx context.Context, j poller.Job, why error) {
 	s.log.Error("quarantined a malformed job: its row stays in the table, moved to another queue", "queue", q,
 		"table", s.name, "id", j.Row.ID, "moved_to", to, "error", why, "entry", preview(j.Payload))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, s.d.bind(`UPDATE `+s.table+` SET queue = ?, reserved_at = NULL WHERE id = ? AND reserved_at = ?`), to, j.Row.ID, s.mark(j))
+		m := s.ours(j)
+		_, err := tx.ExecContext(ctx, s.d.bind(`UPDATE `+s.table+` SET queue = ?, reserved_at = NULL WHERE id = ? AND reserved_at >= ? AND reserved_at < ?`), to, j.Row.ID, m[0], m[1])
 		return err
 	})
 	if err != nil {
@@ -336,7 +412,10 @@ const (
 // starts at 5 ms and backs off to 50 ms. With kqueue's trigger on the
 // table (PostgreSQL), it waits for the trigger's notification instead.
 func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
-	if s.notified {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	s.seenID(true)
+	if s.notified.Load() {
 		woke, err := s.waitNotified(ctx, within)
 		if err != nil {
 			return false, fmt.Errorf("wait for a notification: %w", s.classify(err))
@@ -350,8 +429,12 @@ func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
 		if err := s.db.QueryRowContext(ctx, `SELECT MAX(id) FROM `+s.table).Scan(&top); err != nil {
 			return false, fmt.Errorf("wait for work: %w", s.classify(err))
 		}
-		if top.Int64 > s.seen.Load() {
-			return true, nil
+		if seen := s.seenID(false); top.Int64 > seen {
+			ours, err := s.pushedSince(ctx, seen)
+			if err != nil || ours {
+				return ours, err
+			}
+			s.saw(top.Int64) // rows of other queues only
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -366,6 +449,24 @@ func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
 		}
 		every = min(2*every, maxPoll)
 	}
+}
+
+// pushedSince reports whether a row past id is on one of the queues (the
+// primary key's range past id: the few rows pushed since).
+func (s *Store) pushedSince(ctx context.Context, id int64) (bool, error) {
+	args := []any{id}
+	for _, q := range s.queues {
+		args = append(args, q.Name)
+	}
+	var one int
+	err := s.db.QueryRowContext(ctx, s.d.bind(`SELECT 1 FROM `+s.table+` WHERE id > ? AND queue IN (`+marks(len(s.queues))+`) LIMIT 1`), args...).Scan(&one)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	}
+	return false, fmt.Errorf("wait for work: %w", s.classify(err))
 }
 
 // HasWork looks for an available row or a lapsed reservation on any
@@ -425,7 +526,8 @@ func (s *Store) Depths(ctx context.Context) ([]poller.QueueDepth, error) {
 func (s *Store) Done(context.Context) {}
 
 // tx runs f in a transaction, again (up to three times in all) when the
-// server reports a deadlock, a serialization failure or a busy database.
+// server reports a deadlock, a serialization failure or a lock wait that
+// timed out.
 func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
 	var err error
 	for try := range 3 {
@@ -515,7 +617,7 @@ func (s *Store) Check(ctx context.Context) (string, error) {
 	}
 	how := fmt.Sprintf("%s %s, table %s, reserved rows locked with %s", s.d, version, s.name, lock)
 	switch {
-	case s.notified:
+	case s.notified.Load():
 		how += "; new jobs notified by kqueue's trigger"
 	case s.d == Postgres:
 		how += "; new jobs found by polling (kqueue trigger installs a trigger that notifies them at once)"
