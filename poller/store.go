@@ -3,6 +3,8 @@ package poller
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/kqueue/kqueue/protocol"
@@ -138,4 +140,14 @@ func (e unreachableError) Unwrap() error { return e.error }
 func IsUnreachable(err error) bool {
 	var u unreachableError
 	return errors.As(err, &u)
+}
+
+// Preview is an entry shortened for a log line: quoted, its first 200
+// bytes and its length.
+func Preview(s string) string {
+	const n = 200
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:n]) + fmt.Sprintf("… (%d bytes)", len(s))
 }

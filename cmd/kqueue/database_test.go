@@ -151,22 +151,7 @@ func TestDatabaseKilledWithJobsInHand(t *testing.T) {
 				return app.Command(ctx, "queue:work", "--stop-when-empty").Run()
 			})
 
-			ran, skipped := runsOf(t, r)
-			if len(ran) != jobs {
-				t.Errorf("%d jobs ran, want all %d", len(ran), jobs)
-			}
-			if len(skipped) > 0 {
-				t.Errorf("charged without having run (an attempt number skipped): %v", first(skipped, 5))
-			}
-			failed := app.Sqlite(t, "SELECT payload FROM failed_jobs")
-			if len(failed) > workers {
-				t.Errorf("%d failed_jobs rows, more than the %d jobs PHP can have been running at the kill", len(failed), workers)
-			}
-			for _, f := range failed {
-				if tag := recordTag.FindString(f); tag == "" || !ran[tag] {
-					t.Errorf("failed without having run: %s", f)
-				}
-			}
+			afterTheKill(t, r, app, jobs, workers)
 		})
 	}
 }

@@ -88,26 +88,34 @@ func TestKilledWithJobsInHand(t *testing.T) {
 				testenv.Eventually(t, 90*time.Second, "every job to run or fail", func() bool { return queueSize(t, r.Client, "default") == 0 })
 			}
 
-			ran, skipped := runsOf(t, r)
-			if len(ran) != jobs {
-				t.Errorf("%d jobs ran, want all %d", len(ran), jobs)
-			}
-			if len(skipped) > 0 {
-				t.Errorf("charged without having run (an attempt number skipped): %v", first(skipped, 5))
-			}
-			failed := app.Sqlite(t, "SELECT payload FROM failed_jobs")
-			if len(failed) > workers {
-				t.Errorf("%d failed_jobs rows, more than the %d jobs PHP can have been running at the kill", len(failed), workers)
-			}
-			for _, f := range failed {
-				tag := recordTag.FindString(f)
-				if tag == "" || !ran[tag] {
-					t.Errorf("failed without having run: %s", f)
-				}
-			}
-			t.Logf("%d failed_jobs rows (jobs PHP was running at the kill)", len(failed))
+			afterTheKill(t, r, app, jobs, workers)
 		})
 	}
+}
+
+// afterTheKill checks what a kill left once the queue is drained: every
+// one of the jobs Record jobs ran; none was charged an attempt it did not
+// run; the failed ones, at most workers (those PHP was running at the
+// kill), each ran.
+func afterTheKill(t *testing.T, r *testenv.Redis, app *testenv.App, jobs, workers int) {
+	t.Helper()
+	ran, skipped := runsOf(t, r)
+	if len(ran) != jobs {
+		t.Errorf("%d jobs ran, want all %d", len(ran), jobs)
+	}
+	if len(skipped) > 0 {
+		t.Errorf("charged without having run (an attempt number skipped): %v", first(skipped, 5))
+	}
+	failed := app.Sqlite(t, "SELECT payload FROM failed_jobs")
+	if len(failed) > workers {
+		t.Errorf("%d failed_jobs rows, more than the %d jobs PHP can have been running at the kill", len(failed), workers)
+	}
+	for _, f := range failed {
+		if tag := recordTag.FindString(f); tag == "" || !ran[tag] {
+			t.Errorf("failed without having run: %s", f)
+		}
+	}
+	t.Logf("%d failed_jobs rows (jobs PHP was running at the kill)", len(failed))
 }
 
 // recordTag finds a Record job's tag in its payload.

@@ -378,7 +378,7 @@ func (s *Store) Quarantine(ctx context.Context, j poller.Job, why error) {
 	q := s.queues[j.Queue].Name
 	to := q + QuarantineSuffix
 	s.log.Error("quarantined a malformed job: its row stays in the table, moved to another queue", "queue", q,
-		"table", s.name, "id", j.Row.ID, "moved_to", to, "error", why, "entry", preview(j.Payload))
+		"table", s.name, "id", j.Row.ID, "moved_to", to, "error", why, "entry", poller.Preview(j.Payload))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		m := s.ours(j)
 		_, err := tx.ExecContext(ctx, s.d.bind(`UPDATE `+s.table+` SET queue = ?, reserved_at = NULL WHERE id = ? AND reserved_at >= ? AND reserved_at < ?`), to, j.Row.ID, m[0], m[1])
@@ -580,15 +580,6 @@ func ackIDs(acks []poller.Ack) []any {
 		out[i] = a.Job.Row.ID
 	}
 	return out
-}
-
-// preview shortens a payload for the log.
-func preview(s string) string {
-	const n = 200
-	if len(s) <= n {
-		return strconv.Quote(s)
-	}
-	return strconv.Quote(s[:n]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // Check says how the store works on this server — its version, how the

@@ -117,7 +117,7 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 	for _, b := range bad {
 		raw, _ := b.(string)
 		s.log.Error("quarantined a queue entry that is not a Laravel job payload (not a JSON object with a numeric \"attempts\")",
-			"queue", s.queues[q].name, "key", k.quarantine, "entry", preview(raw))
+			"queue", s.queues[q].name, "key", k.quarantine, "entry", poller.Preview(raw))
 	}
 	r.Jobs = jobsOf(q, pairs)
 	r.Taken = len(pairs)/2 + len(bad)
@@ -216,7 +216,7 @@ func (s *Store) Extend(ctx context.Context, leases []poller.Lease) error {
 // Quarantine moves j from the reserved set to the quarantine list.
 func (s *Store) Quarantine(ctx context.Context, j poller.Job, why error) {
 	q := s.queues[j.Queue]
-	s.log.Error("quarantined a malformed job", "queue", q.name, "key", q.keys.quarantine, "error", why, "entry", preview(j.Payload))
+	s.log.Error("quarantined a malformed job", "queue", q.name, "key", q.keys.quarantine, "error", why, "entry", poller.Preview(j.Payload))
 	if err := quarantineScript.Run(ctx, s.rdb, []string{q.keys.reserved, q.keys.quarantine}, j.Handle, j.Payload).Err(); err != nil {
 		s.log.Error("quarantine failed; the entry stays reserved", "queue", q.name, "error", err)
 	}
@@ -415,13 +415,4 @@ func unreachable(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ENOENT) ||
 		errors.Is(err, goredis.ErrPoolTimeout) || errors.Is(err, goredis.ErrClosed) ||
 		strings.HasPrefix(err.Error(), "LOADING") // a restarted Redis reading its data
-}
-
-// preview shortens an entry for the log.
-func preview(s string) string {
-	const n = 200
-	if len(s) <= n {
-		return strconv.Quote(s)
-	}
-	return strconv.Quote(s[:n]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
