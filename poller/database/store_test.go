@@ -252,16 +252,25 @@ func TestConcurrentReservesTakeEachRowOnce(t *testing.T) {
 // drained, and not before.
 func TestWaitSeesAPush(t *testing.T) {
 	each(t, func(t *testing.T, db *testenv.DB) {
-		ctx := context.Background()
 		s := open(t, db, "default")
 		db.Push(t, "default", 1)
-		now := time.Now()
-		if _, err := s.Reserve(ctx, nil, 0, 10, now, now.Add(90*time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		if woke, err := s.Wait(ctx, 100*time.Millisecond); err != nil || woke {
-			t.Fatalf("Wait on a drained queue: %v, %v; want a timeout", woke, err)
-		}
+		waitsForPushes(t, s, db, 1)
+	})
+}
+
+// waitsForPushes drains the queue, checks that Wait times out with nothing
+// pushed, then n times that it returns true once a job is pushed.
+func waitsForPushes(t *testing.T, s *database.Store, db *testenv.DB, n int) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := s.Reserve(ctx, nil, 0, 10, now, now.Add(90*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if woke, err := s.Wait(ctx, 100*time.Millisecond); err != nil || woke {
+		t.Fatalf("Wait on a drained queue: %v, %v; want a timeout", woke, err)
+	}
+	for range n {
 		done := make(chan bool, 1)
 		go func() {
 			woke, err := s.Wait(ctx, 20*time.Second)
@@ -272,9 +281,9 @@ func TestWaitSeesAPush(t *testing.T) {
 		}()
 		db.Push(t, "default", 1)
 		if !<-done {
-			t.Error("Wait timed out after a push")
+			t.Fatal("Wait timed out after a push")
 		}
-	})
+	}
 }
 
 // A database that goes away is reported as unreachable (the poller keeps
@@ -327,25 +336,5 @@ func TestWaitNotified(t *testing.T) {
 	if how, err := s.Check(ctx); err != nil || !strings.Contains(how, "new jobs notified by kqueue's trigger") {
 		t.Fatalf("Check: %q, %v", how, err)
 	}
-	now := time.Now()
-	if _, err := s.Reserve(ctx, nil, 0, 10, now, now.Add(90*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if woke, err := s.Wait(ctx, 100*time.Millisecond); err != nil || woke {
-		t.Fatalf("Wait with no push: %v, %v; want a timeout", woke, err)
-	}
-	for range 2 { // the listening connection serves wait after wait
-		done := make(chan bool, 1)
-		go func() {
-			woke, err := s.Wait(ctx, 20*time.Second)
-			if err != nil {
-				t.Error(err)
-			}
-			done <- woke
-		}()
-		db.Push(t, "default", 1)
-		if !<-done {
-			t.Fatal("Wait timed out after a push")
-		}
-	}
+	waitsForPushes(t, s, db, 2) // the listening connection serves wait after wait
 }
