@@ -3,7 +3,7 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
-	"strings"
+	"strconv"
 
 	"github.com/kqueue/kqueue/config"
 )
@@ -33,7 +33,11 @@ func adopt(cfg *config.Config, answer []byte, readErr error, log *slog.Logger) e
 		case n.Disagree:
 			log.Warn("kqueue.toml and the app disagree: " + n.String())
 		default:
-			taken = append(taken, n.Key, strings.Trim(n.Value, `"`))
+			v := n.Value
+			if u, err := strconv.Unquote(v); err == nil {
+				v = u // a quoted string: its text
+			}
+			taken = append(taken, n.Key, v)
 		}
 	}
 	log.Info("read the app's queue configuration", append([]any{"laravel", l.Version}, taken...)...)
