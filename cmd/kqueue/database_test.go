@@ -308,3 +308,47 @@ func TestPostgresTrigger(t *testing.T) {
 		t.Errorf("kqueue trigger on SQLite: %v", err)
 	}
 }
+
+// Rows whose payload is not a Laravel job — not JSON, JSON that is not a
+// job — ahead of good ones: each is set aside in the queue
+// default:kqueue-quarantine, as it was, with an error in the log; the good
+// rows behind them run.
+func TestDatabaseMalformedRows(t *testing.T) {
+	t.Parallel()
+	for _, driver := range testenv.Backends() {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			r := testenv.StartRedis(t)
+			app := testenv.NewApp(t, r)
+			db := app.QueueOn(t, driver)
+			insert := "INSERT INTO jobs (queue, payload, attempts, reserved_at, available_at, created_at) VALUES (?, ?, 0, NULL, 0, 0)"
+			if driver == "pgsql" {
+				insert = "INSERT INTO jobs (queue, payload, attempts, reserved_at, available_at, created_at) VALUES ($1, $2, 0, NULL, 0, 0)"
+			}
+			for _, p := range []string{`not json at all`, `{"hello":"world"}`} {
+				if _, err := db.SQL.Exec(insert, "default", p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			app.Artisan(t, "kq:dispatch", "record", "--count=3")
+			ctx := t.Context()
+			logs, err := kqueue(t, ctx, "run", "--config", app.Config(t, 1, ""), "--stop-when-empty")
+			if err != nil {
+				t.Fatalf("kqueue run: %v\n%s", err, logs)
+			}
+			if n := r.Client.HLen(ctx, testenv.Prefix+"kqtest:runs").Val(); n != 3 {
+				t.Errorf("%d good jobs ran, want 3", n)
+			}
+			if n := jobsLeft(t, db); n != 0 {
+				t.Errorf("%d rows left on the default queue", n)
+			}
+			set := db.Count(t, "SELECT COUNT(*) FROM jobs WHERE queue = 'default:kqueue-quarantine' AND attempts = 0 AND reserved_at IS NULL AND payload IN ('not json at all', '{\"hello\":\"world\"}')")
+			if set != 2 {
+				t.Errorf("%d rows set aside as they were, want 2", set)
+			}
+			if n := strings.Count(logs, "quarantined a malformed job: its row stays in the table, moved to another queue"); n != 2 {
+				t.Errorf("%d quarantine errors in the log, want 2:\n%s", n, logs)
+			}
+		})
+	}
+}
