@@ -2,7 +2,6 @@ package database
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
@@ -47,7 +46,7 @@ func (s *Store) hasTrigger(ctx context.Context) (bool, error) {
 // waitNotified is Wait with the trigger: it blocks on a notification of
 // the channel, on a connection of its own that LISTENs to it from the
 // first call on (a push between the last reserve and that LISTEN is seen
-// by one look at MAX(id)). Called under waitMu.
+// by one look, as Wait's poll looks). Called under waitMu.
 func (s *Store) waitNotified(ctx context.Context, within time.Duration) (bool, error) {
 	if s.listening == nil {
 		conn, err := s.db.Conn(ctx)
@@ -59,11 +58,10 @@ func (s *Store) waitNotified(ctx context.Context, within time.Duration) (bool, e
 			return false, err
 		}
 		s.listening = conn
-		var top sql.NullInt64
-		if err := conn.QueryRowContext(ctx, `SELECT MAX(id) FROM `+s.table).Scan(&top); err != nil {
-			return false, s.stopListening(err)
-		}
-		if top.Int64 > s.seenID(false) {
+		if pushed, err := s.pushed(ctx); err != nil || pushed {
+			if err != nil {
+				return false, s.stopListening(err)
+			}
 			return true, nil
 		}
 	}

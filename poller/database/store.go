@@ -202,13 +202,17 @@ func (s *Store) seenID(begin bool) int64 {
 	return s.seen
 }
 
-// reserveQuery selects up to n rows to reserve: of a queue (?), available
-// as of a time (?) or reserved at or before another (?), oldest first,
-// locked. Laravel's index on queue serves it (docs/laravel-queue.md shows
-// each server's plan).
+// takeable is DatabaseQueue's condition for a row it may pop: of a queue
+// (?), available as of a time (?) — isAvailable — or reserved at or
+// before another (?) — isReservedButExpired.
+const takeable = `queue = ? AND ((reserved_at IS NULL AND available_at <= ?) OR reserved_at <= ?)`
+
+// reserveQuery selects up to n rows to reserve, oldest first, locked.
+// Laravel's index on queue serves it (docs/laravel-queue.md shows each
+// server's plan).
 func (s *Store) reserveQuery(n int) string {
 	return s.d.bind(`SELECT id, attempts, reserved_at, available_at, created_at, payload FROM ` + s.table +
-		` WHERE queue = ? AND ((reserved_at IS NULL AND available_at <= ?) OR reserved_at <= ?) ORDER BY id ASC LIMIT ` + strconv.Itoa(n) + s.lock)
+		` WHERE ` + takeable + ` ORDER BY id ASC LIMIT ` + strconv.Itoa(n) + s.lock)
 }
 
 // Ack applies acks in order, in one transaction. When the server refuses
@@ -425,16 +429,11 @@ func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
 	deadline := time.Now().Add(within)
 	every := firstPoll
 	for {
-		var top sql.NullInt64
-		if err := s.db.QueryRowContext(ctx, `SELECT MAX(id) FROM `+s.table).Scan(&top); err != nil {
-			return false, fmt.Errorf("wait for work: %w", s.classify(err))
-		}
-		if seen := s.seenID(false); top.Int64 > seen {
-			ours, err := s.pushedSince(ctx, seen)
-			if err != nil || ours {
-				return ours, err
+		if pushed, err := s.pushed(ctx); err != nil || pushed {
+			if err != nil {
+				return false, fmt.Errorf("wait for work: %w", s.classify(err))
 			}
-			s.saw(top.Int64) // rows of other queues only
+			return true, nil
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -451,10 +450,20 @@ func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
 	}
 }
 
-// pushedSince reports whether a row past id is on one of the queues (the
-// primary key's range past id: the few rows pushed since).
-func (s *Store) pushedSince(ctx context.Context, id int64) (bool, error) {
-	args := []any{id}
+// pushed reports whether a row of the queues is past what the drained
+// reserves saw: the table's highest id (an index lookup) is past it, and
+// so is a row of the queues (the primary key's range past it: the few
+// rows pushed since). Rows of other queues only are taken as seen.
+func (s *Store) pushed(ctx context.Context) (bool, error) {
+	var top sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(id) FROM `+s.table).Scan(&top); err != nil {
+		return false, err
+	}
+	seen := s.seenID(false)
+	if top.Int64 <= seen {
+		return false, nil
+	}
+	args := []any{seen}
 	for _, q := range s.queues {
 		args = append(args, q.Name)
 	}
@@ -464,9 +473,10 @@ func (s *Store) pushedSince(ctx context.Context, id int64) (bool, error) {
 	case err == nil:
 		return true, nil
 	case errors.Is(err, sql.ErrNoRows):
+		s.saw(top.Int64)
 		return false, nil
 	}
-	return false, fmt.Errorf("wait for work: %w", s.classify(err))
+	return false, err
 }
 
 // HasWork looks for an available row or a lapsed reservation on any
@@ -474,7 +484,7 @@ func (s *Store) pushedSince(ctx context.Context, id int64) (bool, error) {
 func (s *Store) HasWork(ctx context.Context, now time.Time) (bool, error) {
 	for _, q := range s.queues {
 		var one int
-		err := s.db.QueryRowContext(ctx, s.d.bind(`SELECT 1 FROM `+s.table+` WHERE queue = ? AND ((reserved_at IS NULL AND available_at <= ?) OR reserved_at <= ?) LIMIT 1`),
+		err := s.db.QueryRowContext(ctx, s.d.bind(`SELECT 1 FROM `+s.table+` WHERE `+takeable+` LIMIT 1`),
 			q.Name, now.Unix(), now.Add(-q.RetryAfter).Unix()).Scan(&one)
 		switch {
 		case err == nil:
