@@ -70,8 +70,8 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 // openStore connects to the store of the app's queue connection: its
 // database for the database driver, else Redis.
 func openStore(ctx context.Context, cfg *config.Config, queues []poller.Queue, log *slog.Logger) (poller.Store, func(), error) {
-	if cfg.Laravel != nil && cfg.Laravel.Queue.Driver == "database" {
-		db, dialect, err := dbstore.Dial(ctx, cfg.Laravel.Database)
+	if l := cfg.Laravel; l != nil && l.Database != nil { // Adopt took a database queue connection
+		db, dialect, err := dbstore.Dial(ctx, l.Database)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -79,7 +79,7 @@ func openStore(ctx context.Context, cfg *config.Config, queues []poller.Queue, l
 		for _, q := range queues {
 			qs = append(qs, dbstore.Queue{Name: q.Name, RetryAfter: q.RetryAfter})
 		}
-		return dbstore.New(dbstore.Config{DB: db, Dialect: dialect, Table: cfg.Laravel.Database.TableName(), Queues: qs, Logger: log}),
+		return dbstore.New(dbstore.Config{DB: db, Dialect: dialect, Table: l.Database.TableName(), Queues: qs, Logger: log}),
 			func() { db.Close() }, nil
 	}
 	rdb, err := redisstore.Dial(ctx, cfg.Redis)
