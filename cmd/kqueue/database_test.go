@@ -321,12 +321,8 @@ func TestDatabaseMalformedRows(t *testing.T) {
 			r := testenv.StartRedis(t)
 			app := testenv.NewApp(t, r)
 			db := app.QueueOn(t, driver)
-			insert := "INSERT INTO jobs (queue, payload, attempts, reserved_at, available_at, created_at) VALUES (?, ?, 0, NULL, 0, 0)"
-			if driver == "pgsql" {
-				insert = "INSERT INTO jobs (queue, payload, attempts, reserved_at, available_at, created_at) VALUES ($1, $2, 0, NULL, 0, 0)"
-			}
 			for _, p := range []string{`not json at all`, `{"hello":"world"}`} {
-				if _, err := db.SQL.Exec(insert, "default", p); err != nil {
+				if _, err := db.SQL.Exec(db.InsertRow(), "default", p, 0, 0); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -248,17 +248,23 @@ func (d *DB) CreateJobsTable(t testing.TB) {
 	}
 }
 
+// InsertRow is the statement that puts a row in the jobs table as
+// DatabaseQueue's push does, with this server's placeholders: its
+// arguments are the queue, the payload, available_at and created_at.
+func (d *DB) InsertRow() string {
+	if d.Driver == "pgsql" {
+		return "INSERT INTO jobs (queue, payload, attempts, reserved_at, available_at, created_at) VALUES ($1, $2, 0, NULL, $3, $4)"
+	}
+	return "INSERT INTO jobs (queue, payload, attempts, reserved_at, available_at, created_at) VALUES (?, ?, 0, NULL, ?, ?)"
+}
+
 // Push inserts n minimal Laravel payloads on queue, due at once, as
 // DatabaseQueue's push does. Their uuids are "queue-i".
 func (d *DB) Push(t testing.TB, queue string, n int) {
 	t.Helper()
-	q := "INSERT INTO jobs (queue, payload, attempts, reserved_at, available_at, created_at) VALUES (?, ?, 0, NULL, ?, ?)"
-	if d.Driver == "pgsql" {
-		q = "INSERT INTO jobs (queue, payload, attempts, reserved_at, available_at, created_at) VALUES ($1, $2, 0, NULL, $3, $4)"
-	}
 	now := time.Now().Unix()
 	for i := range n {
-		if _, err := d.SQL.Exec(q, queue, fmt.Sprintf(`{"uuid":"%s-%d","displayName":"J","job":"j","data":{}}`, queue, i), now, now); err != nil {
+		if _, err := d.SQL.Exec(d.InsertRow(), queue, fmt.Sprintf(`{"uuid":"%s-%d","displayName":"J","job":"j","data":{}}`, queue, i), now, now); err != nil {
 			t.Fatal(err)
 		}
 	}

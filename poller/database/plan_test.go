@@ -63,10 +63,6 @@ func fill(t *testing.T, db *testenv.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ins := "INSERT INTO jobs (queue, payload, attempts, reserved_at, available_at, created_at) VALUES (?, '{}', 0, NULL, ?, 0)"
-	if db.Driver == "pgsql" {
-		ins = "INSERT INTO jobs (queue, payload, attempts, reserved_at, available_at, created_at) VALUES ($1, '{}', 0, NULL, $2, 0)"
-	}
 	now := time.Now().Unix()
 	for i := range 20000 {
 		queue, at := "default", now+3600
@@ -75,7 +71,7 @@ func fill(t *testing.T, db *testenv.DB) {
 		} else if i%1000 == 0 {
 			at = now
 		}
-		if _, err := tx.Exec(ins, queue, at); err != nil {
+		if _, err := tx.Exec(db.InsertRow(), queue, "{}", at, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
