@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/kqueue/kqueue/internal/testenv"
@@ -53,39 +52,24 @@ func BenchmarkDatabasePickup(b *testing.B) {
 		app := benchApp(b)
 		app.QueueOn(b, driver)
 		cfg := app.Config(b, 1, "")
-		for _, r := range []struct {
-			name string
-			cmd  func(ctx context.Context) *exec.Cmd
-		}{
-			{"queue:work", func(ctx context.Context) *exec.Cmd { return app.Command(ctx, "queue:work") }},
-			{"kqueue", func(ctx context.Context) *exec.Cmd {
-				return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg)
-			}},
-			// PostgreSQL with kqueue's trigger: notified, not polling.
-			{"kqueue-trigger", func(ctx context.Context) *exec.Cmd {
-				return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg)
-			}},
-		} {
-			if r.name == "kqueue-trigger" {
-				if driver != "pgsql" {
-					continue
-				}
-				if out, err := exec.Command(kqueueBin, "trigger", "--config", cfg).CombinedOutput(); err != nil {
-					b.Fatalf("kqueue trigger: %v\n%s", err, out)
-				}
-			}
-			b.Run("db="+driver+"/runner="+r.name, func(b *testing.B) {
-				var p50, p99 float64
-				for b.Loop() {
-					app.Redis.Client.FlushAll(context.Background())
-					p50, p99 = pickup(b, app, r.cmd)
-				}
-				b.ReportMetric(p50*1000, "p50_ms")
-				b.ReportMetric(p99*1000, "p99_ms")
-				name := "db/" + driver + "/pickup/" + strings.TrimPrefix(r.name, "runner=")
-				record(name+"/p50", p50*1000)
-				record(name+"/p99", p99*1000)
-			})
+		kqueue := func(ctx context.Context) *exec.Cmd {
+			return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg)
 		}
+		b.Run("db="+driver+"/runner=queue:work", func(b *testing.B) {
+			pickup(b, app, func(ctx context.Context) *exec.Cmd { return app.Command(ctx, "queue:work") }, "db/"+driver+"/pickup/queue:work")
+		})
+		b.Run("db="+driver+"/runner=kqueue", func(b *testing.B) {
+			pickup(b, app, kqueue, "db/"+driver+"/pickup/kqueue")
+		})
+		if driver != "pgsql" {
+			continue
+		}
+		// PostgreSQL with kqueue's trigger: notified, not polling.
+		if out, err := exec.Command(kqueueBin, "trigger", "--config", cfg).CombinedOutput(); err != nil {
+			b.Fatalf("kqueue trigger: %v\n%s", err, out)
+		}
+		b.Run("db=pgsql/runner=kqueue-trigger", func(b *testing.B) {
+			pickup(b, app, kqueue, "db/pgsql/pickup/kqueue-trigger")
+		})
 	}
 }
