@@ -148,7 +148,7 @@ func TestDatabaseKilledWithJobsInHand(t *testing.T) {
 				t.Errorf("%d rows charged an attempt at the kill, more than the %d jobs PHP can have been running", charged, workers)
 			}
 			drainUntil(t, func() int64 { return jobsLeft(t, db) }, func() error {
-				return app.Command(ctx, "queue:work", "--stop-when-empty").Run()
+				return queueWork(ctx, app)
 			})
 
 			afterTheKill(t, r, app, jobs, workers)

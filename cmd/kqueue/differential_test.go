@@ -148,7 +148,7 @@ func differential(t *testing.T, l testenv.Laravel, root, bin, driver string) {
 		reset()
 		app.Artisan(t, "kq:dispatch", name)
 		drain(func() error {
-			return app.Command(ctx, "queue:work", "--stop-when-empty").Run()
+			return queueWork(ctx, app)
 		})
 		laravel = collect()
 		reset()
@@ -270,9 +270,9 @@ func differential(t *testing.T, l testenv.Laravel, root, bin, driver string) {
 				extra = "[job]\nforce = true\n"
 			}
 			cfg := app.Inside(app.Config(t, 1, extra))
-			work := func() error { return app.Command(ctx, "queue:work", "--stop-when-empty").Run() }
+			work := func() error { return queueWork(ctx, app) }
 			if h.force && runner == "queue:work" {
-				work = func() error { return app.Command(ctx, "queue:work", "--stop-when-empty", "--force").Run() }
+				work = func() error { return queueWork(ctx, app, "--force") }
 			}
 			if runner == "kqueue" {
 				work = func() error {

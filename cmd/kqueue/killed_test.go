@@ -71,7 +71,7 @@ func TestKilledWithJobsInHand(t *testing.T) {
 			switch {
 			case c.then == "queue:work":
 				drain(t, r.Client, "default", func() error {
-					return app.Command(ctx, "queue:work", "--stop-when-empty").Run()
+					return queueWork(ctx, app)
 				})
 			case c.kill[0] == "run":
 				drain(t, r.Client, "default", func() error {

@@ -62,6 +62,16 @@ func drain(t *testing.T, rdb *redis.Client, queue string, pass func() error) {
 	drainUntil(t, func() int64 { return queueSize(t, rdb, queue) }, pass)
 }
 
+// queueWork is one `php artisan queue:work --stop-when-empty args…` pass;
+// its error carries what it printed.
+func queueWork(ctx context.Context, app *testenv.App, args ...string) error {
+	out, err := app.Command(ctx, append([]string{"queue:work", "--stop-when-empty"}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("queue:work: %v\n%s", err, out)
+	}
+	return nil
+}
+
 // drainUntil is drain on a queue that holds left() jobs.
 func drainUntil(t *testing.T, left func() int64, pass func() error) {
 	t.Helper()
