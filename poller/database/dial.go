@@ -96,7 +96,26 @@ func mysqlConnector(c *config.LaravelDatabase) driver.Connector {
 		cfg.Apply(mysql.Charset(cs, ""))
 	}
 	conn, _ := mysql.NewConnector(cfg) // fails only for a TLS name it does not know; none is set
-	return conn
+	return readCommitted{conn}
+}
+
+// readCommitted opens MySQL sessions at READ COMMITTED. At InnoDB's
+// default, REPEATABLE READ, a locking read also locks the gaps between
+// the index entries it passes, so pollers reserving and deleting rows side
+// by side deadlock one another; without gap locks they don't. The jobs
+// table needs no more: every row kqueue changes it has locked first.
+type readCommitted struct{ driver.Connector }
+
+func (c readCommitted) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.(driver.ExecerContext).ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", nil); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // pgConfig is the connection of a pgsql connection: Laravel's PostgresConnector
