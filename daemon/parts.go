@@ -59,6 +59,12 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 			part.stops = append(part.stops, stop)
 		}
 	}
+	if r, ok := store.(poller.Roster); ok {
+		actx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); part.Announce(actx, r, announceEvery, 5*announceEvery) }()
+		part.stops = append(part.stops, func() { cancel(); <-done })
+	}
 	if stop, err := part.ServeControl(ctx, cfg.Control.Socket); err != nil {
 		log.Warn("kqueue status will not reach this instance", "error", err)
 	} else {
@@ -66,6 +72,10 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 	}
 	return part, nil
 }
+
+// announceEvery is how often an instance publishes its state for the
+// console (kqueue web); an entry not renewed for five times that expires.
+const announceEvery = 2 * time.Second
 
 // openStore connects to the store of the app's queue connection: its
 // database for the database driver, else Redis.

@@ -65,6 +65,27 @@ const keepFailures = 10
 // Snapshot asks the running main loop for its state (so a wedged loop
 // does not answer) and reads the queues' depths from the store.
 func (p *Poller) Snapshot(ctx context.Context) (Snapshot, error) {
+	s, err := p.loopSnapshot(ctx, 0)
+	if err != nil {
+		return s, err
+	}
+	depths, err := p.store.Depths(ctx)
+	if err != nil {
+		s.QueuesError = err.Error() // the rest of the state still helps
+		return s, nil
+	}
+	s.Queues = depths
+	return s, nil
+}
+
+// loopSnapshot asks the main loop for its state, waiting up to within
+// (0: as long as ctx lets it).
+func (p *Poller) loopSnapshot(ctx context.Context, within time.Duration) (Snapshot, error) {
+	if within > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, within)
+		defer cancel()
+	}
 	reply := make(chan Snapshot, 1)
 	select {
 	case p.snapshots <- reply:
@@ -77,12 +98,6 @@ func (p *Poller) Snapshot(ctx context.Context) (Snapshot, error) {
 	case <-ctx.Done():
 		return Snapshot{}, fmt.Errorf("poller main loop did not answer: %w", ctx.Err())
 	}
-	depths, err := p.store.Depths(ctx)
-	if err != nil {
-		s.QueuesError = err.Error() // the rest of the state still helps
-		return s, nil
-	}
-	s.Queues = depths
 	return s, nil
 }
 

@@ -38,6 +38,7 @@ type Config struct {
 // Store reserves and settles jobs on Laravel's Redis queues.
 type Store struct {
 	rdb       goredis.UniversalClient
+	prefix    string
 	queues    []queue
 	log       *slog.Logger
 	seq       uint64     // reserve calls made
@@ -57,7 +58,7 @@ type lostReply struct {
 
 // New returns a Store on cfg.Client.
 func New(cfg Config) *Store {
-	s := &Store{rdb: cfg.Client, log: cfg.Logger}
+	s := &Store{rdb: cfg.Client, prefix: cfg.Prefix, log: cfg.Logger}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
