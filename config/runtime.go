@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"os/user"
 	"reflect"
 	"strconv"
@@ -22,6 +23,9 @@ func (a *App) Credential() *syscall.Credential {
 	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
 	cred.Uid, cred.Gid = uint32(uid), uint32(gid)
+	if int(uid) == os.Geteuid() && os.Geteuid() != 0 {
+		return nil // already that user (kqueue web under its unit): nothing to change, nor the right to
+	}
 	groups, _ := u.GroupIds()
 	for _, g := range groups {
 		if n, err := strconv.ParseUint(g, 10, 32); err == nil {

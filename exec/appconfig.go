@@ -27,6 +27,26 @@ var ErrAppConfig = errors.New("read the app's queue configuration")
 // empty, the app's default (queue.default). The app's own output is kept
 // for the error when PHP fails; cfg.BootTimeout bounds the run.
 func AppConfig(ctx context.Context, cfg Config) ([]byte, error) {
+	answer, err := runScript(ctx, cfg, php.AppConfig(), nil)
+	if err != nil {
+		return answer, fmt.Errorf("%w: %w", ErrAppConfig, err)
+	}
+	return answer, nil
+}
+
+// Console does one of the console's operations (req, one JSON object:
+// exec/php/console.php lists them) through the Laravel app at cfg.AppPath,
+// as a worker would run (cfg's php binary, user and environment), and
+// returns its answer.
+func Console(ctx context.Context, cfg Config, req []byte) ([]byte, error) {
+	return runScript(ctx, cfg, php.Console(), []string{"KQUEUE_CONSOLE=" + string(req)})
+}
+
+// runScript runs one of kqueue's PHP scripts, piped into php in the app's
+// folder with env added, and returns the one JSON object it writes on fd 3.
+// An answer {"error":…} is returned with that error. The app's own output
+// is kept for the error when PHP fails; cfg.BootTimeout bounds the run.
+func runScript(ctx context.Context, cfg Config, script []byte, env []string) ([]byte, error) {
 	cfg.PHP = cmp.Or(cfg.PHP, "php")
 	cfg.BootTimeout = cmp.Or(cfg.BootTimeout, 60*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, cfg.BootTimeout)
@@ -34,14 +54,14 @@ func AppConfig(ctx context.Context, cfg Config) ([]byte, error) {
 
 	ansR, ansW, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrAppConfig, err)
+		return nil, err
 	}
 	defer ansR.Close()
 	var out limitedBuffer
 	cmd := osexec.CommandContext(ctx, cfg.PHP)
 	cmd.Dir = cfg.AppPath
-	cmd.Env = cfg.env()
-	cmd.Stdin = bytes.NewReader(php.AppConfig())
+	cmd.Env = append(cfg.env(), env...)
+	cmd.Stdin = bytes.NewReader(script)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.ExtraFiles = []*os.File{ansW} // fd 3
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.User}
@@ -49,10 +69,10 @@ func AppConfig(ctx context.Context, cfg Config) ([]byte, error) {
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		ansW.Close()
-		return nil, fmt.Errorf("%w: start %s: %v", ErrAppConfig, cfg.PHP, err)
+		return nil, fmt.Errorf("start %s: %v", cfg.PHP, err)
 	}
 	ansW.Close()
-	answer, readErr := io.ReadAll(io.LimitReader(ansR, 1<<20))
+	answer, readErr := io.ReadAll(io.LimitReader(ansR, 64<<20))
 	waitErr := cmd.Wait()
 	tail := ""
 	if s := strings.TrimSpace(out.String()); s != "" {
@@ -60,22 +80,22 @@ func AppConfig(ctx context.Context, cfg Config) ([]byte, error) {
 	}
 	switch {
 	case ctx.Err() != nil:
-		return nil, fmt.Errorf("%w: Laravel app at %s did not boot within %s%s", ErrAppConfig, cfg.AppPath, cfg.BootTimeout, tail)
+		return nil, fmt.Errorf("Laravel app at %s did not boot within %s%s", cfg.AppPath, cfg.BootTimeout, tail)
 	case readErr != nil:
-		return nil, fmt.Errorf("%w: %v", ErrAppConfig, readErr)
+		return nil, readErr
 	case len(bytes.TrimSpace(answer)) == 0 && waitErr != nil:
-		return nil, fmt.Errorf("%w: %s exited while booting the Laravel app at %s (%v)%s", ErrAppConfig, cfg.PHP, cfg.AppPath, waitErr, tail)
+		return nil, fmt.Errorf("%s exited while booting the Laravel app at %s (%v)%s", cfg.PHP, cfg.AppPath, waitErr, tail)
 	case len(bytes.TrimSpace(answer)) == 0:
-		return nil, fmt.Errorf("%w: %s said nothing while booting the Laravel app at %s%s", ErrAppConfig, cfg.PHP, cfg.AppPath, tail)
+		return nil, fmt.Errorf("%s said nothing while booting the Laravel app at %s%s", cfg.PHP, cfg.AppPath, tail)
 	}
 	var e struct {
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(answer, &e); err != nil {
-		return nil, fmt.Errorf("%w: bad answer from appconfig.php: %v", ErrAppConfig, err)
+		return nil, fmt.Errorf("bad answer from kqueue's PHP: %v", err)
 	}
 	if e.Error != "" {
-		return answer, fmt.Errorf("%w: Laravel app at %s: %s", ErrAppConfig, cfg.AppPath, e.Error)
+		return answer, fmt.Errorf("Laravel app at %s: %s", cfg.AppPath, e.Error)
 	}
 	return answer, nil
 }

@@ -11,3 +11,14 @@ func AppConfig() []byte {
 	}
 	return b
 }
+
+// Console is console.php: it boots a Laravel app once and does one of the
+// console's operations through the app itself (its header comment lists
+// them), answering on fd 3 as appconfig.php does.
+func Console() []byte {
+	b, err := files.ReadFile("console.php")
+	if err != nil {
+		panic("exec/php: console.php is not embedded: " + err.Error())
+	}
+	return b
+}
