@@ -39,6 +39,7 @@ type Config struct {
 	Dispatcher Dispatcher `toml:"dispatcher"`
 	Control    Control    `toml:"control"`
 	Metrics    Metrics    `toml:"metrics"`
+	Web        Web        `toml:"web"`
 
 	// Laravel is the app's own queue configuration, once Adopt has
 	// completed the config with it; nil before.
@@ -53,6 +54,27 @@ type Metrics struct {
 	// Listen is the address of /metrics ("127.0.0.1:9464"). Default ""
 	// (off).
 	Listen string `toml:"listen"`
+}
+
+// Web is the console, `kqueue web`. Without tokens or user_header it
+// serves only where nobody else reaches: loopback or a unix socket.
+type Web struct {
+	// Listen is where `kqueue web` listens without systemd: an address
+	// ("127.0.0.1:7380", the default) or "unix:PATH". Under systemd the
+	// socket unit kqueue-web@NAME.socket says.
+	Listen string `toml:"listen"`
+	// Tokens is a file of "ROLE TOKEN" lines (ROLE: operator or viewer):
+	// a request carries one as "Authorization: Bearer TOKEN", or signs in
+	// with it on the console's page.
+	Tokens string `toml:"tokens"`
+	// UserHeader names the header in which a reverse proxy in front of
+	// the console passes the user it authenticated ("X-Forwarded-User").
+	UserHeader string `toml:"user_header"`
+	// Operators are the UserHeader users who may act; the others view.
+	Operators []string `toml:"operators"`
+	// LocalRole is the role of a request without tokens or UserHeader
+	// set, on loopback or a unix socket: "operator" (default) or "viewer".
+	LocalRole string `toml:"local_role"`
 }
 
 // Control is where `kqueue status` reaches a running instance.
@@ -414,6 +436,14 @@ func (c *Config) complete() error {
 	}
 	if c.Control.Socket == "" {
 		c.Control.Socket = "/run/kqueue/" + cmp.Or(c.Name, "default") + ".control"
+	}
+	c.Web.Listen = cmp.Or(c.Web.Listen, "127.0.0.1:7380")
+	c.Web.LocalRole = cmp.Or(c.Web.LocalRole, "operator")
+	if c.Web.LocalRole != "operator" && c.Web.LocalRole != "viewer" {
+		return &Error{Key: "web.local_role", Msg: fmt.Sprintf("want operator or viewer, got %q", c.Web.LocalRole)}
+	}
+	if len(c.Web.Operators) > 0 && c.Web.UserHeader == "" {
+		return &Error{Key: "web.operators", Msg: "operators name users of web.user_header, which is not set"}
 	}
 	return nil
 }

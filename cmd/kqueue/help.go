@@ -9,6 +9,7 @@ Usage:
   kqueue check      --config FILE | NAME                check a config and the app behind it
   kqueue status     --config FILE | NAME [--json]       live counts, queue depths, running jobs, last failures
   kqueue trigger    --config FILE | NAME [--remove]     PostgreSQL jobs table: notify kqueue of each push
+  kqueue web        --config FILE | NAME                the console: queues, instances, running and failed jobs
   kqueue version                                        print the version
   kqueue generator DIR                                  write each instance's sandbox drop-in (systemd runs it)
 
@@ -65,6 +66,16 @@ Running instances notice the trigger when their dispatcher next connects
 (restart them, or reload).
 
   --remove            drop the trigger instead
+`,
+	"web": `Usage: kqueue web --config FILE | NAME
+
+The console: a web view of the queues, of every kqueue instance sharing
+them (each publishes its state in the store), of the running jobs and of
+Laravel's failed jobs, with the actions operators need (pause and resume a
+queue, queue:restart, retry and forget failed jobs). Under systemd,
+kqueue-web@NAME.socket starts it on the first visit; without systemd it
+listens on [web] listen (default 127.0.0.1:7380). Without [web] tokens or
+user_header it serves only on loopback or a unix socket.
 `,
 	"status": `Usage: kqueue status --config FILE | NAME [--json]
 

@@ -107,6 +107,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return daemon.Poller(ctx, cfg, log, opts)
 	case "dispatcher":
 		return daemon.Dispatcher(ctx, cfg, log, opts)
+	case "web":
+		return daemon.Web(ctx, cfg, log, opts)
 	case "check":
 		return check(ctx, cfg, stdout)
 	case "status":

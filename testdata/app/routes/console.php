@@ -92,6 +92,13 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', fun
             }
             break;
 
+        // console: failed jobs for the console to find, one with markup
+        // everywhere, one a retry mends.
+        case 'console':
+            $on(Jobs\Hostile::dispatch());
+            $on(Jobs\FailsFirstRun::dispatch('mended-by-retry'));
+            break;
+
         // timeout: jobs that sleep past their 1 s timeout, with one try and with two.
         case 'timeout':
             $on(Jobs\Sleeps::dispatch('timeout-once', 30, 1, 1));

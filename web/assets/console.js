@@ -1,0 +1,17 @@
+// kqueue console: keeps a page current. The server renders the page's live
+// part again and sends it over server-sent events when it changed; it is
+// already escaped HTML, put in place as it came. A page where the user is
+// choosing (a checked box, the search field being typed in) is left alone
+// until they are done.
+(function () {
+  var path = document.body.getAttribute("data-live");
+  var live = document.getElementById("live");
+  if (!path || !live || !window.EventSource) return;
+  var source = new EventSource("/events?path=" + encodeURIComponent(path));
+  source.onmessage = function (e) {
+    if (live.querySelector("input[type=checkbox]:checked")) return;
+    var active = document.activeElement;
+    if (active && live.contains(active) && active.tagName === "INPUT") return;
+    live.innerHTML = e.data;
+  };
+})();

@@ -1,0 +1,373 @@
+// Package web is kqueue's console: a web view of every instance sharing
+// the queues (read from the store, where each instance publishes its
+// state), the queues themselves, and Laravel's failed jobs (read and
+// retried through the app itself), with the actions operators need.
+// Pages are rendered on the server with html/template, so job data (a
+// displayName, an exception) is escaped wherever it lands; a page keeps
+// itself current over server-sent events, which carry the same rendering.
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kqueue/kqueue/poller"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Config configures a console.
+type Config struct {
+	// Name is the kqueue instance's config name, in titles.
+	Name string
+	// Connection is the app's queue connection: the one Laravel's pause
+	// keys name.
+	Connection string
+	// Store reads the queues' depths; Roster, when the store keeps one,
+	// the instances' state.
+	Store  poller.Store
+	Roster poller.Roster
+	// Laravel does one of the console's operations through the app
+	// (exec.Console): req is marshalled to JSON.
+	Laravel func(ctx context.Context, req []byte) ([]byte, error)
+	Access  Access
+	Logger  *slog.Logger
+	// Refresh is how often a live page renders again (default 1 s); the
+	// failed jobs' page, which boots the app, every fifth time.
+	Refresh time.Duration
+}
+
+// Server serves the console.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	pages  map[string]*template.Template
+	secret []byte
+	mux    *http.ServeMux
+
+	mu      sync.Mutex
+	samples []sample // settled-job totals over the last minutes, for the rate
+	failed  cached[[]failedJob]
+	paused  cached[pausedQueues]
+}
+
+// sample is the instances' settled jobs at one time.
+type sample struct {
+	at      time.Time
+	settled uint64
+}
+
+// cached is a value read from the app, kept a little while: each read
+// boots the app.
+type cached[T any] struct {
+	at  time.Time
+	v   T
+	err error
+}
+
+// New returns a console server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = time.Second
+	}
+	if cfg.Access.LocalRole == "" {
+		cfg.Access.LocalRole = Operator
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, pages: map[string]*template.Template{}, secret: make([]byte, 32)}
+	rand.Read(s.secret)
+	for _, page := range []string{"overview", "running", "failed", "job", "login"} {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+page+".html")
+		if err != nil {
+			return nil, fmt.Errorf("console page %s: %w", page, err)
+		}
+		s.pages[page] = t
+	}
+	static, _ := fs.Sub(assets, "assets")
+	m := http.NewServeMux()
+	m.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(static)))
+	m.HandleFunc("GET /login", s.login)
+	m.HandleFunc("POST /login", s.login)
+	m.HandleFunc("GET /{$}", s.page("overview", s.overview))
+	m.HandleFunc("GET /running", s.page("running", s.running))
+	m.HandleFunc("GET /failed", s.page("failed", s.failedList))
+	m.HandleFunc("GET /failed/{id}", s.page("job", s.failedJob))
+	m.HandleFunc("GET /events", s.allowed(Viewer, s.events))
+	m.HandleFunc("GET /api/overview", s.allowed(Viewer, s.apiOverview))
+	m.HandleFunc("POST /queues/{queue}/pause", s.action(s.pause))
+	m.HandleFunc("POST /queues/{queue}/resume", s.action(s.pause))
+	m.HandleFunc("POST /restart", s.action(s.restart))
+	m.HandleFunc("POST /failed/retry", s.action(s.retry))
+	m.HandleFunc("POST /failed/forget", s.action(s.forget))
+	s.mux = m
+	return s, nil
+}
+
+// ServeHTTP serves the console, with the headers every answer carries: no
+// script but the console's own, no framing by another site.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	s.mux.ServeHTTP(w, r)
+}
+
+// view is what every page's template gets.
+type view struct {
+	Title string
+	Name  string
+	Path  string // the page's path and query, for its live updates
+	Who   Who
+	CSRF  string
+	Data  any
+	Error string
+}
+
+// allowed lets through the requests of users with at least role; the
+// others are sent to sign in (a page) or refused.
+func (s *Server) allowed(role Role, next func(http.ResponseWriter, *http.Request, Who)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		who, ok := s.cfg.Access.who(r)
+		switch {
+		case !ok && r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, "/api/") && r.URL.Path != "/events" && len(s.cfg.Access.Tokens) > 0:
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		case !ok:
+			http.Error(w, "not signed in: send a token (Authorization: Bearer) or come through the proxy that authenticates users", http.StatusUnauthorized)
+		case role == Operator && who.Role != Operator:
+			s.log.Warn("console action refused: read-only user", "user", who.Name, "path", r.URL.Path)
+			http.Error(w, "refused: "+who.Name+" may view but not act (an operator's role is needed)", http.StatusForbidden)
+		default:
+			next(w, r, who)
+		}
+	}
+}
+
+// page serves a page: its data read by get, rendered in the layout.
+func (s *Server) page(name string, get func(*http.Request) (any, error)) http.HandlerFunc {
+	return s.allowed(Viewer, func(w http.ResponseWriter, r *http.Request, who Who) {
+		v := view{Title: titles[name], Name: s.cfg.Name, Path: r.URL.RequestURI(), Who: who, CSRF: csrf(s.secret, who)}
+		data, err := get(r)
+		if errors.Is(err, errNotFound) {
+			http.NotFound(w, r)
+			return
+		}
+		v.Data = data
+		if err != nil {
+			v.Error = err.Error()
+		}
+		var b bytes.Buffer
+		if err := s.pages[name].ExecuteTemplate(&b, "layout", v); err != nil {
+			s.log.Error("console page failed", "page", name, "error", err)
+			http.Error(w, "the page failed to render", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(b.Bytes())
+	})
+}
+
+var titles = map[string]string{"overview": "Overview", "running": "Running", "failed": "Failed jobs", "job": "Failed job", "login": "Sign in"}
+
+var errNotFound = errors.New("not found")
+
+// action serves an operator's POST: the user must be an operator and the
+// form must carry the user's CSRF token. Then do runs, and the user is
+// sent back where the form said.
+func (s *Server) action(do func(*http.Request, Who) (string, error)) http.HandlerFunc {
+	return s.allowed(Operator, func(w http.ResponseWriter, r *http.Request, who Who) {
+		if !sameOrigin(r) || r.PostFormValue("csrf") != csrf(s.secret, who) {
+			s.log.Warn("console action refused: no valid CSRF token", "user", who.Name, "path", r.URL.Path)
+			http.Error(w, "refused: the form's CSRF token is missing or stale (reload the page and try again)", http.StatusForbidden)
+			return
+		}
+		said, err := do(r, who)
+		back := r.PostFormValue("back")
+		if !strings.HasPrefix(back, "/") || strings.HasPrefix(back, "//") {
+			back = "/"
+		}
+		u, _ := url.Parse(back)
+		q := u.Query()
+		q.Del("said")
+		q.Del("error")
+		if err != nil {
+			q.Set("error", err.Error())
+		} else if said != "" {
+			q.Set("said", said)
+		}
+		u.RawQuery = q.Encode()
+		http.Redirect(w, r, u.String(), http.StatusSeeOther)
+	})
+}
+
+// events keeps the page at ?path= current: its live part rendered again
+// every Refresh and sent when it changed, until the page goes away.
+func (s *Server) events(w http.ResponseWriter, r *http.Request, who Who) {
+	u, err := url.Parse(r.URL.Query().Get("path"))
+	if err != nil {
+		http.Error(w, "bad path", http.StatusBadRequest)
+		return
+	}
+	name, get := s.live(u.Path)
+	if get == nil {
+		http.Error(w, "no live page at "+u.Path, http.StatusNotFound)
+		return
+	}
+	every := s.cfg.Refresh
+	if name == "failed" {
+		every *= 5
+	}
+	pr := r.Clone(r.Context())
+	pr.URL = u
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	flusher, _ := w.(http.Flusher)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last []byte
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+		v := view{Name: s.cfg.Name, Path: u.RequestURI(), Who: who, CSRF: csrf(s.secret, who)}
+		data, err := get(pr)
+		v.Data = data
+		if err != nil {
+			v.Error = err.Error()
+		}
+		var b bytes.Buffer
+		if err := s.pages[name].ExecuteTemplate(&b, "live", v); err != nil {
+			return
+		}
+		if bytes.Equal(b.Bytes(), last) {
+			continue
+		}
+		last = b.Bytes()
+		var msg bytes.Buffer
+		for line := range bytes.Lines(last) {
+			msg.WriteString("data: ")
+			msg.Write(bytes.TrimRight(line, "\n"))
+			msg.WriteByte('\n')
+		}
+		msg.WriteByte('\n')
+		if _, err := w.Write(msg.Bytes()); err != nil {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+}
+
+// live names the page at path and its data, if it updates itself.
+func (s *Server) live(path string) (string, func(*http.Request) (any, error)) {
+	switch path {
+	case "/":
+		return "overview", s.overview
+	case "/running":
+		return "running", s.running
+	case "/failed":
+		return "failed", s.failedList
+	}
+	return "", nil
+}
+
+// apiOverview is the overview's data as JSON, for scripts and tests.
+func (s *Server) apiOverview(w http.ResponseWriter, r *http.Request, _ Who) {
+	data, err := s.overview(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(data)
+}
+
+// login signs a user in with a token: kept in an HttpOnly cookie that
+// only this site's own requests carry.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	next := r.FormValue("next")
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		next = "/"
+	}
+	v := view{Title: titles["login"], Name: s.cfg.Name, Data: next}
+	if r.Method == http.MethodPost {
+		token := r.PostFormValue("token")
+		if who, ok := s.cfg.Access.Tokens[digest(token)]; ok && token != "" && sameOrigin(r) {
+			http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: token, Path: "/", HttpOnly: true,
+				SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https"})
+			s.log.Info("console sign-in", "user", who.Name, "role", string(who.Role))
+			http.Redirect(w, r, next, http.StatusSeeOther)
+			return
+		}
+		v.Error = "that token is not one of web.tokens"
+		w.WriteHeader(http.StatusUnauthorized)
+	}
+	var b bytes.Buffer
+	if err := s.pages["login"].ExecuteTemplate(&b, "layout", v); err != nil {
+		http.Error(w, "the page failed to render", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(b.Bytes())
+}
+
+// ask does one operation through the app and decodes its answer into out.
+func (s *Server) ask(ctx context.Context, req map[string]any, out any) error {
+	if s.cfg.Laravel == nil {
+		return errors.New("this console has no Laravel app to ask")
+	}
+	b, _ := json.Marshal(req)
+	answer, err := s.cfg.Laravel(ctx, b)
+	if err != nil {
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(answer, out)
+}
+
+var funcs = template.FuncMap{
+	"age": func(d time.Duration) string {
+		switch {
+		case d < time.Second:
+			return d.Round(time.Millisecond).String()
+		case d < time.Minute:
+			return d.Round(100 * time.Millisecond).String()
+		}
+		return d.Round(time.Second).String()
+	},
+	"mib": func(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) },
+	"since": func(t time.Time) string {
+		return time.Since(t).Round(time.Second).String()
+	},
+	"firstLine": firstLine,
+}
+
+// firstLine is s up to its first line break, at most 200 bytes.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
