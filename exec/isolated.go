@@ -112,7 +112,7 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 	w.group = g
 	fields := append(t.fields(), "strategy", out.Strategy, "scope", out.Scope)
 	i.log.Debug("isolated job starting", append(fields, "pid", w.pid, "why", s.Why, "process", how)...)
-	w.current.Store(&fields)
+	w.current.Store(newJobLog(fields))
 	return i.runIn(w, g, t, s, out, begin)
 }
 
@@ -154,7 +154,7 @@ func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out pro
 		w.stop(cfg.StopGrace, "")
 		o := outcomeOf(r.msg)
 		o.ID, o.Duration, o.Memory, o.Strategy, o.Scope = t.job.ID, time.Since(begin), stats.PeakMemory, out.Strategy, out.Scope
-		o.CPU = stats.CPU
+		o.CPU, o.Output = stats.CPU, w.current.Load().output()
 		return o
 	}
 	if r.stopped {
@@ -162,7 +162,7 @@ func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out pro
 		out.Reason = "kqueue was stopping and the job did not finish within the shutdown timeout"
 		return out
 	}
-	o := &orphan{t: t, elapsed: r.elapsed, memory: stats.PeakMemory, cpu: stats.CPU}
+	o := &orphan{t: t, elapsed: r.elapsed, memory: stats.PeakMemory, cpu: stats.CPU, output: w.current.Load().output()}
 	switch {
 	case r.timedOut:
 		o.kind = protocol.FailTimeout

@@ -87,6 +87,7 @@ type orphan struct {
 	elapsed time.Duration
 	memory  uint64
 	cpu     time.Duration
+	output  string // what it wrote before it was lost
 }
 
 // pool is the warm pool: one goroutine per slot, each owning at most one
@@ -684,7 +685,7 @@ func (p *pool) retire(w *worker, reason string) *worker {
 type sent struct {
 	t       *task
 	s       Strategy
-	fields  []any
+	log     *jobLog // its log fields and output
 	size    int           // bytes of the request
 	timeout time.Duration // the job's, set when it starts
 	began   bool          // w said it is about to run it (its attempt counts)
@@ -849,7 +850,7 @@ func (r *jobRun) hand(t *task, s Strategy) {
 	if err != nil {
 		killGroup(r.w.pid) // the answer loop sees it gone
 	}
-	r.inflight = append(r.inflight, sent{t: t, s: s, fields: t.fields(), size: n})
+	r.inflight = append(r.inflight, sent{t: t, s: s, log: newJobLog(t.fields()), size: n})
 }
 
 // begin starts the clock of the job at the head: w runs it now. Only
@@ -859,7 +860,7 @@ func (r *jobRun) begin() {
 	h := &r.inflight[0]
 	r.began = time.Now()
 	r.ahead = r.p.ahead(h.t)
-	r.w.current.Store(&h.fields)
+	r.w.current.Store(h.log)
 	var deadline time.Time
 	h.timeout, deadline = h.t.deadline(h.s, r.p.cfg.get().Timeout)
 	if !deadline.IsZero() {
@@ -952,6 +953,7 @@ func (r *jobRun) finish(m message) {
 	rss := w.recentRSS()
 	o := outcomeOf(m)
 	o.ID, o.Duration, o.Memory, o.Strategy = h.t.job.ID, elapsed, uint64(rss), "inline"
+	o.Output = h.log.output()
 	h.t.reply(o)
 	p.ranAgain()
 	if why := p.recycleReason(w, rss, r.restart); why != "" && r.retiring == "" {
@@ -1041,7 +1043,7 @@ func (r *jobRun) lost(reason string, kind protocol.Failure) runResult {
 		return runResult{held: r.held}
 	}
 	r.charge()
-	return runResult{orphan: &orphan{t: h.t, kind: kind, elapsed: time.Since(r.began), reason: reason}, held: r.held}
+	return runResult{orphan: &orphan{t: h.t, kind: kind, elapsed: time.Since(r.began), reason: reason, output: h.log.output()}, held: r.held}
 }
 
 // end ends a run whose jobs w has all answered: w is kept, unless it is
@@ -1188,6 +1190,7 @@ func failIn(w *worker, o *orphan, timeout time.Duration, hardStop <-chan struct{
 	if r.ok {
 		out := outcomeOf(r.msg)
 		out.ID, out.Duration, out.Failure, out.Result, out.Reason = t.job.ID, o.elapsed, o.kind, o.kind.String(), o.reason
+		out.Output = o.output
 		return out, true
 	}
 	return keepOrphan(o, r.exit), false
@@ -1198,7 +1201,7 @@ func failIn(w *worker, o *orphan, timeout time.Duration, hardStop <-chan struct{
 // it is over its attempts.
 func keepOrphan(o *orphan, why string) protocol.Outcome {
 	return protocol.Outcome{
-		ID: o.t.job.ID, Kind: protocol.Keep, Failure: o.kind, Result: o.kind.String(), Duration: o.elapsed,
+		ID: o.t.job.ID, Kind: protocol.Keep, Failure: o.kind, Result: o.kind.String(), Duration: o.elapsed, Output: o.output,
 		Reason: o.reason + "; Laravel's failure handling for it did not run (" + why + "), so it is retried after retry_after",
 	}
 }

@@ -48,7 +48,7 @@ type worker struct {
 	group     cgroup.Group // an isolated worker's cgroup, killed with it
 	template  atomic.Bool  // forks children that share its output
 
-	current atomic.Pointer[[]any] // log fields of the job running now
+	current atomic.Pointer[jobLog] // the job running now: its log fields and output
 	tail    tail                  // the last lines of output, for errors
 }
 
@@ -234,8 +234,9 @@ func (w *worker) forwardOutput(r *os.File, log *slog.Logger) {
 	for sc.Scan() {
 		line := sc.Text()
 		w.tail.add(line)
-		if fields := w.current.Load(); fields != nil {
-			log.Info(line, append([]any{"pid", w.pid}, *fields...)...)
+		if j := w.current.Load(); j != nil {
+			j.add(line)
+			log.Info(line, append([]any{"pid", w.pid}, j.fields...)...)
 		} else {
 			log.Info(line, "pid", w.pid)
 		}
@@ -509,6 +510,52 @@ func signalName(sig syscall.Signal) string {
 		return n
 	}
 	return strconv.Itoa(int(sig))
+}
+
+// jobLog is one job's log fields and the output it wrote, kept for its
+// record in the console: its last lines, up to keepOutput bytes.
+type jobLog struct {
+	fields  []any
+	mu      sync.Mutex
+	lines   []string
+	size    int
+	dropped int // earlier lines left out
+}
+
+// keepOutput bounds the output a job's record keeps.
+const keepOutput = 4 << 10
+
+func newJobLog(fields []any) *jobLog { return &jobLog{fields: fields} }
+
+func (j *jobLog) add(line string) {
+	if len(line) > keepOutput {
+		line = line[:keepOutput-3] + "…"
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.lines = append(j.lines, line)
+	j.size += len(line) + 1
+	for j.size > keepOutput {
+		j.size -= len(j.lines[0]) + 1
+		j.lines = j.lines[1:]
+		j.dropped++
+	}
+}
+
+// output is what the job wrote so far, its lines joined. Lines it wrote
+// just before it answered may still be on their way (the journal has
+// them all).
+func (j *jobLog) output() string {
+	if j == nil {
+		return ""
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := strings.Join(j.lines, "\n")
+	if j.dropped > 0 {
+		out = fmt.Sprintf("(%d earlier lines in the journal)\n", j.dropped) + out
+	}
+	return out
 }
 
 // tail keeps the last lines a worker printed.

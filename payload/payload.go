@@ -4,6 +4,7 @@ package payload
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -24,8 +25,10 @@ type Payload struct {
 	FailOnTimeout bool
 	Backoff       string // "5,10"; "" when absent
 	Timeout       *time.Duration
-	RetryUntil    *int64 // Unix seconds
-	Attempts      int    // as stored: the pre-increment count
+	RetryUntil    *int64   // Unix seconds
+	Attempts      int      // as stored: the pre-increment count
+	CreatedAt     *int64   // Unix seconds, when pushed (Laravel 11 and later)
+	Tags          []string // Horizon's tags, when Horizon pushed it
 }
 
 // ErrMalformed is wrapped by every error Parse returns.
@@ -33,7 +36,7 @@ var ErrMalformed = errors.New("malformed job payload")
 
 type wire struct {
 	UUID, DisplayName, Job, MaxTries, MaxExceptions, FailOnTimeout,
-	Backoff, Timeout, RetryUntil, Data, Attempts []byte
+	Backoff, Timeout, RetryUntil, Data, Attempts, CreatedAt, Tags []byte
 }
 
 // field returns where the member named key goes, or nil.
@@ -61,6 +64,10 @@ func (w *wire) field(key []byte) *[]byte {
 		return &w.Data
 	case "attempts":
 		return &w.Attempts
+	case "createdAt":
+		return &w.CreatedAt
+	case "tags":
+		return &w.Tags
 	}
 	return nil
 }
@@ -148,6 +155,13 @@ func (w *wire) payload() (*Payload, error) {
 	} else if r != nil {
 		v := int64(*r)
 		p.RetryUntil = &v
+	}
+	if c, err := optInt("createdAt", w.CreatedAt); err == nil && c != nil {
+		v := int64(*c)
+		p.CreatedAt = &v
+	}
+	if len(w.Tags) > 0 && w.Tags[0] == '[' {
+		json.Unmarshal(w.Tags, &p.Tags) // tags that are not strings are not Horizon's: none
 	}
 	p.FailOnTimeout = string(w.FailOnTimeout) == "true"
 	if !isNull(w.Backoff) {

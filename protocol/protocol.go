@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the protocol version; a peer with another version is refused.
-const Version = 7
+const Version = 8
 
 // MaxFrame bounds a frame's size (a Laravel payload may be tens of MB).
 const MaxFrame = 128 << 20
@@ -196,6 +196,9 @@ type Outcome struct {
 	Strategy string        // "inline" or "isolated (limits)"
 	Scope    string        // the isolated job's cgroup or scope
 	CPU      time.Duration // CPU time of the isolated job's cgroup, if known
+	// Output is the job's last lines of output (a few KiB), for its record
+	// in the console; the journal has them all.
+	Output string
 }
 
 // Pool is the dispatcher's warm pool as it is now, for `kqueue status` and
@@ -292,7 +295,8 @@ func (m Outcome) AppendBody(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.Memory)
 	b = appendString(b, m.Strategy)
 	b = appendString(b, m.Scope)
-	return binary.AppendVarint(b, int64(m.CPU))
+	b = binary.AppendVarint(b, int64(m.CPU))
+	return appendString(b, m.Output)
 }
 
 func (m Started) AppendBody(b []byte) []byte {
@@ -366,6 +370,7 @@ func Decode(frame []byte) (Message, error) {
 		o.Strategy = d.string()
 		o.Scope = d.string()
 		o.CPU = time.Duration(d.varint())
+		o.Output = d.string()
 		if d.err == nil && (o.Kind < Delete || o.Kind > GiveBack) {
 			d.err = fmt.Errorf("unknown outcome kind %d", o.Kind)
 		}
