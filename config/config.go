@@ -75,6 +75,10 @@ type Web struct {
 	// LocalRole is the role of a request without tokens or UserHeader
 	// set, on loopback or a unix socket: "operator" (default) or "viewer".
 	LocalRole string `toml:"local_role"`
+	// History is how many job runs the store keeps for the console's Jobs
+	// page, each with its payload (up to 8 KiB) and output (up to 4 KiB).
+	// Default 20000; -1 keeps none.
+	History int `toml:"history"`
 }
 
 // Control is where `kqueue status` reaches a running instance.
@@ -439,6 +443,12 @@ func (c *Config) complete() error {
 	}
 	c.Web.Listen = cmp.Or(c.Web.Listen, "127.0.0.1:7380")
 	c.Web.LocalRole = cmp.Or(c.Web.LocalRole, "operator")
+	switch {
+	case c.Web.History == 0:
+		c.Web.History = 20000
+	case c.Web.History < -1:
+		return &Error{Key: "web.history", Msg: fmt.Sprintf("want a number of jobs, or -1 for none; got %d", c.Web.History)}
+	}
 	if c.Web.LocalRole != "operator" && c.Web.LocalRole != "viewer" {
 		return &Error{Key: "web.local_role", Msg: fmt.Sprintf("want operator or viewer, got %q", c.Web.LocalRole)}
 	}

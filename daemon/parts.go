@@ -43,6 +43,11 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 	}
 	part := &pollerPart{stops: []func(){closeStore}}
 	pc.Store = store
+	if h, ok := store.(poller.History); ok && cfg.Web.History > 0 {
+		rec, stop := startRecorder(ctx, h, cfg.Web.History, log)
+		pc.Record = rec.add
+		part.stops = append(part.stops, stop)
+	}
 	tune(&pc)
 	var m *metrics.Metrics
 	if cfg.Metrics.Listen != "" {

@@ -75,6 +75,9 @@ type Config struct {
 	Waiting func(status string)
 	// Observe, when set, is told of every settled job (for metrics).
 	Observe func(queue, job, outcome string, d time.Duration)
+	// Record, when set, is given every job that ran, for the console's
+	// history. Called from the main loop: it must not block.
+	Record func(Record)
 	// MaxPayload is the largest payload handed to the dispatcher; a larger
 	// one is quarantined. Default: what a protocol frame can carry.
 	MaxPayload int

@@ -178,6 +178,9 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	if p.cfg.Observe != nil {
 		p.cfg.Observe(r.queue.Name, r.p.Name(), o.Result, o.Duration)
 	}
+	if p.cfg.Record != nil && o.Kind != protocol.GiveBack {
+		p.cfg.Record(p.record(r, o))
+	}
 	if o.Failed || o.Failure.Killed() {
 		p.recordFailure(FailedRecent{At: p.cfg.Now(), Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Result: o.Result, Reason: o.Reason})
 	}
@@ -198,4 +201,24 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 		r.queue.heldUntil = p.cfg.Now().Add(time.Second)
 	}
 	p.log.LogAttrs(context.Background(), level, "job "+o.Result, attrs...)
+}
+
+// record is the history's record of r's run.
+func (p *Poller) record(r *running, o protocol.Outcome) Record {
+	now := p.cfg.Now()
+	rec := Record{
+		UUID: r.p.UUID, Name: r.p.Name(), Queue: r.queue.Name, Instance: p.cfg.Instance, Attempt: r.p.Attempts + 1,
+		Outcome: o.Result, Failed: o.Failed, Reason: o.Reason, Ended: now, Duration: o.Duration,
+		Memory: o.Memory, CPU: o.CPU, Strategy: o.Strategy, Tags: r.p.Tags, Output: o.Output, Payload: r.job.Payload,
+	}
+	if len(rec.Payload) > KeepPayload {
+		rec.Payload = rec.Payload[:KeepPayload]
+	}
+	if c := r.p.CreatedAt; c != nil && r.p.Attempts == 0 {
+		// Its first run: from its push to when it started.
+		if w := now.Add(-o.Duration).Sub(time.Unix(*c, 0)); w > 0 {
+			rec.Wait = w
+		}
+	}
+	return rec
 }

@@ -41,6 +41,10 @@ type Config struct {
 	// the instances' state.
 	Store  poller.Store
 	Roster poller.Roster
+	// History, when the store keeps one, is the recent runs of jobs, of
+	// which the instances keep about Keep.
+	History poller.History
+	Keep    int
 	// Laravel does one of the console's operations through the app
 	// (exec.Console): req is marshalled to JSON.
 	Laravel func(ctx context.Context, req []byte) ([]byte, error)
@@ -63,6 +67,7 @@ type Server struct {
 	samples []sample // settled-job totals over the last minutes, for the rate
 	failed  cached[[]failedJob]
 	paused  cached[pausedQueues]
+	history *history // nil without one
 }
 
 // sample is the instances' settled jobs at one time.
@@ -92,7 +97,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, pages: map[string]*template.Template{}, secret: make([]byte, 32)}
 	rand.Read(s.secret)
-	for _, page := range []string{"overview", "running", "failed", "job", "login"} {
+	if cfg.History != nil {
+		s.history = &history{store: cfg.History, keep: max(cfg.Keep, 1)}
+	}
+	for _, page := range []string{"overview", "running", "jobs", "run", "failed", "job", "login"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console page %s: %w", page, err)
@@ -106,6 +114,8 @@ func New(cfg Config) (*Server, error) {
 	m.HandleFunc("POST /login", s.login)
 	m.HandleFunc("GET /{$}", s.page("overview", s.overview))
 	m.HandleFunc("GET /running", s.page("running", s.running))
+	m.HandleFunc("GET /jobs", s.page("jobs", s.jobs))
+	m.HandleFunc("GET /jobs/{uuid}", s.page("run", s.jobRuns))
 	m.HandleFunc("GET /failed", s.page("failed", s.failedList))
 	m.HandleFunc("GET /failed/{id}", s.page("job", s.failedJob))
 	m.HandleFunc("GET /events", s.allowed(Viewer, s.events))
@@ -183,9 +193,12 @@ func (s *Server) page(name string, get func(*http.Request) (any, error)) http.Ha
 	})
 }
 
-var titles = map[string]string{"overview": "Overview", "running": "Running", "failed": "Failed jobs", "job": "Failed job", "login": "Sign in"}
+var titles = map[string]string{"overview": "Overview", "running": "Running", "jobs": "Jobs", "run": "Job", "failed": "Failed jobs", "job": "Failed job", "login": "Sign in"}
 
-var errNotFound = errors.New("not found")
+var (
+	errNotFound  = errors.New("not found")
+	errNoHistory = errors.New("no job history: the queues' store keeps none (kqueue keeps it in Redis), or [web] history is -1")
+)
 
 // action serves an operator's POST: the user must be an operator and the
 // form must carry the user's CSRF token. Then do runs, and the user is
@@ -284,6 +297,8 @@ func (s *Server) live(path string) (string, func(*http.Request) (any, error)) {
 		return "overview", s.overview
 	case "/running":
 		return "running", s.running
+	case "/jobs":
+		return "jobs", s.jobs
 	case "/failed":
 		return "failed", s.failedList
 	}

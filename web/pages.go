@@ -283,6 +283,12 @@ func (s *Server) failedJob(r *http.Request) (any, error) {
 func shownPayload(raw string) (string, []string) {
 	var p map[string]any
 	if json.Unmarshal([]byte(raw), &p) != nil {
+		// Cut short (the history keeps a payload's first bytes): shown as
+		// it is, up to a command that is not PHP's serialized form.
+		const cmd = `"command":"`
+		if i := strings.Index(raw, cmd); i >= 0 && !strings.HasPrefix(raw[i+len(cmd):], "O:") {
+			return raw[:i+len(cmd)] + `(encrypted: hidden)"`, nil
+		}
 		return raw, nil
 	}
 	if data, ok := p["data"].(map[string]any); ok {

@@ -203,6 +203,29 @@ func TestWeb(t *testing.T) {
 	if !strings.Contains(page, "&lt;script&gt;document.title=&#34;pwned&#34;&lt;/script&gt;Hostile") {
 		t.Errorf("the failed jobs' page does not show the hostile job's name as text:\n%s", page)
 	}
+	// The history: the hostile job's run, its output and error shown as text.
+	var hostile string
+	testenv.Eventually(t, 30*time.Second, "the hostile job in the history", func() bool {
+		_, body := op.get("/jobs?outcome=failed&q=hostile")
+		m := regexp.MustCompile(`<tr data-uuid="([^"]+)">`).FindStringSubmatch(body)
+		if m != nil {
+			hostile = m[1]
+		}
+		return m != nil
+	})
+	_, page = op.get("/jobs/" + hostile)
+	for _, text := range []string{
+		"&lt;script&gt;document.title=&#39;pwned by output&#39;&lt;/script&gt;", // its output
+		"&lt;img src=x onerror=&#34;document.title=&#39;pwned by exception&#39;&#34;&gt;", // its error
+	} {
+		if !strings.Contains(page, text) {
+			t.Errorf("the hostile job's page does not show %s:\n%s", text, page)
+		}
+	}
+	if strings.Contains(page, "<script>document") || strings.Contains(page, "<img src") {
+		t.Errorf("the hostile job's page has markup unescaped:\n%s", page)
+	}
+
 	code, where := op.post("/failed/retry", url.Values{"csrf": {op.csrf("/failed")}, "id": {mended}, "back": {"/failed"}})
 	if code != http.StatusSeeOther || !strings.Contains(where, "said=") {
 		t.Fatalf("retry: %d %s", code, where)

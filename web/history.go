@@ -1,0 +1,239 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kqueue/kqueue/poller"
+)
+
+// history is the console's copy of the store's job history, read once
+// and then as it grows, searched in memory: a page of 100,000 runs takes
+// milliseconds, and the store does no more than hand over new entries.
+type history struct {
+	store poller.History
+	keep  int
+
+	mu      sync.Mutex
+	recs    []entry // oldest first
+	last    string  // the store's ID of the newest
+	readAt  time.Time
+	classes map[string]int
+	queues  map[string]int
+	outcome map[string]int
+}
+
+// entry is a record with what a search looks through, lowercased.
+type entry struct {
+	poller.Record
+	hay string
+}
+
+// historyFresh is how long the console serves its copy before asking the
+// store for newer entries.
+const historyFresh = time.Second
+
+// refresh reads the entries written since the last read.
+func (h *history) refresh(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Since(h.readAt) < historyFresh {
+		return nil
+	}
+	for {
+		recs, err := h.store.Records(ctx, h.last, 10000)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			h.add(r)
+		}
+		if len(recs) > 0 {
+			h.last = recs[len(recs)-1].ID
+		}
+		if len(recs) < 10000 {
+			break
+		}
+	}
+	if over := len(h.recs) - h.keep; over > 0 {
+		for _, e := range h.recs[:over] {
+			h.count(e.Record, -1)
+		}
+		h.recs = slices.Clone(h.recs[over:])
+	}
+	h.readAt = time.Now()
+	return nil
+}
+
+func (h *history) add(r poller.Record) {
+	if h.classes == nil {
+		h.classes, h.queues, h.outcome = map[string]int{}, map[string]int{}, map[string]int{}
+	}
+	hay := strings.ToLower(strings.Join(append([]string{r.Name, r.Queue, r.UUID, r.Outcome, r.Host, r.Instance, r.Reason}, r.Tags...), "\n"))
+	h.recs = append(h.recs, entry{r, hay})
+	h.count(r, 1)
+}
+
+func (h *history) count(r poller.Record, n int) {
+	for _, c := range []struct {
+		m map[string]int
+		k string
+	}{{h.classes, r.Name}, {h.queues, r.Queue}, {h.outcome, r.Outcome}} {
+		if c.m[c.k] += n; c.m[c.k] <= 0 {
+			delete(c.m, c.k)
+		}
+	}
+}
+
+// Filter is what the Jobs page asks for.
+type Filter struct {
+	Query   string // words, each found in the class, queue, uuid, tags, outcome, host or error
+	Class   string
+	Queue   string
+	Outcome string
+	Tag     string
+	Before  string // the ID of the last run of the page before: older ones
+}
+
+func (f Filter) match(e *entry, words []string) bool {
+	switch {
+	case f.Class != "" && e.Name != f.Class,
+		f.Queue != "" && e.Queue != f.Queue,
+		f.Outcome != "" && e.Outcome != f.Outcome,
+		f.Tag != "" && !slices.Contains(e.Tags, f.Tag):
+		return false
+	}
+	for _, w := range words {
+		if !strings.Contains(e.hay, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// Jobs is the Jobs page's data.
+type Jobs struct {
+	Filter
+	Runs     []poller.Record
+	Matched  int  // runs matching, in all
+	Total    int  // runs kept
+	Older    string // Before for the next page; "" at the end
+	Classes  []string
+	Queues   []string
+	Outcomes []string
+	Took     time.Duration // the search's time, shown: it must stay small
+}
+
+// jobsPage is how many runs a page lists.
+const jobsPage = 50
+
+func (h *history) search(f Filter) Jobs {
+	start := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := Jobs{Filter: f, Total: len(h.recs), Classes: keys(h.classes), Queues: keys(h.queues), Outcomes: keys(h.outcome)}
+	words := strings.Fields(strings.ToLower(f.Query))
+	listing := f.Before == ""
+	for i := len(h.recs) - 1; i >= 0; i-- {
+		e := &h.recs[i]
+		if !listing {
+			listing = e.ID == f.Before
+			// The page before ended here; counting goes on.
+			if f.match(e, words) {
+				out.Matched++
+			}
+			continue
+		}
+		if !f.match(e, words) {
+			continue
+		}
+		out.Matched++
+		if len(out.Runs) < jobsPage {
+			out.Runs = append(out.Runs, e.Record)
+		} else if out.Older == "" {
+			out.Older = out.Runs[len(out.Runs)-1].ID
+		}
+	}
+	out.Took = time.Since(start)
+	return out
+}
+
+// runs are the runs of the job with this uuid, newest first.
+func (h *history) runs(uuid string) []poller.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []poller.Record
+	for i := len(h.recs) - 1; i >= 0; i-- {
+		if h.recs[i].UUID == uuid {
+			out = append(out, h.recs[i].Record)
+		}
+	}
+	return out
+}
+
+func keys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *Server) jobs(r *http.Request) (any, error) {
+	if s.history == nil {
+		return Jobs{}, errNoHistory
+	}
+	err := s.history.refresh(r.Context())
+	q := r.URL.Query()
+	f := Filter{Query: strings.TrimSpace(q.Get("q")), Class: q.Get("class"), Queue: q.Get("queue"), Outcome: q.Get("outcome"), Tag: q.Get("tag"), Before: q.Get("before")}
+	return s.history.search(f), err
+}
+
+// Run is a job's page in the history: its runs, newest first, and its
+// payload as the last run had it.
+type Run struct {
+	UUID    string
+	Name    string
+	Runs    []poller.Record
+	Payload string
+	Tags    []string
+}
+
+func (s *Server) jobRuns(r *http.Request) (any, error) {
+	if s.history == nil {
+		return nil, errNoHistory
+	}
+	err := s.history.refresh(r.Context())
+	runs := s.history.runs(r.PathValue("uuid"))
+	if len(runs) == 0 {
+		if err != nil {
+			return nil, err
+		}
+		return nil, errNotFound
+	}
+	out := Run{UUID: runs[0].UUID, Name: runs[0].Name, Runs: runs}
+	out.Payload, out.Tags = shownPayload(runs[0].Payload)
+	if len(runs[0].Payload) >= poller.KeepPayload {
+		out.Payload += "\n… (its first " + strconv.Itoa(poller.KeepPayload) + " bytes)"
+	}
+	return out, err
+}
+
+// OlderLink is the next page's address: the same search, older runs.
+func (j Jobs) OlderLink() string {
+	v := url.Values{}
+	for k, x := range map[string]string{"q": j.Query, "class": j.Class, "queue": j.Queue, "outcome": j.Outcome, "tag": j.Tag, "before": j.Older} {
+		if x != "" {
+			v.Set(k, x)
+		}
+	}
+	return "/jobs?" + v.Encode()
+}
