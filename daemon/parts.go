@@ -43,8 +43,12 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 	}
 	part := &pollerPart{stops: []func(){closeStore}}
 	pc.Store = store
-	if h, ok := store.(poller.History); ok && cfg.Web.History > 0 {
-		rec, stop := startRecorder(ctx, h, cfg.Web.History, log)
+	h, _ := store.(poller.History)
+	if cfg.Web.History <= 0 {
+		h = nil
+	}
+	if t, _ := store.(poller.Tallies); h != nil || t != nil {
+		rec, stop := startRecorder(ctx, h, cfg.Web.History, t, log)
 		pc.Record = rec.add
 		part.stops = append(part.stops, stop)
 	}

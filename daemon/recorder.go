@@ -10,28 +10,40 @@ import (
 )
 
 // recorder writes the poller's job records to the store's history, in
-// batches, off the poller's main loop. History is best effort: a record
-// that finds the queue to the store full, or the store away, is dropped —
-// jobs never wait for it.
+// batches, and counts them in its tallies, off the poller's main loop.
+// Both are best effort: a record that finds the queue to the store full,
+// or the store away, is dropped — jobs never wait for it.
 type recorder struct {
-	h    poller.History
-	keep int
-	log  *slog.Logger
-	host string
-	ch   chan poller.Record
-	done chan struct{}
+	h      poller.History // nil: no history kept
+	keep   int
+	t      poller.Tallies // nil: none kept
+	counts map[bucket]map[string]int64
+	log    *slog.Logger
+	host   string
+	ch     chan poller.Record
+	done   chan struct{}
+}
+
+// bucket is a tally's time bucket: its start (Unix seconds) and span.
+type bucket struct {
+	start int64
+	span  time.Duration
 }
 
 // recordBatch is the most records one round trip writes; recordEvery how
-// long a record waits for others to share it.
+// long a record waits for others to share it; tallyEvery how often the
+// counts go to the store.
 const (
 	recordBatch = 512
 	recordEvery = 200 * time.Millisecond
+	tallyEvery  = 2 * time.Second
 )
 
-func startRecorder(ctx context.Context, h poller.History, keep int, log *slog.Logger) (*recorder, func()) {
+// startRecorder starts a recorder into h (nil: none) and t (nil: none).
+func startRecorder(ctx context.Context, h poller.History, keep int, t poller.Tallies, log *slog.Logger) (*recorder, func()) {
 	host, _ := os.Hostname()
-	r := &recorder{h: h, keep: keep, log: log, host: host, ch: make(chan poller.Record, 8*recordBatch), done: make(chan struct{})}
+	r := &recorder{h: h, keep: keep, t: t, counts: map[bucket]map[string]int64{}, log: log, host: host,
+		ch: make(chan poller.Record, 8*recordBatch), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(ctx)
 	go r.run(ctx)
 	return r, func() { cancel(); <-r.done }
@@ -51,46 +63,80 @@ func (r *recorder) run(ctx context.Context) {
 	batch := make([]poller.Record, 0, recordBatch)
 	t := time.NewTimer(recordEvery)
 	defer t.Stop()
+	tally := time.NewTicker(tallyEvery)
+	defer tally.Stop()
 	var failing bool
+	report := func(ctx context.Context, err error) {
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			r.log.Warn("could not record job runs for the console; they are dropped until it works again", "error", err)
+			failing = true
+		case err == nil && failing:
+			r.log.Info("recording job runs for the console again")
+			failing = false
+		}
+	}
 	flush := func(ctx context.Context) {
 		if len(batch) == 0 {
 			return
 		}
-		err := r.h.Record(ctx, batch, r.keep)
-		switch {
-		case err != nil && !failing && ctx.Err() == nil:
-			r.log.Warn("could not record job runs for the console's history; they are dropped until it works again", "error", err, "jobs", len(batch))
-			failing = true
-		case err == nil && failing:
-			r.log.Info("recording job runs for the console's history again")
-			failing = false
+		if r.h != nil {
+			report(ctx, r.h.Record(ctx, batch, r.keep))
 		}
 		batch = batch[:0]
+	}
+	flushTally := func(ctx context.Context) {
+		if r.t == nil || len(r.counts) == 0 {
+			return
+		}
+		var ts []poller.Tally
+		for k, c := range r.counts {
+			ts = append(ts, poller.Tally{Start: time.Unix(k.start, 0), Span: k.span, Counts: c})
+		}
+		clear(r.counts)
+		report(ctx, r.t.AddTallies(ctx, ts))
+	}
+	take := func(rec poller.Record) {
+		if r.t != nil {
+			for _, span := range []time.Duration{time.Minute, time.Hour} {
+				k := bucket{rec.Ended.Truncate(span).Unix(), span}
+				if r.counts[k] == nil {
+					r.counts[k] = map[string]int64{}
+				}
+				rec.Count(r.counts[k])
+			}
+		}
+		if r.h != nil {
+			batch = append(batch, rec)
+		}
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			// What is left, if the store takes it at once.
-			for more := true; more && len(batch) < recordBatch; {
+			for more := true; more; {
 				select {
 				case rec := <-r.ch:
-					batch = append(batch, rec)
+					take(rec)
 				default:
 					more = false
 				}
 			}
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			flush(fctx)
+			flushTally(fctx)
 			cancel()
 			return
 		case rec := <-r.ch:
-			batch = append(batch, rec)
+			take(rec)
 			if len(batch) >= recordBatch {
 				flush(ctx)
 			}
 		case <-t.C:
 			flush(ctx)
 			t.Reset(recordEvery)
+		case <-tally.C:
+			flushTally(ctx)
 		}
 	}
 }

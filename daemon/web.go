@@ -57,12 +57,13 @@ func Web(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	defer closeStore()
 	roster, _ := store.(poller.Roster)
 	hist, _ := store.(poller.History)
+	tallies, _ := store.(poller.Tallies)
 	if cfg.Web.History < 0 {
 		hist = nil
 	}
 	ec := exec.FromConfig(cfg, nil)
 	srv, err := web.New(web.Config{
-		Name: cfg.Name, Connection: cfg.Laravel.Connection, Store: store, Roster: roster, History: hist, Keep: cfg.Web.History, Access: access, Logger: log,
+		Name: cfg.Name, Connection: cfg.Laravel.Connection, Store: store, Roster: roster, History: hist, Keep: cfg.Web.History, Tallies: tallies, Access: access, Logger: log,
 		Laravel: func(ctx context.Context, req []byte) ([]byte, error) { return exec.Console(ctx, ec, req) },
 	})
 	if err != nil {

@@ -685,7 +685,7 @@ func (p *pool) retire(w *worker, reason string) *worker {
 type sent struct {
 	t       *task
 	s       Strategy
-	log     *jobLog // its log fields and output
+	log     *jobLog       // its log fields and output
 	size    int           // bytes of the request
 	timeout time.Duration // the job's, set when it starts
 	began   bool          // w said it is about to run it (its attempt counts)

@@ -49,7 +49,7 @@ type worker struct {
 	template  atomic.Bool  // forks children that share its output
 
 	current atomic.Pointer[jobLog] // the job running now: its log fields and output
-	tail    tail                  // the last lines of output, for errors
+	tail    tail                   // the last lines of output, for errors
 }
 
 // message is one line from worker.php on fd 4.

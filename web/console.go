@@ -45,6 +45,8 @@ type Config struct {
 	// which the instances keep about Keep.
 	History poller.History
 	Keep    int
+	// Tallies, when the store keeps them, count runs by minute and hour.
+	Tallies poller.Tallies
 	// Laravel does one of the console's operations through the app
 	// (exec.Console): req is marshalled to JSON.
 	Laravel func(ctx context.Context, req []byte) ([]byte, error)
@@ -68,6 +70,7 @@ type Server struct {
 	failed  cached[[]failedJob]
 	paused  cached[pausedQueues]
 	history *history // nil without one
+	metricsCache
 }
 
 // sample is the instances' settled jobs at one time.
@@ -100,7 +103,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.History != nil {
 		s.history = &history{store: cfg.History, keep: max(cfg.Keep, 1)}
 	}
-	for _, page := range []string{"overview", "running", "jobs", "run", "failed", "job", "login"} {
+	for _, page := range []string{"overview", "running", "jobs", "run", "failed", "job", "metrics", "login"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console page %s: %w", page, err)
@@ -117,6 +120,7 @@ func New(cfg Config) (*Server, error) {
 	m.HandleFunc("GET /jobs", s.page("jobs", s.jobs))
 	m.HandleFunc("GET /jobs/{uuid}", s.page("run", s.jobRuns))
 	m.HandleFunc("GET /failed", s.page("failed", s.failedList))
+	m.HandleFunc("GET /metrics", s.page("metrics", s.metrics))
 	m.HandleFunc("GET /failed/{id}", s.page("job", s.failedJob))
 	m.HandleFunc("GET /events", s.allowed(Viewer, s.events))
 	m.HandleFunc("GET /api/overview", s.allowed(Viewer, s.apiOverview))
@@ -193,11 +197,12 @@ func (s *Server) page(name string, get func(*http.Request) (any, error)) http.Ha
 	})
 }
 
-var titles = map[string]string{"overview": "Overview", "running": "Running", "jobs": "Jobs", "run": "Job", "failed": "Failed jobs", "job": "Failed job", "login": "Sign in"}
+var titles = map[string]string{"overview": "Overview", "running": "Running", "jobs": "Jobs", "run": "Job", "failed": "Failed jobs", "job": "Failed job", "metrics": "Metrics", "login": "Sign in"}
 
 var (
 	errNotFound  = errors.New("not found")
 	errNoHistory = errors.New("no job history: the queues' store keeps none (kqueue keeps it in Redis), or [web] history is -1")
+	errNoTallies = errors.New("no metrics: the queues' store keeps no tallies (kqueue keeps them in Redis)")
 )
 
 // action serves an operator's POST: the user must be an operator and the
@@ -301,6 +306,8 @@ func (s *Server) live(path string) (string, func(*http.Request) (any, error)) {
 		return "jobs", s.jobs
 	case "/failed":
 		return "failed", s.failedList
+	case "/metrics":
+		return "metrics", s.metrics
 	}
 	return "", nil
 }
@@ -376,6 +383,7 @@ var funcs = template.FuncMap{
 		return time.Since(t).Round(time.Second).String()
 	},
 	"firstLine": firstLine,
+	"percent":   func(f float64) float64 { return 100 * f },
 }
 
 // firstLine is s up to its first line break, at most 200 bytes.

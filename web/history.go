@@ -122,8 +122,8 @@ func (f Filter) match(e *entry, words []string) bool {
 type Jobs struct {
 	Filter
 	Runs     []poller.Record
-	Matched  int  // runs matching, in all
-	Total    int  // runs kept
+	Matched  int    // runs matching, in all
+	Total    int    // runs kept
 	Older    string // Before for the next page; "" at the end
 	Classes  []string
 	Queues   []string

@@ -34,6 +34,18 @@ type QueueRow struct {
 	poller.QueueDepth
 	Running int  `json:"running"`
 	Paused  bool `json:"paused"`
+	// OldestWait is how long the oldest ready job has waited since its
+	// push, when its payload says (Laravel 11 and later); 0 otherwise.
+	OldestWait time.Duration `json:"oldest_wait,omitempty"`
+	// From the tallies: runs in the last minute and hour, failures and
+	// quantiles of runtime and wait over the hour.
+	LastMinute float64 `json:"last_minute"`
+	LastHour   int64   `json:"last_hour"`
+	FailedHour int64   `json:"failed_hour"`
+	Runtime50  string  `json:"runtime_p50"`
+	Runtime95  string  `json:"runtime_p95"`
+	Wait50     string  `json:"wait_p50"`
+	Wait95     string  `json:"wait_p95"`
 }
 
 // pausedQueues is the app's answer to "paused".
@@ -72,13 +84,43 @@ func (s *Server) overview(r *http.Request) (any, error) {
 	if perr != nil {
 		o.PauseError = perr.Error()
 	}
+	now := time.Now()
+	minute, err := s.lastMinute(ctx, now)
+	var hour map[[2]string]*numbers
+	if err == nil {
+		hour, err = s.tallied(ctx, windows[0], now)
+	}
+	if err != nil && o.QueueError == "" {
+		o.QueueError = err.Error()
+	}
+	var oldest map[string]time.Time
+	if ol, ok := s.cfg.Store.(oldestReader); ok {
+		oldest, _ = ol.Oldest(ctx)
+	}
 	for _, d := range depths {
-		o.Queues = append(o.Queues, QueueRow{QueueDepth: d, Running: running[d.Name], Paused: slices.Contains(p.Paused, d.Name)})
+		row := QueueRow{QueueDepth: d, Running: running[d.Name], Paused: slices.Contains(p.Paused, d.Name), LastMinute: minute[d.Name]}
+		if at, ok := oldest[d.Name]; ok && d.Ready > 0 {
+			row.OldestWait = max(now.Sub(at), 0)
+		}
+		n := hour[[2]string{d.Name, ""}]
+		if n == nil {
+			n = &numbers{}
+		}
+		row.LastHour, row.FailedHour = n.Runs, n.Failed
+		row.Runtime50, row.Runtime95 = durationAt(n.Runtime, .5), durationAt(n.Runtime, .95)
+		row.Wait50, row.Wait95 = durationAt(n.Wait, .5), durationAt(n.Wait, .95)
+		o.Queues = append(o.Queues, row)
 	}
 	if r.URL.Query().Get("error") != "" {
 		return o, fmt.Errorf("%s", r.URL.Query().Get("error"))
 	}
 	return o, nil
+}
+
+// oldestReader is a store that can say when each queue's oldest ready
+// job was pushed (the Redis store, from Laravel 11's createdAt).
+type oldestReader interface {
+	Oldest(ctx context.Context) (map[string]time.Time, error)
 }
 
 // instances reads the instances' published state, sorted by ID.

@@ -215,7 +215,7 @@ func TestWeb(t *testing.T) {
 	})
 	_, page = op.get("/jobs/" + hostile)
 	for _, text := range []string{
-		"&lt;script&gt;document.title=&#39;pwned by output&#39;&lt;/script&gt;", // its output
+		"&lt;script&gt;document.title=&#39;pwned by output&#39;&lt;/script&gt;",           // its output
 		"&lt;img src=x onerror=&#34;document.title=&#39;pwned by exception&#39;&#34;&gt;", // its error
 	} {
 		if !strings.Contains(page, text) {

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kqueue/kqueue/payload"
 	"github.com/kqueue/kqueue/poller"
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -342,6 +343,27 @@ func (s *Store) Depths(ctx context.Context) ([]poller.QueueDepth, error) {
 		depths[i] = poller.QueueDepth{Name: q.name, Ready: cs[i][0].Val(), Delayed: cs[i][1].Val(), Reserved: cs[i][2].Val()}
 	}
 	return depths, nil
+}
+
+// Oldest says when each queue's oldest ready job was pushed, for the
+// queues whose head says (Laravel 11 and later stamp a payload's
+// createdAt), for the console.
+func (s *Store) Oldest(ctx context.Context) (map[string]time.Time, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*goredis.StringCmd, len(s.queues))
+	for i, q := range s.queues {
+		cmds[i] = pipe.LIndex(ctx, q.keys.queue, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, s.classify(err)
+	}
+	out := map[string]time.Time{}
+	for i, q := range s.queues {
+		if p, err := payload.Parse([]byte(cmds[i].Val())); err == nil && p.CreatedAt != nil {
+			out[q.name] = time.Unix(*p.CreatedAt, 0)
+		}
+	}
+	return out, nil
 }
 
 // Done deletes this poller's reserve receipts, unless a reserve's reply

@@ -8,6 +8,8 @@
   var live = document.getElementById("live");
   if (!path || !live || !window.EventSource) return;
   var source = new EventSource("/events?path=" + encodeURIComponent(path));
+  // Closed as the page goes (a browser has few connections per site).
+  window.addEventListener("pagehide", function () { source.close(); });
   source.onmessage = function (e) {
     if (live.querySelector("input[type=checkbox]:checked")) return;
     var active = document.activeElement;
