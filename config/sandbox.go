@@ -50,6 +50,17 @@ func (c *Config) SandboxDropIn() string {
 	return b.String()
 }
 
+// WebDropIn is the console's drop-in (kqueue-web@NAME): the sandbox's
+// writable paths, and the app's user to run as — the console reads and
+// retries failed jobs, pauses and restarts through the app.
+func (c *Config) WebDropIn() string {
+	d := c.SandboxDropIn()
+	if c.App.User != "" {
+		d += "User=" + c.App.User + "\n"
+	}
+	return d
+}
+
 // unitPath writes a path as a unit file's path list takes it: one word,
 // quoted when it holds a space, a quote or a backslash; % doubled (a
 // specifier otherwise). Config paths hold no control character (Load
@@ -76,16 +87,26 @@ func WriteDropIns(etc, out string) []error {
 	for _, f := range files {
 		c, err := Load(f)
 		if err == nil {
-			dir := filepath.Join(out, "kqueue-dispatcher@"+c.Name+".service.d")
-			if err = os.MkdirAll(dir, 0o755); err == nil {
-				err = os.WriteFile(filepath.Join(dir, "50-kqueue-sandbox.conf"), []byte(c.SandboxDropIn()), 0o644)
-			}
+			err = writeDropIn(out, "kqueue-dispatcher@"+c.Name, c.SandboxDropIn())
+		}
+		if err == nil {
+			err = writeDropIn(out, "kqueue-web@"+c.Name, c.WebDropIn())
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("kqueue generator: %s: %w", f, err))
 		}
 	}
 	return errs
+}
+
+// writeDropIn writes the sandbox drop-in of unit (its name without
+// ".service") into out.
+func writeDropIn(out, unit, text string) error {
+	dir := filepath.Join(out, unit+".service.d")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "50-kqueue-sandbox.conf"), []byte(text), 0o644)
 }
 
 // GeneratorDir is where systemd keeps what generators wrote.

@@ -226,7 +226,7 @@ func TestCommandHelp(t *testing.T) {
 // could not read.
 func TestGenerator(t *testing.T) {
 	etc, out := t.TempDir(), t.TempDir()
-	os.WriteFile(filepath.Join(etc, "web.toml"), []byte("[app]\npath = \"/srv/web\"\nwritable = [\"database\"]\n"), 0o644)
+	os.WriteFile(filepath.Join(etc, "web.toml"), []byte("[app]\npath = \"/srv/web\"\nuser = \"www-data\"\nwritable = [\"database\"]\n"), 0o644)
 	os.WriteFile(filepath.Join(etc, "broken.toml"), []byte("[app]\n"), 0o644)
 	t.Setenv("KQUEUE_CONFIG_DIR", etc)
 	err := run(context.Background(), []string{"generator", out, out, out}, io.Discard, io.Discard)
@@ -241,5 +241,13 @@ func TestGenerator(t *testing.T) {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("drop-in lacks %q:\n%s", want, got)
 		}
+	}
+	// The console runs as the app's user, with the same writable paths.
+	web, err := os.ReadFile(filepath.Join(out, "kqueue-web@web.service.d", "50-kqueue-sandbox.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := string(got) + "User=www-data\n"; string(web) != want {
+		t.Errorf("the console's drop-in:\n%s\nwant:\n%s", web, want)
 	}
 }
