@@ -207,6 +207,21 @@ func report() string {
 	} {
 		p("| %s | %s |\n", r.label, mb(r.name))
 	}
+
+	p("\n### The console's cost (no-op jobs per second, 2 PHP processes, %d jobs)\n\n", jobs)
+	p("| kqueue | jobs/s | of history off |\n|---|---|---|\n")
+	for _, r := range []struct{ label, name string }{
+		{"job history off (`[web] history = -1`)", "console/history=off"},
+		{"job history on (the default): each run recorded in Redis", "console/history=on"},
+		{"history on, a console open on two live pages (overview, Jobs)", "console/history=on+console"},
+	} {
+		p("| %s | %s | %s |\n", r.label, n(r.name), pct(r.name, "console/history=off"))
+	}
+	p("\n### The console's pages, server time, with %s runs in the job history\n\n", thousands(historyRuns))
+	p("| what | time |\n|---|---|\n")
+	p("| first visit after the console starts (it reads the newest runs, the rest behind it) | %s |\n", ms("console/first-visit"))
+	p("| a page (Jobs, searches, a job, overview, metrics), median | %s |\n", ms("console/page-p50"))
+	p("| a page, the slowest | %s |\n", ms("console/page-max"))
 	p("\n")
 	return b.String()
 }

@@ -69,6 +69,7 @@ func Web(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	log.Info("console serving", "listen", ln.Addr().String(), "version", opts.Version, "access", describe(access, cfg.Web))
 
 	var open atomic.Int64

@@ -43,4 +43,7 @@ type History interface {
 	// Records reads up to n records written after the one with ID after
 	// ("": from the oldest kept), oldest first.
 	Records(ctx context.Context, after string, n int) ([]Record, error)
+	// RecordsBefore reads up to n records written before the one with ID
+	// before ("": from the newest), newest first.
+	RecordsBefore(ctx context.Context, before string, n int) ([]Record, error)
 }

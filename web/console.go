@@ -123,7 +123,8 @@ func New(cfg Config) (*Server, error) {
 	m.HandleFunc("GET /metrics", s.page("metrics", s.metrics))
 	m.HandleFunc("GET /failed/{id}", s.page("job", s.failedJob))
 	m.HandleFunc("GET /events", s.allowed(Viewer, s.events))
-	m.HandleFunc("GET /api/overview", s.allowed(Viewer, s.apiOverview))
+	m.HandleFunc("GET /api/overview", s.allowed(Viewer, s.api(s.overview)))
+	m.HandleFunc("GET /api/jobs", s.allowed(Viewer, s.api(s.jobs)))
 	m.HandleFunc("POST /queues/{queue}/pause", s.action(s.pause))
 	m.HandleFunc("POST /queues/{queue}/resume", s.action(s.pause))
 	m.HandleFunc("POST /restart", s.action(s.restart))
@@ -131,6 +132,13 @@ func New(cfg Config) (*Server, error) {
 	m.HandleFunc("POST /failed/forget", s.action(s.forget))
 	s.mux = m
 	return s, nil
+}
+
+// Close stops what the server does in the background.
+func (s *Server) Close() {
+	if s.history != nil {
+		s.history.close()
+	}
 }
 
 // ServeHTTP serves the console, with the headers every answer carries: no
@@ -312,15 +320,17 @@ func (s *Server) live(path string) (string, func(*http.Request) (any, error)) {
 	return "", nil
 }
 
-// apiOverview is the overview's data as JSON, for scripts and tests.
-func (s *Server) apiOverview(w http.ResponseWriter, r *http.Request, _ Who) {
-	data, err := s.overview(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
+// api serves a page's data as JSON, for scripts and tests.
+func (s *Server) api(get func(*http.Request) (any, error)) func(http.ResponseWriter, *http.Request, Who) {
+	return func(w http.ResponseWriter, r *http.Request, _ Who) {
+		data, err := get(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(data)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(data)
 }
 
 // login signs a user in with a token: kept in an HttpOnly cookie that

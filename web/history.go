@@ -14,20 +14,23 @@ import (
 	"github.com/kqueue/kqueue/poller"
 )
 
-// history is the console's copy of the store's job history, read once
-// and then as it grows, searched in memory: a page of 100,000 runs takes
-// milliseconds, and the store does no more than hand over new entries.
+// history is the console's copy of the store's job history, searched in
+// memory: a page over 100,000 runs takes milliseconds, and the store does
+// no more than hand over new entries. A console that starts reads the
+// newest runs first, to answer at once, and the older ones behind them.
 type history struct {
 	store poller.History
 	keep  int
 
-	mu      sync.Mutex
-	recs    []entry // oldest first
-	last    string  // the store's ID of the newest
-	readAt  time.Time
-	classes map[string]int
-	queues  map[string]int
-	outcome map[string]int
+	mu       sync.Mutex
+	recs     []entry // oldest first
+	last     string  // the store's ID of the newest
+	readAt   time.Time
+	loading  bool // older runs are still being read
+	classes  map[string]int
+	queues   map[string]int
+	outcome  map[string]int
+	stopLoad context.CancelFunc
 }
 
 // entry is a record with what a search looks through, lowercased.
@@ -37,18 +40,45 @@ type entry struct {
 }
 
 // historyFresh is how long the console serves its copy before asking the
-// store for newer entries.
-const historyFresh = time.Second
+// store for newer entries; historyFirst is how many runs a console that
+// starts reads before its first answer, historyChunk how many each read
+// takes after that.
+const (
+	historyFresh = time.Second
+	historyFirst = 1000
+	historyChunk = 10000
+)
 
-// refresh reads the entries written since the last read.
+// refresh reads the entries written since the last read; the first time,
+// the newest, then the rest in the background.
 func (h *history) refresh(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if time.Since(h.readAt) < historyFresh {
 		return nil
 	}
+	if h.readAt.IsZero() {
+		recs, err := h.store.RecordsBefore(ctx, "", historyFirst)
+		if err != nil {
+			return err
+		}
+		slices.Reverse(recs)
+		for _, r := range recs {
+			h.add(r)
+		}
+		if len(recs) > 0 {
+			h.last = recs[len(recs)-1].ID
+		}
+		h.readAt = time.Now()
+		if len(recs) == historyFirst && h.keep > historyFirst {
+			lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			h.loading, h.stopLoad = true, cancel
+			go h.loadOlder(lctx, recs[0].ID)
+		}
+		return nil
+	}
 	for {
-		recs, err := h.store.Records(ctx, h.last, 10000)
+		recs, err := h.store.Records(ctx, h.last, historyChunk)
 		if err != nil {
 			return err
 		}
@@ -58,30 +88,81 @@ func (h *history) refresh(ctx context.Context) error {
 		if len(recs) > 0 {
 			h.last = recs[len(recs)-1].ID
 		}
-		if len(recs) < 10000 {
+		if len(recs) < historyChunk {
 			break
 		}
 	}
+	h.trim()
+	h.readAt = time.Now()
+	return nil
+}
+
+// loadOlder reads the runs before the entry first, newest first, into the
+// copy, until the store has no more or the copy holds keep.
+func (h *history) loadOlder(ctx context.Context, first string) {
+	defer func() {
+		h.mu.Lock()
+		h.loading = false
+		h.mu.Unlock()
+	}()
+	for {
+		recs, err := h.store.RecordsBefore(ctx, first, historyChunk)
+		if err != nil || len(recs) == 0 {
+			return
+		}
+		first = recs[len(recs)-1].ID
+		slices.Reverse(recs)
+		older := make([]entry, 0, len(recs))
+		for _, r := range recs {
+			older = append(older, h.entry(r))
+		}
+		h.mu.Lock()
+		for _, e := range older {
+			h.count(e.Record, 1)
+		}
+		h.recs = append(older, h.recs...)
+		full := len(h.recs) >= h.keep
+		h.trim()
+		h.mu.Unlock()
+		if len(recs) < historyChunk || full {
+			return
+		}
+	}
+}
+
+// trim drops the oldest runs beyond keep.
+func (h *history) trim() {
 	if over := len(h.recs) - h.keep; over > 0 {
 		for _, e := range h.recs[:over] {
 			h.count(e.Record, -1)
 		}
 		h.recs = slices.Clone(h.recs[over:])
 	}
-	h.readAt = time.Now()
-	return nil
+}
+
+// close stops the reading of older runs.
+func (h *history) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopLoad != nil {
+		h.stopLoad()
+	}
 }
 
 func (h *history) add(r poller.Record) {
-	if h.classes == nil {
-		h.classes, h.queues, h.outcome = map[string]int{}, map[string]int{}, map[string]int{}
-	}
-	hay := strings.ToLower(strings.Join(append([]string{r.Name, r.Queue, r.UUID, r.Outcome, r.Host, r.Instance, r.Reason}, r.Tags...), "\n"))
-	h.recs = append(h.recs, entry{r, hay})
+	h.recs = append(h.recs, h.entry(r))
 	h.count(r, 1)
 }
 
+// entry is r with what a search looks through.
+func (h *history) entry(r poller.Record) entry {
+	return entry{r, strings.ToLower(strings.Join(append([]string{r.Name, r.Queue, r.UUID, r.Outcome, r.Host, r.Instance, r.Reason}, r.Tags...), "\n"))}
+}
+
 func (h *history) count(r poller.Record, n int) {
+	if h.classes == nil {
+		h.classes, h.queues, h.outcome = map[string]int{}, map[string]int{}, map[string]int{}
+	}
 	for _, c := range []struct {
 		m map[string]int
 		k string
@@ -129,6 +210,7 @@ type Jobs struct {
 	Queues   []string
 	Outcomes []string
 	Took     time.Duration // the search's time, shown: it must stay small
+	Loading  bool          // older runs are still being read: not searched yet
 }
 
 // jobsPage is how many runs a page lists.
@@ -138,7 +220,7 @@ func (h *history) search(f Filter) Jobs {
 	start := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := Jobs{Filter: f, Total: len(h.recs), Classes: keys(h.classes), Queues: keys(h.queues), Outcomes: keys(h.outcome)}
+	out := Jobs{Filter: f, Total: len(h.recs), Loading: h.loading, Classes: keys(h.classes), Queues: keys(h.queues), Outcomes: keys(h.outcome)}
 	words := strings.Fields(strings.ToLower(f.Query))
 	listing := f.Before == ""
 	for i := len(h.recs) - 1; i >= 0; i-- {

@@ -257,6 +257,23 @@ check "the next job started the dispatcher again through its socket" until_ok 60
 journal -u kqueue-dispatcher@small | grep -E 'idle|Started|Deactivated' || true
 systemctl disable --now kqueue@small
 
+step "the console: kqueue-web@default, started by its socket"
+check "systemctl enable --now kqueue-web@default.socket" systemctl enable --now kqueue-web@default.socket
+check "nothing runs until someone looks" inactive kqueue-web@default.service
+console() { curl -sf --unix-socket /run/kqueue/default.web "http://console$1"; }
+check "the overview answers through the socket" until_ok 60 bash -c "curl -sf --unix-socket /run/kqueue/default.web http://console/api/overview > $out/console-overview.json"
+check "the visit started kqueue-web@default" active kqueue-web@default.service
+check "it shows the default queue" grep -q '"name":"default"' "$out/console-overview.json"
+check "and this instance, from its published state" grep -q '"instance":"default"' "$out/console-overview.json"
+console /failed > "$out/console-failed.html" || true
+check "its failed jobs page lists the mix's failures, read through the app" grep -q 'FailsManually' "$out/console-failed.html"
+web=$(systemctl show -P MainPID kqueue-web@default)
+check "the console runs as the app's user (www-data)" test "$(ps -o user= -p "$web")" = www-data
+check "with no capabilities (CapEff: 0)" grep -qx 'CapEff:[[:space:]]*0000000000000000' "/proc/$web/status"
+w_exp=$(exposure kqueue-web@default.service)
+check "systemd-analyze security: the console's exposure $w_exp <= 2.5" awk -v e="$w_exp" 'BEGIN { exit !(e != "" && e <= 2.5) }'
+systemctl disable --now kqueue-web@default.socket kqueue-web@default.service
+
 step "a database queue: kqueue@db takes the jobs from Laravel's jobs table on PostgreSQL"
 pg() { runuser -u postgres -- psql -qtA "$@"; }
 check "postgresql answers" until_ok 60 pg -c "SELECT 1"

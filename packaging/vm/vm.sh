@@ -21,7 +21,7 @@ work=${VM_WORK:-/var/tmp/kqueue-vm}
 suite=bookworm
 sources=${VM_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 # The guest is offline: everything the package depends on is in the image.
-packages=systemd,systemd-sysv,udev,dbus,iproute2,ca-certificates,kmod,procps,e2fsprogs,linux-image-amd64,php-cli,php-redis,php-sqlite3,php-pgsql,php-mbstring,php-laravel-framework,redis-server,postgresql
+packages=systemd,systemd-sysv,udev,dbus,iproute2,ca-certificates,kmod,procps,curl,e2fsprogs,linux-image-amd64,php-cli,php-redis,php-sqlite3,php-pgsql,php-mbstring,php-laravel-framework,redis-server,postgresql
 size=3G
 timeout=${VM_TIMEOUT:-1200}
 share=$work/share

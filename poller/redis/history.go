@@ -42,6 +42,28 @@ func (s *Store) Records(ctx context.Context, after string, n int) ([]poller.Reco
 	if err != nil {
 		return nil, s.classify(err)
 	}
+	return records(entries), nil
+}
+
+// RecordsBefore reads up to n records before the entry before, newest
+// first.
+func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poller.Record, error) {
+	end := "+"
+	if before != "" {
+		end = prevID(before)
+		if end == "" {
+			return nil, nil // before is the first ID there can be
+		}
+	}
+	entries, err := s.rdb.XRevRangeN(ctx, s.historyKey(), end, "-", int64(n)).Result()
+	if err != nil {
+		return nil, s.classify(err)
+	}
+	return records(entries), nil
+}
+
+// records decodes stream entries; one that is not a record is skipped.
+func records(entries []goredis.XMessage) []poller.Record {
 	out := make([]poller.Record, 0, len(entries))
 	for _, e := range entries {
 		var r poller.Record
@@ -50,7 +72,7 @@ func (s *Store) Records(ctx context.Context, after string, n int) ([]poller.Reco
 			out = append(out, r)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // nextID is the stream entry ID right after id ("ms-seq"): XRANGE's start
@@ -59,4 +81,18 @@ func nextID(id string) string {
 	ms, seq, _ := strings.Cut(id, "-")
 	n, _ := strconv.ParseUint(seq, 10, 64)
 	return ms + "-" + strconv.FormatUint(n+1, 10)
+}
+
+// prevID is the stream entry ID right before id, or "" if there is none.
+func prevID(id string) string {
+	ms, seq, _ := strings.Cut(id, "-")
+	n, _ := strconv.ParseUint(seq, 10, 64)
+	if n > 0 {
+		return ms + "-" + strconv.FormatUint(n-1, 10)
+	}
+	m, _ := strconv.ParseUint(ms, 10, 64)
+	if m == 0 {
+		return ""
+	}
+	return strconv.FormatUint(m-1, 10) + "-18446744073709551615"
 }
