@@ -373,7 +373,10 @@ func (s *session) task(j protocol.Job) *task {
 		}
 		return true
 	}
-	t.began = func() { s.outcomes <- protocol.Running{ID: id} }
+	t.began = func(how protocol.Running) {
+		how.ID = id
+		s.outcomes <- how
+	}
 	parse := payload.Parse
 	if j.Row != nil {
 		parse = func(raw []byte) (*payload.Payload, error) { return payload.ParseRow(raw, int(j.Row.Attempts)) }

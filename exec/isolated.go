@@ -31,7 +31,21 @@ type isolator struct {
 	// firstDeath is the pool's: whether a job died before it began for
 	// the first time (it then goes back as it was).
 	firstDeath func(*task) bool
-	token      string // tells this dispatcher's groups from others'
+	token      string   // tells this dispatcher's groups from others'
+	running    sync.Map // job ID → its cgroup.Group, while it runs
+}
+
+// usage is what each running isolated job's cgroup has used so far, for
+// the console.
+func (i *isolator) usage() []protocol.JobUsage {
+	var out []protocol.JobUsage
+	i.running.Range(func(id, g any) bool {
+		if st, err := g.(cgroup.Group).Stats(); err == nil {
+			out = append(out, protocol.JobUsage{ID: id.(uint64), PeakMemory: st.PeakMemory, CPU: st.CPU})
+		}
+		return true
+	})
+	return out
 }
 
 func newIsolator(cfg *settings, script string, log *slog.Logger, hardStop <-chan struct{}) *isolator {
@@ -126,7 +140,10 @@ func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out pro
 		w.kill()
 		return notStarted(t) // the poller is gone: nothing more starts
 	}
-	r := w.do(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row}, t.job.Payload, deadline, i.hardStop, t.begin)
+	how := protocol.Running{PID: uint64(w.pid), Timeout: timeout, Strategy: s.String()}
+	i.running.Store(t.job.ID, g)
+	r := w.do(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row}, t.job.Payload, deadline, i.hardStop, func() { t.begin(how) })
+	i.running.Delete(t.job.ID)
 	stats, err := g.Stats()
 	if err != nil {
 		i.log.Warn("read job cgroup", "scope", g.Path(), "error", err)
@@ -148,7 +165,7 @@ func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out pro
 		}
 		// It went through Laravel's process() all the same, or died a
 		// second time before it began: the job's own doing.
-		t.begin()
+		t.begin(how)
 	}
 	if r.ok {
 		w.stop(cfg.StopGrace, "")

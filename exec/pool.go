@@ -29,7 +29,7 @@ type task struct {
 	handed func(now bool) bool
 	// began, when set, is told when PHP is about to run the job
 	// (JobProcessing): its attempt counts.
-	began func()
+	began func(protocol.Running)
 	// fenced is closed when the poller is gone (nil: never).
 	fenced <-chan struct{}
 }
@@ -41,10 +41,10 @@ func (t *task) hand(now bool) bool {
 	return t.handed == nil || t.handed(now)
 }
 
-// begin tells that PHP is about to run t: its attempt counts.
-func (t *task) begin() {
+// begin tells that PHP is about to run t, in what: its attempt counts.
+func (t *task) begin(how protocol.Running) {
 	if t.began != nil {
-		t.began()
+		t.began(how)
 	}
 }
 
@@ -882,7 +882,7 @@ func (r *jobRun) charge() {
 	r.chargeTimer.Stop()
 	if h := &r.inflight[0]; !h.charged {
 		h.began, h.charged = true, true
-		h.t.begin()
+		h.t.begin(protocol.Running{PID: uint64(r.w.pid), Timeout: h.timeout, Strategy: "inline"})
 	}
 }
 
@@ -1165,6 +1165,9 @@ func (p *pool) state() protocol.Pool {
 	}
 	p.mu.Unlock()
 	slices.SortFunc(s.Recycles, func(a, b protocol.Recycle) int { return strings.Compare(a.Reason, b.Reason) })
+	if p.iso != nil {
+		s.Isolated = p.iso.usage()
+	}
 	return s
 }
 

@@ -146,10 +146,11 @@ type running struct {
 	queue   *queueState
 	job     Job
 	p       *payload.Payload
-	started time.Time // reserved at
-	handed  bool      // the dispatcher handed it to PHP: it may have run
-	began   bool      // PHP runs it: its attempt is counted
-	settled bool      // its outcome came: a charge still queued is moot
+	started time.Time        // reserved at
+	handed  bool             // the dispatcher handed it to PHP: it may have run
+	began   bool             // PHP runs it: its attempt is counted
+	how     protocol.Running // what runs it, as the dispatcher said
+	settled bool             // its outcome came: a charge still queued is moot
 }
 
 // New returns a Poller.

@@ -104,9 +104,14 @@ func (p *Poller) handle(m protocol.Message) bool {
 		}
 		return false
 	case protocol.Running:
-		if r, ok := p.inflight[m.ID]; ok && !r.began {
-			r.handed, r.began = true, true
-			p.queueAck(AckCharge, r, time.Time{})
+		if r, ok := p.inflight[m.ID]; ok {
+			if m.PID != 0 {
+				r.how = m
+			}
+			if !r.began {
+				r.handed, r.began = true, true
+				p.queueAck(AckCharge, r, time.Time{})
+			}
 		}
 		return false
 	case protocol.Outcome:

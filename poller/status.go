@@ -2,7 +2,9 @@ package poller
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/kqueue/kqueue/protocol"
 	"sort"
 	"time"
 )
@@ -47,6 +49,17 @@ type RunningJob struct {
 	Name    string        `json:"job_name"`
 	Attempt int           `json:"attempt"`
 	Age     time.Duration `json:"age"`
+	// State is "running" once PHP runs it (and for long enough that the
+	// dispatcher said so), "handed to PHP" or "waiting for a worker".
+	State string `json:"state,omitempty"`
+	// What runs it, once the dispatcher said: its PHP process, its
+	// timeout (0: none), "inline" or "isolated (limits)", and for an
+	// isolated job what its cgroup has used so far.
+	PID        uint64        `json:"pid,omitempty"`
+	Timeout    time.Duration `json:"timeout,omitempty"`
+	Strategy   string        `json:"strategy,omitempty"`
+	PeakMemory uint64        `json:"peak_memory,omitempty"`
+	CPU        time.Duration `json:"cpu,omitempty"`
 }
 
 // FailedRecent is one of the last failures.
@@ -105,8 +118,23 @@ func (p *Poller) loopSnapshot(ctx context.Context, within time.Duration) (Snapsh
 func (p *Poller) snapshot(stopping bool) Snapshot {
 	s := Snapshot{Instance: p.cfg.Instance, Stats: p.liveStats(stopping), Failures: append([]FailedRecent(nil), p.failures...)}
 	now := p.cfg.Now()
-	for _, r := range p.inflight {
-		s.Running = append(s.Running, RunningJob{Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Attempt: r.p.Attempts + 1, Age: now.Sub(r.started)})
+	usage := map[uint64]protocol.JobUsage{}
+	for _, u := range p.pool.Isolated {
+		usage[u.ID] = u
+	}
+	for id, r := range p.inflight {
+		j := RunningJob{Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Attempt: r.p.Attempts + 1, Age: now.Sub(r.started),
+			State: "waiting for a worker", PID: r.how.PID, Timeout: r.how.Timeout, Strategy: r.how.Strategy}
+		switch {
+		case r.began:
+			j.State = "running"
+		case r.handed:
+			j.State = "handed to PHP"
+		}
+		if u, ok := usage[id]; ok {
+			j.PeakMemory, j.CPU = u.PeakMemory, u.CPU
+		}
+		s.Running = append(s.Running, j)
 	}
 	sort.Slice(s.Running, func(i, j int) bool { return s.Running[i].Age > s.Running[j].Age })
 	for _, w := range p.pool.Workers {

@@ -106,6 +106,11 @@ type Started struct {
 // and its attempt is counted.
 type Running struct {
 	ID uint64
+	// What runs it, when the dispatcher knows (zero otherwise): the PHP
+	// process, the job's timeout, and "inline" or "isolated (limits)".
+	PID      uint64
+	Timeout  time.Duration
+	Strategy string
 }
 
 // Kind is what the poller must do with a job's reservation.
@@ -210,6 +215,15 @@ type Pool struct {
 	// app is down for maintenance, a queue paused, a Looping listener);
 	// "" while it runs them.
 	Declining string
+	// Isolated is what each running isolated job's cgroup has used so far.
+	Isolated []JobUsage
+}
+
+// JobUsage is a running isolated job's use of its cgroup.
+type JobUsage struct {
+	ID         uint64 // the job's
+	PeakMemory uint64 // bytes
+	CPU        time.Duration
 }
 
 // PoolWorker is one warm PHP worker.
@@ -304,7 +318,10 @@ func (m Started) AppendBody(b []byte) []byte {
 }
 
 func (m Running) AppendBody(b []byte) []byte {
-	return binary.AppendUvarint(b, m.ID)
+	b = binary.AppendUvarint(b, m.ID)
+	b = binary.AppendUvarint(b, m.PID)
+	b = binary.AppendVarint(b, int64(m.Timeout))
+	return appendString(b, m.Strategy)
 }
 
 func (m Pool) AppendBody(b []byte) []byte {
@@ -325,7 +342,14 @@ func (m Pool) AppendBody(b []byte) []byte {
 		b = appendString(b, r.Reason)
 		b = binary.AppendUvarint(b, r.Count)
 	}
-	return appendString(b, m.Declining)
+	b = appendString(b, m.Declining)
+	b = binary.AppendUvarint(b, uint64(len(m.Isolated)))
+	for _, u := range m.Isolated {
+		b = binary.AppendUvarint(b, u.ID)
+		b = binary.AppendUvarint(b, u.PeakMemory)
+		b = binary.AppendVarint(b, int64(u.CPU))
+	}
+	return b
 }
 
 // Decode reads one frame's content: its type byte and body. Byte slices in
@@ -381,7 +405,7 @@ func Decode(frame []byte) (Message, error) {
 	case TypeStarted:
 		m = Started{ID: d.uvarint()}
 	case TypeRunning:
-		m = Running{ID: d.uvarint()}
+		m = Running{ID: d.uvarint(), PID: d.uvarint(), Timeout: time.Duration(d.varint()), Strategy: d.string()}
 	case TypePool:
 		var p Pool
 		for n := d.count(); n > 0 && d.err == nil; n-- {
@@ -392,8 +416,9 @@ func Decode(frame []byte) (Message, error) {
 		for n := d.count(); n > 0 && d.err == nil; n-- {
 			p.Recycles = append(p.Recycles, Recycle{Reason: d.string(), Count: d.uvarint()})
 		}
-		if len(d.b) > 0 { // from this version's later builds
-			p.Declining = d.string()
+		p.Declining = d.string()
+		for n := d.count(); n > 0 && d.err == nil; n-- {
+			p.Isolated = append(p.Isolated, JobUsage{ID: d.uvarint(), PeakMemory: d.uvarint(), CPU: time.Duration(d.varint())})
 		}
 		m = p
 	default:

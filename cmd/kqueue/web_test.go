@@ -175,9 +175,9 @@ func TestWeb(t *testing.T) {
 		o := op.overview()
 		return len(o.Instances) == 1 && len(o.Instances[0].Workers) == 2
 	})
-	testenv.Eventually(t, 30*time.Second, "the two sleepers on the running page", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the two sleepers on the running page, running inline in a PHP process", func() bool {
 		_, body := op.get("/running")
-		return strings.Count(body, "App\\Jobs\\Sleeps") == 2
+		return strings.Count(body, "App\\Jobs\\Sleeps") == 2 && strings.Count(body, "<td>running</td>") == 2 && strings.Count(body, "<td>inline</td>") == 2
 	})
 	testenv.Eventually(t, 30*time.Second, "the running page to empty", func() bool {
 		_, body := op.get("/running")
