@@ -62,6 +62,14 @@ type RunningJob struct {
 	CPU        time.Duration `json:"cpu,omitempty"`
 }
 
+// WaitingJob is a job waiting in a queue, for the console.
+type WaitingJob struct {
+	Queue string `json:"queue"`
+	State string `json:"state"` // ready, delayed or reserved
+	UUID  string `json:"uuid"`
+	Name  string `json:"name"`
+}
+
 // FailedRecent is one of the last failures.
 type FailedRecent struct {
 	At     time.Time `json:"at"`

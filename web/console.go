@@ -103,7 +103,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.History != nil {
 		s.history = &history{store: cfg.History, keep: max(cfg.Keep, 1)}
 	}
-	for _, page := range []string{"overview", "running", "jobs", "run", "failed", "job", "metrics", "login"} {
+	for _, page := range []string{"overview", "running", "jobs", "run", "failed", "job", "batches", "batch", "metrics", "login"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console page %s: %w", page, err)
@@ -120,6 +120,10 @@ func New(cfg Config) (*Server, error) {
 	m.HandleFunc("GET /jobs", s.page("jobs", s.jobs))
 	m.HandleFunc("GET /jobs/{uuid}", s.page("run", s.jobRuns))
 	m.HandleFunc("GET /failed", s.page("failed", s.failedList))
+	m.HandleFunc("GET /batches", s.page("batches", s.batches))
+	m.HandleFunc("GET /batches/{id}", s.page("batch", s.batchPage))
+	m.HandleFunc("POST /batches/{id}/cancel", s.action(s.cancelBatch))
+	m.HandleFunc("POST /batches/{id}/retry", s.action(s.retryBatch))
 	m.HandleFunc("GET /metrics", s.page("metrics", s.metrics))
 	m.HandleFunc("GET /failed/{id}", s.page("job", s.failedJob))
 	m.HandleFunc("GET /events", s.allowed(Viewer, s.events))
@@ -205,7 +209,7 @@ func (s *Server) page(name string, get func(*http.Request) (any, error)) http.Ha
 	})
 }
 
-var titles = map[string]string{"overview": "Overview", "running": "Running", "jobs": "Jobs", "run": "Job", "failed": "Failed jobs", "job": "Failed job", "metrics": "Metrics", "login": "Sign in"}
+var titles = map[string]string{"overview": "Overview", "running": "Running", "jobs": "Jobs", "run": "Job", "failed": "Failed jobs", "job": "Failed job", "metrics": "Metrics", "batches": "Batches", "batch": "Batch", "login": "Sign in"}
 
 var (
 	errNotFound  = errors.New("not found")

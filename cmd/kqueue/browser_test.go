@@ -237,6 +237,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.shot("job")
 	b.run(10*time.Second, "open the metrics", chromedp.Navigate(base+"/metrics"), chromedp.WaitVisible(chromedp.CSS(`#metrics`)))
 	b.shot("metrics")
+	batch := strings.TrimSpace(app.Artisan(t, "kq:dispatch", "batch", "--count=4"))
+	b.run(10*time.Second, "open the batches", chromedp.Navigate(base+"/batches"), chromedp.WaitVisible(chromedp.CSS(`#batches tr[data-id] a`)))
+	b.shot("batches")
+	b.run(30*time.Second, "the batch to run, one job failed", chromedp.Navigate(base+"/batches/"+batch),
+		chromedp.Poll[chromedp.Void](`document.querySelector(".state").textContent === "running" && document.body.textContent.includes("1 failed")`, chromedp.WithPollingTimeout(30*time.Second)))
+	b.shot("batch")
 
 	// A queue paused from the page stops kqueue and queue:work; resumed,
 	// both take its jobs again, each job running once.

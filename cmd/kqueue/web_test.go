@@ -159,6 +159,23 @@ func TestWeb(t *testing.T) {
 		t.Errorf("a restart without a CSRF token: %d %s, want 403", code, body)
 	}
 
+	// Batches: one waiting in the queues, its jobs found there; another
+	// cancelled from the page.
+	first := strings.TrimSpace(app.Artisan(t, "kq:dispatch", "batch", "--count=3"))
+	second := strings.TrimSpace(app.Artisan(t, "kq:dispatch", "batch", "--count=2", "--queue=low"))
+	if _, body := op.get("/batches"); strings.Count(body, "console-batch") != 2 {
+		t.Errorf("the batches page does not list both batches:\n%s", body)
+	}
+	if _, body := op.get("/batches/" + first); strings.Count(body, "<tr><td>App\\Jobs\\Batched</td>") != 3 {
+		t.Errorf("the batch's page does not show its 3 jobs waiting:\n%s", body)
+	}
+	if code, where := op.post("/batches/"+second+"/cancel", url.Values{"csrf": {op.csrf("/batches/" + second)}, "back": {"/batches/" + second}}); code != http.StatusSeeOther || strings.Contains(where, "error=") {
+		t.Errorf("cancel the batch: %d %s", code, where)
+	}
+	if _, body := op.get("/batches/" + second); !strings.Contains(body, `<dd class="state">cancelled</dd>`) {
+		t.Errorf("the cancelled batch's page:\n%s", body)
+	}
+
 	// kqueue runs: its instance appears, with its workers; running jobs
 	// come and go.
 	app.Artisan(t, "kq:dispatch", "status")
@@ -182,6 +199,25 @@ func TestWeb(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "the running page to empty", func() bool {
 		_, body := op.get("/running")
 		return strings.Contains(body, "No job is running")
+	})
+
+	// The batch ran, its first job failed; its failed jobs are retried
+	// from its page, through queue:retry-batch.
+	runs := testenv.Prefix + "kqtest:runs"
+	testenv.Eventually(t, 30*time.Second, "the batch to run, one job failed", func() bool {
+		_, body := op.get("/batches/" + first)
+		return strings.Contains(body, "3 processed") || strings.Contains(body, "2 of 3 processed, 1 pending, 1 failed")
+	})
+	// The cancelled batch's jobs (tags fail-batched and batched-1 too) did nothing.
+	if n := r.Client.HGet(ctx, runs, "batched-1").Val(); n != "1" {
+		t.Errorf("batched-1 ran %q times, want once: its namesake in the cancelled batch ran too", n)
+	}
+	code, where := op.post("/batches/"+first+"/retry", url.Values{"csrf": {op.csrf("/batches/" + first)}, "back": {"/batches/" + first}})
+	if code != http.StatusSeeOther || strings.Contains(where, "error=") {
+		t.Fatalf("retry the batch's failed jobs: %d %s", code, where)
+	}
+	testenv.Eventually(t, 30*time.Second, "the batch's failed job to run again", func() bool {
+		return r.Client.HGet(ctx, runs, "fail-batched").Val() == "2"
 	})
 
 	// Failed jobs: found by search, shown inert, retried through Laravel.
@@ -226,7 +262,7 @@ func TestWeb(t *testing.T) {
 		t.Errorf("the hostile job's page has markup unescaped:\n%s", page)
 	}
 
-	code, where := op.post("/failed/retry", url.Values{"csrf": {op.csrf("/failed")}, "id": {mended}, "back": {"/failed"}})
+	code, where = op.post("/failed/retry", url.Values{"csrf": {op.csrf("/failed")}, "id": {mended}, "back": {"/failed"}})
 	if code != http.StatusSeeOther || !strings.Contains(where, "said=") {
 		t.Fatalf("retry: %d %s", code, where)
 	}
@@ -234,7 +270,7 @@ func TestWeb(t *testing.T) {
 		_, body := op.get("/failed")
 		return r.Client.HGet(ctx, testenv.Prefix+"kqtest:firstrun", "mended-by-retry").Val() == "2" && !strings.Contains(body, mended)
 	})
-	if rows := failedJobs(t, app); len(rows) != 2 || strings.Contains(strings.Join(rows, ""), "mended-by-retry") {
-		t.Errorf("failed_jobs after the retry: %q, want the hostile job's and status-failure's rows", rows)
+	if rows := failedJobs(t, app); len(rows) != 3 || strings.Contains(strings.Join(rows, ""), "mended-by-retry") {
+		t.Errorf("failed_jobs after the retry: %q, want the rows of the hostile job, status-failure and fail-batched", rows)
 	}
 }

@@ -12,8 +12,15 @@
 //   {"op":"retry","ids":["…", …]}        → {"output":"…"}   php artisan queue:retry IDS
 //   {"op":"forget","ids":["…", …]}       → {"output":"…"}   php artisan queue:forget ID, each
 //   {"op":"restart"}                     → {"output":"…"}   php artisan queue:restart
-//   {"op":"pause"|"resume","connection","queue"} → {}      QueueManager::pause / resume
+//   {"op":"pause"|"resume","connection","queue"} → {"ok":true}  QueueManager::pause / resume
 //   {"op":"paused","connection","queues":[…]}    → {"paused":[…], "pausable":bool}
+//   {"op":"batches","before":"…"|null}   → {"batches":[batch, …]}   the 50 newest (before an id)
+//   {"op":"batch","id"}                  → {"batch":batch|null}
+//   {"op":"cancel","id"}                 → {"ok":true}          Batch::cancel()
+//   {"op":"retry-batch","id"}            → {"output":"…"}       php artisan queue:retry-batch ID
+//
+// where batch is {"id","name","total","pending","failed","processed","progress",
+// "failed_job_ids":[…],"created_at","cancelled_at","finished_at"} (times: Unix seconds or null).
 //
 // or {"error":"…"}. Environment: KQUEUE_APP_PATH (required).
 
@@ -87,7 +94,7 @@ try {
                 break;
             }
             $manager->{$op}($req['connection'], $req['queue']);
-            $send([]);
+            $send(['ok' => true]);
             break;
         case 'paused':
             if (! method_exists($manager, 'isPaused')) {
@@ -101,6 +108,38 @@ try {
                 }
             }
             $send(['paused' => $paused, 'pausable' => true]);
+            break;
+        case 'batches':
+        case 'batch':
+        case 'cancel':
+            $repo = $app->make(\Illuminate\Bus\BatchRepository::class);
+            $show = function ($b) {
+                $t = function ($d) {
+                    return $d ? $d->getTimestamp() : null;
+                };
+
+                return ['id' => $b->id, 'name' => $b->name, 'total' => $b->totalJobs, 'pending' => $b->pendingJobs,
+                    'failed' => $b->failedJobs, 'processed' => $b->processedJobs(), 'progress' => $b->progress(),
+                    'failed_job_ids' => array_values($b->failedJobIds ?? []), 'created_at' => $t($b->createdAt),
+                    'cancelled_at' => $t($b->cancelledAt), 'finished_at' => $t($b->finishedAt)];
+            };
+            if ($op === 'batches') {
+                $send(['batches' => array_map($show, $repo->get(50, $req['before'] ?? null))]);
+            } elseif ($op === 'batch') {
+                $b = $repo->find($req['id'] ?? '');
+                $send(['batch' => $b ? $show($b) : null]);
+            } else {
+                $b = $repo->find($req['id'] ?? '');
+                if (! $b) {
+                    $send(['error' => 'no batch '.($req['id'] ?? '')]);
+                    break;
+                }
+                $b->cancel();
+                $send(['ok' => true]);
+            }
+            break;
+        case 'retry-batch':
+            $send(['output' => $artisan('queue:retry-batch', ['id' => $req['id'] ?? ''])]);
             break;
         default:
             $send(['error' => "unknown console operation \"$op\""]);

@@ -366,6 +366,49 @@ func (s *Store) Oldest(ctx context.Context) (map[string]time.Time, error) {
 	return out, nil
 }
 
+// findScan is how many entries Find reads of each queue's ready, delayed
+// and reserved jobs.
+const findScan = 10000
+
+// Find looks through the first findScan entries of each queue's ready,
+// delayed and reserved jobs for those whose payload holds needle (a
+// batch's id), up to limit, for the console; it returns how many entries
+// it read of each at most.
+func (s *Store) Find(ctx context.Context, needle string, limit int) ([]poller.WaitingJob, int, error) {
+	pipe := s.rdb.Pipeline()
+	type look struct {
+		queue, state string
+		cmd          *goredis.StringSliceCmd
+	}
+	var looks []look
+	for _, q := range s.queues {
+		looks = append(looks,
+			look{q.name, "ready", pipe.LRange(ctx, q.keys.queue, 0, findScan-1)},
+			look{q.name, "delayed", pipe.ZRange(ctx, q.keys.delayed, 0, findScan-1)},
+			look{q.name, "reserved", pipe.ZRange(ctx, q.keys.reserved, 0, findScan-1)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, 0, s.classify(err)
+	}
+	var out []poller.WaitingJob
+	for _, l := range looks {
+		for _, raw := range l.cmd.Val() {
+			if len(out) >= limit {
+				return out, findScan, nil
+			}
+			if !strings.Contains(raw, needle) {
+				continue
+			}
+			w := poller.WaitingJob{Queue: l.queue, State: l.state}
+			if p, err := payload.Parse([]byte(raw)); err == nil {
+				w.UUID, w.Name = p.UUID, p.Name()
+			}
+			out = append(out, w)
+		}
+	}
+	return out, findScan, nil
+}
+
 // Done deletes this poller's reserve receipts, unless a reserve's reply
 // is in doubt (Recover reads its receipt): a stopped poller leaves no key
 // of its own behind.

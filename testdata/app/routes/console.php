@@ -92,6 +92,20 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', fun
             }
             break;
 
+        // batch: a batch of --count jobs that allows failures, the first
+        // of which fails, named "console-batch".
+        case 'batch':
+            $jobs = [];
+            for ($i = 0; $i < $count; $i++) {
+                $jobs[] = new Jobs\Batched($i === 0 ? 'fail-batched' : "batched-$i");
+            }
+            $batch = Bus::batch($jobs)->name('console-batch')->allowFailures();
+            if ($queue) {
+                $batch->onQueue($queue);
+            }
+            $this->line($batch->dispatch()->id);
+            break;
+
         // console: failed jobs for the console to find, one with markup
         // everywhere, one a retry mends.
         case 'console':
