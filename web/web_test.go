@@ -1,0 +1,150 @@
+package web
+
+import (
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/poller"
+)
+
+// An encrypted command (ShouldBeEncrypted) never reaches a page: neither
+// in a whole payload nor in one the history cut short.
+func TestShownPayloadHidesEncryptedCommand(t *testing.T) {
+	whole := `{"uuid":"u","displayName":"App\\Jobs\\Secret","tags":["user:1"],"data":{"commandName":"App\\Jobs\\Secret","command":"eyJpdiI6IlNlY3JldCJ9"}}`
+	shown, tags := shownPayload(whole)
+	if strings.Contains(shown, "eyJpdiI6") || !strings.Contains(shown, "(encrypted: hidden)") || len(tags) != 1 || tags[0] != "user:1" {
+		t.Errorf("whole payload shown as:\n%s\ntags %v", shown, tags)
+	}
+	cut := whole[:len(whole)-10]
+	if shown, _ := shownPayload(cut); strings.Contains(shown, "eyJpdiI6") || !strings.Contains(shown, "(encrypted: hidden)") {
+		t.Errorf("cut payload shown as:\n%s", shown)
+	}
+	plain := `{"uuid":"u","data":{"command":"O:8:\"App\\Jobs\":0:{}"}}`
+	if shown, _ := shownPayload(plain); !strings.Contains(shown, `O:8:`) {
+		t.Errorf("a plain command is hidden:\n%s", shown)
+	}
+}
+
+func TestAccess(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tokens")
+	os.WriteFile(file, []byte("# comment\n\noperator op-0123456789abcdef\nviewer vi-0123456789abcdef\n"), 0o600)
+	tokens, err := ReadTokens(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"admin xx-0123456789abcdef\n", "operator short\n", "# nothing\n"} {
+		os.WriteFile(file, []byte(bad), 0o600)
+		if _, err := ReadTokens(file); err == nil {
+			t.Errorf("tokens file %q accepted", bad)
+		}
+	}
+	cases := []struct {
+		name   string
+		access Access
+		header map[string]string
+		want   Who
+		ok     bool
+	}{
+		{"open, local", Access{LocalRole: Viewer}, nil, Who{"local", Viewer}, true},
+		{"operator token", Access{Tokens: tokens}, map[string]string{"Authorization": "Bearer op-0123456789abcdef"}, Who{"operator@3", Operator}, true},
+		{"viewer token", Access{Tokens: tokens}, map[string]string{"Authorization": "Bearer vi-0123456789abcdef"}, Who{"viewer@4", Viewer}, true},
+		{"wrong token", Access{Tokens: tokens}, map[string]string{"Authorization": "Bearer op-0123456789abcdeX"}, Who{}, false},
+		{"no token", Access{Tokens: tokens}, nil, Who{}, false},
+		{"proxy operator", Access{UserHeader: "X-User", Operators: []string{"alice"}}, map[string]string{"X-User": "alice"}, Who{"alice", Operator}, true},
+		{"proxy viewer", Access{UserHeader: "X-User", Operators: []string{"alice"}}, map[string]string{"X-User": "bob"}, Who{"bob", Viewer}, true},
+		{"proxy, no user", Access{UserHeader: "X-User"}, nil, Who{}, false},
+	}
+	for _, c := range cases {
+		r := httptest.NewRequest("GET", "/", nil)
+		for k, v := range c.header {
+			r.Header.Set(k, v)
+		}
+		if got, ok := c.access.who(r); got != c.want || ok != c.ok {
+			t.Errorf("%s: %+v %v, want %+v %v", c.name, got, ok, c.want, c.ok)
+		}
+	}
+	// A CSRF token is the user's: another user's does not pass.
+	secret := []byte("secret")
+	if csrf(secret, Who{"alice", Operator}) == csrf(secret, Who{"bob", Operator}) {
+		t.Error("two users share a CSRF token")
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	for _, c := range []struct {
+		site, origin string
+		ok           bool
+	}{
+		{"", "", true},
+		{"same-origin", "http://console.example", true},
+		{"cross-site", "http://evil.example", false},
+		{"", "http://evil.example", false},
+		{"", "https://console.example", true},
+	} {
+		r := httptest.NewRequest("POST", "http://console.example/restart", nil)
+		if c.site != "" {
+			r.Header.Set("Sec-Fetch-Site", c.site)
+		}
+		if c.origin != "" {
+			r.Header.Set("Origin", c.origin)
+		}
+		if got := sameOrigin(r); got != c.ok {
+			t.Errorf("Sec-Fetch-Site %q, Origin %q: %v, want %v", c.site, c.origin, got, c.ok)
+		}
+	}
+}
+
+func TestQuantiles(t *testing.T) {
+	h := make([]int64, len(poller.DurationBuckets)+1)
+	h[poller.DurationBucket(3*time.Millisecond)] = 90
+	h[poller.DurationBucket(300*time.Millisecond)] = 10
+	if got := durationAt(h, .5); got != "≤ 5ms" {
+		t.Errorf("p50 %s", got)
+	}
+	if got := durationAt(h, .95); got != "≤ 500ms" {
+		t.Errorf("p95 %s", got)
+	}
+	if got := durationAt(make([]int64, 3), .5); got != "–" {
+		t.Errorf("p50 of nothing: %s", got)
+	}
+	h[len(h)-1] = 1000
+	if got := durationAt(h, .99); got != "> 5m0s" {
+		t.Errorf("p99 over the last bucket: %s", got)
+	}
+}
+
+// The job history's search: filters, words, and pages that go on where
+// the last ended.
+func TestHistorySearch(t *testing.T) {
+	h := &history{keep: 1000}
+	for i := range 120 {
+		h.add(poller.Record{ID: "1-" + string(rune('a'+i%26)) + strings.Repeat("x", i), UUID: "u" + string(rune('0'+i%10)),
+			Name: []string{"App\\Jobs\\A", "App\\Jobs\\B"}[i%2], Queue: "default", Outcome: []string{"done", "failed"}[i%3/2],
+			Tags: []string{"user:" + string(rune('0'+i%5))}})
+	}
+	all := h.search(Filter{})
+	if all.Matched != 120 || len(all.Runs) != jobsPage || all.Older == "" {
+		t.Fatalf("unfiltered: %d matched, %d shown, older %q", all.Matched, len(all.Runs), all.Older)
+	}
+	next := h.search(Filter{Before: all.Older})
+	if len(next.Runs) != jobsPage || next.Runs[0].ID == all.Runs[jobsPage-1].ID {
+		t.Errorf("the next page starts at %q, after %q", next.Runs[0].ID, all.Older)
+	}
+	b := h.search(Filter{Class: "App\\Jobs\\B", Tag: "user:1"})
+	for _, r := range b.Runs {
+		if r.Name != "App\\Jobs\\B" || r.Tags[0] != "user:1" {
+			t.Errorf("filtered run %+v", r)
+		}
+	}
+	if b.Matched != 12 {
+		t.Errorf("class B, tag user:1: %d runs, want 12", b.Matched)
+	}
+	if w := h.search(Filter{Query: "jobs\\a FAILED"}); w.Matched == 0 || w.Matched >= 60 {
+		t.Errorf("words: %d runs", w.Matched)
+	}
+}
