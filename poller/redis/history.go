@@ -2,18 +2,28 @@ package redis
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kqueue/kqueue/poller"
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// historyKey is the STREAM of recent job runs, one entry per run with one
-// field, "r": the record's JSON (poller.Record). Trimmed to about the
-// number kept as it grows; one key, so one Redis Cluster slot.
+// historyKey is the STREAM of recent job runs, one entry per run (a
+// poller.Record), its fields named by one letter (historyFields), those
+// that are empty left out. Plain fields, not one JSON value: nothing to
+// escape on the way in, and Redis stores the names once for the entries
+// that have the same ones. Trimmed to about the number kept as it grows;
+// one key, so one Redis Cluster slot.
 func (s *Store) historyKey() string { return s.prefix + "kqueue:jobs" }
+
+// A record's fields in its stream entry. Times are Unix milliseconds,
+// durations microseconds, tags joined by a line feed.
+//
+//	u uuid  n name  q queue  h host  i instance  a attempt  o outcome
+//	f failed ("1")  e reason  t ended  d duration  w wait  m memory
+//	c cpu  s strategy  g tags  x output  p payload
 
 // Record appends records to the history, in one round trip.
 func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) error {
@@ -22,11 +32,38 @@ func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) erro
 	}
 	pipe := s.rdb.Pipeline()
 	for _, r := range recs {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
+		v := make([]any, 0, 36)
+		add := func(k, x string) {
+			if x != "" {
+				v = append(v, k, x)
+			}
 		}
-		pipe.XAdd(ctx, &goredis.XAddArgs{Stream: s.historyKey(), MaxLen: int64(keep), Approx: true, Values: []any{"r", b}})
+		num := func(k string, n int64) {
+			if n != 0 {
+				v = append(v, k, strconv.FormatInt(n, 10))
+			}
+		}
+		add("u", r.UUID)
+		add("n", r.Name)
+		add("q", r.Queue)
+		add("h", r.Host)
+		add("i", r.Instance)
+		num("a", int64(r.Attempt))
+		add("o", r.Outcome)
+		if r.Failed {
+			v = append(v, "f", "1")
+		}
+		add("e", r.Reason)
+		num("t", r.Ended.UnixMilli())
+		num("d", r.Duration.Microseconds())
+		num("w", r.Wait.Microseconds())
+		num("m", int64(r.Memory))
+		num("c", r.CPU.Microseconds())
+		add("s", r.Strategy)
+		add("g", strings.Join(r.Tags, "\n"))
+		add("x", r.Output)
+		add("p", r.Payload)
+		pipe.XAdd(ctx, &goredis.XAddArgs{Stream: s.historyKey(), MaxLen: int64(keep), Approx: true, Values: v})
 	}
 	_, err := pipe.Exec(ctx)
 	return s.classify(err)
@@ -62,15 +99,29 @@ func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poll
 	return records(entries), nil
 }
 
-// records decodes stream entries; one that is not a record is skipped.
+// records decodes stream entries.
 func records(entries []goredis.XMessage) []poller.Record {
 	out := make([]poller.Record, 0, len(entries))
 	for _, e := range entries {
-		var r poller.Record
-		if v, ok := e.Values["r"].(string); ok && json.Unmarshal([]byte(v), &r) == nil {
-			r.ID = e.ID
-			out = append(out, r)
+		str := func(k string) string {
+			x, _ := e.Values[k].(string)
+			return x
 		}
+		num := func(k string) int64 {
+			n, _ := strconv.ParseInt(str(k), 10, 64)
+			return n
+		}
+		r := poller.Record{
+			ID: e.ID, UUID: str("u"), Name: str("n"), Queue: str("q"), Host: str("h"), Instance: str("i"),
+			Attempt: int(num("a")), Outcome: str("o"), Failed: str("f") == "1", Reason: str("e"),
+			Ended: time.UnixMilli(num("t")), Duration: time.Duration(num("d")) * time.Microsecond,
+			Wait: time.Duration(num("w")) * time.Microsecond, Memory: uint64(num("m")),
+			CPU: time.Duration(num("c")) * time.Microsecond, Strategy: str("s"), Output: str("x"), Payload: str("p"),
+		}
+		if g := str("g"); g != "" {
+			r.Tags = strings.Split(g, "\n")
+		}
+		out = append(out, r)
 	}
 	return out
 }
