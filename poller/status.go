@@ -2,11 +2,11 @@ package poller
 
 import (
 	"context"
-
 	"fmt"
-	"github.com/kqueue/kqueue/protocol"
 	"sort"
 	"time"
+
+	"github.com/kqueue/kqueue/protocol"
 )
 
 // Snapshot is what `kqueue status` shows of a running poller.
