@@ -452,6 +452,9 @@ func (c *Config) complete() error {
 	if c.Web.LocalRole != "operator" && c.Web.LocalRole != "viewer" {
 		return &Error{Key: "web.local_role", Msg: fmt.Sprintf("want operator or viewer, got %q", c.Web.LocalRole)}
 	}
+	if c.Web.Tokens != "" && c.Web.UserHeader != "" {
+		return &Error{Key: "web.user_header", Msg: "set web.tokens or web.user_header, not both: a request without a valid token would be let in by the header alone"}
+	}
 	if len(c.Web.Operators) > 0 && c.Web.UserHeader == "" {
 		return &Error{Key: "web.operators", Msg: "operators name users of web.user_header, which is not set"}
 	}

@@ -73,7 +73,12 @@ func Web(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	log.Info("console serving", "listen", ln.Addr().String(), "version", opts.Version, "access", describe(access, cfg.Web))
 
 	var open atomic.Int64
+	// Live pages' streams end with the server: their requests' contexts
+	// are this one's, cancelled before the shutdown.
+	base, endStreams := context.WithCancel(context.WithoutCancel(ctx))
+	defer endStreams()
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return base },
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			switch st {
 			case http.StateNew:
@@ -99,6 +104,7 @@ func Web(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 			}
 			return err
 		case <-ctx.Done():
+			endStreams()
 			return shutdown(hs)
 		case <-idle:
 			if open.Load() > 0 {
@@ -109,6 +115,7 @@ func Web(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 				idleSince = time.Now()
 			} else if time.Since(idleSince) >= webIdleExit {
 				log.Info("console idle: exiting until the next visit")
+				endStreams()
 				return shutdown(hs)
 			}
 		}
@@ -118,7 +125,7 @@ func Web(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 func shutdown(hs *http.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	hs.Shutdown(ctx) // live pages' streams end with the deadline
+	hs.Shutdown(ctx)
 	return nil
 }
 

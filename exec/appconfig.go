@@ -39,14 +39,15 @@ func AppConfig(ctx context.Context, cfg Config) ([]byte, error) {
 // as a worker would run (cfg's php binary, user and environment), and
 // returns its answer.
 func Console(ctx context.Context, cfg Config, req []byte) ([]byte, error) {
-	return runScript(ctx, cfg, php.Console(), []string{"KQUEUE_CONSOLE=" + string(req)})
+	return runScript(ctx, cfg, php.Console(), req)
 }
 
 // runScript runs one of kqueue's PHP scripts, piped into php in the app's
-// folder with env added, and returns the one JSON object it writes on fd 3.
+// folder, with input (if any) to read on fd 4, and returns the one JSON
+// object it writes on fd 3.
 // An answer {"error":…} is returned with that error. The app's own output
 // is kept for the error when PHP fails; cfg.BootTimeout bounds the run.
-func runScript(ctx context.Context, cfg Config, script []byte, env []string) ([]byte, error) {
+func runScript(ctx context.Context, cfg Config, script, input []byte) ([]byte, error) {
 	cfg.PHP = cmp.Or(cfg.PHP, "php")
 	cfg.BootTimeout = cmp.Or(cfg.BootTimeout, 60*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, cfg.BootTimeout)
@@ -60,18 +61,38 @@ func runScript(ctx context.Context, cfg Config, script []byte, env []string) ([]
 	var out limitedBuffer
 	cmd := osexec.CommandContext(ctx, cfg.PHP)
 	cmd.Dir = cfg.AppPath
-	cmd.Env = append(cfg.env(), env...)
+	cmd.Env = cfg.env()
 	cmd.Stdin = bytes.NewReader(script)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.ExtraFiles = []*os.File{ansW} // fd 3
+	var inW *os.File
+	if input != nil {
+		inR, w, err := os.Pipe()
+		if err != nil {
+			ansW.Close()
+			return nil, err
+		}
+		defer inR.Close()
+		inW = w
+		cmd.ExtraFiles = append(cmd.ExtraFiles, inR) // fd 4
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cfg.User}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		ansW.Close()
+		if inW != nil {
+			inW.Close()
+		}
 		return nil, fmt.Errorf("start %s: %v", cfg.PHP, err)
 	}
 	ansW.Close()
+	if inW != nil {
+		go func() {
+			inW.Write(input) // a PHP that exits first breaks the pipe: its answer says why
+			inW.Close()
+		}()
+	}
 	answer, readErr := io.ReadAll(io.LimitReader(ansR, 64<<20))
 	waitErr := cmd.Wait()
 	tail := ""

@@ -53,7 +53,6 @@ func unixTime(t *int64) string {
 type Batches struct {
 	Batches []batch
 	Older   string // Before for the next page
-	Said    string
 }
 
 func (s *Server) batches(r *http.Request) (any, error) {
@@ -65,11 +64,11 @@ func (s *Server) batches(r *http.Request) (any, error) {
 		req["before"] = before
 	}
 	err := s.ask(r.Context(), req, &answer)
-	out := Batches{Batches: answer.Batches, Said: r.URL.Query().Get("said")}
+	out := Batches{Batches: answer.Batches}
 	if len(out.Batches) == 50 {
 		out.Older = out.Batches[49].ID
 	}
-	return out, flashError(r, err)
+	return out, err
 }
 
 // Batch is a batch's page: the batch, and its pending jobs found waiting
@@ -78,7 +77,6 @@ type Batch struct {
 	batch
 	Waiting     []poller.WaitingJob
 	WaitingNote string
-	Said        string
 }
 
 // pendingFinder is a store that can look through its queues for the jobs
@@ -97,7 +95,7 @@ func (s *Server) batchPage(r *http.Request) (any, error) {
 	if answer.Batch == nil {
 		return nil, errNotFound
 	}
-	out := Batch{batch: *answer.Batch, Said: r.URL.Query().Get("said")}
+	out := Batch{batch: *answer.Batch}
 	if f, ok := s.cfg.Store.(pendingFinder); ok && out.Pending > 0 {
 		found, looked, err := f.Find(r.Context(), out.ID, 200)
 		out.Waiting = found
@@ -108,7 +106,7 @@ func (s *Server) batchPage(r *http.Request) (any, error) {
 			out.WaitingNote = fmt.Sprintf("Looked through the first %d jobs of each queue's ready, delayed and reserved jobs", looked)
 		}
 	}
-	return out, flashError(r, nil)
+	return out, nil
 }
 
 // cancelBatch is Batch::cancel(): its jobs still to run do nothing.
@@ -129,12 +127,4 @@ func (s *Server) retryBatch(r *http.Request, who Who) (string, error) {
 	s.mu.Unlock()
 	s.record("retry-batch", who, err, "batch", id)
 	return "the batch's failed jobs were pushed back onto their queues", err
-}
-
-// flashError is err, else the error an action left in the page's address.
-func flashError(r *http.Request, err error) error {
-	if e := r.URL.Query().Get("error"); err == nil && e != "" {
-		return fmt.Errorf("%s", e)
-	}
-	return err
 }

@@ -10,7 +10,10 @@ package web
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -18,6 +21,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -25,6 +29,7 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/poller"
+	"golang.org/x/sync/singleflight"
 )
 
 //go:embed assets
@@ -71,6 +76,7 @@ type Server struct {
 	paused  cached[pausedQueues]
 	history *history // nil without one
 	metricsCache
+	reads singleflight.Group // the app's answers, one read at a time
 }
 
 // sample is the instances' settled jobs at one time.
@@ -164,6 +170,7 @@ type view struct {
 	CSRF  string
 	Data  any
 	Error string
+	Said  string // what an action did, shown once back on the page
 }
 
 // allowed lets through the requests of users with at least role; the
@@ -172,6 +179,11 @@ func (s *Server) allowed(role Role, next func(http.ResponseWriter, *http.Request
 	return func(w http.ResponseWriter, r *http.Request) {
 		who, ok := s.cfg.Access.who(r)
 		switch {
+		case s.cfg.Access.Open() && !loopbackHost(r.Host):
+			// Open to whoever reaches it, so only under a name that is
+			// this host's: another site renamed to 127.0.0.1 (DNS
+			// rebinding) is not let in.
+			http.Error(w, "misdirected: without [web] tokens or user_header the console answers only to localhost, 127.0.0.1 or [::1]", http.StatusMisdirectedRequest)
 		case !ok && r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, "/api/") && r.URL.Path != "/events" && len(s.cfg.Access.Tokens) > 0:
 			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		case !ok:
@@ -188,16 +200,16 @@ func (s *Server) allowed(role Role, next func(http.ResponseWriter, *http.Request
 // page serves a page: its data read by get, rendered in the layout.
 func (s *Server) page(name string, get func(*http.Request) (any, error)) http.HandlerFunc {
 	return s.allowed(Viewer, func(w http.ResponseWriter, r *http.Request, who Who) {
-		v := view{Title: titles[name], Name: s.cfg.Name, Path: r.URL.RequestURI(), Who: who, CSRF: csrf(s.secret, who)}
+		v := view{Title: titles[name], Name: s.cfg.Name, Who: who, CSRF: csrf(s.secret, who)}
+		if _, live := s.live(r.URL.Path); live != nil {
+			v.Path = r.URL.RequestURI()
+		}
 		data, err := get(r)
 		if errors.Is(err, errNotFound) {
 			http.NotFound(w, r)
 			return
 		}
-		v.Data = data
-		if err != nil {
-			v.Error = err.Error()
-		}
+		s.fill(&v, r.URL.Query(), data, err)
 		var b bytes.Buffer
 		if err := s.pages[name].ExecuteTemplate(&b, "layout", v); err != nil {
 			s.log.Error("console page failed", "page", name, "error", err)
@@ -228,18 +240,19 @@ func (s *Server) action(do func(*http.Request, Who) (string, error)) http.Handle
 			return
 		}
 		said, err := do(r, who)
-		back := r.PostFormValue("back")
-		if !strings.HasPrefix(back, "/") || strings.HasPrefix(back, "//") {
-			back = "/"
-		}
-		u, _ := url.Parse(back)
+		u := localPath(r.PostFormValue("back"))
 		q := u.Query()
-		q.Del("said")
-		q.Del("error")
+		for _, k := range []string{"said", "error", "sig"} {
+			q.Del(k)
+		}
 		if err != nil {
+			said = ""
 			q.Set("error", err.Error())
 		} else if said != "" {
 			q.Set("said", said)
+		}
+		if err != nil || said != "" {
+			q.Set("sig", s.sign(q.Get("said"), q.Get("error")))
 		}
 		u.RawQuery = q.Encode()
 		http.Redirect(w, r, u.String(), http.StatusSeeOther)
@@ -279,10 +292,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, who Who) {
 		}
 		v := view{Name: s.cfg.Name, Path: u.RequestURI(), Who: who, CSRF: csrf(s.secret, who)}
 		data, err := get(pr)
-		v.Data = data
-		if err != nil {
-			v.Error = err.Error()
-		}
+		s.fill(&v, u.Query(), data, err)
 		var b bytes.Buffer
 		if err := s.pages[name].ExecuteTemplate(&b, "live", v); err != nil {
 			return
@@ -291,14 +301,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, who Who) {
 			continue
 		}
 		last = b.Bytes()
-		var msg bytes.Buffer
-		for line := range bytes.Lines(last) {
-			msg.WriteString("data: ")
-			msg.Write(bytes.TrimRight(line, "\n"))
-			msg.WriteByte('\n')
-		}
-		msg.WriteByte('\n')
-		if _, err := w.Write(msg.Bytes()); err != nil {
+		// One JSON string per event: a line break of any kind in job data
+		// cannot end the event's data early.
+		js, _ := json.Marshal(string(last))
+		msg := append(append([]byte("data: "), js...), '\n', '\n')
+		if _, err := w.Write(msg); err != nil {
 			return
 		}
 		if flusher != nil {
@@ -340,10 +347,7 @@ func (s *Server) api(get func(*http.Request) (any, error)) func(http.ResponseWri
 // login signs a user in with a token: kept in an HttpOnly cookie that
 // only this site's own requests carry.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	next := r.FormValue("next")
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
-		next = "/"
-	}
+	next := localPath(r.FormValue("next")).String()
 	v := view{Title: titles["login"], Name: s.cfg.Name, Data: next}
 	if r.Method == http.MethodPost {
 		token := r.PostFormValue("token")
@@ -364,6 +368,55 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Write(b.Bytes())
+}
+
+// fill completes a page's view with its data, the error reading it, and
+// what an action left in the page's address if the console signed it.
+func (s *Server) fill(v *view, q url.Values, data any, err error) {
+	v.Data = data
+	if err != nil {
+		v.Error = err.Error()
+	}
+	said, failed := q.Get("said"), q.Get("error")
+	if (said != "" || failed != "") && hmac.Equal([]byte(q.Get("sig")), []byte(s.sign(said, failed))) {
+		v.Said = said
+		if v.Error == "" {
+			v.Error = failed
+		}
+	}
+}
+
+// sign is the MAC of an action's message, so that a link made elsewhere
+// cannot put words in the console's mouth.
+func (s *Server) sign(said, failed string) string {
+	m := hmac.New(sha256.New, s.secret)
+	m.Write([]byte(said + "\x00" + failed))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))[:22]
+}
+
+// localPath is s as a path on this site, "/" if it is anything else (another
+// site, a scheme, a backslash that browsers read as a slash).
+func localPath(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") ||
+		strings.HasPrefix(s, "//") || strings.ContainsAny(s, "\\\x00\r\n\t") {
+		return &url.URL{Path: "/"}
+	}
+	return &url.URL{Path: u.Path, RawQuery: u.RawQuery}
+}
+
+// loopbackHost reports whether a request's Host names this machine's
+// loopback: localhost, 127.0.0.1 or [::1], any port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ask does one operation through the app and decodes its answer into out.
@@ -398,6 +451,7 @@ var funcs = template.FuncMap{
 	},
 	"firstLine": firstLine,
 	"percent":   func(f float64) float64 { return 100 * f },
+	"path":      url.PathEscape,
 }
 
 // firstLine is s up to its first line break, at most 200 bytes.

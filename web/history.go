@@ -222,21 +222,15 @@ func (h *history) search(f Filter) Jobs {
 	defer h.mu.Unlock()
 	out := Jobs{Filter: f, Total: len(h.recs), Loading: h.loading, Classes: keys(h.classes), Queues: keys(h.queues), Outcomes: keys(h.outcome)}
 	words := strings.Fields(strings.ToLower(f.Query))
-	listing := f.Before == ""
 	for i := len(h.recs) - 1; i >= 0; i-- {
 		e := &h.recs[i]
-		if !listing {
-			listing = e.ID == f.Before
-			// The page before ended here; counting goes on.
-			if f.match(e, words) {
-				out.Matched++
-			}
-			continue
-		}
 		if !f.match(e, words) {
 			continue
 		}
 		out.Matched++
+		if f.Before != "" && !idBefore(e.ID, f.Before) {
+			continue // on the pages before
+		}
 		if len(out.Runs) < jobsPage {
 			out.Runs = append(out.Runs, e.Record)
 		} else if out.Older == "" {
@@ -318,4 +312,18 @@ func (j Jobs) OlderLink() string {
 		}
 	}
 	return "/jobs?" + v.Encode()
+}
+
+// idBefore reports whether the stream entry ID a ("ms-seq") comes before b.
+func idBefore(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	amn, _ := strconv.ParseUint(am, 10, 64)
+	bmn, _ := strconv.ParseUint(bm, 10, 64)
+	if amn != bmn {
+		return amn < bmn
+	}
+	asn, _ := strconv.ParseUint(as, 10, 64)
+	bsn, _ := strconv.ParseUint(bs, 10, 64)
+	return asn < bsn
 }

@@ -25,7 +25,6 @@ type Overview struct {
 	Pausable bool    `json:"pausable"` // the app's Laravel has queue:pause
 	// PauseError says why the pauses are unknown.
 	PauseError string `json:"pause_error,omitempty"`
-	Said       string `json:"-"`
 }
 
 // QueueRow is one queue: its jobs in the store, and those running on
@@ -60,7 +59,7 @@ const pausedEvery = 15 * time.Second
 
 func (s *Server) overview(r *http.Request) (any, error) {
 	ctx := r.Context()
-	o := &Overview{Said: r.URL.Query().Get("said")}
+	o := &Overview{}
 	depths, err := s.cfg.Store.Depths(ctx)
 	if err != nil {
 		o.QueueError = err.Error()
@@ -88,7 +87,7 @@ func (s *Server) overview(r *http.Request) (any, error) {
 	minute, err := s.lastMinute(ctx, now)
 	var hour map[[2]string]*numbers
 	if err == nil {
-		hour, err = s.tallied(ctx, windows[0], now)
+		hour, err = s.metricsOf(ctx, windows[0], now)
 	}
 	if err != nil && o.QueueError == "" {
 		o.QueueError = err.Error()
@@ -110,9 +109,6 @@ func (s *Server) overview(r *http.Request) (any, error) {
 		row.Runtime50, row.Runtime95 = durationAt(n.Runtime, .5), durationAt(n.Runtime, .95)
 		row.Wait50, row.Wait95 = durationAt(n.Wait, .5), durationAt(n.Wait, .95)
 		o.Queues = append(o.Queues, row)
-	}
-	if r.URL.Query().Get("error") != "" {
-		return o, fmt.Errorf("%s", r.URL.Query().Get("error"))
 	}
 	return o, nil
 }
@@ -168,12 +164,15 @@ func (s *Server) pausedQueues(ctx context.Context, depths []poller.QueueDepth) (
 	for _, d := range depths {
 		names = append(names, d.Name)
 	}
-	var p pausedQueues
-	err := s.ask(ctx, map[string]any{"op": "paused", "connection": s.cfg.Connection, "queues": names}, &p)
-	s.mu.Lock()
-	s.paused = cached[pausedQueues]{time.Now(), p, err}
-	s.mu.Unlock()
-	return p, err
+	v, err, _ := s.reads.Do("paused", func() (any, error) {
+		var p pausedQueues
+		err := s.ask(context.WithoutCancel(ctx), map[string]any{"op": "paused", "connection": s.cfg.Connection, "queues": names}, &p)
+		s.mu.Lock()
+		s.paused = cached[pausedQueues]{time.Now(), p, err}
+		s.mu.Unlock()
+		return p, err
+	})
+	return v.(pausedQueues), err
 }
 
 // Running is the running page's data: every instance's running jobs.
@@ -226,14 +225,19 @@ func (s *Server) failedJobs(ctx context.Context, fresh bool) ([]failedJob, error
 	if !fresh && !c.at.IsZero() && time.Since(c.at) < failedEvery {
 		return c.v, c.err
 	}
-	var answer struct {
-		Failed []failedJob `json:"failed"`
-	}
-	err := s.ask(ctx, map[string]any{"op": "failed"}, &answer)
-	s.mu.Lock()
-	s.failed = cached[[]failedJob]{time.Now(), answer.Failed, err}
-	s.mu.Unlock()
-	return answer.Failed, err
+	// One read at a time, shared by the pages that wait for it, and not
+	// cut short when the page that asked goes away: it boots the app.
+	v, err, _ := s.reads.Do("failed", func() (any, error) {
+		var answer struct {
+			Failed []failedJob `json:"failed"`
+		}
+		err := s.ask(context.WithoutCancel(ctx), map[string]any{"op": "failed"}, &answer)
+		s.mu.Lock()
+		s.failed = cached[[]failedJob]{time.Now(), answer.Failed, err}
+		s.mu.Unlock()
+		return answer.Failed, err
+	})
+	return v.([]failedJob), err
 }
 
 // Failed is the failed jobs' page data.
@@ -243,7 +247,6 @@ type Failed struct {
 	Total  int         // failed jobs in all
 	Match  int         // those matching Query
 	Groups []Group     // the matching ones by exception
-	Said   string
 }
 
 // Group is the failed jobs with one exception message.
@@ -258,7 +261,7 @@ const failedShown = 200
 func (s *Server) failedList(r *http.Request) (any, error) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	jobs, err := s.failedJobs(r.Context(), false)
-	out := Failed{Query: q, Total: len(jobs), Said: r.URL.Query().Get("said")}
+	out := Failed{Query: q, Total: len(jobs)}
 	count := map[string]int{}
 	for _, j := range matching(jobs, q) {
 		out.Match++
@@ -274,9 +277,6 @@ func (s *Server) failedList(r *http.Request) (any, error) {
 		a, b := out.Groups[i], out.Groups[j]
 		return a.Count > b.Count || a.Count == b.Count && a.Exception < b.Exception
 	})
-	if e := r.URL.Query().Get("error"); e != "" && err == nil {
-		err = fmt.Errorf("%s", e)
-	}
 	return out, err
 }
 

@@ -1,7 +1,9 @@
 package web
 
 import (
+	"fmt"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,7 +125,7 @@ func TestQuantiles(t *testing.T) {
 func TestHistorySearch(t *testing.T) {
 	h := &history{keep: 1000}
 	for i := range 120 {
-		h.add(poller.Record{ID: "1-" + string(rune('a'+i%26)) + strings.Repeat("x", i), UUID: "u" + string(rune('0'+i%10)),
+		h.add(poller.Record{ID: fmt.Sprintf("%d-%d", 1000+i/3, i%3), UUID: "u" + string(rune('0'+i%10)),
 			Name: []string{"App\\Jobs\\A", "App\\Jobs\\B"}[i%2], Queue: "default", Outcome: []string{"done", "failed"}[i%3/2],
 			Tags: []string{"user:" + string(rune('0'+i%5))}})
 	}
@@ -146,5 +148,55 @@ func TestHistorySearch(t *testing.T) {
 	}
 	if w := h.search(Filter{Query: "jobs\\a FAILED"}); w.Matched == 0 || w.Matched >= 60 {
 		t.Errorf("words: %d runs", w.Matched)
+	}
+}
+
+// Where an action sends the user back, and where sign-in goes next: a
+// path on this site, nothing else.
+func TestLocalPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/failed?q=x":           "/failed?q=x",
+		"/":                     "/",
+		"":                      "/",
+		"//evil.example/":       "/",
+		"/\\evil.example":       "/",
+		"https://evil.example/": "/",
+		"javascript:alert(1)":   "/",
+		"/%zz":                  "/",
+		"/a\r\nLocation: x":     "/",
+	} {
+		if got := localPath(in).String(); got != want {
+			t.Errorf("localPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Without sign-in, the console answers only under loopback names (DNS
+// rebinding); a message in a page's address shows only if the console
+// signed it.
+func TestOpenConsoleAndMessages(t *testing.T) {
+	for host, ok := range map[string]bool{"localhost:7380": true, "127.0.0.1:7380": true, "[::1]:7380": true, "127.0.0.1": true, "evil.example:7380": false, "10.0.0.1:7380": false} {
+		if loopbackHost(host) != ok {
+			t.Errorf("loopbackHost(%q) = %v", host, !ok)
+		}
+	}
+	s, err := New(Config{Name: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v view
+	s.fill(&v, url.Values{"said": {"3 failed jobs pushed back"}, "sig": {s.sign("3 failed jobs pushed back", "")}}, nil, nil)
+	if v.Said != "3 failed jobs pushed back" {
+		t.Errorf("a signed message is not shown: %+v", v)
+	}
+	v = view{}
+	s.fill(&v, url.Values{"error": {"call 0800 now"}, "sig": {"forged"}}, nil, nil)
+	if v.Error != "" || v.Said != "" {
+		t.Errorf("a message the console did not sign is shown: %+v", v)
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, httptest.NewRequest("GET", "http://evil.example/", nil))
+	if w.Code != 421 {
+		t.Errorf("an open console under another name: %d, want 421", w.Code)
 	}
 }

@@ -5,7 +5,7 @@
 // retries through its own queue:retry, pauses and restarts through its own
 // cache. kqueue pipes it into `php` in the app's folder, as appconfig.php;
 // it boots the app once, does one operation, and writes one JSON object on
-// fd 3. The operation comes in KQUEUE_CONSOLE as JSON:
+// fd 3. The operation comes on fd 4, as JSON:
 //
 //   {"op":"failed"}                      → {"failed":[{"id","uuid","connection","queue","name",
 //                                              "exception","failed_at","payload"}, …]}
@@ -30,7 +30,7 @@ use Throwable;
 
 $out = fopen('php://fd/3', 'w');
 $send = function (array $msg) use ($out) {
-    fwrite($out, json_encode($msg, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PARTIAL_OUTPUT_ON_ERROR)."\n");
+    fwrite($out, json_encode($msg, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR)."\n");
     fflush($out);
 };
 
@@ -40,9 +40,14 @@ try {
     $app = require $path.'/bootstrap/app.php';
     $kernel = $app->make(\Illuminate\Contracts\Console\Kernel::class);
     $kernel->bootstrap();
-    $req = json_decode((string) getenv('KQUEUE_CONSOLE'), true);
+    $req = json_decode((string) file_get_contents('php://fd/4'), true);
     $op = is_array($req) ? ($req['op'] ?? '') : '';
     $manager = $app['queue'];
+
+    // str is a value as text: a payload is the app's data, any shape.
+    $str = function ($v) {
+        return is_scalar($v) ? (string) $v : json_encode($v);
+    };
 
     // artisan runs one of the app's own commands and returns what it said.
     $artisan = function (string $command, array $args) use ($kernel) {
@@ -63,10 +68,10 @@ try {
                 $payload = json_decode($row['payload'] ?? '', true);
                 $list[] = [
                     'id' => (string) ($row['id'] ?? ''), // the failer's own id: the uuid for database-uuids
-                    'uuid' => is_array($payload) ? ($payload['uuid'] ?? null) : null,
-                    'connection' => $row['connection'] ?? null,
-                    'queue' => $row['queue'] ?? null,
-                    'name' => is_array($payload) ? ($payload['displayName'] ?? $payload['job'] ?? null) : null,
+                    'uuid' => $str(is_array($payload) ? ($payload['uuid'] ?? '') : ''),
+                    'connection' => $str($row['connection'] ?? ''),
+                    'queue' => $str($row['queue'] ?? ''),
+                    'name' => $str(is_array($payload) ? ($payload['displayName'] ?? $payload['job'] ?? '') : ''),
                     'exception' => (string) ($row['exception'] ?? ''),
                     'failed_at' => (string) ($row['failed_at'] ?? ''),
                     'payload' => (string) ($row['payload'] ?? ''),

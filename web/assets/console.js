@@ -1,6 +1,6 @@
 // kqueue console: keeps a page current. The server renders the page's live
-// part again and sends it over server-sent events when it changed; it is
-// already escaped HTML, put in place as it came. A page where the user is
+// part again and sends it over server-sent events when it changed, as one
+// JSON string; it is escaped HTML already, put in place as it came. A page where the user is
 // choosing (a checked box, the search field being typed in) is left alone
 // until they are done.
 (function () {
@@ -14,6 +14,6 @@
     if (live.querySelector("input[type=checkbox]:checked")) return;
     var active = document.activeElement;
     if (active && live.contains(active) && active.tagName === "INPUT") return;
-    live.innerHTML = e.data;
+    live.innerHTML = JSON.parse(e.data);
   };
 })();
