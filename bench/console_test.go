@@ -121,7 +121,7 @@ func BenchmarkConsolePages(b *testing.B) {
 	}
 	defer srv.Close()
 	get := func(path string) time.Duration {
-		req := httptest.NewRequest("GET", path, nil)
+		req := httptest.NewRequest("GET", "http://localhost"+path, nil)
 		w := httptest.NewRecorder()
 		start := time.Now()
 		srv.ServeHTTP(w, req)
@@ -135,7 +135,7 @@ func BenchmarkConsolePages(b *testing.B) {
 	record("console/first-visit", float64(first)/float64(time.Millisecond))
 	// The rest of the history is read behind the first answer.
 	testenv.Eventually(b, 60*time.Second, "the console to read the whole history", func() bool {
-		req := httptest.NewRequest("GET", "/api/jobs", nil)
+		req := httptest.NewRequest("GET", "http://localhost/api/jobs", nil)
 		w := httptest.NewRecorder()
 		srv.ServeHTTP(w, req)
 		var j web.Jobs

@@ -1227,7 +1227,7 @@ func (p *pool) recycleReason(w *worker, rss int64, restart bool) string {
 
 // outcomeOf maps worker.php's answer to the poller's outcome.
 func outcomeOf(m message) protocol.Outcome {
-	o := protocol.Outcome{Failed: m.Failed, Reason: m.Error}
+	o := protocol.Outcome{Failed: m.Failed, Reason: m.Error, Tags: m.Tags}
 	switch {
 	case m.Released:
 		o.Kind, o.Result = protocol.Release, "released"

@@ -67,6 +67,8 @@ type message struct {
 	// is down for maintenance, its queue paused, a Looping listener said
 	// no. It goes back as it was.
 	Declined string `json:"declined"`
+	// Tags are the job's own tags() (null unless its class has them).
+	Tags []string `json:"tags"`
 }
 
 // errBoot wraps every failure to boot a worker.

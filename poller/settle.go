@@ -216,6 +216,11 @@ func (p *Poller) record(r *running, o protocol.Outcome) Record {
 		Outcome: o.Result, Failed: o.Failed, Reason: o.Reason, Ended: now, Duration: o.Duration,
 		Memory: o.Memory, CPU: o.CPU, Strategy: o.Strategy, Tags: r.p.Tags, Output: o.Output, Payload: r.job.Payload,
 	}
+	for _, t := range o.Tags {
+		if !slices.Contains(rec.Tags, t) {
+			rec.Tags = append(slices.Clip(rec.Tags), t)
+		}
+	}
 	if len(rec.Payload) > KeepPayload {
 		rec.Payload = rec.Payload[:KeepPayload]
 	}

@@ -204,6 +204,9 @@ type Outcome struct {
 	// Output is the job's last lines of output (a few KiB), for its record
 	// in the console; the journal has them all.
 	Output string
+	// Tags are the job's own tags() (Laravel's, as Horizon records them),
+	// read as it ran; nil for a class without.
+	Tags []string
 }
 
 // Pool is the dispatcher's warm pool as it is now, for `kqueue status` and
@@ -310,7 +313,12 @@ func (m Outcome) AppendBody(b []byte) []byte {
 	b = appendString(b, m.Strategy)
 	b = appendString(b, m.Scope)
 	b = binary.AppendVarint(b, int64(m.CPU))
-	return appendString(b, m.Output)
+	b = appendString(b, m.Output)
+	b = binary.AppendUvarint(b, uint64(len(m.Tags)))
+	for _, t := range m.Tags {
+		b = appendString(b, t)
+	}
+	return b
 }
 
 func (m Started) AppendBody(b []byte) []byte {
@@ -395,6 +403,9 @@ func Decode(frame []byte) (Message, error) {
 		o.Scope = d.string()
 		o.CPU = time.Duration(d.varint())
 		o.Output = d.string()
+		for n := d.count(); n > 0 && d.err == nil; n-- {
+			o.Tags = append(o.Tags, d.string())
+		}
 		if d.err == nil && (o.Kind < Delete || o.Kind > GiveBack) {
 			d.err = fmt.Errorf("unknown outcome kind %d", o.Kind)
 		}

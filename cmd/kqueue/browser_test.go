@@ -136,7 +136,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	const operator, viewer = "operator-token-0123456789", "viewer-token-0123456789"
 	tokens := filepath.Join(app.Path, "..", "web-tokens")
 	os.WriteFile(tokens, []byte("operator "+operator+"\nviewer "+viewer+"\n"), 0o600)
-	cfg := app.Inside(app.Config(t, 2, fmt.Sprintf("[[queue]]\nname = \"default\"\n[[queue]]\nname = \"low\"\n[web]\nlisten = \"127.0.0.1:%d\"\ntokens = %q\n", port, app.Inside(tokens))))
+	cfg := app.Inside(app.Config(t, 2, fmt.Sprintf("[[queue]]\nname = \"default\"\n[[queue]]\nname = \"low\"\n[[queue]]\nname = \"batches\"\nmax_running = 1\n[web]\nlisten = \"127.0.0.1:%d\"\ntokens = %q\n", port, app.Inside(tokens))))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	start := func(args ...string) *exec.Cmd {
 		logs := &testenv.SyncBuffer{}
@@ -237,7 +237,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.shot("job")
 	b.run(10*time.Second, "open the metrics", chromedp.Navigate(base+"/metrics"), chromedp.WaitVisible(chromedp.CSS(`#metrics`)))
 	b.shot("metrics")
-	batch := strings.TrimSpace(app.Artisan(t, "kq:dispatch", "batch", "--count=4"))
+	// One at a time (max_running): SQLite's job_batches, see TestWeb.
+	batch := strings.TrimSpace(app.Artisan(t, "kq:dispatch", "batch", "--count=4", "--queue=batches"))
 	b.run(10*time.Second, "open the batches", chromedp.Navigate(base+"/batches"), chromedp.WaitVisible(chromedp.CSS(`#batches tr[data-id] a`)))
 	b.shot("batches")
 	b.run(30*time.Second, "the batch to run, one job failed", chromedp.Navigate(base+"/batches/"+batch),

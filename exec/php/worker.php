@@ -15,7 +15,7 @@
 //   fd 4, worker → dispatcher: JSON lines.
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36"}
 //         {"op":"began"}     the job is about to run (JobProcessing): its attempt counts
-//         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…}
+//         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…,"tags":[…]|null}
 //         {"op":"done","declined":"…"}   not run (the app is down, the queue
 //                                         paused, a Looping listener said no):
 //                                         it goes back as it was
@@ -74,6 +74,9 @@ final class Server
     private $stopReason = null; // why the dispatcher lets this worker go
     private $jobsProcessed = 0; // for WorkerStopping
     private $lastJobAt = null;
+    private $bus; // the app's command bus
+    private $taggable = []; // job class => whether it has tags()
+    private $tags = null; // the running job's own tags(), once read
 
     public function __construct($in, $out)
     {
@@ -146,6 +149,42 @@ final class Server
 
         $this->lastRestart = $this->restartTimestamp();
         $this->lastRestartCheck = microtime(true);
+        $bus = $app->make(\Illuminate\Contracts\Bus\Dispatcher::class);
+        $this->bus = method_exists($bus, 'pipeThrough') ? $bus : null;
+    }
+
+    // withTags runs a job, reading its command's own tags() on the way (what
+    // Horizon records at push): a pipe on the app's bus, through which
+    // Laravel hands the command to its handler, for this job only — only
+    // for a class that has tags(), so the others pay nothing.
+    private function withTags(BaseJob $job, callable $run): void
+    {
+        $class = $job->payload()['data']['commandName'] ?? null;
+        if (! is_string($class) || $this->bus === null ||
+            ! ($this->taggable[$class] ??= class_exists($class) && method_exists($class, 'tags'))) {
+            $run();
+
+            return;
+        }
+        $pipes = (function () {
+            return $this->pipes;
+        })->call($this->bus);
+        $this->bus->pipeThrough(array_merge($pipes, [function ($command, $next) {
+            if ($this->tags === null && method_exists($command, 'tags')) {
+                try {
+                    $this->tags = array_values(array_map('strval', (array) $command->tags()));
+                } catch (Throwable $e) {
+                    $this->tags = [];
+                }
+            }
+
+            return $next($command);
+        }]));
+        try {
+            $run();
+        } finally {
+            $this->bus->pipeThrough($pipes);
+        }
     }
 
     // serve answers requests until EOF. A template (the first process)
@@ -254,7 +293,10 @@ final class Server
                 exit(0); // the dispatcher is gone: not begun, it goes back as it was
             }
             $this->announce = true;
-            $this->worker->process($this->connection, $job, $this->options);
+            $this->tags = null;
+            $this->withTags($job, function () use ($job) {
+                $this->worker->process($this->connection, $job, $this->options);
+            });
         } catch (Throwable $e) {
             $error = $e;
             $this->app[ExceptionHandler::class]->report($e);
@@ -262,7 +304,7 @@ final class Server
             $this->announce = false;
             $this->lastJobAt = hrtime(true) / 1e9; // as Laravel 13's loop records it
         }
-        if ($error === null && $job->isDeleted() && ! $job->isReleased() && ! $job->hasFailed()) {
+        if ($error === null && $job->isDeleted() && ! $job->isReleased() && ! $job->hasFailed() && $this->tags === null) {
             return self::DONE_OK;
         }
 
@@ -434,6 +476,7 @@ final class Server
     // release it at once with its backoff.
     private function failOutside(array $req, string $body): array
     {
+        $this->tags = null; // it does not run: no tags of its own
         $job = ($this->makeJob)($body, $req['queue'], $req['row'] ?? null);
         $reason = (string) ($req['reason'] ?? 'the job was stopped');
         $kind = (string) ($req['kind'] ?? '');
@@ -575,6 +618,7 @@ final class Server
             'release_at' => $job->releaseAt,
             'failed' => $job->hasFailed(),
             'error' => $e ? get_class($e).': '.$e->getMessage() : null,
+            'tags' => $this->tags,
         ];
     }
 

@@ -11,6 +11,9 @@ return [
             'database' => env('DB_DATABASE', database_path('database.sqlite')),
             'prefix' => '',
             'foreign_key_constraints' => true,
+            // Workers writing at once (failed_jobs, job_batches) wait for
+            // one another instead of failing with "database is locked".
+            'options' => [PDO::ATTR_TIMEOUT => 10],
         ],
 
         // Where the tests put the database queue's jobs table: a private

@@ -107,10 +107,11 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', fun
             break;
 
         // console: failed jobs for the console to find, one with markup
-        // everywhere, one a retry mends.
+        // everywhere, one a retry mends; and a job with tags() of its own.
         case 'console':
             $on(Jobs\Hostile::dispatch());
             $on(Jobs\FailsFirstRun::dispatch('mended-by-retry'));
+            $on(Jobs\Tagged::dispatch(42));
             break;
 
         // timeout: jobs that sleep past their 1 s timeout, with one try and with two.
