@@ -128,7 +128,9 @@ func probeLog(t *testing.T, rdb *redis.Client) map[string][]string {
 	return byTag
 }
 
-// redisState lists every key but the probe's with its type and size.
+// redisState lists every key but the probe's and kqueue's records for its
+// console (its instances, job history and tallies: kqueue's, not the
+// queues') with its type and size.
 func redisState(t *testing.T, rdb *redis.Client) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -136,7 +138,8 @@ func redisState(t *testing.T, rdb *redis.Client) []string {
 	for _, db := range []int{0, 1} {
 		c := redis.NewClient(&redis.Options{Network: "unix", Addr: rdb.Options().Addr, DB: db})
 		for _, k := range c.Keys(ctx, "*").Val() {
-			if strings.Contains(k, "kqtest:") {
+			if strings.Contains(k, "kqtest:") || strings.Contains(k, "kqueue:instances") ||
+				strings.Contains(k, "kqueue:jobs") || strings.Contains(k, "kqueue:tally:") {
 				continue
 			}
 			typ := c.Type(ctx, k).Val()
@@ -215,9 +218,9 @@ func TestCommandHelp(t *testing.T) {
 		}
 	}
 	var stderr strings.Builder
-	err := run(context.Background(), []string{"web", "--help"}, io.Discard, &stderr)
+	err := run(context.Background(), []string{"nonsense", "--help"}, io.Discard, &stderr)
 	if !errors.Is(err, errUnknownCommand) || !strings.Contains(stderr.String(), "Usage:") {
-		t.Errorf("kqueue web --help: %v, want unknown command and the usage", err)
+		t.Errorf("kqueue nonsense --help: %v, want unknown command and the usage", err)
 	}
 }
 

@@ -60,8 +60,8 @@ func TestUnitsVerify(t *testing.T) {
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify %v: %v\n%s", names, err, out)
 	}
-	if len(names) != 5 {
-		t.Errorf("units %v, want the poller, dispatcher service and socket, the slice and the umbrella", names)
+	if len(names) != 7 {
+		t.Errorf("units %v, want the poller, the dispatcher's and the console's service and socket, the slice and the umbrella", names)
 	}
 }
 
