@@ -260,8 +260,8 @@ systemctl disable --now kqueue@small
 step "the console: kqueue-web@default, started by its socket"
 check "systemctl enable --now kqueue-web@default.socket" systemctl enable --now kqueue-web@default.socket
 check "nothing runs until someone looks" inactive kqueue-web@default.service
-console() { curl -sf --unix-socket /run/kqueue/default.web "http://console$1"; }
-check "the overview answers through the socket" until_ok 60 bash -c "curl -sf --unix-socket /run/kqueue/default.web http://console/api/overview > $out/console-overview.json"
+console() { curl -sf --unix-socket /run/kqueue/default.web "http://localhost$1"; }
+check "the overview answers through the socket" until_ok 60 bash -c "curl -sf --unix-socket /run/kqueue/default.web http://localhost/api/overview > $out/console-overview.json"
 check "the visit started kqueue-web@default" active kqueue-web@default.service
 check "it shows the default queue" grep -q '"name":"default"' "$out/console-overview.json"
 check "and this instance, from its published state" grep -q '"instance":"default"' "$out/console-overview.json"
