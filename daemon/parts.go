@@ -118,6 +118,16 @@ func openStore(ctx context.Context, cfg *config.Config, queues []poller.Queue, l
 // kernel clock. Not for production.
 const clockOffsetEnv = "KQUEUE_FAULT_CLOCK_OFFSET"
 
+// pollerQueues are the config's queues as the poller and its store take
+// them.
+func pollerQueues(cfg *config.Config) []poller.Queue {
+	var qs []poller.Queue
+	for _, q := range cfg.Queues {
+		qs = append(qs, poller.Queue{Name: q.Name, Weight: q.Weight, RetryAfter: q.RetryAfter.D(), MaxRunning: q.MaxRunning})
+	}
+	return qs
+}
+
 // pollerConfig is the poller's part of the config, its heartbeat pinging
 // systemd's watchdog.
 func pollerConfig(cfg *config.Config, log *slog.Logger, n *notify.Notifier) poller.Config {
@@ -139,9 +149,7 @@ func pollerConfig(cfg *config.Config, log *slog.Logger, n *notify.Notifier) poll
 		ShutdownTimeout: cfg.Job.ShutdownTimeout.D(),
 		Logger:          log,
 	}
-	for _, q := range cfg.Queues {
-		pc.Queues = append(pc.Queues, poller.Queue{Name: q.Name, Weight: q.Weight, RetryAfter: q.RetryAfter.D(), MaxRunning: q.MaxRunning})
-	}
+	pc.Queues = pollerQueues(cfg)
 	if off, err := time.ParseDuration(os.Getenv(clockOffsetEnv)); err == nil && off != 0 {
 		log.Warn("fault injection: the poller's clock is off by "+off.String(), "env", clockOffsetEnv)
 		pc.Now = func() time.Time { return time.Now().Add(off) }

@@ -15,7 +15,6 @@ import (
 	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/exec"
 	"github.com/kqueue/kqueue/internal/unixsock"
-	"github.com/kqueue/kqueue/notify"
 	"github.com/kqueue/kqueue/poller"
 	"github.com/kqueue/kqueue/web"
 )
@@ -49,8 +48,7 @@ func Web(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if !web.Local(ln.Addr()) && access.Open() {
 		return fmt.Errorf("the console would serve %s, which other hosts reach, to anyone: set [web] tokens or user_header in %s (or listen on loopback or a unix socket)", ln.Addr(), cfg.File)
 	}
-	pc := pollerConfig(cfg, log, notify.New())
-	store, closeStore, err := openStore(ctx, cfg, pc.Queues, log)
+	store, closeStore, err := openStore(ctx, cfg, pollerQueues(cfg), log)
 	if err != nil {
 		return err
 	}
