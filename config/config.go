@@ -40,6 +40,7 @@ type Config struct {
 	Control    Control    `toml:"control"`
 	Metrics    Metrics    `toml:"metrics"`
 	Web        Web        `toml:"web"`
+	Alerts     Alerts     `toml:"alerts"`
 
 	// Laravel is the app's own queue configuration, once Adopt has
 	// completed the config with it; nil before.
@@ -47,6 +48,14 @@ type Config struct {
 	// set holds the keys the file itself set, of those the app can
 	// supply (see Set).
 	set map[string]bool
+}
+
+// Alerts is where long waits are told besides the log.
+type Alerts struct {
+	// Webhook is a URL that gets a Slack-compatible JSON message ({"text":
+	// …}) when a queue starts waiting too long and when it recovers.
+	// Default "" (the log and metrics only).
+	Webhook string `toml:"webhook"`
 }
 
 // Metrics is the Prometheus endpoint.
@@ -194,12 +203,40 @@ type Queue struct {
 	// MaxRunning caps how many of this queue's jobs run at once (0: no
 	// cap), so that a flood of slow jobs leaves workers to other queues.
 	MaxRunning int `toml:"max_running"`
+	// FleetMaxRunning caps how many of this queue's jobs are reserved at
+	// once across every consumer of the queue — every kqueue instance,
+	// and queue:work too (0: no cap). Redis only: reservations are
+	// Laravel's, and lapse after retry_after when a host dies.
+	FleetMaxRunning int `toml:"fleet_max_running"`
+	// AlertWait is how long the queue's jobs may wait before kqueue warns
+	// (Horizon's "waits"). Default 60s; "0" = never.
+	AlertWait Duration `toml:"alert_wait"`
+	// ScaleWait is the wait above which the pool grows for this queue.
+	// Default pool.scale_wait.
+	ScaleWait Duration `toml:"scale_wait"`
 }
 
 // Pool is the warm pool of PHP workers.
 type Pool struct {
-	// Workers is the number of PHP workers. Default: the number of CPUs.
+	// Workers is the number of PHP workers. Default: the number of CPUs,
+	// or min_workers when max_workers is set.
 	Workers int `toml:"workers"`
+	// MinWorkers and MaxWorkers, instead of Workers, let the pool scale:
+	// it starts at MinWorkers (default 1), grows while jobs wait longer
+	// than ScaleWait and the host has room, up to MaxWorkers, and shrinks
+	// back after ScaleCooldown without need.
+	MinWorkers int `toml:"min_workers"`
+	MaxWorkers int `toml:"max_workers"`
+	// ScaleWait is the queues' wait above which the pool grows, unless a
+	// queue sets its own. Default 1s.
+	ScaleWait Duration `toml:"scale_wait"`
+	// ScaleCooldown is how long workers must have been more than needed
+	// before the pool shrinks. Default 60s.
+	ScaleCooldown Duration `toml:"scale_cooldown"`
+	// MemoryBudget caps the memory the workers and isolated jobs may use
+	// together: the pool does not grow past it. Default: what is left in
+	// the service's cgroup (MemoryMax) and on the host.
+	MemoryBudget Size `toml:"memory_budget"`
 	// MaxJobs recycles a worker after this many jobs. Default 0 (never).
 	MaxJobs int `toml:"max_jobs"`
 	// MaxMemory recycles a worker whose resident memory (measured from
@@ -247,6 +284,7 @@ const (
 	DefaultRetryAfter = 90 * time.Second
 	DefaultTimeout    = 60 * time.Second
 	DefaultMaxMemory  = 256 << 20
+	DefaultAlertWait  = time.Minute
 )
 
 var typeError = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
@@ -370,13 +408,26 @@ func (c *Config) complete() error {
 		if q.MaxRunning < 0 {
 			return &Error{Key: key + ".max_running", Msg: "must be 0 (no cap) or more"}
 		}
+		if q.FleetMaxRunning < 0 {
+			return &Error{Key: key + ".fleet_max_running", Msg: "must be 0 (no cap) or more"}
+		}
+		if q.AlertWait == 0 {
+			q.AlertWait = Duration(DefaultAlertWait)
+		}
 		q.RetryAfter = cmp.Or(q.RetryAfter, c.Redis.RetryAfter)
 	}
 
-	if c.Pool.Workers < 0 {
-		return &Error{Key: "pool.workers", Msg: "must be at least 1"}
+	if err := c.Pool.complete(); err != nil {
+		return err
 	}
-	c.Pool.Workers = cmp.Or(c.Pool.Workers, runtime.NumCPU())
+	for i := range c.Queues {
+		c.Queues[i].ScaleWait = cmp.Or(c.Queues[i].ScaleWait, c.Pool.ScaleWait)
+	}
+	if c.Alerts.Webhook != "" {
+		if u, err := url.Parse(c.Alerts.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return &Error{Key: "alerts.webhook", Msg: "want an http:// or https:// URL"}
+		}
+	}
 	if c.Pool.MaxJobs < 0 {
 		return &Error{Key: "pool.max_jobs", Msg: "must not be negative"}
 	}
@@ -460,6 +511,39 @@ func (c *Config) complete() error {
 	}
 	return nil
 }
+
+// complete checks the pool's size: fixed (workers) or scaling (min_workers
+// to max_workers).
+func (p *Pool) complete() error {
+	switch {
+	case p.Workers < 0:
+		return &Error{Key: "pool.workers", Msg: "must be at least 1"}
+	case p.MinWorkers < 0 || p.MaxWorkers < 0:
+		return &Error{Key: "pool.max_workers", Msg: "min_workers and max_workers must be at least 1"}
+	case p.MaxWorkers == 0 && p.MinWorkers > 0:
+		return &Error{Key: "pool.min_workers", Msg: "min_workers needs max_workers: set both to let the pool scale, or workers for a fixed pool"}
+	case p.MaxWorkers > 0 && p.Workers > 0:
+		return &Error{Key: "pool.workers", Msg: "set workers (a fixed pool) or min_workers and max_workers (a pool that scales), not both"}
+	case p.MaxWorkers > 0:
+		p.MinWorkers = cmp.Or(p.MinWorkers, 1)
+		if p.MinWorkers > p.MaxWorkers {
+			return &Error{Key: "pool.min_workers", Msg: fmt.Sprintf("min_workers (%d) is more than max_workers (%d)", p.MinWorkers, p.MaxWorkers)}
+		}
+		p.Workers = p.MinWorkers
+	default:
+		p.Workers = cmp.Or(p.Workers, runtime.NumCPU())
+		p.MinWorkers, p.MaxWorkers = p.Workers, p.Workers
+	}
+	p.ScaleWait = cmp.Or(p.ScaleWait, Duration(time.Second))
+	p.ScaleCooldown = cmp.Or(p.ScaleCooldown, Duration(time.Minute))
+	if p.MemoryBudget < 0 {
+		p.MemoryBudget = 0
+	}
+	return nil
+}
+
+// Scales reports whether the pool's size follows the load.
+func (p Pool) Scales() bool { return p.MaxWorkers > p.MinWorkers }
 
 // UnitStopTimeout is the TimeoutStopSec of the shipped units, and
 // StopGrace how long a stopping poller waits beyond job.shutdown_timeout

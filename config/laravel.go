@@ -295,6 +295,11 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 			return notes, fmt.Errorf("the app did not describe the database of its queue connection %q", conn)
 		}
 		db := l.Database
+		for _, q := range c.Queues {
+			if q.FleetMaxRunning > 0 {
+				return notes, fmt.Errorf("queue %q: fleet_max_running needs the redis driver; on the %q connection (database driver) use max_running, which caps each instance", q.Name, conn)
+			}
+		}
 		if db.Driver == "sqlite" && db.Database != ":memory:" && !filepath.IsAbs(db.Database) {
 			// Relative to the app, where its PHP runs.
 			db.Database = filepath.Join(c.App.Path, db.Database)

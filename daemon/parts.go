@@ -109,7 +109,11 @@ func openStore(ctx context.Context, cfg *config.Config, queues []poller.Queue, l
 	for _, q := range queues {
 		names = append(names, q.Name)
 	}
-	return redisstore.New(redisstore.Config{Client: rdb, Prefix: *cfg.Redis.Prefix, Queues: names, Logger: log}),
+	fleet := map[string]int{}
+	for _, q := range cfg.Queues {
+		fleet[q.Name] = q.FleetMaxRunning
+	}
+	return redisstore.New(redisstore.Config{Client: rdb, Prefix: *cfg.Redis.Prefix, Queues: names, FleetMax: fleet, Logger: log}),
 		func() { rdb.Close() }, nil
 }
 

@@ -124,6 +124,10 @@ type Poller struct {
 	acks     acks
 	outage   outage
 	pool     protocol.Pool // the dispatcher's last word on its workers
+	// fleetHeld: the last reserve found a queue at its fleet-wide cap.
+	// Other hosts' jobs ending push no wake-up, so the poller looks again
+	// after fleetPoll.
+	fleetHeld bool
 	// snapshots carries `kqueue status` requests into the main loop.
 	snapshots chan chan Snapshot
 	// declined, when set, hears each time the main loop waits with

@@ -36,6 +36,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 		free = max(free, 0)
 	}
 	now := p.cfg.Now()
+	p.fleetHeld = false
 	for _, i := range p.order() {
 		if free == 0 {
 			more = true
@@ -60,6 +61,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 		if r.Taken == ask {
 			more = true
 		}
+		p.fleetHeld = p.fleetHeld || r.Capped
 		if !r.Due.IsZero() && (due.IsZero() || r.Due.Before(due)) {
 			due = r.Due
 		}

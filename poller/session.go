@@ -244,9 +244,18 @@ func (s *session) drained(got int, due time.Time) (next, error) {
 	if !due.IsZero() {
 		d = min(d, max(due.Sub(p.cfg.Now()), time.Millisecond))
 	}
+	if p.fleetHeld {
+		// Jobs wait, held by the fleet's cap: their pushes' wake-ups are
+		// in the store still, and would wake the waiter at once.
+		s.arm(min(d, fleetPoll), false)
+		return wait, nil
+	}
 	s.arm(d, true) // at the next push, or after d
 	return wait, nil
 }
+
+// fleetPoll is how often a queue held by its fleet-wide cap is looked at.
+const fleetPoll = 200 * time.Millisecond
 
 // arm has the waker wake the loop after d, unless it is armed already.
 func (s *session) arm(d time.Duration, block bool) {

@@ -82,6 +82,9 @@ type Reserved struct {
 	// Acked is the fate of the acknowledgements sent first, as Ack's
 	// error.
 	Acked error
+	// Capped says a fleet-wide cap held back some of what was asked: the
+	// queue may hold more, but other consumers run its share now.
+	Capped bool
 }
 
 // Ack is the store side of a job's reservation: its charge when PHP runs

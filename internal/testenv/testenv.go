@@ -263,7 +263,8 @@ func (a *App) Artisan(t testing.TB, args ...string) string {
 
 // Config writes a kqueue.toml for the app and returns its path. extra is
 // appended (more TOML tables). For an app in a chroot, the paths in it are
-// the chroot's: it is a config for a kqueue running inside.
+// the chroot's: it is a config for a kqueue running inside. With workers
+// 0 it writes no [pool]: extra may.
 func (a *App) Config(t testing.TB, workers int, extra string) string {
 	t.Helper()
 	var b strings.Builder
@@ -273,7 +274,9 @@ func (a *App) Config(t testing.TB, workers int, extra string) string {
 		fmt.Fprintf(&b, "%s = %q\n", k, v)
 	}
 	fmt.Fprintf(&b, "[redis]\nurl = %q\n", "unix://"+a.Inside(a.Redis.Socket))
-	fmt.Fprintf(&b, "[pool]\nworkers = %d\n", workers)
+	if workers > 0 {
+		fmt.Fprintf(&b, "[pool]\nworkers = %d\n", workers)
+	}
 	fmt.Fprintf(&b, "[dispatcher]\nsocket = %q\n", a.Inside(filepath.Join(a.Path, "..", "kqueue.sock")))
 	fmt.Fprintf(&b, "[control]\nsocket = %q\n", a.Inside(filepath.Join(a.Path, "..", "kqueue.control")))
 	b.WriteString(extra)

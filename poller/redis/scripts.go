@@ -41,16 +41,30 @@ end
 //	KEYS[5] quarantine  KEYS[6] this poller's receipt
 //	ARGV[1] now (Unix seconds)  ARGV[2] reservation expiry  ARGV[3] max jobs
 //	ARGV[4] this call's sequence number (for the receipt)
+//	ARGV[5] the queue's fleet-wide cap on reservations (0: none)
 //
-// Returns {jobs, quarantined, next}: jobs is a flat list of original,
-// charged-copy pairs; quarantined the raw entries moved aside; next the
-// lowest score left in delayed (or false).
+// With a cap, it pops no more than the cap leaves room for beside the
+// queue's live reservations — every consumer's, kqueue's and
+// queue:work's alike, so the cap holds across hosts; a dead host's lapse
+// and are migrated back like any other.
+//
+// Returns {jobs, quarantined, next, capped}: jobs is a flat list of
+// original, charged-copy pairs; quarantined the raw entries moved aside;
+// next the lowest score left in delayed (or false); capped 1 when the cap
+// held back some of what was asked.
 var reserveScript = goredis.NewScript(migrateLua + `
 local queue, delayed, reserved, notify, quarantine, receipt = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local now, expiry, max, seq = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now, expiry, max, seq, cap = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 
 migrate(delayed, queue, notify, now)
 migrate(reserved, queue, notify, now)
+local capped = 0
+if cap > 0 then
+  local room = cap - redis.call('ZCARD', reserved)
+  if room < max then
+    max, capped = math.max(room, 0), 1
+  end
+end
 -- The last receipt is answered: this call is the one that may go astray.
 redis.call('DEL', receipt)
 
@@ -86,7 +100,7 @@ if #jobs > 0 then
 end
 
 local next = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-return {jobs, bad, next[2] or false}
+return {jobs, bad, next[2] or false, capped}
 `)
 
 // chargeScript counts the attempt of jobs PHP is about to run: each

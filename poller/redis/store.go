@@ -32,6 +32,9 @@ type Config struct {
 	Prefix string
 	// Queues names the queues, in the poller's order.
 	Queues []string
+	// FleetMax caps, by queue name, how many of a queue's jobs are
+	// reserved at once by every consumer together (see reserveScript).
+	FleetMax map[string]int
 	// Logger hears of quarantined entries. Default: discard.
 	Logger *slog.Logger
 }
@@ -47,8 +50,9 @@ type Store struct {
 }
 
 type queue struct {
-	name string
-	keys keys
+	name     string
+	keys     keys
+	fleetMax int
 }
 
 // lostReply is a reserve call whose reply never came.
@@ -67,7 +71,7 @@ func New(cfg Config) *Store {
 	host, _ := os.Hostname()
 	token := fmt.Sprintf("%s-%d-%x", host, os.Getpid(), rand.Uint32())
 	for _, name := range cfg.Queues {
-		s.queues = append(s.queues, queue{name: name, keys: keysFor(cfg.Prefix, name).withReceipt(token)})
+		s.queues = append(s.queues, queue{name: name, keys: keysFor(cfg.Prefix, name).withReceipt(token), fleetMax: cfg.FleetMax[name]})
 	}
 	return s
 }
@@ -93,7 +97,7 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 	seq := s.seq
 	cmd := reserveScript.EvalSha(ctx, pipe,
 		[]string{k.queue, k.delayed, k.reserved, k.notify, k.quarantine, k.receipt},
-		now.Unix(), until.Unix(), n, seq)
+		now.Unix(), until.Unix(), n, seq, s.queues[q].fleetMax)
 	// Not cancelled by a stop: the pipeline may carry acknowledgements.
 	s.exec(context.WithoutCancel(ctx), pipe)
 	var r poller.Reserved
@@ -106,7 +110,7 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 		}
 		return r, fmt.Errorf("reserve from %s: %w", k.queue, s.classify(err))
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return r, fmt.Errorf("reserve from %s: unexpected reply %v", k.queue, res)
 	}
 	pairs, _ := res[0].([]any)
@@ -121,6 +125,7 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 		s.log.Error("quarantined a queue entry that is not a Laravel job payload (not a JSON object with a numeric \"attempts\")",
 			"queue", s.queues[q].name, "key", k.quarantine, "entry", poller.Preview(raw))
 	}
+	r.Capped = res[3] == int64(1)
 	r.Jobs = jobsOf(q, pairs)
 	r.Taken = len(pairs)/2 + len(bad)
 	return r, nil

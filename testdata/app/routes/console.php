@@ -193,6 +193,14 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', fun
             }
             break;
 
+        // spans: jobs that record their start and end (--from=-1: held
+        // until the test lets them go; else they last 250 ms).
+        case 'spans':
+            for ($i = 0; $i < $count; $i++) {
+                $on(Jobs\Span::dispatch("span-$i", 0.25, $from < 0));
+            }
+            break;
+
         // busy: 200 ms jobs that keep workers busy (latency under load).
         case 'busy':
             for ($i = 0; $i < $count; $i++) {
