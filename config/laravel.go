@@ -335,7 +335,12 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 
 	appQueue := cmp.Or(l.Queue.Queue, "default")
 	if !c.set["queue"] {
-		c.Queues = []Queue{{Name: appQueue}}
+		// The default queue's settings, under the app's name for it.
+		if len(c.Queues) == 0 {
+			c.Queues = []Queue{{}}
+		}
+		c.Queues[0].Name = appQueue
+		c.Queues = c.Queues[:1]
 		env := "REDIS_QUEUE"
 		if l.Queue.Driver == "database" {
 			env = "DB_QUEUE"

@@ -74,6 +74,16 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 		go func() { defer close(done); part.Announce(actx, r, announceEvery, 5*announceEvery) }()
 		part.stops = append(part.stops, func() { cancel(); <-done })
 	}
+	{
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		var alert func(poller.Alert)
+		if cfg.Alerts.Webhook != "" {
+			alert = webhook(wctx, cfg.Alerts.Webhook, log)
+		}
+		go func() { defer close(done); part.WatchWaits(wctx, watchEvery, alert) }()
+		part.stops = append(part.stops, func() { cancel(); <-done })
+	}
 	if stop, err := part.ServeControl(ctx, cfg.Control.Socket); err != nil {
 		log.Warn("kqueue status will not reach this instance", "error", err)
 	} else {
@@ -85,6 +95,10 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 // announceEvery is how often an instance publishes its state for the
 // console (kqueue web); an entry not renewed for five times that expires.
 const announceEvery = 2 * time.Second
+
+// watchEvery is how often the queues' waits are worked out (for the
+// autoscaler and the long-wait alerts).
+const watchEvery = time.Second
 
 // openStore connects to the store of the app's queue connection: its
 // database for the database driver, else Redis.
@@ -127,7 +141,11 @@ const clockOffsetEnv = "KQUEUE_FAULT_CLOCK_OFFSET"
 func pollerQueues(cfg *config.Config) []poller.Queue {
 	var qs []poller.Queue
 	for _, q := range cfg.Queues {
-		qs = append(qs, poller.Queue{Name: q.Name, Weight: q.Weight, RetryAfter: q.RetryAfter.D(), MaxRunning: q.MaxRunning})
+		pq := poller.Queue{Name: q.Name, Weight: q.Weight, RetryAfter: q.RetryAfter.D(), MaxRunning: q.MaxRunning, AlertWait: q.AlertWait.D()}
+		if cfg.Pool.Scales() {
+			pq.ScaleWait = q.ScaleWait.D()
+		}
+		qs = append(qs, pq)
 	}
 	return qs
 }

@@ -150,9 +150,9 @@ func (d *Dispatcher) Roll() { d.pool.roll() }
 func (d *Dispatcher) Reload(cfg Config) (needRestart []string) {
 	cfg.setDefaults()
 	old := d.cfg.get()
-	if cfg.Workers != old.Workers {
+	if cfg.Workers != old.Workers || cfg.MaxWorkers != old.MaxWorkers {
 		needRestart = append(needRestart, "pool.workers")
-		cfg.Workers = old.Workers
+		cfg.Workers, cfg.MaxWorkers = old.Workers, old.MaxWorkers
 	}
 	switch {
 	case (cfg.Isolation == nil) != (old.Isolation == nil):
@@ -308,6 +308,10 @@ func (d *Dispatcher) serveJobs(ctx context.Context, conn *protocol.Conn) error {
 				readErr = fmt.Errorf("read from poller: %w", err)
 			}
 			break
+		}
+		if dm, ok := m.(protocol.Demand); ok {
+			d.pool.scale.setDemand(dm)
+			continue
 		}
 		j, ok := m.(protocol.Job)
 		if !ok {

@@ -33,8 +33,18 @@ type Config struct {
 	// Env is added to the workers' environment, after the daemon's own
 	// minus systemd's variables.
 	Env map[string]string
-	// Workers is the pool size. Default 1.
+	// Workers is the pool size, or where a pool that scales starts.
+	// Default 1.
 	Workers int
+	// MaxWorkers, above Workers, lets the pool grow while jobs wait (the
+	// poller's Demand) and the host has room, and shrink back to Workers
+	// after ScaleCooldown without need (see scaler).
+	MaxWorkers    int
+	ScaleCooldown time.Duration
+	// MemoryBudget caps what the workers and isolated jobs hold together:
+	// the pool does not grow past it. 0: the cgroup's and host's memory
+	// only.
+	MemoryBudget int64
 	// MaxJobs recycles a worker after this many jobs. 0: never.
 	MaxJobs int
 	// MaxMemory recycles a worker whose resident memory passes this many
@@ -89,6 +99,7 @@ type Isolation struct {
 func (c *Config) setDefaults() {
 	c.PHP = cmp.Or(c.PHP, "php")
 	c.Workers = max(c.Workers, 1)
+	c.ScaleCooldown = cmp.Or(c.ScaleCooldown, time.Minute)
 	c.Backoff = cmp.Or(c.Backoff, "0")
 	c.BootTimeout = cmp.Or(c.BootTimeout, 60*time.Second)
 	c.StopGrace = cmp.Or(c.StopGrace, 5*time.Second)

@@ -100,6 +100,7 @@ type pool struct {
 	hardStop chan struct{}
 	wg       sync.WaitGroup
 	iso      *isolator // nil: every job inline
+	scale    *scaler   // the pool's size
 
 	defaultsMu sync.Mutex
 	defaults   map[string]Hints // class → declared defaults, until a roll
@@ -169,7 +170,7 @@ func (p *pool) capacity() int {
 // deepest prefetch, and every isolated job running.
 func (p *pool) maxCapacity() int {
 	cfg := p.cfg.get()
-	n := max(cfg.Workers, 1) * maxDepth
+	n := max(cfg.Workers, cfg.MaxWorkers, 1) * maxDepth
 	if cfg.Isolation != nil {
 		n += max(cfg.Isolation.MaxConcurrent, 1)
 	}
@@ -270,7 +271,9 @@ func (p *pool) adjust(count *int, delta int) {
 // starts every slot; the slots run until run is done.
 func (p *pool) start(ctx, run context.Context) error {
 	p.rollCh = make(chan struct{})
-	n := p.cfg.get().Workers
+	cfg := p.cfg.get()
+	n := cfg.Workers
+	p.scale = newScaler(n, max(cfg.MaxWorkers, n), cfg.ScaleCooldown)
 	// Every worker boots at once. The first one ready starts the pool;
 	// when the first to finish fails, the pool does not start (the app
 	// does not boot). The others go to the slots
@@ -304,17 +307,111 @@ func (p *pool) start(ctx, run context.Context) error {
 	}
 	p.log.Info("worker ready", "pid", first.w.pid, "laravel", first.w.version, "boot", time.Since(first.w.booted).Round(time.Millisecond))
 	p.addReady(1)
-	p.slots = make([]atomic.Pointer[worker], n)
+	p.slots = make([]atomic.Pointer[worker], p.scale.max)
 	p.slots[0].Store(first.w) // in the status from the start
 	for i := range p.slots {
 		p.wg.Add(1)
-		if i == 0 {
+		switch {
+		case i == 0:
 			go p.slot(run, i, first.w, nil)
-		} else {
+		case i < n:
 			go p.slot(run, i, nil, boots)
+		default:
+			go p.slot(run, i, nil, nil) // parked until the pool grows
 		}
 	}
+	if p.scale.scales() {
+		p.wg.Add(1)
+		go p.scaleLoop(run)
+	}
 	return nil
+}
+
+// scaleLoop samples how many workers are busy and sizes the pool (see
+// scaler) until ctx is done.
+func (p *pool) scaleLoop(ctx context.Context) {
+	defer p.wg.Done()
+	sample := time.NewTicker(busySample)
+	defer sample.Stop()
+	var cpu cpuGauge
+	cpu.busy()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-sample.C:
+			ready, idle, booting := p.census()
+			p.scale.sampleBusy(ready - idle)
+			if now.Sub(last) < scaleEvery {
+				continue
+			}
+			last = now
+			busy, busyOK := cpu.busy()
+			cfg := p.cfg.get()
+			used, perWorker := p.memory()
+			msg, changed := p.scale.decide(now, ready, idle, booting, perWorker, hostRoom(cfg.MemoryBudget, used, busy, busyOK))
+			if msg != "" {
+				p.log.Info(msg)
+			}
+			if changed {
+				p.notifyCapacity()
+			}
+		}
+	}
+}
+
+// census counts the workers: ready (booted and serving), idle among them,
+// and booting.
+func (p *pool) census() (ready, idle, booting int) {
+	for i := range p.slots {
+		w := p.slots[i].Load()
+		if w == nil {
+			continue
+		}
+		select {
+		case <-w.exited:
+			continue
+		default:
+		}
+		ready++
+		if !w.busy.Load() {
+			idle++
+		}
+	}
+	return ready, idle, int(p.booting.Load())
+}
+
+// memory is what the workers and the isolated jobs hold now (the budget
+// they share), and the most one worker holds (64 MiB before any is
+// measured): what another would take.
+func (p *pool) memory() (used, perWorker int64) {
+	for i := range p.slots {
+		if w := p.slots[i].Load(); w != nil {
+			rss := max(rssOf(w.pid), 0)
+			used += rss
+			perWorker = max(perWorker, rss)
+		}
+	}
+	if p.iso != nil {
+		for _, u := range p.iso.usage() {
+			used += int64(u.PeakMemory)
+		}
+	}
+	if perWorker == 0 {
+		perWorker = 64 << 20
+	}
+	return used, perWorker
+}
+
+// notifyCapacity tells the poller the capacity may have changed.
+func (p *pool) notifyCapacity() {
+	p.mu.Lock()
+	notify := p.onCapacity
+	p.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
 }
 
 // booted is a worker's boot: the worker, or why it did not boot.
@@ -355,6 +452,19 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 		failures int
 	)
 	for {
+		if w == nil && boots == nil && pending == nil && held == nil {
+			// A slot the pool does not need now waits until it grows.
+			changed := p.scale.changes()
+			if !p.scale.claim(i) {
+				p.slots[i].Store(nil)
+				select {
+				case <-changed:
+					continue
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
 		if w == nil {
 			var err error
 			if boots != nil {
@@ -408,7 +518,7 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 		}
 		if held == nil {
 			var done bool
-			if held, w, done = p.idle(ctx, w, rolled); done {
+			if held, w, done = p.idle(ctx, i, w, rolled); done {
 				return
 			}
 			if held == nil {
@@ -455,10 +565,18 @@ func (p *pool) bootFailed(ctx context.Context, err error, failures int, pending 
 // (rolled) or the end of ctx, and replaces w should it exit or see
 // queue:restart. It returns the task (nil: none yet), the worker to keep,
 // and whether the slot is done (w is retired then).
-func (p *pool) idle(ctx context.Context, w *worker, rolled <-chan struct{}) (*task, *worker, bool) {
+func (p *pool) idle(ctx context.Context, i int, w *worker, rolled <-chan struct{}) (*task, *worker, bool) {
+	if p.scale.release(i) {
+		return nil, p.shrink(w), false
+	}
 	select {
 	case <-rolled:
 		return nil, w, false // the slot checks it at the top
+	case <-p.scale.changes():
+		if p.scale.release(i) {
+			w = p.shrink(w)
+		}
+		return nil, w, false
 	case t := <-p.tasks:
 		return t, w, false
 	case m, ok := <-w.msgs:
@@ -480,6 +598,12 @@ func (p *pool) idle(ctx context.Context, w *worker, rolled <-chan struct{}) (*ta
 		p.retire(w, "")
 		return nil, nil, true
 	}
+}
+
+// shrink retires idle worker w: the pool keeps fewer now.
+func (p *pool) shrink(w *worker) *worker {
+	p.log.Info("worker retired: the pool shrinks", "pid", w.pid)
+	return p.retire(w, "")
 }
 
 // handle runs t, taken by the slot whose worker is w, as its strategy
@@ -1168,6 +1292,7 @@ func (p *pool) state() protocol.Pool {
 	if p.iso != nil {
 		s.Isolated = p.iso.usage()
 	}
+	s.Scale = p.scale.state()
 	return s
 }
 

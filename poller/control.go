@@ -93,9 +93,13 @@ func (s Snapshot) WriteText(out io.Writer) {
 	if s.QueuesError != "" {
 		fmt.Fprintf(out, "queue depths unavailable: %s\n", s.QueuesError)
 	}
-	table(out, "QUEUE\tREADY\tDELAYED\tRESERVED", len(s.Queues), func(i int) string {
+	table(out, "QUEUE\tREADY\tDELAYED\tRESERVED\tWAIT", len(s.Queues), func(i int) string {
 		q := s.Queues[i]
-		return fmt.Sprintf("%s\t%d\t%d\t%d", q.Name, q.Ready, q.Delayed, q.Reserved)
+		wait := q.Wait.Round(time.Second).String()
+		if q.WaitAlert {
+			wait += fmt.Sprintf(" (over its alert_wait of %s)", q.AlertWait)
+		}
+		return fmt.Sprintf("%s\t%d\t%d\t%d\t%s", q.Name, q.Ready, q.Delayed, q.Reserved, wait)
 	})
 	fmt.Fprintf(out, "\nRUNNING (%d)\n", len(s.Running))
 	if len(s.Running) > 0 {
@@ -105,6 +109,13 @@ func (s Snapshot) WriteText(out io.Writer) {
 		})
 	}
 	fmt.Fprintf(out, "\nWORKERS (%d)\n", len(s.Workers))
+	if sc := s.Scale; sc != nil {
+		fmt.Fprintf(out, "scaling: %d to %d workers, keeping %d", sc.Min, sc.Max, sc.Target)
+		if sc.Decision != "" {
+			fmt.Fprintf(out, "; last: %s", sc.Decision)
+		}
+		fmt.Fprintln(out)
+	}
 	if len(s.Workers) > 0 {
 		table(out, "PID\tSTATE\tJOBS\tMEMORY\tAGE", len(s.Workers), func(i int) string {
 			w := s.Workers[i]

@@ -32,6 +32,11 @@ type Queue struct {
 	// dispatcher's hands at once (0: no cap), so that a flood of long jobs
 	// cannot take every worker from the queues listed before it.
 	MaxRunning int
+	// AlertWait is how long its jobs may wait before a warning (0: never).
+	AlertWait time.Duration
+	// ScaleWait is the wait above which a pool that scales grows (0: the
+	// queue does not count).
+	ScaleWait time.Duration
 }
 
 // Config configures a Poller.
@@ -128,6 +133,7 @@ type Poller struct {
 	// Other hosts' jobs ending push no wake-up, so the poller looks again
 	// after fleetPoll.
 	fleetHeld bool
+	waits     waits // each queue's wait, by WatchWaits
 	// snapshots carries `kqueue status` requests into the main loop.
 	snapshots chan chan Snapshot
 	// declined, when set, hears each time the main loop waits with
@@ -143,6 +149,7 @@ type queueState struct {
 	// nothing is taken from it until then, so the other queues get the
 	// room and declined jobs do not bounce.
 	heldUntil time.Time
+	took      time.Duration // moving mean of its jobs' runtimes
 }
 
 // running is a job handed to the dispatcher and not yet settled.

@@ -281,6 +281,11 @@ func (s *session) wait() (bool, error) {
 		p.extendLeases(s.bg)
 	case <-s.heartbeat.C:
 		p.beat(s.stopping)
+		if d, ok := p.waits.lastDemand(); ok && !s.stopping {
+			if err := s.conn.Send(d); err != nil {
+				return true, p.connLost(err, s.stopping)
+			}
+		}
 	case reply := <-p.snapshots:
 		reply <- p.snapshot(s.stopping)
 	case <-s.done:

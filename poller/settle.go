@@ -180,6 +180,13 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	if o.Reason != "" {
 		attrs = append(attrs, slog.String("error", o.Reason))
 	}
+	if o.Duration > 0 {
+		if r.queue.took == 0 {
+			r.queue.took = o.Duration
+		} else {
+			r.queue.took += (o.Duration - r.queue.took) / 8
+		}
+	}
 	if p.cfg.Observe != nil {
 		p.cfg.Observe(r.queue.Name, r.p.Name(), o.Result, o.Duration)
 	}

@@ -23,6 +23,10 @@ type Snapshot struct {
 	Declining string `json:"declining,omitempty"`
 	// QueuesError says why Queues is empty: the store did not answer.
 	QueuesError string `json:"queues_error,omitempty"`
+	// Scale is the pool's size and last decision, when it scales.
+	Scale *protocol.Scale `json:"scale,omitempty"`
+
+	took []time.Duration // each queue's mean runtime (WatchWaits)
 }
 
 // PoolWorker is one of the dispatcher's warm PHP workers.
@@ -40,6 +44,14 @@ type QueueDepth struct {
 	Ready    int64  `json:"ready"`
 	Delayed  int64  `json:"delayed"`
 	Reserved int64  `json:"reserved"`
+	// Head tells the job at the head of the ready queue from the next
+	// (0: none, or the store does not say), for WatchWaits.
+	Head uint64 `json:"-"`
+	// Wait is how long the queue's jobs wait (see WatchWaits); WaitAlert
+	// whether that is over its AlertWait.
+	Wait      time.Duration `json:"wait"`
+	WaitAlert bool          `json:"wait_alert,omitempty"`
+	AlertWait time.Duration `json:"alert_wait,omitempty"`
 }
 
 // RunningJob is a job handed to the dispatcher and not yet settled.
@@ -95,6 +107,7 @@ func (p *Poller) Snapshot(ctx context.Context) (Snapshot, error) {
 		s.QueuesError = err.Error() // the rest of the state still helps
 		return s, nil
 	}
+	p.waits.fill(p.queues, depths)
 	s.Queues = depths
 	return s, nil
 }
@@ -153,6 +166,12 @@ func (p *Poller) snapshot(stopping bool) Snapshot {
 		s.Workers = append(s.Workers, PoolWorker{PID: w.PID, State: state, Jobs: w.Jobs, RSS: w.RSS, Age: w.Age})
 	}
 	s.Declining = p.pool.Declining
+	if sc := p.pool.Scale; sc.Max > sc.Min {
+		s.Scale = &sc
+	}
+	for _, q := range p.queues {
+		s.took = append(s.took, q.took)
+	}
 	for _, r := range p.pool.Recycles {
 		if s.Recycles == nil {
 			s.Recycles = map[string]uint64{}

@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the protocol version; a peer with another version is refused.
-const Version = 8
+const Version = 9
 
 // MaxFrame bounds a frame's size (a Laravel payload may be tens of MB).
 const MaxFrame = 128 << 20
@@ -35,6 +35,7 @@ const (
 	TypePool     byte = 6
 	TypeStarted  byte = 7
 	TypeRunning  byte = 8
+	TypeDemand   byte = 9
 )
 
 // ErrMalformed is wrapped by every decoding error.
@@ -220,6 +221,26 @@ type Pool struct {
 	Declining string
 	// Isolated is what each running isolated job's cgroup has used so far.
 	Isolated []JobUsage
+	// Scale is the pool's size and its last decision, when it scales.
+	Scale Scale
+}
+
+// Scale is the state of a pool that follows the load.
+type Scale struct {
+	Min, Max int
+	Target   int    // the workers the pool keeps now
+	Decision string // the last change and why ("" before any)
+	Ups      uint64 // times it grew
+	Downs    uint64 // times it shrank
+}
+
+// Demand is how long the queues' jobs wait, as the poller sees them
+// (poller → dispatcher, about every second): the queue furthest over its
+// target. A pool that scales grows while Wait is over Target.
+type Demand struct {
+	Queue  string
+	Wait   time.Duration
+	Target time.Duration
 }
 
 // JobUsage is a running isolated job's use of its cgroup.
@@ -253,6 +274,13 @@ func (Outcome) Type() byte  { return TypeOutcome }
 func (Pool) Type() byte     { return TypePool }
 func (Started) Type() byte  { return TypeStarted }
 func (Running) Type() byte  { return TypeRunning }
+func (Demand) Type() byte   { return TypeDemand }
+
+func (m Demand) AppendBody(b []byte) []byte {
+	b = appendString(b, m.Queue)
+	b = binary.AppendVarint(b, int64(m.Wait))
+	return binary.AppendVarint(b, int64(m.Target))
+}
 
 // Hello and Welcome keep the version first and their other fields after
 // the ones of earlier versions, so that a peer of another version still
@@ -357,7 +385,12 @@ func (m Pool) AppendBody(b []byte) []byte {
 		b = binary.AppendUvarint(b, u.PeakMemory)
 		b = binary.AppendVarint(b, int64(u.CPU))
 	}
-	return b
+	b = binary.AppendUvarint(b, uint64(m.Scale.Min))
+	b = binary.AppendUvarint(b, uint64(m.Scale.Max))
+	b = binary.AppendUvarint(b, uint64(m.Scale.Target))
+	b = appendString(b, m.Scale.Decision)
+	b = binary.AppendUvarint(b, m.Scale.Ups)
+	return binary.AppendUvarint(b, m.Scale.Downs)
 }
 
 // Decode reads one frame's content: its type byte and body. Byte slices in
@@ -431,7 +464,11 @@ func Decode(frame []byte) (Message, error) {
 		for n := d.count(); n > 0 && d.err == nil; n-- {
 			p.Isolated = append(p.Isolated, JobUsage{ID: d.uvarint(), PeakMemory: d.uvarint(), CPU: time.Duration(d.varint())})
 		}
+		p.Scale = Scale{Min: int(d.uvarint()), Max: int(d.uvarint()), Target: int(d.uvarint()), Decision: d.string()}
+		p.Scale.Ups, p.Scale.Downs = d.uvarint(), d.uvarint()
 		m = p
+	case TypeDemand:
+		m = Demand{Queue: d.string(), Wait: time.Duration(d.varint()), Target: time.Duration(d.varint())}
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrMalformed, frame[0])
 	}

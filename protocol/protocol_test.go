@@ -30,7 +30,10 @@ var samples = []Message{
 	Pool{
 		Workers:  []PoolWorker{{PID: 4242, Busy: true, Jobs: 17, RSS: 38 << 20, Age: 90 * time.Second}, {PID: 4243}},
 		Recycles: []Recycle{{Reason: "max_jobs", Count: 3}, {Reason: "reload", Count: 2}},
+		Scale:    Scale{Min: 1, Max: 4, Target: 3, Decision: "grew to 3: jobs on default wait 2.1s (target 1s)", Ups: 2},
 	},
+	Demand{},
+	Demand{Queue: "high", Wait: 2500 * time.Millisecond, Target: time.Second},
 }
 
 func TestRoundTrip(t *testing.T) {

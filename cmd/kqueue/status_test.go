@@ -103,6 +103,8 @@ var masks = []struct {
 	{regexp.MustCompile(`(?m)^\d+(\.\d+)?m?s `), "<age> "},
 	// Workers: which one ran which job, their memory and age vary.
 	{regexp.MustCompile(`(?m)^PID +STATE +JOBS +MEMORY +AGE$`), "PID STATE JOBS MEMORY AGE"},
+	// A queue's wait grows by the second.
+	{regexp.MustCompile(`(?m)^(\S+ +\d+ +\d+ +\d+ +)\d+(\.\d+)?m?s$`), "${1}<wait>"},
 	{regexp.MustCompile(`(?m)^\d+ +(busy|idle) +\d+ +\S+ +\S+$`), "<pid> <state> <jobs> <memory> <age>"},
 }
 

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -337,15 +338,22 @@ func (s *Store) HasWork(ctx context.Context, now time.Time) (bool, error) {
 func (s *Store) Depths(ctx context.Context) ([]poller.QueueDepth, error) {
 	pipe := s.rdb.Pipeline()
 	var cs [][3]*goredis.IntCmd
-	for _, q := range s.queues {
+	heads := make([]*goredis.StringCmd, len(s.queues))
+	for i, q := range s.queues {
 		cs = append(cs, [3]*goredis.IntCmd{pipe.LLen(ctx, q.keys.queue), pipe.ZCard(ctx, q.keys.delayed), pipe.ZCard(ctx, q.keys.reserved)})
+		heads[i] = pipe.LIndex(ctx, q.keys.queue, 0)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, s.classify(err)
 	}
 	depths := make([]poller.QueueDepth, len(s.queues))
 	for i, q := range s.queues {
 		depths[i] = poller.QueueDepth{Name: q.name, Ready: cs[i][0].Val(), Delayed: cs[i][1].Val(), Reserved: cs[i][2].Val()}
+		if head := heads[i].Val(); head != "" {
+			h := fnv.New64a()
+			h.Write([]byte(head))
+			depths[i].Head = h.Sum64() | 1 // never 0: that is "empty"
+		}
 	}
 	return depths, nil
 }
