@@ -222,6 +222,21 @@ func report() string {
 	p("| first visit after the console starts (it reads the newest runs, the rest behind it) | %s |\n", ms("console/first-visit"))
 	p("| a page (Jobs, searches, a job, overview, metrics), median | %s |\n", ms("console/page-p50"))
 	p("| a page, the slowest | %s |\n", ms("console/page-max"))
+
+	p("\n### A burst of %s no-op jobs: time to drain, and peak memory of all the runner's processes\n\n", thousands(jobs))
+	p("| runner | drain | peak memory |\n|---|---|---|\n")
+	for _, r := range []struct{ label, name string }{
+		{"`queue:work` ×4", "burst/queue:work-x4"},
+		{"kqueue, a fixed pool of 4", "burst/kqueue-fixed-4"},
+		{"kqueue, a pool that scales from 1 to 4", "burst/kqueue-scaling-1-4"},
+	} {
+		v, _ := med(r.name + "/seconds")
+		drain := "—"
+		if v > 0 {
+			drain = fmt.Sprintf("%.1f s", v)
+		}
+		p("| %s | %s | %s |\n", r.label, drain, mb(r.name+"/peak-mb"))
+	}
 	p("\n")
 	return b.String()
 }
