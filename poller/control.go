@@ -109,7 +109,7 @@ func (s Snapshot) WriteText(out io.Writer) {
 		})
 	}
 	fmt.Fprintf(out, "\nWORKERS (%d)\n", len(s.Workers))
-	if sc := s.Scale; sc != nil {
+	if sc := s.Scale; sc != nil && sc.Max > sc.Min {
 		fmt.Fprintf(out, "scaling: %d to %d workers, keeping %d", sc.Min, sc.Max, sc.Target)
 		if sc.Decision != "" {
 			fmt.Fprintf(out, "; last: %s", sc.Decision)

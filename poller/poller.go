@@ -79,13 +79,21 @@ type Config struct {
 	// then.
 	Waiting func(status string)
 	// Observe, when set, is told of every settled job (for metrics).
-	Observe func(queue, job, outcome string, d time.Duration)
+	Observe func(Settled)
 	// Record, when set, is given every job that ran, for the console's
 	// history. Called from the main loop: it must not block.
 	Record func(Record)
 	// MaxPayload is the largest payload handed to the dispatcher; a larger
 	// one is quarantined. Default: what a protocol frame can carry.
 	MaxPayload int
+}
+
+// Settled is a job's outcome as metrics count it.
+type Settled struct {
+	Queue, Job, Outcome string
+	Duration            time.Duration
+	Wait                time.Duration // from its push to its start; 0: unknown
+	Memory              uint64        // peak resident bytes of what ran it; 0: unknown
 }
 
 // Stats are the poller's live counts.

@@ -415,7 +415,7 @@ func TestWedgedLoopStopsTheHeartbeat(t *testing.T) {
 		Queues:         []poller.Queue{{Name: "default"}},
 		HeartbeatEvery: 5 * time.Millisecond,
 		Heartbeat:      func(poller.Stats) { beats <- struct{}{} },
-		Observe: func(string, string, string, time.Duration) {
+		Observe: func(poller.Settled) {
 			close(wedged)
 			<-release
 		},

@@ -188,7 +188,7 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 		}
 	}
 	if p.cfg.Observe != nil {
-		p.cfg.Observe(r.queue.Name, r.p.Name(), o.Result, o.Duration)
+		p.cfg.Observe(Settled{Queue: r.queue.Name, Job: r.p.Name(), Outcome: o.Result, Duration: o.Duration, Wait: p.waited(r, o), Memory: o.Memory})
 	}
 	if p.cfg.Record != nil && o.Kind != protocol.GiveBack {
 		p.cfg.Record(p.record(r, o))
@@ -231,11 +231,18 @@ func (p *Poller) record(r *running, o protocol.Outcome) Record {
 	if len(rec.Payload) > KeepPayload {
 		rec.Payload = rec.Payload[:KeepPayload]
 	}
+	rec.Wait = p.waited(r, o)
+	return rec
+}
+
+// waited is how long a job waited from its push to its start, on its
+// first run, where its payload says when it was pushed (Laravel 11 and
+// later); 0 otherwise.
+func (p *Poller) waited(r *running, o protocol.Outcome) time.Duration {
 	if c := r.p.CreatedAt; c != nil && r.p.Attempts == 0 {
-		// Its first run: from its push to when it started.
-		if w := now.Add(-o.Duration).Sub(time.Unix(*c, 0)); w > 0 {
-			rec.Wait = w
+		if w := p.cfg.Now().Add(-o.Duration).Sub(time.Unix(*c, 0)); w > 0 {
+			return w
 		}
 	}
-	return rec
+	return 0
 }

@@ -23,7 +23,7 @@ type Snapshot struct {
 	Declining string `json:"declining,omitempty"`
 	// QueuesError says why Queues is empty: the store did not answer.
 	QueuesError string `json:"queues_error,omitempty"`
-	// Scale is the pool's size and last decision, when it scales.
+	// Scale is the pool's size, and its last decision when it scales.
 	Scale *protocol.Scale `json:"scale,omitempty"`
 
 	took []time.Duration // each queue's mean runtime (WatchWaits)
@@ -166,7 +166,7 @@ func (p *Poller) snapshot(stopping bool) Snapshot {
 		s.Workers = append(s.Workers, PoolWorker{PID: w.PID, State: state, Jobs: w.Jobs, RSS: w.RSS, Age: w.Age})
 	}
 	s.Declining = p.pool.Declining
-	if sc := p.pool.Scale; sc.Max > sc.Min {
+	if sc := p.pool.Scale; sc.Max > 0 {
 		s.Scale = &sc
 	}
 	for _, q := range p.queues {
