@@ -139,8 +139,11 @@ func (w *waits) fill(queues []queueState, depths []QueueDepth) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i := range depths {
-		if i < len(w.queues) && i < len(queues) {
-			depths[i].Wait, depths[i].WaitAlert, depths[i].AlertWait = w.queues[i].wait, w.queues[i].alerting, queues[i].AlertWait
+		if i < len(queues) {
+			depths[i].AlertWait = queues[i].AlertWait
+		}
+		if i < len(w.queues) {
+			depths[i].Wait, depths[i].WaitAlert = w.queues[i].wait, w.queues[i].alerting
 		}
 	}
 }

@@ -150,7 +150,14 @@ func TestMetrics(t *testing.T) {
 			strings.Contains(body, `kqueue_jobs_total{job="App\\Jobs\\FailsManually",outcome="failed",queue="default"} 1`)
 	})
 	for _, want := range []string{
-		`kqueue_job_duration_seconds_count{queue="default"}`,
+		`kqueue_job_duration_seconds_count{job="App\\Jobs\\Record",queue="default"} 3`,
+		`kqueue_job_memory_peak_bytes{job="App\\Jobs\\Record",queue="default"}`,
+		`kqueue_queue_wait_seconds{queue="default"}`,
+		`kqueue_queue_wait_alert{queue="default"} 0`,
+		`kqueue_queue_alert_wait_seconds{queue="default"} 60`,
+		`kqueue_pool_target_workers 1`,
+		`kqueue_pool_max_workers 1`,
+		`kqueue_store_unreachable_seconds 0`,
 		`kqueue_queue_jobs{queue="default",state="ready"}`,
 		`kqueue_running_jobs`,
 		`kqueue_pool_workers{state="busy"}`,
