@@ -55,6 +55,41 @@ workers = 2
 	}
 }
 
+// A pool that scales starts at min_workers (1 unless set); a fixed one is
+// its own minimum and maximum. Every queue alerts after 60 s by default
+// and scales on the pool's scale_wait unless it sets its own.
+func TestScalingAndAlerts(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("f.toml", []byte("[app]\npath = \"/a\"\n[pool]\nmax_workers = 4\nscale_wait = 2\n[[queue]]\nname = \"high\"\nscale_wait = 0.5\nalert_wait = 0\n[[queue]]\nname = \"default\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []struct {
+		name      string
+		got, want any
+	}{
+		{"workers", c.Pool.Workers, 1},
+		{"min", c.Pool.MinWorkers, 1},
+		{"scales", c.Pool.Scales(), true},
+		{"cooldown", c.Pool.ScaleCooldown.D(), time.Minute},
+		{"high scale_wait", c.Queues[0].ScaleWait.D(), 500 * time.Millisecond},
+		{"default scale_wait", c.Queues[1].ScaleWait.D(), 2 * time.Second},
+		{"high alert_wait (0: never)", c.Queues[0].AlertWait.D(), time.Duration(0)},
+		{"default alert_wait", c.Queues[1].AlertWait.D(), time.Minute},
+	} {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	fixed, err := Parse("f.toml", []byte("[app]\npath = \"/a\"\n[pool]\nworkers = 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := fixed.Pool; p.MinWorkers != 3 || p.MaxWorkers != 3 || p.Scales() {
+		t.Errorf("a fixed pool of 3: min %d, max %d, scales %v", p.MinWorkers, p.MaxWorkers, p.Scales())
+	}
+}
+
 func TestValues(t *testing.T) {
 	t.Parallel()
 	src := `
@@ -124,6 +159,11 @@ func TestErrors(t *testing.T) {
 		{"sentinel master without sentinels", "[app]\npath = \"/a\"\n[redis]\nsentinel_master = \"mymaster\"\n", `f.toml:4: redis.sentinel_master: sentinels is missing`},
 		{"password with url", "[app]\npath = \"/a\"\n[redis]\npassword = \"x\"\n", `f.toml:4: redis.password: with url, write the password in the URL`},
 		{"bad size", "[app]\npath = \"/a\"\n[pool]\nmax_memory = \"lots\"\n", `f.toml:4: pool.max_memory`},
+		{"fixed and scaling", "[app]\npath = \"/a\"\n[pool]\nworkers = 2\nmax_workers = 4\n", `f.toml:4: pool.workers: set workers (a fixed pool) or min_workers and max_workers (a pool that scales), not both`},
+		{"min without max", "[app]\npath = \"/a\"\n[pool]\nmin_workers = 2\n", `f.toml:4: pool.min_workers: min_workers needs max_workers`},
+		{"min over max", "[app]\npath = \"/a\"\n[pool]\nmin_workers = 5\nmax_workers = 4\n", `pool.min_workers: min_workers (5) is more than max_workers (4)`},
+		{"negative fleet cap", "[app]\npath = \"/a\"\n[[queue]]\nname = \"a\"\nfleet_max_running = -1\n", `queue[0].fleet_max_running: must be 0 (no cap) or more`},
+		{"bad webhook", "[app]\npath = \"/a\"\n[alerts]\nwebhook = \"hooks.example/x\"\n", `f.toml:4: alerts.webhook: want an http:// or https:// URL`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -310,7 +310,7 @@ func (d *Dispatcher) serveJobs(ctx context.Context, conn *protocol.Conn) error {
 			break
 		}
 		if dm, ok := m.(protocol.Demand); ok {
-			d.pool.scale.setDemand(dm)
+			d.pool.scale.setDemand(dm, time.Now())
 			continue
 		}
 		j, ok := m.(protocol.Job)

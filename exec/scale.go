@@ -104,11 +104,11 @@ func (s *scaler) count() int {
 	return n
 }
 
-// setDemand takes the poller's word on the queues' waits.
-func (s *scaler) setDemand(d protocol.Demand) {
+// setDemand takes the poller's word on the queues' waits, as of now.
+func (s *scaler) setDemand(d protocol.Demand, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.demand, s.demandAt = d, time.Now()
+	s.demand, s.demandAt = d, now
 }
 
 // sampleBusy records how many workers are busy now.
