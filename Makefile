@@ -4,7 +4,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Debian packages the runtime, the tests and the demo need.
-DEPS := php-cli php-redis php-sqlite3 php-mysql php-pgsql php-mbstring php-laravel-framework redis-server redis-tools mariadb-server postgresql systemd phpunit iproute2 faketime chromium
+DEPS := php-cli php-redis php-sqlite3 php-mysql php-pgsql php-mbstring php-laravel-framework redis-server redis-tools mariadb-server postgresql systemd phpunit iproute2 faketime chromium prometheus
 # An execution count, not a duration: Go 1.26's fuzzing coordinator can fail a
 # duration-bound run with "context deadline exceeded" as the time runs out
 # on a loaded machine, with no failing input (fixed in Go 1.27).

@@ -81,7 +81,11 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 		if cfg.Alerts.Webhook != "" {
 			alert = webhook(wctx, cfg.Alerts.Webhook, log)
 		}
-		go func() { defer close(done); part.WatchWaits(wctx, watchEvery, alert) }()
+		every := watchEvery
+		if _, ok := store.(*dbstore.Store); ok {
+			every = watchEveryDB // each look counts the jobs table's rows
+		}
+		go func() { defer close(done); part.WatchWaits(wctx, every, alert) }()
 		part.stops = append(part.stops, func() { cancel(); <-done })
 	}
 	if stop, err := part.ServeControl(ctx, cfg.Control.Socket); err != nil {
@@ -97,8 +101,12 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 const announceEvery = 2 * time.Second
 
 // watchEvery is how often the queues' waits are worked out (for the
-// autoscaler and the long-wait alerts).
-const watchEvery = time.Second
+// autoscaler and the long-wait alerts); watchEveryDB on the database
+// driver, where each look counts the queues' rows.
+const (
+	watchEvery   = time.Second
+	watchEveryDB = 5 * time.Second
+)
 
 // openStore connects to the store of the app's queue connection: its
 // database for the database driver, else Redis.

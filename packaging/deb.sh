@@ -25,6 +25,9 @@ install -m 644 units/*.* "$p/lib/systemd/system/"
 install -d "$p/lib/systemd/system-generators"
 install -m 755 units/generators/kqueue-generator "$p/lib/systemd/system-generators/"
 install -m 644 exec/php/*.php "$p/usr/share/kqueue/php/"
+# Prometheus alert rules and a Grafana dashboard, for operators to copy.
+install -d "$p/usr/share/kqueue/monitoring"
+install -m 644 packaging/monitoring/kqueue-rules.yml packaging/monitoring/kqueue-dashboard.json "$p/usr/share/kqueue/monitoring/"
 # The optional Laravel package, Debian style: require_once '/usr/share/php/KQueue/autoload.php'.
 for d in . Console Contracts Jobs; do
 	install -d "$p/usr/share/php/KQueue/$d"

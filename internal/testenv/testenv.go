@@ -37,7 +37,7 @@ func Need(t testing.TB, programs ...string) {
 	t.Helper()
 	for _, p := range programs {
 		if _, err := exec.LookPath(p); err != nil {
-			t.Fatalf("%s is not installed: run .ci/run or apt-get install php-cli php-redis php-sqlite3 php-mysql php-pgsql php-mbstring php-laravel-framework redis-server redis-tools mariadb-server postgresql iproute2 faketime (make deps)", p)
+			t.Fatalf("%s is not installed: run .ci/run or apt-get install php-cli php-redis php-sqlite3 php-mysql php-pgsql php-mbstring php-laravel-framework redis-server redis-tools mariadb-server postgresql iproute2 faketime chromium prometheus (make deps)", p)
 		}
 	}
 }

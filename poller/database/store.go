@@ -499,14 +499,17 @@ func (s *Store) HasWork(ctx context.Context, now time.Time) (bool, error) {
 // Depths counts each queue's ready, delayed and reserved rows.
 func (s *Store) Depths(ctx context.Context) ([]poller.QueueDepth, error) {
 	now := time.Now().Unix()
-	args := []any{now, now}
+	args := []any{now, now, now}
 	for _, q := range s.queues {
 		args = append(args, q.Name)
 	}
+	// The head: the oldest ready row, as Laravel's pop takes it (lowest
+	// id), for the queue's wait.
 	rows, err := s.db.QueryContext(ctx, s.d.bind(`SELECT queue,
 		SUM(CASE WHEN reserved_at IS NULL AND available_at <= ? THEN 1 ELSE 0 END),
 		SUM(CASE WHEN reserved_at IS NULL AND available_at > ? THEN 1 ELSE 0 END),
-		SUM(CASE WHEN reserved_at IS NOT NULL THEN 1 ELSE 0 END)
+		SUM(CASE WHEN reserved_at IS NOT NULL THEN 1 ELSE 0 END),
+		MIN(CASE WHEN reserved_at IS NULL AND available_at <= ? THEN id END)
 		FROM `+s.table+` WHERE queue IN (`+marks(len(s.queues))+`) GROUP BY queue`), args...)
 	if err != nil {
 		return nil, s.classify(err)
@@ -515,9 +518,11 @@ func (s *Store) Depths(ctx context.Context) ([]poller.QueueDepth, error) {
 	byName := map[string]poller.QueueDepth{}
 	for rows.Next() {
 		var d poller.QueueDepth
-		if err := rows.Scan(&d.Name, &d.Ready, &d.Delayed, &d.Reserved); err != nil {
+		var head sql.NullInt64
+		if err := rows.Scan(&d.Name, &d.Ready, &d.Delayed, &d.Reserved, &head); err != nil {
 			return nil, s.classify(err)
 		}
+		d.Head = uint64(head.Int64)
 		byName[d.Name] = d
 	}
 	if err := rows.Err(); err != nil {

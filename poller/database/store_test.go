@@ -145,7 +145,8 @@ func TestSettleAsDatabaseQueue(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := (poller.QueueDepth{Name: "default", Ready: 1, Delayed: 1, Reserved: 1}); d[0] != want {
+		// The head is the given-back job's row: the third pushed.
+		if want := (poller.QueueDepth{Name: "default", Ready: 1, Delayed: 1, Reserved: 1, Head: 3}); d[0] != want {
 			t.Errorf("depths %+v, want %+v", d[0], want)
 		}
 		// The released job is due in 30 s: a reserve now takes the given-back
