@@ -210,8 +210,11 @@ func hostRoom(budget, used int64, cpuBusy float64, cpuKnown bool) room {
 func mib(b int64) string { return fmt.Sprintf("%d MiB", b>>20) }
 
 // cgroupMemory reads the memory limit and usage of the cgroup this process
-// runs in: cgroup v2's memory.max and memory.current, or v1's memory
-// controller. ok is false without a limit.
+// runs in — cgroup v2's memory.max and memory.current, or v1's memory
+// controller, less the page cache not used lately — or of the ancestor
+// with the least room left: a dispatcher
+// in a leaf of its service's cgroup (cgroupfs delegation) is bound by the
+// service's MemoryMax. ok is false without a limit.
 func cgroupMemory() (limit, usage int64, ok bool) {
 	data, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
@@ -222,23 +225,50 @@ func cgroupMemory() (limit, usage int64, ok bool) {
 		if len(parts) != 3 {
 			continue
 		}
-		var dir, limitFile, usageFile string
+		var root, limitFile, usageFile, inactive string
 		switch {
 		case parts[0] == "0" && parts[1] == "":
-			dir, limitFile, usageFile = filepath.Join("/sys/fs/cgroup", parts[2]), "memory.max", "memory.current"
+			root, limitFile, usageFile, inactive = "/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"
 		case parts[1] == "memory":
-			dir, limitFile, usageFile = filepath.Join("/sys/fs/cgroup/memory", parts[2]), "memory.limit_in_bytes", "memory.usage_in_bytes"
+			root, limitFile, usageFile, inactive = "/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"
 		default:
 			continue
 		}
-		l, err1 := readInt(filepath.Join(dir, limitFile))
-		u, err2 := readInt(filepath.Join(dir, usageFile))
-		// v1 writes "no limit" as a huge number, v2 as "max".
-		if err1 == nil && err2 == nil && l > 0 && l < 1<<60 {
-			return l, u, true
+		for dir := filepath.Join(root, parts[2]); strings.HasPrefix(dir, root); dir = filepath.Dir(dir) {
+			l, err1 := readInt(filepath.Join(dir, limitFile))
+			u, err2 := readInt(filepath.Join(dir, usageFile))
+			// Page cache not used lately is the kernel's to reclaim: the
+			// working set is what is left.
+			u -= min(statField(filepath.Join(dir, "memory.stat"), inactive), u)
+			// v1 writes "no limit" as a huge number, v2 as "max".
+			if err1 == nil && err2 == nil && l > 0 && l < 1<<60 && (!ok || l-u < limit-usage) {
+				limit, usage, ok = l, u, true
+			}
+			if dir == root {
+				break
+			}
+		}
+		if ok {
+			return limit, usage, true
 		}
 	}
 	return 0, 0, false
+}
+
+// statField reads one "name value" line of a cgroup's memory.stat (0 when
+// it has none).
+func statField(path, name string) int64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 func readInt(path string) (int64, error) {

@@ -229,6 +229,53 @@ check "the dispatcher logged no cgroup error" bash -c "! grep -E 'empty job cgro
 systemctl disable --now kqueue@v2
 check "the dispatcher's cgroup went with it" until_ok 30 test ! -e "/sys/fs/cgroup$svc"
 
+step "a pool that scales, held back by its dispatcher's MemoryMax (cgroup v2)"
+cat >/etc/kqueue/scale.toml <<'TOML'
+[app]
+path = "/srv/app"
+user = "www-data"
+writable = ["database"]
+[app.env]
+KQ_PROBE = "1"
+[redis]
+url = "redis://127.0.0.1:6379/0"
+prefix = "laravel_database_"
+[[queue]]
+name = "scale"
+[pool]
+min_workers = 1
+max_workers = 4
+scale_wait = 0.5
+scale_cooldown = 3
+TOML
+scalesvc=/sys/fs/cgroup/kqueue.slice/kqueue-dispatcher@scale.service
+scale_drained() { [ $(($(rcli llen "$(key queues:scale)") + $(rcli zcard "$(key queues:scale:reserved)"))) = 0 ]; }
+scale_journal() { journal -u kqueue-dispatcher@scale; }
+check "systemctl enable --now kqueue@scale" systemctl enable --now kqueue@scale
+check "its dispatcher is up with one worker" until_ok 60 bash -c "kqueue status scale | grep -q 'scaling: 1 to 4 workers, keeping 1'"
+# The limit: what the service holds now (less the page cache it could
+# give back) and room for a second worker, not a third.
+used=$(($(cat $scalesvc/memory.current) - $(sed -n 's/^inactive_file //p' $scalesvc/memory.stat)))
+wpid=$(pgrep -u www-data -f 'worker.php' | while read -r p; do grep -q 'kqueue-dispatcher@scale' "/proc/$p/cgroup" && echo "$p"; done | head -n 1)
+wrss=$(($(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$wpid/status") * 1024))
+limit=$(((used + wrss * 12 / 10) * 10 / 9))
+echo "the service uses $((used >> 20)) MiB with one worker of $((wrss >> 20)) MiB: MemoryMax=$((limit >> 20))M"
+check "systemctl set-property kqueue-dispatcher@scale MemoryMax=$((limit >> 20))M" systemctl set-property --runtime kqueue-dispatcher@scale.service MemoryMax=$limit
+artisan kq:dispatch busy --count=60 --queue=scale
+check "the burst ran" until_ok 120 scale_drained
+check "the pool grew to 2 workers while the jobs waited" until_ok 30 bash -c "journalctl --no-pager -u kqueue-dispatcher@scale | grep -q 'pool grew to 2: jobs on scale wait'"
+check "then the service's cgroup held it, and the log says so" bash -c "journalctl --no-pager -u kqueue-dispatcher@scale | grep -q 'pool held at 2 workers: .*memory: the service.s cgroup uses'"
+check "it never grew past what MemoryMax holds" bash -c "! journalctl --no-pager -u kqueue-dispatcher@scale | grep -q 'pool grew to 3'"
+check "back to one worker after the cooldown" until_ok 60 bash -c "journalctl --no-pager -u kqueue-dispatcher@scale | grep -q 'pool shrank to 1'"
+scale_journal | grep -E 'pool (grew|held|shrank)' | tee "$out/scale.txt"
+check "no OOM kill in the service" bash -c "! journalctl --no-pager -k | grep -q 'oom_memcg=/kqueue.slice/kqueue-dispatcher@scale'"
+systemctl disable --now kqueue@scale
+rm /etc/kqueue/scale.toml
+
+step "the monitoring files: alert rules and a Grafana dashboard"
+check "/usr/share/kqueue/monitoring has the Prometheus rules and the dashboard" \
+	test -s /usr/share/kqueue/monitoring/kqueue-rules.yml -a -s /usr/share/kqueue/monitoring/kqueue-dashboard.json
+
 step "pool.idle_exit: a second instance scales to zero and back"
 cat >/etc/kqueue/small.toml <<'TOML'
 [app]
