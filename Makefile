@@ -40,7 +40,7 @@ test: unit e2e ## run every test: make unit, then the VM tier (make e2e)
 
 .PHONY: unit
 unit: deps lint chroots ## every test but the VM tier (with the race detector), and a short fuzz of every parser
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory phpunit fuzz
 
 .PHONY: chroots

@@ -237,6 +237,10 @@ type Pool struct {
 	// together: the pool does not grow past it. Default: what is left in
 	// the service's cgroup (MemoryMax) and on the host.
 	MemoryBudget Size `toml:"memory_budget"`
+	// ScaleMaxCPU is the host's CPU use, in percent, at and above which
+	// the pool does not grow (more workers would only share the same
+	// CPUs). Default 95; 100 = never held by CPU.
+	ScaleMaxCPU int `toml:"scale_max_cpu"`
 	// MaxJobs recycles a worker after this many jobs. Default 0 (never).
 	MaxJobs int `toml:"max_jobs"`
 	// MaxMemory recycles a worker whose resident memory (measured from
@@ -539,6 +543,10 @@ func (p *Pool) complete() error {
 	if p.MemoryBudget < 0 {
 		p.MemoryBudget = 0
 	}
+	if p.ScaleMaxCPU < 0 || p.ScaleMaxCPU > 100 {
+		return &Error{Key: "pool.scale_max_cpu", Msg: fmt.Sprintf("want a percentage from 1 to 100, got %d", p.ScaleMaxCPU)}
+	}
+	p.ScaleMaxCPU = cmp.Or(p.ScaleMaxCPU, 95)
 	return nil
 }
 

@@ -45,6 +45,9 @@ type Config struct {
 	// the pool does not grow past it. 0: the cgroup's and host's memory
 	// only.
 	MemoryBudget int64
+	// ScaleMaxCPU is the share of the host's CPUs in use (0 to 1) at and
+	// above which the pool does not grow. Default 0.95; 1: never held.
+	ScaleMaxCPU float64
 	// MaxJobs recycles a worker after this many jobs. 0: never.
 	MaxJobs int
 	// MaxMemory recycles a worker whose resident memory passes this many
@@ -100,6 +103,7 @@ func (c *Config) setDefaults() {
 	c.PHP = cmp.Or(c.PHP, "php")
 	c.Workers = max(c.Workers, 1)
 	c.ScaleCooldown = cmp.Or(c.ScaleCooldown, time.Minute)
+	c.ScaleMaxCPU = cmp.Or(c.ScaleMaxCPU, 0.95)
 	c.Backoff = cmp.Or(c.Backoff, "0")
 	c.BootTimeout = cmp.Or(c.BootTimeout, 60*time.Second)
 	c.StopGrace = cmp.Or(c.StopGrace, 5*time.Second)

@@ -44,6 +44,7 @@ func FromConfig(cfg *config.Config, driver cgroup.Driver) Config {
 		MaxWorkers:      cfg.Pool.MaxWorkers,
 		ScaleCooldown:   cfg.Pool.ScaleCooldown.D(),
 		MemoryBudget:    cfg.Pool.MemoryBudget.Bytes(),
+		ScaleMaxCPU:     float64(cfg.Pool.ScaleMaxCPU) / 100,
 		MaxJobs:         cfg.Pool.MaxJobs,
 		MaxMemory:       cfg.Pool.MaxMemory.Bytes(),
 		MaxLifetime:     cfg.Pool.MaxLifetime.D(),

@@ -350,7 +350,7 @@ func (p *pool) scaleLoop(ctx context.Context) {
 			busy, busyOK := cpu.busy()
 			cfg := p.cfg.get()
 			used, perWorker := p.memory()
-			msg, changed := p.scale.decide(now, ready, idle, booting, perWorker, hostRoom(cfg.MemoryBudget, used, busy, busyOK))
+			msg, changed := p.scale.decide(now, ready, idle, booting, perWorker, hostRoom(cfg.MemoryBudget, used, busy, cfg.ScaleMaxCPU, busyOK))
 			if msg != "" {
 				p.log.Info(msg)
 			}

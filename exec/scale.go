@@ -185,8 +185,9 @@ func (s *scaler) state() protocol.Scale {
 // hostRoom says whether one more worker of perWorker bytes fits: within
 // budget (0: none) beside used, within the memory limit of the cgroup
 // this process runs in, and in the host's available memory; and whether
-// memory pressure or a saturated CPU holds growth back. "" means room.
-func hostRoom(budget, used int64, cpuBusy float64, cpuKnown bool) room {
+// memory pressure or the CPUs busy at maxCPU (a share; 1: never) hold
+// growth back. "" means room.
+func hostRoom(budget, used int64, cpuBusy, maxCPU float64, cpuKnown bool) room {
 	return func(perWorker int64) string {
 		if budget > 0 && used+perWorker > budget {
 			return fmt.Sprintf("memory_budget: workers and isolated jobs use %s of %s, and a worker takes about %s", mib(used), mib(budget), mib(perWorker))
@@ -200,7 +201,7 @@ func hostRoom(budget, used int64, cpuBusy float64, cpuKnown bool) room {
 		if p, ok := pressure("memory"); ok && p >= 10 {
 			return fmt.Sprintf("memory pressure: tasks stalled on memory %.0f%% of the last 10 s", p)
 		}
-		if cpuKnown && cpuBusy >= 0.95 {
+		if cpuKnown && maxCPU < 1 && cpuBusy >= maxCPU {
 			return fmt.Sprintf("CPU: the host's CPUs were %.0f%% busy in the last second", cpuBusy*100)
 		}
 		return ""
