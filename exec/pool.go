@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -350,7 +351,10 @@ func (p *pool) scaleLoop(ctx context.Context) {
 			busy, busyOK := cpu.busy()
 			cfg := p.cfg.get()
 			used, perWorker := p.memory()
-			msg, changed := p.scale.decide(now, ready, idle, booting, perWorker, hostRoom(cfg.MemoryBudget, used, busy, cfg.ScaleMaxCPU, busyOK))
+			h := host{budget: cfg.MemoryBudget, used: used, workers: ready, self: rssOf(os.Getpid()),
+				cpuBusy: busy, cpuKnown: busyOK, maxCPU: cfg.ScaleMaxCPU,
+				usedByCg: cgroupMemory, available: func() (int64, bool) { return meminfo("MemAvailable") }}
+			msg, changed := p.scale.decide(now, ready, idle, booting, perWorker, h.room)
 			if msg != "" {
 				p.log.Info(msg)
 			}

@@ -140,8 +140,9 @@ func (s *scaler) decide(now time.Time, ready, idle, booting int, perWorker int64
 	switch {
 	case pressed && s.target < s.max && idle == 0 && booting == 0 && ready >= s.target:
 		if why := hasRoom(perWorker); why != "" {
-			if why != s.held {
-				s.held = why
+			// Told once per kind of hold, not per change of its numbers.
+			if kind, _, _ := strings.Cut(why, ":"); kind != s.held {
+				s.held = kind
 				return fmt.Sprintf("pool held at %d workers: jobs on %s wait %s (target %s), but %s", s.target, d.Queue, d.Wait.Round(100*time.Millisecond), d.Target, why), false
 			}
 			return "", false
@@ -182,30 +183,48 @@ func (s *scaler) state() protocol.Scale {
 	return protocol.Scale{Min: s.min, Max: s.max, Target: s.target, Decision: s.decision, Ups: s.ups, Downs: s.downs}
 }
 
-// hostRoom says whether one more worker of perWorker bytes fits: within
-// budget (0: none) beside used, within the memory limit of the cgroup
-// this process runs in, and in the host's available memory; and whether
-// memory pressure or the CPUs busy at maxCPU (a share; 1: never) hold
-// growth back. "" means room.
-func hostRoom(budget, used int64, cpuBusy, maxCPU float64, cpuKnown bool) room {
-	return func(perWorker int64) string {
-		if budget > 0 && used+perWorker > budget {
-			return fmt.Sprintf("memory_budget: workers and isolated jobs use %s of %s, and a worker takes about %s", mib(used), mib(budget), mib(perWorker))
-		}
-		if limit, usage, ok := cgroupMemory(); ok && usage+perWorker > limit*9/10 {
-			return fmt.Sprintf("memory: the service's cgroup uses %s of its %s limit, and a worker takes about %s", mib(usage), mib(limit), mib(perWorker))
-		}
-		if avail, ok := meminfo("MemAvailable"); ok && avail < 2*perWorker {
-			return fmt.Sprintf("memory: the host has %s available, and a worker takes about %s", mib(avail), mib(perWorker))
-		}
-		if p, ok := pressure("memory"); ok && p >= 10 {
-			return fmt.Sprintf("memory pressure: tasks stalled on memory %.0f%% of the last 10 s", p)
-		}
-		if cpuKnown && maxCPU < 1 && cpuBusy >= maxCPU {
-			return fmt.Sprintf("CPU: the host's CPUs were %.0f%% busy in the last second", cpuBusy*100)
-		}
-		return ""
+// host is what the scaler knows of the host at a decision.
+type host struct {
+	budget    int64   // memory_budget (0: none)
+	used      int64   // resident memory of the workers and isolated jobs
+	workers   int     // workers running now
+	self      int64   // the dispatcher's own resident memory
+	cpuBusy   float64 // share of the CPUs busy in the last second
+	cpuKnown  bool
+	maxCPU    float64 // scale_max_cpu, a share (1: never)
+	usedByCg  func() (limit, usage int64, ok bool)
+	available func() (int64, bool)
+}
+
+// room says whether one more worker of perWorker resident bytes fits:
+// within the budget beside what the workers and isolated jobs hold, within
+// the memory limit of the cgroup this process runs in (there a worker costs
+// what the workers cost it on average: the pages they share are counted
+// once), and in the host's available memory; and whether memory pressure
+// or the CPUs busy at maxCPU hold growth back. "" means room.
+func (h host) room(perWorker int64) string {
+	if h.budget > 0 && h.used+perWorker > h.budget {
+		return fmt.Sprintf("memory_budget: workers and isolated jobs use %s of %s, and a worker takes about %s", mib(h.used), mib(h.budget), mib(perWorker))
 	}
+	if limit, usage, ok := h.usedByCg(); ok {
+		each := perWorker
+		if h.workers > 0 && usage > h.self {
+			each = min(each, (usage-h.self)/int64(h.workers))
+		}
+		if usage+each > limit*9/10 {
+			return fmt.Sprintf("memory: the service's cgroup uses %s of its %s limit, and a worker adds about %s", mib(usage), mib(limit), mib(each))
+		}
+	}
+	if avail, ok := h.available(); ok && avail < 2*perWorker {
+		return fmt.Sprintf("memory: the host has %s available, and a worker takes about %s", mib(avail), mib(perWorker))
+	}
+	if p, ok := pressure("memory"); ok && p >= 10 {
+		return fmt.Sprintf("memory pressure: tasks stalled on memory %.0f%% of the last 10 s", p)
+	}
+	if h.cpuKnown && h.maxCPU < 1 && h.cpuBusy >= h.maxCPU {
+		return fmt.Sprintf("CPU: the host's CPUs were %.0f%% busy in the last second", h.cpuBusy*100)
+	}
+	return ""
 }
 
 func mib(b int64) string { return fmt.Sprintf("%d MiB", b>>20) }

@@ -143,3 +143,33 @@ func TestCgroupMemoryLimit(t *testing.T) {
 		t.Fatalf("cgroupMemory() = %d, %d, %v; want the limit %d and some usage", got, usage, ok, limit)
 	}
 }
+
+// In a cgroup with a limit, another worker costs what the workers cost it
+// on average (the pages they share are counted once), not a worker's
+// resident size; the budget counts resident sizes, as max_memory does.
+func TestHostRoom(t *testing.T) {
+	const mb = 1 << 20
+	cg := func(limit, usage int64) func() (int64, int64, bool) {
+		return func() (int64, int64, bool) { return limit, usage, true }
+	}
+	plenty := func() (int64, bool) { return 1 << 40, true }
+	for _, c := range []struct {
+		name string
+		h    host
+		want string // the hold's kind; "" for room
+	}{
+		{"room", host{usedByCg: cg(1000*mb, 100*mb), available: plenty, workers: 2, self: 20 * mb, maxCPU: 0.95}, ""},
+		// 2 workers of 40 MB resident add 15 MB each to the cgroup: a third fits in 90.
+		{"shared pages", host{usedByCg: cg(100*mb, 50*mb), available: plenty, workers: 2, self: 20 * mb, maxCPU: 0.95}, ""},
+		{"cgroup full", host{usedByCg: cg(100*mb, 80*mb), available: plenty, workers: 2, self: 20 * mb, maxCPU: 0.95}, "memory"},
+		{"budget", host{budget: 100 * mb, used: 80 * mb, usedByCg: cg(1<<40, 0), available: plenty, maxCPU: 0.95}, "memory_budget"},
+		{"host", host{usedByCg: func() (int64, int64, bool) { return 0, 0, false }, available: func() (int64, bool) { return 50 * mb, true }, maxCPU: 0.95}, "memory"},
+		{"cpu", host{usedByCg: cg(1<<40, 0), available: plenty, cpuBusy: 0.97, cpuKnown: true, maxCPU: 0.95}, "CPU"},
+		{"cpu not looked at", host{usedByCg: cg(1<<40, 0), available: plenty, cpuBusy: 1, cpuKnown: true, maxCPU: 1}, ""},
+	} {
+		got := c.h.room(40 * mb)
+		if kind, _, _ := strings.Cut(got, ":"); (got == "") != (c.want == "") || (c.want != "" && kind != c.want) {
+			t.Errorf("%s: room says %q, want a hold of kind %q", c.name, got, c.want)
+		}
+	}
+}
