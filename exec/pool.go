@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -350,8 +349,8 @@ func (p *pool) scaleLoop(ctx context.Context) {
 			last = now
 			busy, busyOK := cpu.busy()
 			cfg := p.cfg.get()
-			used, perWorker := p.memory()
-			h := host{budget: cfg.MemoryBudget, used: used, workers: ready, self: rssOf(os.Getpid()),
+			used, perWorker, anon := p.memory()
+			h := host{budget: cfg.MemoryBudget, used: used, anon: anon,
 				cpuBusy: busy, cpuKnown: busyOK, maxCPU: cfg.ScaleMaxCPU,
 				usedByCg: cgroupMemory, available: func() (int64, bool) { return meminfo("MemAvailable") }}
 			msg, changed := p.scale.decide(now, ready, idle, booting, perWorker, h.room)
@@ -388,13 +387,14 @@ func (p *pool) census() (ready, idle, booting int) {
 
 // memory is what the workers and the isolated jobs hold now (the budget
 // they share), and the most one worker holds (64 MiB before any is
-// measured): what another would take.
-func (p *pool) memory() (used, perWorker int64) {
+// measured), all of it and of its own: what another would take.
+func (p *pool) memory() (used, perWorker, anon int64) {
 	for i := range p.slots {
 		if w := p.slots[i].Load(); w != nil {
 			rss := max(rssOf(w.pid), 0)
 			used += rss
 			perWorker = max(perWorker, rss)
+			anon = max(anon, anonOf(w.pid))
 		}
 	}
 	if p.iso != nil {
@@ -405,7 +405,7 @@ func (p *pool) memory() (used, perWorker int64) {
 	if perWorker == 0 {
 		perWorker = 64 << 20
 	}
-	return used, perWorker
+	return used, perWorker, anon
 }
 
 // notifyCapacity tells the poller the capacity may have changed.

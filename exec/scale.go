@@ -187,8 +187,7 @@ func (s *scaler) state() protocol.Scale {
 type host struct {
 	budget    int64   // memory_budget (0: none)
 	used      int64   // resident memory of the workers and isolated jobs
-	workers   int     // workers running now
-	self      int64   // the dispatcher's own resident memory
+	anon      int64   // the most private (anonymous) memory a worker holds
 	cpuBusy   float64 // share of the CPUs busy in the last second
 	cpuKnown  bool
 	maxCPU    float64 // scale_max_cpu, a share (1: never)
@@ -198,18 +197,19 @@ type host struct {
 
 // room says whether one more worker of perWorker resident bytes fits:
 // within the budget beside what the workers and isolated jobs hold, within
-// the memory limit of the cgroup this process runs in (there a worker costs
-// what the workers cost it on average: the pages they share are counted
-// once), and in the host's available memory; and whether memory pressure
-// or the CPUs busy at maxCPU hold growth back. "" means room.
+// the memory limit of the cgroup this process runs in (there a worker
+// costs its private memory: the files it maps are in the cgroup's page
+// cache already, or charged where they were first read), and in the
+// host's available memory; and whether memory pressure or the CPUs busy
+// at maxCPU hold growth back. "" means room.
 func (h host) room(perWorker int64) string {
 	if h.budget > 0 && h.used+perWorker > h.budget {
 		return fmt.Sprintf("memory_budget: workers and isolated jobs use %s of %s, and a worker takes about %s", mib(h.used), mib(h.budget), mib(perWorker))
 	}
 	if limit, usage, ok := h.usedByCg(); ok {
 		each := perWorker
-		if h.workers > 0 && usage > h.self {
-			each = min(each, (usage-h.self)/int64(h.workers))
+		if h.anon > 0 {
+			each = min(each, h.anon)
 		}
 		if usage+each > limit*9/10 {
 			return fmt.Sprintf("memory: the service's cgroup uses %s of its %s limit, and a worker adds about %s", mib(usage), mib(limit), mib(each))
@@ -286,6 +286,22 @@ func statField(path, name string) int64 {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 			return n
+		}
+	}
+	return 0
+}
+
+// anonOf is a process's private (anonymous) resident memory, from
+// /proc/PID/status (0 when unknown).
+func anonOf(pid int) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
 		}
 	}
 	return 0

@@ -144,9 +144,9 @@ func TestCgroupMemoryLimit(t *testing.T) {
 	}
 }
 
-// In a cgroup with a limit, another worker costs what the workers cost it
-// on average (the pages they share are counted once), not a worker's
-// resident size; the budget counts resident sizes, as max_memory does.
+// In a cgroup with a limit, another worker costs its private memory, not
+// its resident size (the files it maps are cached already); the budget
+// counts resident sizes, as max_memory does.
 func TestHostRoom(t *testing.T) {
 	const mb = 1 << 20
 	cg := func(limit, usage int64) func() (int64, int64, bool) {
@@ -158,10 +158,10 @@ func TestHostRoom(t *testing.T) {
 		h    host
 		want string // the hold's kind; "" for room
 	}{
-		{"room", host{usedByCg: cg(1000*mb, 100*mb), available: plenty, workers: 2, self: 20 * mb, maxCPU: 0.95}, ""},
-		// 2 workers of 40 MB resident add 15 MB each to the cgroup: a third fits in 90.
-		{"shared pages", host{usedByCg: cg(100*mb, 50*mb), available: plenty, workers: 2, self: 20 * mb, maxCPU: 0.95}, ""},
-		{"cgroup full", host{usedByCg: cg(100*mb, 80*mb), available: plenty, workers: 2, self: 20 * mb, maxCPU: 0.95}, "memory"},
+		{"room", host{usedByCg: cg(1000*mb, 100*mb), available: plenty, anon: 15 * mb, maxCPU: 0.95}, ""},
+		// Workers of 40 MB resident, 15 MB of it their own: a third fits in 90.
+		{"shared pages", host{usedByCg: cg(100*mb, 70*mb), available: plenty, anon: 15 * mb, maxCPU: 0.95}, ""},
+		{"cgroup full", host{usedByCg: cg(100*mb, 80*mb), available: plenty, anon: 15 * mb, maxCPU: 0.95}, "memory"},
 		{"budget", host{budget: 100 * mb, used: 80 * mb, usedByCg: cg(1<<40, 0), available: plenty, maxCPU: 0.95}, "memory_budget"},
 		{"host", host{usedByCg: func() (int64, int64, bool) { return 0, 0, false }, available: func() (int64, bool) { return 50 * mb, true }, maxCPU: 0.95}, "memory"},
 		{"cpu", host{usedByCg: cg(1<<40, 0), available: plenty, cpuBusy: 0.97, cpuKnown: true, maxCPU: 0.95}, "CPU"},

@@ -255,15 +255,13 @@ check "systemctl enable --now kqueue@scale" systemctl enable --now kqueue@scale
 check "its dispatcher is up with one worker" until_ok 60 bash -c "kqueue status scale | grep -q 'scaling: 1 to 4 workers, keeping 1'"
 # The limit: what the service holds now (less the page cache it could
 # give back) and room for a second worker (and 3 MiB), not a third. The
-# scaler reckons a worker costs the cgroup what is not the dispatcher's,
-# on average (the pages the workers share count once), and keeps a tenth
-# of the limit free.
+# scaler reckons a worker costs the cgroup its private memory (RssAnon: the
+# files it maps are cached already), and keeps a tenth of the limit free.
 used=$(($(cat $scalesvc/memory.current) - $(sed -n 's/^inactive_file //p' $scalesvc/memory.stat)))
-dpid=$(systemctl show -P MainPID kqueue-dispatcher@scale)
-drss=$(($(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$dpid/status") * 1024))
-worker=$((used - drss))
-limit=$(((used + worker + (3 << 20)) * 10 / 9))
-echo "the service uses $((used >> 20)) MiB, $((worker >> 20)) MiB of it the worker's: MemoryMax=$((limit >> 20))M"
+wpid=$(for p in $(cat $scalesvc/cgroup.procs); do grep -qa worker.php "/proc/$p/cmdline" && echo "$p"; done | head -n 1)
+anon=$(($(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$wpid/status") * 1024))
+limit=$(((used + anon + (3 << 20)) * 10 / 9))
+echo "the service uses $((used >> 20)) MiB; its worker (pid $wpid) holds $((anon >> 20)) MiB of its own: MemoryMax=$((limit >> 20))M"
 check "systemctl set-property kqueue-dispatcher@scale MemoryMax=$((limit >> 20))M" systemctl set-property --runtime kqueue-dispatcher@scale.service MemoryMax=$limit
 artisan kq:dispatch busy --count=60 --queue=scale
 check "the burst ran" until_ok 120 scale_drained
