@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,12 +140,7 @@ func TestMonitoringNamesOnlyExportedMetrics(t *testing.T) {
 	r := testenv.StartRedis(t)
 	app := testenv.NewApp(t, r)
 	app.Env["LOG_CHANNEL"] = "null"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	cfg := app.Config(t, 0, fmt.Sprintf("[pool]\nworkers = 1\nmax_jobs = 1\n[metrics]\nlisten = %q\n", addr))
 	app.Artisan(t, "kq:dispatch", "record", "--count=3")
 
@@ -158,15 +150,7 @@ func TestMonitoringNamesOnlyExportedMetrics(t *testing.T) {
 	runs := testenv.Prefix + "kqtest:runs"
 	testenv.Eventually(t, 30*time.Second, "jobs to run", func() bool { return r.Client.HLen(ctx, runs).Val() >= 3 })
 	// Labelled series appear once a job has settled: wait for them.
-	var body string
-	testenv.Eventually(t, 30*time.Second, "settled jobs and recycles in the metrics", func() bool {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
+	body := scrapeUntil(t, addr, "settled jobs and recycles", func(body string) bool {
 		return strings.Contains(body, "\nkqueue_jobs_total{") &&
 			strings.Contains(body, "\nkqueue_job_duration_seconds_bucket{") &&
 			strings.Contains(body, "\nkqueue_worker_recycles_total{")

@@ -122,12 +122,7 @@ func TestMetrics(t *testing.T) {
 	r := testenv.StartRedis(t)
 	app := testenv.NewApp(t, r)
 	app.Env["LOG_CHANNEL"] = "null"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	cfg := app.Config(t, 1, fmt.Sprintf("[metrics]\nlisten = %q\n", addr))
 	app.Artisan(t, "kq:dispatch", "record", "--count=3")
 	app.Artisan(t, "kq:dispatch", "status")
@@ -137,15 +132,7 @@ func TestMetrics(t *testing.T) {
 	wait := background(t, ctx, "run", "--config", cfg)
 	runs := testenv.Prefix + "kqtest:runs"
 	testenv.Eventually(t, 30*time.Second, "jobs to run", func() bool { return r.Client.HLen(ctx, runs).Val() >= 4 })
-	var body string
-	testenv.Eventually(t, 30*time.Second, "metrics", func() bool {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
+	body := scrapeUntil(t, addr, "the jobs counted", func(body string) bool {
 		return strings.Contains(body, `kqueue_jobs_total{job="App\\Jobs\\Record",outcome="done",queue="default"} 3`) &&
 			strings.Contains(body, `kqueue_jobs_total{job="App\\Jobs\\FailsManually",outcome="failed",queue="default"} 1`)
 	})
@@ -171,4 +158,32 @@ func TestMetrics(t *testing.T) {
 	if _, err := wait(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// freeAddr is a loopback address nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scrapeUntil reads /metrics at addr until ok accepts it, and returns it.
+func scrapeUntil(t *testing.T, addr, what string, ok func(body string) bool) string {
+	t.Helper()
+	var body string
+	testenv.Eventually(t, 30*time.Second, what+" in the metrics", func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return ok(body)
+	})
+	return body
 }
