@@ -223,6 +223,31 @@ func report() string {
 	p("| a page (Jobs, searches, a job, overview, metrics), median | %s |\n", ms("console/page-p50"))
 	p("| a page, the slowest | %s |\n", ms("console/page-max"))
 
+	p("\n### CPU per no-op job, by process (µs; %s jobs; the PHP workers' boot included)\n\n", thousands(jobs))
+	p("| runner | PHP processes | daemon | Redis | PHP | all |\n|---|---|---|---|---|---|\n")
+	us := func(name string) (string, float64) {
+		v, _ := med(name)
+		if v == 0 {
+			return "—", 0
+		}
+		return fmt.Sprintf("%.1f", v), v
+	}
+	for _, r := range []string{"kqueue", "queue:work"} {
+		for _, w := range []string{"1", "2"} {
+			d, dv := us("cpu/" + r + "/" + w + "/daemon")
+			if r == "queue:work" {
+				d = "(none)"
+			}
+			rs, rv := us("cpu/" + r + "/" + w + "/redis")
+			ps, pv := us("cpu/" + r + "/" + w + "/php")
+			all := "—"
+			if rv > 0 && pv > 0 {
+				all = fmt.Sprintf("%.1f", dv+rv+pv)
+			}
+			p("| %s | %s | %s | %s | %s | %s |\n", r, w, d, rs, ps, all)
+		}
+	}
+
 	p("\n### A burst of %s no-op jobs: time to drain, and peak memory of all the runner's processes\n\n", thousands(jobs))
 	p("| runner | drain | peak memory |\n|---|---|---|\n")
 	for _, r := range []struct{ label, name string }{

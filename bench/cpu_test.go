@@ -1,0 +1,128 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+)
+
+// BenchmarkCPUPerJob measures the CPU each process spends per no-op job —
+// kqueue's daemon (poller and dispatcher in one process), Redis, the PHP
+// workers — for kqueue and for queue:work with as many PHP processes:
+// the daemon's from its /proc/PID/stat once the queue is drained (before
+// it stops), the PHP workers' the same way, Redis's from INFO cpu.
+func BenchmarkCPUPerJob(b *testing.B) {
+	app := benchApp(b)
+	ctx := context.Background()
+	for _, workers := range []int{1, 2} {
+		cfg := app.Config(b, workers, "")
+		b.Run(fmt.Sprintf("runner=kqueue/php=%d", workers), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				app.Redis.Client.FlushAll(ctx)
+				app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
+				redis0 := redisCPU(b, app)
+				cmd := exec.Command(kqueueBin, "run", "--config", cfg)
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				q := testenv.Prefix + "queues:default"
+				testenv.Eventually(b, 2*time.Minute, "the queue drained", func() bool {
+					return app.Redis.Client.LLen(ctx, q).Val() == 0 && app.Redis.Client.ZCard(ctx, q+":reserved").Val() == 0
+				})
+				daemon := procCPU(cmd.Process.Pid)
+				var php time.Duration
+				for _, pid := range children(cmd.Process.Pid) {
+					if strings.Contains(cmdline(pid), "worker.php") {
+						php += procCPU(pid)
+					}
+				}
+				redis := redisCPU(b, app) - redis0
+				cmd.Process.Signal(syscall.SIGTERM)
+				cmd.Wait()
+				report := func(what string, d time.Duration) {
+					us := float64(d.Microseconds()) / jobs
+					record(fmt.Sprintf("cpu/kqueue/%d/%s", workers, what), us)
+					b.ReportMetric(us, what+"-µs/job")
+				}
+				report("daemon", daemon)
+				report("redis", redis)
+				report("php", php)
+				b.StartTimer()
+			}
+		})
+		b.Run(fmt.Sprintf("runner=queue:work/php=%d", workers), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				app.Redis.Client.FlushAll(ctx)
+				app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
+				redis0 := redisCPU(b, app)
+				used := make([]time.Duration, workers)
+				err := together(workers, func(i int) error {
+					cmd := app.Command(ctx, "queue:work", "--stop-when-empty")
+					err := cmd.Run()
+					if cmd.ProcessState != nil {
+						used[i] = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+					}
+					return err
+				})
+				var php time.Duration
+				for _, d := range used {
+					php += d
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				redis := redisCPU(b, app) - redis0
+				for what, d := range map[string]time.Duration{"redis": redis, "php": php} {
+					us := float64(d.Microseconds()) / jobs
+					record(fmt.Sprintf("cpu/queue:work/%d/%s", workers, what), us)
+					b.ReportMetric(us, what+"-µs/job")
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// procCPU is a process's own CPU time (user and system), from
+// /proc/PID/stat.
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command (which may hold spaces) in parentheses:
+	// utime and stime are the 14th and 15th of the line.
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz
+}
+
+// redisCPU is the CPU Redis has used so far, from INFO cpu.
+func redisCPU(b *testing.B, app *testenv.App) time.Duration {
+	info := app.Redis.Client.Info(context.Background(), "cpu").Val()
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
