@@ -18,7 +18,9 @@ import (
 // kqueue's daemon (poller and dispatcher in one process), Redis, the PHP
 // workers — for kqueue and for queue:work with as many PHP processes:
 // the daemon's from its /proc/PID/stat once the queue is drained (before
-// it stops), the PHP workers' the same way, Redis's from INFO cpu.
+// it stops), the PHP workers' the same way, Redis's from INFO cpu. With
+// KQ_BENCH_CPUPROFILE=FILE, kqueue writes a Go CPU profile of each run to
+// FILE.php1 and FILE.php2 (`go tool pprof -top bin/kqueue FILE.php2`).
 func BenchmarkCPUPerJob(b *testing.B) {
 	app := benchApp(b)
 	ctx := context.Background()
@@ -30,7 +32,11 @@ func BenchmarkCPUPerJob(b *testing.B) {
 				app.Redis.Client.FlushAll(ctx)
 				app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
 				redis0 := redisCPU(b, app)
-				cmd := exec.Command(kqueueBin, "run", "--config", cfg)
+				args := []string{"run", "--config", cfg}
+				if prof := os.Getenv("KQ_BENCH_CPUPROFILE"); prof != "" {
+					args = append(args, "--cpuprofile", fmt.Sprintf("%s.php%d", prof, workers))
+				}
+				cmd := exec.Command(kqueueBin, args...)
 				if err := cmd.Start(); err != nil {
 					b.Fatal(err)
 				}
