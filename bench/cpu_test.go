@@ -54,14 +54,7 @@ func BenchmarkCPUPerJob(b *testing.B) {
 				redis := redisCPU(b, app) - redis0
 				cmd.Process.Signal(syscall.SIGTERM)
 				cmd.Wait()
-				report := func(what string, d time.Duration) {
-					us := float64(d.Microseconds()) / jobs
-					record(fmt.Sprintf("cpu/kqueue/%d/%s", workers, what), us)
-					b.ReportMetric(us, what+"-µs/job")
-				}
-				report("daemon", daemon)
-				report("redis", redis)
-				report("php", php)
+				reportCPU(b, "kqueue", workers, map[string]time.Duration{"daemon": daemon, "redis": redis, "php": php})
 				b.StartTimer()
 			}
 		})
@@ -87,15 +80,19 @@ func BenchmarkCPUPerJob(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				redis := redisCPU(b, app) - redis0
-				for what, d := range map[string]time.Duration{"redis": redis, "php": php} {
-					us := float64(d.Microseconds()) / jobs
-					record(fmt.Sprintf("cpu/queue:work/%d/%s", workers, what), us)
-					b.ReportMetric(us, what+"-µs/job")
-				}
+				reportCPU(b, "queue:work", workers, map[string]time.Duration{"redis": redisCPU(b, app) - redis0, "php": php})
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// reportCPU records each process's CPU per job of a runner's run.
+func reportCPU(b *testing.B, runner string, workers int, used map[string]time.Duration) {
+	for what, d := range used {
+		us := float64(d.Microseconds()) / jobs
+		record(fmt.Sprintf("cpu/%s/%d/%s", runner, workers, what), us)
+		b.ReportMetric(us, what+"-µs/job")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/kqueue/kqueue/poller"
@@ -48,5 +49,5 @@ func webhook(ctx context.Context, raw string, log *slog.Logger) func(poller.Aler
 
 // scrub keeps the webhook's secret URL out of an error's text.
 func scrub(err error, raw, host string) string {
-	return string(bytes.ReplaceAll([]byte(err.Error()), []byte(raw), []byte("https://"+host+"/…")))
+	return strings.ReplaceAll(err.Error(), raw, "https://"+host+"/…")
 }

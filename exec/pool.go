@@ -353,12 +353,10 @@ func (p *pool) scaleLoop(ctx context.Context) {
 			h := host{budget: cfg.MemoryBudget, used: used, anon: anon,
 				cpuBusy: busy, cpuKnown: busyOK, maxCPU: cfg.ScaleMaxCPU,
 				usedByCg: cgroupMemory, available: func() (int64, bool) { return meminfo("MemAvailable") }}
-			msg, changed := p.scale.decide(now, ready, idle, booting, perWorker, h.room)
-			if msg != "" {
+			// The slots follow the target; capacity changes as their
+			// workers boot or retire (addReady).
+			if msg, _ := p.scale.decide(now, ready, idle, booting, perWorker, h.room); msg != "" {
 				p.log.Info(msg)
-			}
-			if changed {
-				p.notifyCapacity()
 			}
 		}
 	}
@@ -406,16 +404,6 @@ func (p *pool) memory() (used, perWorker, anon int64) {
 		perWorker = 64 << 20
 	}
 	return used, perWorker, anon
-}
-
-// notifyCapacity tells the poller the capacity may have changed.
-func (p *pool) notifyCapacity() {
-	p.mu.Lock()
-	notify := p.onCapacity
-	p.mu.Unlock()
-	if notify != nil {
-		notify()
-	}
 }
 
 // booted is a worker's boot: the worker, or why it did not boot.
