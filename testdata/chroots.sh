@@ -2,7 +2,8 @@
 # Build the Laravel version matrix's chroots (docs/laravel-queue.md), as
 # root, outside the repository:
 #
-#   KQ_CHROOTS/trixie   Debian trixie: Laravel 10.48, PHP 8.4
+#   KQ_CHROOTS/trixie   Debian trixie: Laravel 10.48, PHP 8.4; and moto's
+#                       server, the SQS tests' emulator (not in Debian 12)
 #   KQ_CHROOTS/sid      Debian sid:    Laravel 13.x,  PHP 8.4
 #
 # KQ_CHROOTS defaults to /var/tmp/kqueue-chroots. Each chroot is cached: it
@@ -43,9 +44,11 @@ command -v mmdebstrap >/dev/null || { echo "chroots.sh: mmdebstrap is not instal
 
 mkdir -p "$root"
 for suite in $suites; do
+	include=$packages
+	[ "$suite" != trixie ] || include=$packages,python3-moto,python3-flask,python3-flask-cors
 	# The key covers everything that decides what the chroot holds, not
 	# the mirror (the same recipe from another mirror is the same chroot).
-	key=$(printf '%s\n' "v1" "$suite" "$packages" "$hook_config" "$hook_hosts" | sha256sum | cut -d' ' -f1)
+	key=$(printf '%s\n' "v1" "$suite" "$include" "$hook_config" "$hook_hosts" | sha256sum | cut -d' ' -f1)
 	if [ -x "$root/$suite/usr/bin/php" ] && [ "$(cat "$root/$suite.key" 2>/dev/null)" = "$key" ]; then
 		echo "chroot $suite: cached ($root/$suite)"
 		continue
@@ -55,7 +58,7 @@ for suite in $suites; do
 	rm -rf "$root/$suite.new"
 	mmdebstrap --quiet --mode=root --variant=apt \
 		--aptopt='Acquire::Check-Valid-Until "false"' --aptopt='APT::Install-Recommends "false"' \
-		--include="$packages" \
+		--include="$include" \
 		--customize-hook="$hook_config" \
 		--customize-hook="$hook_hosts" \
 		"$suite" "$root/$suite.new" "$mirror"

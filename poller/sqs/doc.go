@@ -1,0 +1,2 @@
+// Package sqs is the poller's store for Laravel's SQS queues.
+package sqs
