@@ -382,8 +382,11 @@ func (s *session) task(j protocol.Job) *task {
 		s.outcomes <- how
 	}
 	parse := payload.Parse
-	if j.Row != nil {
+	switch {
+	case j.Row != nil:
 		parse = func(raw []byte) (*payload.Payload, error) { return payload.ParseRow(raw, int(j.Row.Attempts)) }
+	case j.SQS != nil:
+		parse = func(raw []byte) (*payload.Payload, error) { return payload.ParseRow(raw, int(j.SQS.Attempts())) }
 	}
 	if p, err := parse(j.Payload); err == nil {
 		t.p = p

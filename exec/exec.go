@@ -69,6 +69,10 @@ type Config struct {
 	// Force runs jobs while the app is down for maintenance (queue:work
 	// --force).
 	Force bool
+	// NoPrefetch takes no more jobs than the workers can start now: for a
+	// store that counts an attempt when a job is taken (SQS), so that no
+	// job waits in the dispatcher charged for a run it may never get.
+	NoPrefetch bool
 	// Backoff is queue:work's --backoff ("0", "5,30"). Default "0".
 	Backoff string
 	// BootTimeout bounds a worker's boot. Default 60s.

@@ -33,6 +33,7 @@ func FromConfig(cfg *config.Config, driver cgroup.Driver) Config {
 	return Config{
 		Queues:          queues,
 		Force:           cfg.Job.Force,
+		NoPrefetch:      cfg.Laravel != nil && cfg.Laravel.SQS != nil,
 		User:            cfg.App.Credential(),
 		Isolation:       iso,
 		Rules:           rules,

@@ -142,7 +142,7 @@ func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out pro
 	}
 	how := protocol.Running{PID: uint64(w.pid), Timeout: timeout, Strategy: s.String()}
 	i.running.Store(t.job.ID, g)
-	r := w.do(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row}, t.job.Payload, deadline, i.hardStop, func() { t.begin(how) })
+	r := w.do(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row, SQS: t.job.SQS}, t.job.Payload, deadline, i.hardStop, func() { t.begin(how) })
 	i.running.Delete(t.job.ID)
 	stats, err := g.Stats()
 	if err != nil {

@@ -210,7 +210,7 @@ func (p *pool) observe(t *task, d time.Duration) {
 	p.seen = min(p.seen+1, prefetchAfter)
 	was := p.depth
 	switch {
-	case p.recent > prefetchOff || p.seen < prefetchAfter:
+	case p.recent > prefetchOff || p.seen < prefetchAfter || p.cfg.get().NoPrefetch:
 		p.depth = 1
 	case p.depth > 1 || p.recent < prefetchOn:
 		// The depth follows the ideal by powers of two, with slack both
@@ -962,7 +962,7 @@ func (r *jobRun) hand(t *task, s Strategy) {
 		return
 	}
 	timeout, _ := t.deadline(s, r.p.cfg.get().Timeout)
-	n, err := r.w.send(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row}, t.job.Payload, ahead)
+	n, err := r.w.send(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row, SQS: t.job.SQS}, t.job.Payload, ahead)
 	if err != nil {
 		killGroup(r.w.pid) // the answer loop sees it gone
 	}
@@ -1305,7 +1305,7 @@ func (p *pool) failOutside(w *worker, o *orphan) *worker {
 // released at once with its backoff. It reports whether w survived.
 func failIn(w *worker, o *orphan, timeout time.Duration, hardStop <-chan struct{}) (protocol.Outcome, bool) {
 	t := o.t
-	r := w.do(request{Op: "fail", Queue: t.job.Queue, Kind: o.kind.String(), Reason: o.reason, Row: t.job.Row}, t.job.Payload,
+	r := w.do(request{Op: "fail", Queue: t.job.Queue, Kind: o.kind.String(), Reason: o.reason, Row: t.job.Row, SQS: t.job.SQS}, t.job.Payload,
 		time.Now().Add(max(timeout, time.Minute)), hardStop, nil)
 	if r.ok {
 		out := outcomeOf(r.msg)

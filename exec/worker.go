@@ -260,12 +260,14 @@ type request struct {
 	// Row is the job's database row (Laravel's database queue), for
 	// worker.php's DatabaseJob.
 	Row *protocol.Row `json:"row,omitempty"`
+	// SQS is the job's SQS message, for worker.php's SqsJob.
+	SQS *protocol.SQSMessage `json:"sqs,omitempty"`
 }
 
 // appendHeader appends req as JSON: a job to run on a queue with a plain
 // name (every job, nearly) without encoding/json.
 func (req request) appendHeader(b []byte) []byte {
-	if req.Op != "run" || req.Kind != "" || req.Reason != "" || req.Class != "" || req.Socket != "" || req.Row != nil || !plainJSON(req.Queue) {
+	if req.Op != "run" || req.Kind != "" || req.Reason != "" || req.Class != "" || req.Socket != "" || req.Row != nil || req.SQS != nil || !plainJSON(req.Queue) {
 		hdr, _ := json.Marshal(req)
 		return append(b, hdr...)
 	}

@@ -22,7 +22,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 			p.nextID++
 			p.inflight[p.nextID] = j
 			j.queue.running++
-			batch = append(batch, protocol.Job{ID: p.nextID, Queue: j.queue.Name, Payload: []byte(j.job.Payload), Row: j.job.Row})
+			batch = append(batch, protocol.Job{ID: p.nextID, Queue: j.queue.Name, Payload: []byte(j.job.Payload), Row: j.job.Row, SQS: j.job.SQS})
 			free--
 			sent++
 		}
@@ -106,8 +106,8 @@ func (p *Poller) runnable(ctx context.Context, jobs []Job) []*running {
 	for _, j := range jobs {
 		var pl *payload.Payload
 		var err error
-		if j.Row != nil {
-			pl, err = payload.ParseRow([]byte(j.Payload), int(j.Row.Attempts))
+		if n := j.Attempts(); n >= 0 {
+			pl, err = payload.ParseRow([]byte(j.Payload), n)
 		} else {
 			pl, err = payload.Parse([]byte(j.Payload))
 		}

@@ -58,6 +58,13 @@ func (p *Poller) open(ctx context.Context, conn *protocol.Conn) (*session, error
 		conn.Close()
 		return nil, err
 	}
+	if l, ok := p.store.(Leases); ok {
+		for i := range p.queues {
+			if d := l.LeaseFor(i); d > 0 {
+				p.queues[i].RetryAfter = d
+			}
+		}
+	}
 	if err := p.handshake(conn); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("handshake with dispatcher: %w", err)

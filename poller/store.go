@@ -60,6 +60,13 @@ type Store interface {
 	Done(ctx context.Context)
 }
 
+// Leases is a store whose queues say how long a reservation lasts
+// (SQS: each queue's visibility timeout). The poller takes a queue's
+// lease from it after Open, in place of its RetryAfter, when it is set.
+type Leases interface {
+	LeaseFor(q int) time.Duration
+}
+
 // Job is a job a store reserved for this poller.
 type Job struct {
 	Queue   int    // its queue's index in Config.Queues
@@ -69,6 +76,21 @@ type Job struct {
 	// payload (Laravel's database queue): PHP's job is made of it. Nil for
 	// Redis.
 	Row *protocol.Row
+	// SQS is the job's SQS message (the SQS store): PHP's SqsJob is
+	// made of it. Nil for the others.
+	SQS *protocol.SQSMessage
+}
+
+// Attempts is how many times the job ran before, when its store keeps
+// that beside the payload; -1 when the payload says (Redis).
+func (j Job) Attempts() int {
+	switch {
+	case j.Row != nil:
+		return int(j.Row.Attempts)
+	case j.SQS != nil:
+		return int(j.SQS.Attempts())
+	}
+	return -1
 }
 
 // Reserved is what one Reserve took.

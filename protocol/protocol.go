@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the protocol version; a peer with another version is refused.
-const Version = 9
+const Version = 10
 
 // MaxFrame bounds a frame's size (a Laravel payload may be tens of MB).
 const MaxFrame = 128 << 20
@@ -81,7 +81,26 @@ type Job struct {
 	// beside its payload (Laravel's database queue); nil from Redis,
 	// whose payload carries them.
 	Row *Row
+	// SQS is the job's SQS message, from the SQS store; nil from
+	// the others.
+	SQS *SQSMessage
 }
+
+// SQSMessage is a job's message on an SQS queue as the poller received it:
+// what Laravel's SqsJob holds beside the body.
+type SQSMessage struct {
+	ID      string `json:"MessageId"`
+	Receipt string `json:"ReceiptHandle"`
+	// Receives is SQS's ApproximateReceiveCount: this receive counted,
+	// it is the job's attempt (Laravel's SqsJob::attempts).
+	Receives int64 `json:"ApproximateReceiveCount"`
+	// QueueURL is the queue's URL, which Laravel's SqsJob takes for the
+	// queue's name.
+	QueueURL string `json:"QueueUrl"`
+}
+
+// Attempts is the job's attempts before this run, as a Row counts them.
+func (m *SQSMessage) Attempts() int64 { return max(m.Receives-1, 0) }
 
 // Row is a job's row in Laravel's jobs table (the database queue), as the
 // poller reserved it: Laravel's DatabaseJobRecord, its attempts not yet
@@ -315,13 +334,21 @@ func (m Job) AppendBody(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m.Payload)))
 	b = append(b, m.Payload...)
 	if m.Row == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		for _, v := range [...]int64{m.Row.ID, m.Row.Attempts, m.Row.ReservedAt, m.Row.AvailableAt, m.Row.CreatedAt} {
+			b = binary.AppendVarint(b, v)
+		}
+	}
+	if m.SQS == nil {
 		return append(b, 0)
 	}
 	b = append(b, 1)
-	for _, v := range [...]int64{m.Row.ID, m.Row.Attempts, m.Row.ReservedAt, m.Row.AvailableAt, m.Row.CreatedAt} {
-		b = binary.AppendVarint(b, v)
-	}
-	return b
+	b = appendString(b, m.SQS.ID)
+	b = appendString(b, m.SQS.Receipt)
+	b = binary.AppendVarint(b, m.SQS.Receives)
+	return appendString(b, m.SQS.QueueURL)
 }
 
 func (m Outcome) AppendBody(b []byte) []byte {
@@ -422,6 +449,9 @@ func Decode(frame []byte) (Message, error) {
 		j := Job{ID: d.uvarint(), Queue: d.string(), Payload: d.bytes()}
 		if d.byte() == 1 {
 			j.Row = &Row{ID: d.varint(), Attempts: d.varint(), ReservedAt: d.varint(), AvailableAt: d.varint(), CreatedAt: d.varint()}
+		}
+		if d.byte() == 1 {
+			j.SQS = &SQSMessage{ID: d.string(), Receipt: d.string(), Receives: d.varint(), QueueURL: d.string()}
 		}
 		m = j
 	case TypeOutcome:

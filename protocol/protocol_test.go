@@ -19,6 +19,7 @@ var samples = []Message{
 	Job{ID: 1, Queue: "default", Payload: []byte(`{"uuid":"u","attempts":0}`)},
 	Job{ID: 1 << 40, Queue: "{high}", Payload: []byte{}},
 	Job{ID: 7, Queue: "default", Payload: []byte(`{}`), Row: &Row{ID: 12, Attempts: 2, ReservedAt: 1700000000, AvailableAt: -1, CreatedAt: 1699999000}},
+	Job{ID: 8, Queue: "default", Payload: []byte(`{}`), SQS: &SQSMessage{ID: "5fea7756-0ea4", Receipt: "AQEB…", Receives: 3, QueueURL: "https://sqs.eu-west-1.amazonaws.com/123456789012/default"}},
 	Outcome{ID: 7, Kind: Delete, Result: "done", Duration: 1500 * time.Microsecond, Memory: 40 << 20},
 	Outcome{ID: 8, Kind: Release, ReleaseAt: 1795757500, Result: "released", Reason: "RuntimeException: boom"},
 	Outcome{ID: 9, Kind: Keep, Failed: true, Failure: FailCrash, Result: "crashed", Reason: "exit code 3", Duration: -1},

@@ -1,2 +1,0 @@
-// Package sqs is the poller's store for Laravel's SQS queues.
-package sqs
