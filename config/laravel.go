@@ -32,6 +32,9 @@ type Laravel struct {
 	// Database is the database connection and table it uses; nil unless
 	// Queue.Driver is "database".
 	Database *LaravelDatabase `json:"database"`
+	// SQS is the SQS connection's settings; nil unless Queue.Driver is
+	// "sqs".
+	SQS *LaravelSQS `json:"sqs"`
 	// Cache is the default cache store, where queue:restart leaves its
 	// signal.
 	Cache LaravelCache `json:"cache"`
@@ -103,6 +106,97 @@ func (d *LaravelDatabase) TableName() string { return d.Prefix + cmp.Or(d.Table,
 
 // Where says where the database settings come from, for messages.
 func (d *LaravelDatabase) Where() string { return "config/database.php connections." + d.Name }
+
+// LaravelSQS is an SQS queue connection (config/queue.php
+// connections.NAME with the sqs driver) as Laravel's SqsConnector reads
+// it. Secret and Token are never logged.
+type LaravelSQS struct {
+	Key      *string `json:"key"`
+	Secret   *string `json:"secret"`
+	Token    *string `json:"token"`
+	Region   *string `json:"region"`
+	Prefix   string  `json:"prefix"`
+	Suffix   string  `json:"suffix"`
+	Queue    *string `json:"queue"`
+	Endpoint *string `json:"endpoint"`
+	// Credentials names a credential provider Laravel 12+ configures
+	// ("ecs", "instance"); nil when unset.
+	Credentials *string `json:"credentials"`
+	// Overflow is connections.NAME.overflow.enabled (Laravel 13): large
+	// payloads kept in the app's cache, a pointer in the message.
+	Overflow bool `json:"overflow"`
+}
+
+// QueueURL is the URL of the queue named name, as Laravel's
+// SqsQueue::getQueue makes it: a name that is a URL already is taken as
+// it is; otherwise prefix/name with the suffix (which goes before a
+// ".fifo" ending).
+func (s *LaravelSQS) QueueURL(name string) string {
+	if u, err := url.Parse(name); err == nil && u.Scheme != "" && u.Host != "" {
+		return name
+	}
+	fifo := strings.HasSuffix(name, ".fifo")
+	if fifo {
+		name = strings.TrimSuffix(name, ".fifo")
+	}
+	if s.Suffix != "" && !strings.HasSuffix(name, s.Suffix) {
+		name += s.Suffix
+	}
+	if fifo {
+		name += ".fifo"
+	}
+	return strings.TrimRight(s.Prefix, "/") + "/" + name
+}
+
+// CredentialsFrom says where the credentials come from, for messages:
+// never the secret, and of the key only its last four characters.
+func (s *LaravelSQS) CredentialsFrom(where string) string {
+	switch {
+	case s.Key != nil && s.Secret != nil:
+		k := *s.Key
+		if len(k) > 4 {
+			k = "…" + k[len(k)-4:]
+		}
+		return "the key " + k + " and its secret from " + where + ".key and .secret"
+	case s.Credentials != nil:
+		return "the " + *s.Credentials + " credential provider (" + where + ".credentials)"
+	}
+	return "the AWS default chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws (AWS_PROFILE), web identity, the ECS or EC2 instance role"
+}
+
+// adoptSQS takes the app's SQS connection: its region, queue URLs and
+// where its credentials come from (told, never the secret).
+func (c *Config) adoptSQS(l *Laravel, conn, where string) ([]Note, error) {
+	s := l.SQS
+	if s == nil {
+		return nil, fmt.Errorf("the app did not describe its SQS queue connection %q", conn)
+	}
+	for _, q := range c.Queues {
+		if q.FleetMaxRunning > 0 {
+			return nil, fmt.Errorf("queue %q: fleet_max_running needs the redis driver; on the %q connection (sqs driver) use max_running, which caps each instance", q.Name, conn)
+		}
+	}
+	if s.Overflow {
+		return nil, fmt.Errorf("the app's SQS connection %q keeps large payloads in its cache (%s.overflow.enabled): kqueue does not read them; turn it off (payloads then stay under SQS's 1 MiB limit) or run this connection with queue:work", conn, where)
+	}
+	if s.Region == nil && s.Endpoint == nil {
+		return nil, fmt.Errorf("the app's SQS connection %q names no region (%s.region, AWS_DEFAULT_REGION)", conn, where)
+	}
+	if s.Prefix == "" {
+		if q := cmp.Or(deref(s.Queue), "default"); !strings.Contains(q, "://") {
+			return nil, fmt.Errorf("the app's SQS connection %q has no prefix (%s.prefix, SQS_PREFIX): set it to the queues' URL without their name (https://sqs.REGION.amazonaws.com/ACCOUNT_ID)", conn, where)
+		}
+	}
+	var notes []Note
+	region := cmp.Or(deref(s.Region), "(from the endpoint)")
+	notes = append(notes, Note{Key: "sqs region", Value: region, App: region, Where: where + ".region, AWS_DEFAULT_REGION"})
+	if s.Endpoint != nil {
+		notes = append(notes, Note{Key: "sqs endpoint", Value: *s.Endpoint, App: *s.Endpoint, Where: where + ".endpoint"})
+	}
+	creds := s.CredentialsFrom(where)
+	notes = append(notes, Note{Key: "sqs credentials", Value: creds, App: creds, Where: where + ".key, .secret, AWS_ACCESS_KEY_ID"})
+	return notes, nil
+}
 
 // LaravelCache is the app's default cache store.
 type LaravelCache struct {
@@ -306,8 +400,14 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 		}
 		v := db.Driver + " " + strconv.Quote(db.Database) + ", table " + strconv.Quote(db.TableName())
 		notes = append(notes, Note{Key: "database", Value: v, App: v, Where: where + ".connection and .table; " + db.Where()})
+	case "sqs":
+		n, err := c.adoptSQS(l, conn, where)
+		notes = append(notes, n...)
+		if err != nil {
+			return notes, err
+		}
 	default:
-		return notes, fmt.Errorf("the app's queue connection %q uses the %q driver (%s.driver): kqueue runs jobs from Redis and database queues; set QUEUE_CONNECTION=redis or database in the app's .env, or name such a connection in [app] connection",
+		return notes, fmt.Errorf("the app's queue connection %q uses the %q driver (%s.driver): kqueue runs jobs from Redis, database and SQS queues; set QUEUE_CONNECTION=redis, database or sqs in the app's .env, or name such a connection in [app] connection",
 			conn, l.Queue.Driver, where)
 	}
 
@@ -323,12 +423,16 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 	if l.Queue.Driver == "database" {
 		retryKey = "retry_after" // of the queue connection: [redis] sets it for Redis only
 	}
-	if c.set["redis.retry_after"] {
+	switch {
+	case l.Queue.Driver == "sqs":
+		// SQS has no retry_after: each queue's visibility timeout is its
+		// lease, read from the queue when kqueue starts.
+	case c.set["redis.retry_after"]:
 		if c.Redis.RetryAfter.D() != appRetry {
 			notes = append(notes, Note{Key: retryKey, Value: c.Redis.RetryAfter.String(), App: appRetry.String(),
 				Where: retryWhere, Disagree: true, Hint: hint(c.Redis.RetryAfter)})
 		}
-	} else {
+	default:
 		c.Redis.RetryAfter = Duration(appRetry)
 		notes = append(notes, Note{Key: retryKey, Value: appRetry.String(), App: appRetry.String(), Where: retryWhere})
 	}
@@ -342,8 +446,11 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 		c.Queues[0].Name = appQueue
 		c.Queues = c.Queues[:1]
 		env := "REDIS_QUEUE"
-		if l.Queue.Driver == "database" {
+		switch l.Queue.Driver {
+		case "database":
 			env = "DB_QUEUE"
+		case "sqs":
+			env = "SQS_QUEUE"
 		}
 		notes = append(notes, Note{Key: "queue", Value: strconv.Quote(appQueue), App: strconv.Quote(appQueue), Where: where + ".queue, " + env})
 	} else if !c.hasQueue(appQueue) {

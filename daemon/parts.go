@@ -15,6 +15,7 @@ import (
 	"github.com/kqueue/kqueue/poller"
 	dbstore "github.com/kqueue/kqueue/poller/database"
 	redisstore "github.com/kqueue/kqueue/poller/redis"
+	sqsstore "github.com/kqueue/kqueue/poller/sqs"
 )
 
 // pollerPart is the poller with what serves around it: its store's
@@ -82,8 +83,11 @@ func startPoller(ctx context.Context, cfg *config.Config, log *slog.Logger, n *n
 			alert = webhook(wctx, cfg.Alerts.Webhook, log)
 		}
 		every := watchEvery
-		if _, ok := store.(*dbstore.Store); ok {
+		switch store.(type) {
+		case *dbstore.Store:
 			every = watchEveryDB // each look counts the jobs table's rows
+		case *sqsstore.Store:
+			every = watchEveryDB // each look is a request per queue, billed
 		}
 		go func() { defer close(done); part.WatchWaits(wctx, every, alert) }()
 		part.stops = append(part.stops, func() { cancel(); <-done })
@@ -102,15 +106,27 @@ const announceEvery = 2 * time.Second
 
 // watchEvery is how often the queues' waits are worked out (for the
 // autoscaler and the long-wait alerts); watchEveryDB on the database
-// driver, where each look counts the queues' rows.
+// driver, where each look counts the queues' rows, and on SQS, where it
+// is a billed request per queue.
 const (
 	watchEvery   = time.Second
 	watchEveryDB = 5 * time.Second
 )
 
 // openStore connects to the store of the app's queue connection: its
-// database for the database driver, else Redis.
+// database for the database driver, SQS for sqs, else Redis.
 func openStore(ctx context.Context, cfg *config.Config, queues []poller.Queue, log *slog.Logger) (poller.Store, func(), error) {
+	if l := cfg.Laravel; l != nil && l.SQS != nil { // Adopt took an SQS queue connection
+		client, err := sqsstore.Dial(ctx, l.SQS)
+		if err != nil {
+			return nil, nil, err
+		}
+		var qs []sqsstore.Queue
+		for _, q := range queues {
+			qs = append(qs, sqsstore.Queue{Name: q.Name, URL: l.SQS.QueueURL(q.Name)})
+		}
+		return sqsstore.New(sqsstore.Config{Client: client, Queues: qs, Logger: log}), func() {}, nil
+	}
 	if l := cfg.Laravel; l != nil && l.Database != nil { // Adopt took a database queue connection
 		db, dialect, err := dbstore.Dial(ctx, l.Database)
 		if err != nil {

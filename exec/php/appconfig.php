@@ -17,6 +17,8 @@
 //    "database":null|{"table":"jobs","name":"mysql","driver":"mysql","host":…,"port":…,
 //               "unix_socket":…,"database":"app","username":…,"password":…,"prefix":"",
 //               "search_path":…,"sslmode":…,"charset":…,"busy_timeout":…},
+//    "sqs":null|{"key":…,"secret":…,"token":…,"region":"us-east-1","prefix":…,"suffix":…,
+//               "queue":"default","endpoint":…,"credentials":null|"ecs"|"instance","overflow":false},
 //    "cache":{"driver":"redis","prefix":"laravel_cache","connection":"cache"},
 //    "failed":{"driver":"database-uuids","database":"sqlite","table":"failed_jobs"}}
 //
@@ -69,6 +71,7 @@ try {
         ],
         'redis' => null,
         'database' => null,
+        'sqs' => null,
         'cache' => null,
         'failed' => [
             'driver' => $config->get('queue.failed.driver'),
@@ -82,6 +85,24 @@ try {
     }
     if (($conn['driver'] ?? null) === 'database') {
         $answer['database'] = database($app, $conn, $int);
+    }
+    if (($conn['driver'] ?? null) === 'sqs') {
+        $str = function ($v) {
+            return $v === null || $v === '' ? null : (string) $v;
+        };
+        $credentials = $conn['credentials'] ?? null;
+        $answer['sqs'] = [
+            'key' => $str($conn['key'] ?? null),
+            'secret' => $str($conn['secret'] ?? null),
+            'token' => $str($conn['token'] ?? null),
+            'region' => $str($conn['region'] ?? null),
+            'prefix' => (string) ($conn['prefix'] ?? ''),
+            'suffix' => (string) ($conn['suffix'] ?? ''),
+            'queue' => $str($conn['queue'] ?? null),
+            'endpoint' => $str($conn['endpoint'] ?? null),
+            'credentials' => is_array($credentials) ? ($credentials['provider'] ?? 'array') : $str($credentials),
+            'overflow' => (bool) ($conn['overflow']['enabled'] ?? false),
+        ];
     }
 
     $store = $config->get('cache.default');

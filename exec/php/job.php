@@ -11,13 +11,15 @@ use RuntimeException;
 // Jobs makes the job object the worker hands to Laravel's Worker::process:
 // for a Redis connection a RedisJob (so instanceof checks, getRedisQueue()
 // and getReservedJob() work as under queue:work), for a database one a
-// DatabaseJob of the row the poller reserved, for any other a plain Job;
-// each records delete/release/fail for the dispatcher instead of applying
-// them to the queue.
+// DatabaseJob of the row the poller reserved, for an SQS one an SqsJob of
+// the message it received, for any other a plain Job; each records
+// delete/release/fail for the dispatcher instead of applying them to the
+// queue.
 final class Jobs
 {
-    // factory returns fn (string $raw, string $queue, ?array $row) => the
-    // job. Making the connection's queue object connects to nothing.
+    // factory returns fn (string $raw, string $queue, ?array $row, ?array
+    // $sqs) => the job. Making the connection's queue object connects to
+    // nothing.
     public static function factory($app, string $connection): \Closure
     {
         try {
@@ -26,18 +28,35 @@ final class Jobs
             $queue = null; // the worker fails the job with Laravel's own error later
         }
         if ($queue instanceof \Illuminate\Queue\RedisQueue) {
-            return function (string $raw, string $name, ?array $row) use ($app, $queue, $connection) {
+            return function (string $raw, string $name, ?array $row, ?array $sqs) use ($app, $queue, $connection) {
                 return new RedisJob($app, $queue, $raw, $connection, $name);
             };
         }
         if ($queue instanceof \Illuminate\Queue\DatabaseQueue) {
-            return function (string $raw, string $name, ?array $row) use ($app, $queue, $connection) {
+            return function (string $raw, string $name, ?array $row, ?array $sqs) use ($app, $queue, $connection) {
                 return new DatabaseJob($app, $queue, $raw, $row ?? [], $connection, $name);
             };
         }
+        if ($queue instanceof \Illuminate\Queue\SqsQueue) {
+            return function (string $raw, string $name, ?array $row, ?array $sqs) use ($app, $queue, $connection) {
+                return new SqsJob($app, $queue->getSqs(), [
+                    'MessageId' => $sqs['MessageId'] ?? null,
+                    'ReceiptHandle' => $sqs['ReceiptHandle'] ?? null,
+                    'Body' => $raw,
+                    'Attributes' => ['ApproximateReceiveCount' => (string) ($sqs['ApproximateReceiveCount'] ?? 1)],
+                ], $connection, $sqs['QueueUrl'] ?? $queue->getQueue($name));
+            };
+        }
 
-        return function (string $raw, string $name, ?array $row) use ($app, $connection) {
-            return new Job($app, $raw, $connection, $name);
+        return function (string $raw, string $name, ?array $row, ?array $sqs) use ($app, $connection) {
+            $job = new Job($app, $raw, $connection, $name);
+            if ($sqs !== null) {
+                // An SQS connection whose client (aws/aws-sdk-php) is
+                // missing: the attempts are still SQS's receive count.
+                $job->receives = (int) ($sqs['ApproximateReceiveCount'] ?? 1);
+            }
+
+            return $job;
         };
     }
 }
@@ -128,6 +147,33 @@ final class DatabaseJob extends \Illuminate\Queue\Jobs\DatabaseJob
     }
 }
 
+// SqsJob is Laravel's SqsJob on the message the poller received, whose
+// delete and release are recorded for the dispatcher (which deletes the
+// message, or changes its visibility to the release's delay, as SqsJob
+// would) instead of being sent to SQS from here.
+final class SqsJob extends \Illuminate\Queue\Jobs\SqsJob
+{
+    private $decoded;
+    public $releaseAt = null;
+
+    // payload is decoded once (Laravel decodes the body on every call).
+    public function payload()
+    {
+        return $this->decoded ?? ($this->decoded = json_decode($this->getRawBody(), true));
+    }
+
+    public function delete()
+    {
+        BaseJob::delete(); // recorded: no DeleteMessage from here
+    }
+
+    public function release($delay = 0)
+    {
+        BaseJob::release($delay); // recorded: no ChangeMessageVisibility from here
+        $this->releaseAt = $this->availableAt($delay);
+    }
+}
+
 // Job is a reserved queue job whose delete/release/fail are recorded for the
 // dispatcher instead of being applied to the queue.
 final class Job extends BaseJob implements \Illuminate\Contracts\Queue\Job
@@ -135,6 +181,7 @@ final class Job extends BaseJob implements \Illuminate\Contracts\Queue\Job
     private $raw;
     private $decoded;
     public $releaseAt = null;
+    public $receives = null; // SQS's receive count: the attempts, when set
 
     public function __construct($container, string $raw, string $connectionName, string $queue)
     {
@@ -164,7 +211,7 @@ final class Job extends BaseJob implements \Illuminate\Contracts\Queue\Job
 
     public function attempts()
     {
-        return ($this->decoded['attempts'] ?? 0) + 1;
+        return $this->receives ?? ($this->decoded['attempts'] ?? 0) + 1;
     }
 
     public function release($delay = 0)

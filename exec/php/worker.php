@@ -277,7 +277,7 @@ final class Server
         if ($why !== null) {
             return $this->encode(['op' => 'done', 'declined' => $why]);
         }
-        $job = ($this->makeJob)($body, $req['queue'], $req['row'] ?? null);
+        $job = ($this->makeJob)($body, $req['queue'], $req['row'] ?? null, $req['sqs'] ?? null);
         $error = null;
         $this->jobsProcessed++;
         $this->resetScope();
@@ -477,7 +477,7 @@ final class Server
     private function failOutside(array $req, string $body): array
     {
         $this->tags = null; // it does not run: no tags of its own
-        $job = ($this->makeJob)($body, $req['queue'], $req['row'] ?? null);
+        $job = ($this->makeJob)($body, $req['queue'], $req['row'] ?? null, $req['sqs'] ?? null);
         $reason = (string) ($req['reason'] ?? 'the job was stopped');
         $kind = (string) ($req['kind'] ?? '');
         $timedOut = $kind === 'timeout';

@@ -1,0 +1,522 @@
+// Package sqs is the poller's store for Laravel's SQS queues: messages
+// received, deleted and made visible again as Laravel's SqsQueue and
+// SqsJob do it, so that kqueue and `php artisan queue:work` can share a
+// queue (docs/laravel-queue.md, "The SQS queue").
+//
+// SQS counts a job's attempt when a message is received (its
+// ApproximateReceiveCount, which SqsJob::attempts returns), and nothing can
+// take a receive back. So this store receives no more than the poller can
+// start now (the dispatcher runs SQS jobs without prefetch): a message
+// received ahead of its run would be charged an attempt it may never get.
+// What kqueue does beyond queue:work keeps to SqsJob's semantics: batches
+// of up to 10 per receive and per delete, long polling while idle instead
+// of a sleep, and a running job's visibility extended while it runs.
+package sqs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/kqueue/kqueue/poller"
+	"github.com/kqueue/kqueue/protocol"
+)
+
+// Queue is one SQS queue.
+type Queue struct {
+	Name string // as Laravel names it (the job's queue)
+	URL  string // as Laravel's SqsQueue::getQueue makes it
+}
+
+// Config configures a Store.
+type Config struct {
+	Client *sqs.Client // Required.
+	Queues []Queue
+	// Logger hears of quarantined messages and refused settlements.
+	// Default: discard.
+	Logger *slog.Logger
+}
+
+// Store receives and settles jobs on SQS queues.
+type Store struct {
+	c      *sqs.Client
+	queues []queue
+	log    *slog.Logger
+
+	// Long polls run beside the poller's loop while it waits (Wait); what
+	// they receive is handed out by the next Reserve of its queue.
+	mu      sync.Mutex
+	polling []bool
+	caught  [][]caught
+	pollErr error
+	arrived chan struct{} // a long poll caught something, or failed
+	polls   sync.WaitGroup
+}
+
+type queue struct {
+	Queue
+	fifo bool
+	// visibility is the queue's visibility timeout (Open): a job's lease.
+	visibility time.Duration
+}
+
+// caught is a message a long poll received.
+type caught struct {
+	m  types.Message
+	at time.Time
+}
+
+// New returns a Store on cfg.Client.
+func New(cfg Config) *Store {
+	s := &Store{c: cfg.Client, log: cfg.Logger, arrived: make(chan struct{}, 1)}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	for _, q := range cfg.Queues {
+		s.queues = append(s.queues, queue{Queue: q, fifo: strings.HasSuffix(q.URL, ".fifo")})
+	}
+	s.polling = make([]bool, len(s.queues))
+	s.caught = make([][]caught, len(s.queues))
+	return s
+}
+
+// Name names the backend.
+func (s *Store) Name() string { return "SQS" }
+
+// Calls' time limits: an endpoint that does not answer is an outage, not
+// a poller stuck in a call. A long poll waits up to longPoll on the
+// server.
+const (
+	callTimeout = 10 * time.Second
+	longPoll    = 20 * time.Second
+)
+
+// Open reads each queue's visibility timeout (its jobs' lease) and
+// whether it is a FIFO queue; a queue that does not exist is an error
+// naming its URL.
+func (s *Store) Open(ctx context.Context) error {
+	for i := range s.queues {
+		q := &s.queues[i]
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		out, err := s.c.GetQueueAttributes(cctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q.URL),
+			AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameVisibilityTimeout, types.QueueAttributeNameFifoQueue}})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("read SQS queue %s (%s): %w", q.Name, q.URL, s.classify(err))
+		}
+		v, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameVisibilityTimeout)])
+		q.visibility = time.Duration(v) * time.Second
+		q.fifo = q.fifo || out.Attributes[string(types.QueueAttributeNameFifoQueue)] == "true"
+	}
+	return nil
+}
+
+// LeaseFor is queue q's visibility timeout: how long a received job is
+// its receiver's before SQS hands it out again (poller.Leases). Zero
+// until Open has read it.
+func (s *Store) LeaseFor(q int) time.Duration { return s.queues[q].visibility }
+
+// Reserve applies acks, then receives up to n messages of queue q: those
+// a long poll caught first, then as many receives of up to 10 as it takes
+// (of 1 on a FIFO queue, so that a group's later message never runs
+// beside an earlier one). The receives count each message's attempt.
+func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, until time.Time) (poller.Reserved, error) {
+	var r poller.Reserved
+	if r.Acked = s.Ack(ctx, acks); r.Acked != nil && poller.IsUnreachable(r.Acked) {
+		return r, r.Acked
+	}
+	qu := &s.queues[q]
+	for _, m := range s.takeCaught(ctx, q, n) {
+		r.Jobs = append(r.Jobs, s.job(q, m))
+	}
+	for len(r.Jobs) < n {
+		max := min(n-len(r.Jobs), 10)
+		if qu.fifo {
+			max = 1
+		}
+		ms, err := s.receive(ctx, q, max, 0)
+		if err != nil {
+			// What was received runs; the rest waits for the next try.
+			r.Taken = len(r.Jobs)
+			return r, err
+		}
+		for _, m := range ms {
+			r.Jobs = append(r.Jobs, s.job(q, m))
+		}
+		if len(ms) < max {
+			break
+		}
+	}
+	r.Taken = len(r.Jobs)
+	return r, nil
+}
+
+// receive receives up to max messages of queue q, waiting up to wait for
+// one.
+func (s *Store) receive(ctx context.Context, q, max int, wait time.Duration) ([]types.Message, error) {
+	qu := &s.queues[q]
+	cctx, cancel := context.WithTimeout(ctx, callTimeout+wait)
+	defer cancel()
+	out, err := s.c.ReceiveMessage(cctx, &sqs.ReceiveMessageInput{
+		QueueUrl:            aws.String(qu.URL),
+		MaxNumberOfMessages: int32(max),
+		WaitTimeSeconds:     int32(wait / time.Second),
+		// Both names of the attribute: the deprecated one is Laravel's,
+		// and what some SQS-compatible servers know.
+		AttributeNames:              []types.QueueAttributeName{"ApproximateReceiveCount"}, //nolint:staticcheck
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("receive from SQS queue %s: %w", qu.Name, s.classify(err))
+	}
+	return out.Messages, nil
+}
+
+// job is a received message as the poller hands it on.
+func (s *Store) job(q int, m types.Message) poller.Job {
+	receives, err := strconv.ParseInt(m.Attributes["ApproximateReceiveCount"], 10, 64)
+	if err != nil || receives < 1 {
+		receives = 1 // not said: this receive is the one known
+	}
+	msg := &protocol.SQSMessage{ID: aws.ToString(m.MessageId), Receipt: aws.ToString(m.ReceiptHandle), Receives: receives, QueueURL: s.queues[q].URL}
+	return poller.Job{Queue: q, Payload: aws.ToString(m.Body), Handle: msg.Receipt, SQS: msg}
+}
+
+// Ack applies acks: deletes in DeleteMessageBatch calls, releases and
+// give-backs as visibility changes (to the release's delay; to 0), ten to
+// a call, each queue's in order. A charge is nothing here: SQS counted
+// the attempt at the receive. An entry SQS refuses (its receipt handle
+// lapsed: the message was received again elsewhere) is logged and
+// dropped.
+func (s *Store) Ack(ctx context.Context, acks []poller.Ack) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	now := time.Now()
+	type batch struct {
+		deletes []types.DeleteMessageBatchRequestEntry
+		changes []types.ChangeMessageVisibilityBatchRequestEntry
+	}
+	byQueue := map[int]*batch{}
+	for i, a := range acks {
+		b := byQueue[a.Job.Queue]
+		if b == nil {
+			b = &batch{}
+			byQueue[a.Job.Queue] = b
+		}
+		id := aws.String(strconv.Itoa(i))
+		switch a.Kind {
+		case poller.AckDelete:
+			b.deletes = append(b.deletes, types.DeleteMessageBatchRequestEntry{Id: id, ReceiptHandle: aws.String(a.Job.Handle)})
+		case poller.AckRelease:
+			// Laravel's release($delay): VisibilityTimeout = the delay.
+			b.changes = append(b.changes, types.ChangeMessageVisibilityBatchRequestEntry{Id: id, ReceiptHandle: aws.String(a.Job.Handle),
+				VisibilityTimeout: seconds(a.ReleaseAt.Sub(now))})
+		case poller.AckGiveBack:
+			b.changes = append(b.changes, types.ChangeMessageVisibilityBatchRequestEntry{Id: id, ReceiptHandle: aws.String(a.Job.Handle)})
+		}
+	}
+	for q, b := range byQueue {
+		url := aws.String(s.queues[q].URL)
+		for part := range chunks(b.deletes) {
+			cctx, cancel := context.WithTimeout(ctx, callTimeout)
+			out, err := s.c.DeleteMessageBatch(cctx, &sqs.DeleteMessageBatchInput{QueueUrl: url, Entries: part})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("delete jobs from SQS queue %s: %w", s.queues[q].Name, s.classify(err))
+			}
+			s.refused("delete", q, out.Failed)
+		}
+		for part := range chunks(b.changes) {
+			cctx, cancel := context.WithTimeout(ctx, callTimeout)
+			out, err := s.c.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: url, Entries: part})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("release jobs on SQS queue %s: %w", s.queues[q].Name, s.classify(err))
+			}
+			s.refused("release", q, out.Failed)
+		}
+	}
+	return nil
+}
+
+// refused logs a batch's refused entries.
+func (s *Store) refused(what string, q int, failed []types.BatchResultErrorEntry) {
+	for _, f := range failed {
+		s.log.Warn("SQS refused to "+what+" a job: its receipt handle has lapsed (the message was received again after its visibility timeout)",
+			"queue", s.queues[q].Name, "code", aws.ToString(f.Code), "error", aws.ToString(f.Message))
+	}
+}
+
+// seconds is d as a visibility timeout: whole seconds, 0 to 12 hours.
+func seconds(d time.Duration) int32 {
+	return int32(min(max((d+time.Second-1)/time.Second, 0), maxVisibility/time.Second))
+}
+
+// maxVisibility is the longest visibility timeout SQS takes.
+const maxVisibility = 12 * time.Hour
+
+// chunks yields entries ten at a time, SQS's batch size.
+func chunks[E any](entries []E) func(func([]E) bool) {
+	return func(yield func([]E) bool) {
+		for len(entries) > 0 {
+			n := min(len(entries), 10)
+			if !yield(entries[:n]) {
+				return
+			}
+			entries = entries[n:]
+		}
+	}
+}
+
+// Extend sets the running jobs' visibility timeout to their lease from
+// now, so that a job running longer than its queue's visibility timeout
+// is never received again meanwhile. A job whose message is gone is left
+// alone.
+func (s *Store) Extend(ctx context.Context, leases []poller.Lease) error {
+	now := time.Now()
+	byQueue := map[int][]types.ChangeMessageVisibilityBatchRequestEntry{}
+	for i, l := range leases {
+		byQueue[l.Job.Queue] = append(byQueue[l.Job.Queue], types.ChangeMessageVisibilityBatchRequestEntry{
+			Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(l.Job.Handle), VisibilityTimeout: seconds(l.Until.Sub(now))})
+	}
+	for q, entries := range byQueue {
+		for part := range chunks(entries) {
+			cctx, cancel := context.WithTimeout(ctx, callTimeout)
+			_, err := s.c.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(s.queues[q].URL), Entries: part})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("extend jobs' visibility on SQS queue %s: %w", s.queues[q].Name, s.classify(err))
+			}
+		}
+	}
+	return nil
+}
+
+// Quarantine sets a message that cannot run aside: SQS has no other
+// place for it, so it stays on its queue, invisible for 12 hours (a
+// redrive policy's maxReceiveCount moves it to the dead-letter queue).
+func (s *Store) Quarantine(ctx context.Context, j poller.Job, why error) {
+	q := s.queues[j.Queue]
+	s.log.Error("quarantined a malformed job: its message stays on the queue, invisible for 12 hours", "queue", q.Name,
+		"message_id", j.SQS.ID, "error", why, "entry", poller.Preview(j.Payload))
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if _, err := s.c.ChangeMessageVisibility(cctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(q.URL),
+		ReceiptHandle: aws.String(j.Handle), VisibilityTimeout: int32(maxVisibility / time.Second)}); err != nil {
+		s.log.Error("quarantine failed; the message is received again after its visibility timeout", "queue", q.Name, "error", s.classify(err))
+	}
+}
+
+// Recover checks that SQS answers. A receive whose reply was lost leaves
+// its messages in flight; SQS hands them out again after their
+// visibility timeout, as it would a crashed queue:work's.
+func (s *Store) Recover(ctx context.Context) ([]poller.Job, error) {
+	_, err := s.depth(ctx, 0)
+	return nil, err
+}
+
+// Wait returns once a long poll on any queue has received a message, or
+// after within. Each queue's long poll (one message, as long as within,
+// from 1 to 20 s) runs on past a Wait that ends early, the poller
+// stopping included: a receive cut off may still take a message, which
+// would then count an attempt and stay invisible for its visibility
+// timeout. What a poll catches waits for the next Reserve, or goes back
+// at Done.
+func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
+	s.mu.Lock()
+	for q := range s.queues {
+		if len(s.caught[q]) > 0 {
+			s.mu.Unlock()
+			return true, nil
+		}
+	}
+	err := s.pollErr
+	s.pollErr = nil
+	if err == nil {
+		poll := min(max(within.Truncate(time.Second), time.Second), longPoll)
+		for q := range s.queues {
+			if !s.polling[q] {
+				s.polling[q] = true
+				s.polls.Add(1)
+				go s.longPoll(q, poll)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	t := time.NewTimer(within)
+	defer t.Stop()
+	select {
+	case <-s.arrived:
+		s.mu.Lock()
+		err := s.pollErr
+		s.pollErr = nil
+		s.mu.Unlock()
+		return err == nil, err
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false, nil
+}
+
+// longPoll receives one message of queue q, waiting up to wait for it,
+// and keeps it for the next Reserve.
+func (s *Store) longPoll(q int, wait time.Duration) {
+	defer s.polls.Done()
+	ms, err := s.receive(context.Background(), q, 1, wait)
+	now := time.Now()
+	s.mu.Lock()
+	s.polling[q] = false
+	for _, m := range ms {
+		s.caught[q] = append(s.caught[q], caught{m, now})
+	}
+	if err != nil {
+		s.pollErr = err
+	}
+	s.mu.Unlock()
+	if len(ms) > 0 || err != nil {
+		select {
+		case s.arrived <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// takeCaught takes up to n messages a long poll caught on queue q. One
+// caught longer ago than half its visibility timeout is given back
+// instead: its lease may lapse before the poller can extend it.
+func (s *Store) takeCaught(ctx context.Context, q, n int) []types.Message {
+	s.mu.Lock()
+	var out, stale []types.Message
+	keep := s.caught[q][:0]
+	for _, c := range s.caught[q] {
+		switch {
+		case s.queues[q].visibility > 0 && time.Since(c.at) > s.queues[q].visibility/2:
+			stale = append(stale, c.m)
+		case len(out) < n:
+			out = append(out, c.m)
+		default:
+			keep = append(keep, c)
+		}
+	}
+	s.caught[q] = keep
+	s.mu.Unlock()
+	s.giveBack(ctx, q, stale)
+	return out
+}
+
+// giveBack makes messages visible again, as they are (their receive
+// counted).
+func (s *Store) giveBack(ctx context.Context, q int, ms []types.Message) {
+	var acks []poller.Ack
+	for _, m := range ms {
+		acks = append(acks, poller.Ack{Kind: poller.AckGiveBack, Job: s.job(q, m)})
+	}
+	if err := s.Ack(ctx, acks); err != nil {
+		s.log.Warn("could not give back received jobs; SQS hands them out again after their visibility timeout", "queue", s.queues[q].Name, "jobs", len(acks), "error", err)
+	}
+}
+
+// HasWork reports whether any queue has visible messages.
+func (s *Store) HasWork(ctx context.Context, now time.Time) (bool, error) {
+	s.mu.Lock()
+	for q := range s.queues {
+		if len(s.caught[q]) > 0 {
+			s.mu.Unlock()
+			return true, nil
+		}
+	}
+	s.mu.Unlock()
+	for q := range s.queues {
+		d, err := s.depth(ctx, q)
+		if err != nil {
+			return false, err
+		}
+		if d.Ready > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Depths reads each queue's approximate counts: visible, delayed, in
+// flight.
+func (s *Store) Depths(ctx context.Context) ([]poller.QueueDepth, error) {
+	out := make([]poller.QueueDepth, 0, len(s.queues))
+	for q := range s.queues {
+		d, err := s.depth(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (s *Store) depth(ctx context.Context, q int) (poller.QueueDepth, error) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	out, err := s.c.GetQueueAttributes(cctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(s.queues[q].URL),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesDelayed, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	if err != nil {
+		return poller.QueueDepth{}, fmt.Errorf("read SQS queue %s: %w", s.queues[q].Name, s.classify(err))
+	}
+	n := func(k types.QueueAttributeName) int64 {
+		v, _ := strconv.ParseInt(out.Attributes[string(k)], 10, 64)
+		return v
+	}
+	return poller.QueueDepth{Name: s.queues[q].Name, Ready: n(types.QueueAttributeNameApproximateNumberOfMessages),
+		Delayed: n(types.QueueAttributeNameApproximateNumberOfMessagesDelayed), Reserved: n(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)}, nil
+}
+
+// Done ends a dispatcher connection's run: it waits for the long polls
+// (while ctx lasts), and gives back to their queues what they caught.
+func (s *Store) Done(ctx context.Context) {
+	ended := make(chan struct{})
+	go func() { s.polls.Wait(); close(ended) }()
+	select {
+	case <-ended:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	held := s.caught
+	s.caught = make([][]caught, len(s.queues))
+	s.pollErr = nil
+	s.mu.Unlock()
+	for q, cs := range held {
+		var ms []types.Message
+		for _, c := range cs {
+			ms = append(ms, c.m)
+		}
+		s.giveBack(ctx, q, ms)
+	}
+}
+
+// classify marks errors that mean SQS is away, or refuses this client
+// (credentials, permissions), as poller.Unreachable: the poller tells
+// the outage once and tries again every second. A queue that does not
+// exist is a plain error.
+func (s *Store) classify(err error) error {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist":
+			return fmt.Errorf("the queue does not exist (create it, or check the connection's prefix, suffix and queue): %w", err)
+		}
+	}
+	return poller.Unreachable(err)
+}
