@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,8 +60,29 @@ func TestDatabaseDifferential(t *testing.T) {
 	}
 }
 
+// TestSQSDifferential is TestDifferential with the queue on SQS (the
+// tests' SQS server): queue:work runs Laravel's own SqsQueue and SqsJob
+// through the fixture app's stand-in for the AWS SDK's client, kqueue its
+// SQS store; the same jobs run, with the same attempts (SQS's receive
+// counts), events and failed_jobs rows, and the queue is empty after
+// both.
+func TestSQSDifferential(t *testing.T) {
+	t.Parallel()
+	for _, l := range testenv.Versions() {
+		t.Run("laravel"+l.Version, func(t *testing.T) {
+			t.Parallel()
+			root := l.Root(t)
+			bin := ""
+			if root != "" {
+				bin = buildKqueue(t)
+			}
+			differential(t, l, root, bin, "sqs")
+		})
+	}
+}
+
 // differential is TestDifferential on one Laravel version, with the queue
-// on driver ("redis", or a database: testenv.Backends): with the app in
+// on driver ("redis", "sqs", or a database: testenv.Backends): with the app in
 // the chroot at root, and kqueue run from the binary bin inside it, or in
 // this process when root is "".
 func differential(t *testing.T, l testenv.Laravel, root, bin, driver string) {
@@ -68,10 +91,16 @@ func differential(t *testing.T, l testenv.Laravel, root, bin, driver string) {
 	ctx := t.Context()
 	var db *testenv.DB
 	left := func() int64 { return queueSize(t, r.Client, "default") }
-	if driver != "redis" {
+	var sq *testenv.SQS
+	switch driver {
+	case "redis":
+	case "sqs":
+		sq = testenv.StartSQS(t)
+		app.QueueOnSQS(t, sq, nil)
+		left = func() int64 { return int64(sq.Left(t, sq.URL("default"))) }
+	default:
 		db = app.QueueOn(t, driver)
 		left = func() int64 { return int64(db.Count(t, "SELECT COUNT(*) FROM jobs")) }
-
 	}
 	drain := func(pass func() error) { drainUntil(t, left, pass) }
 	run := func(cfg string) (string, error) {
@@ -129,6 +158,9 @@ func differential(t *testing.T, l testenv.Laravel, root, bin, driver string) {
 		state := redisState(t, r.Client)
 		if db != nil {
 			state = append(state, jobsTable(t, db)...)
+		}
+		if sq != nil {
+			state = append(state, fmt.Sprintf("sqs default: %d messages", sq.Left(t, sq.URL("default"))))
 		}
 		return result{probeLog(t, r.Client), failedJobs(t, app), state}
 	}
@@ -195,6 +227,16 @@ func differential(t *testing.T, l testenv.Laravel, root, bin, driver string) {
 		t.Errorf("queue:work wrote %d failed_jobs rows, want 4", len(laravel.failed))
 	}
 	compare("mix", laravel, kq, false)
+	// What Laravel's worker does with each (its attempts as the queue
+	// counts them: Redis's attempts field, the jobs table's column, SQS's
+	// receive count), stated here from its source as well as compared.
+	for tag, want := range mixAttempts {
+		for _, res := range []result{laravel, kq} {
+			if got := processing(t, res.log[tag]); got != want {
+				t.Errorf("mix: job %s began its attempts %s, want %s", tag, got, want)
+			}
+		}
+	}
 
 	// Around the job: a transaction one job left open is rolled back by the
 	// app's Queue::looping listener before the next; the job is a RedisJob
@@ -211,8 +253,11 @@ func differential(t *testing.T, l testenv.Laravel, root, bin, driver string) {
 			t.Errorf("queue:work: the job after an open transaction saw %v, want level 0", got)
 		}
 		want := `"redis_job":true`
-		if db != nil {
+		switch {
+		case db != nil:
 			want = `"database_job":true`
+		case sq != nil:
+			want = `"sqs_job":true,"sqs_message_id_matches":true`
 		}
 		if got := laravel.log["introspect"]; !strings.Contains(strings.Join(got, "\n"), want) {
 			t.Errorf("queue:work: the job object %v, want %s", got, want)
@@ -242,7 +287,13 @@ func differential(t *testing.T, l testenv.Laravel, root, bin, driver string) {
 	if db != nil {
 		holds = holds[:1] // giving back a job is the store's part; the rest is PHP's, as on Redis
 	}
-	if l.Version == "13" && db == nil {
+	if sq != nil {
+		// On SQS a receive is an attempt, and nothing takes it back:
+		// queue:work receives nothing while held, kqueue's first receive
+		// is charged (docs/laravel-queue.md, "The SQS queue").
+		holds = nil
+	}
+	if l.Version == "13" && db == nil && sq == nil {
 		holds = append(holds, struct {
 			name, why  string
 			hold, lift func()
@@ -302,6 +353,66 @@ func differential(t *testing.T, l testenv.Laravel, root, bin, driver string) {
 		}
 		compare(h.name, results[0], results[1], false)
 	}
+}
+
+// mixAttempts is, for each job of kq:dispatch mix, the attempts at which
+// Laravel's worker began it (JobProcessing), how each ended (its last
+// event but JobFailed) and whether the job failed there, by the job
+// classes' tries, backoff, maxExceptions and retryUntil
+// (testdata/app/app/Jobs): Fails throws at each of its 3 tries; Flaky
+// throws at its first; MaxExceptions (10 tries) stops at its second
+// exception; RetryUntil's 1 try yields to retryUntil (a future one runs
+// it again, a past one fails it at once); Releases releases itself once.
+var mixAttempts = map[string]string{
+	"ok":                 "1:JobProcessed",
+	"fails":              "1:JobExceptionOccurred 2:JobExceptionOccurred 3:JobExceptionOccurred,failed",
+	"flaky":              "1:JobExceptionOccurred 2:JobProcessed",
+	"max-exceptions":     "1:JobExceptionOccurred 2:JobExceptionOccurred,failed",
+	"retry-until-future": "1:JobExceptionOccurred 2:JobProcessed",
+	"retry-until-past":   "1:JobExceptionOccurred,failed",
+	"releases":           "1:JobProcessed 2:JobProcessed",
+	"fails-manually":     "1:JobProcessed,failed",
+	"delayed":            "1:JobProcessed",
+}
+
+// processing lists a job's probe records as "attempt:last event" for
+// each JobProcessing, with ",failed" where JobFailed fired.
+func processing(t *testing.T, records []string) string {
+	t.Helper()
+	type attempt struct {
+		n      int
+		last   string
+		failed bool
+	}
+	var as []attempt
+	for _, r := range records {
+		var rec struct {
+			Kind, Event string
+			Attempt     int
+		}
+		if err := json.Unmarshal([]byte(r), &rec); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case rec.Kind != "event":
+		case rec.Event == "JobProcessing":
+			as = append(as, attempt{n: rec.Attempt})
+		case len(as) == 0:
+		case rec.Event == "JobFailed":
+			as[len(as)-1].failed = true
+		default:
+			as[len(as)-1].last = rec.Event
+		}
+	}
+	var out []string
+	for _, a := range as {
+		s := fmt.Sprintf("%d:%s", a.n, a.last)
+		if a.failed {
+			s += ",failed"
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, " ")
 }
 
 // kqueueIn copies the kqueue binary bin next to the app and returns

@@ -5,6 +5,10 @@
 require_once '/usr/share/php/Illuminate/autoload.php';
 
 spl_autoload_register(function ($class) {
+    if ($class === 'Aws\\Sqs\\SqsClient' || $class === 'Aws\\Result') {
+        require_once __DIR__.'/aws/SqsClient.php'; // see there
+        return;
+    }
     if (strncmp($class, 'App\\', 4) !== 0) {
         return;
     }

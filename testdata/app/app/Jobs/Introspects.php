@@ -12,7 +12,7 @@ use Illuminate\Queue\SerializesModels;
 
 // Introspects records what code that inspects its job sees: a RedisJob,
 // its queue object, and the reserved copy with its attempts counted; or a
-// DatabaseJob, and its attempts.
+// DatabaseJob, or an SqsJob and its message; and its attempts.
 class Introspects implements ShouldQueue
 {
     use Dispatchable, InteractsWithQueue, Queueable, SerializesModels;
@@ -36,6 +36,9 @@ class Introspects implements ShouldQueue
             'reserved_attempts' => $reserved['attempts'] ?? null,
             'reserved_uuid_matches' => ($reserved['uuid'] ?? null) === $this->job->uuid(),
             'database_job' => $this->job instanceof \Illuminate\Queue\Jobs\DatabaseJob,
+            'sqs_job' => $this->job instanceof \Illuminate\Queue\Jobs\SqsJob,
+            'sqs_message_id_matches' => $this->job instanceof \Illuminate\Queue\Jobs\SqsJob
+                && $this->job->getSqsJob()['MessageId'] === $this->job->getJobId() && $this->job->getJobId() !== null,
             'attempts' => $this->job->attempts(),
         ]);
         Probe::ran($this);
