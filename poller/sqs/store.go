@@ -509,8 +509,11 @@ func (s *Store) Done(ctx context.Context) {
 // classify marks errors that mean SQS is away, or refuses this client
 // (credentials, permissions), as poller.Unreachable: the poller tells
 // the outage once and tries again every second. A queue that does not
-// exist is a plain error.
+// exist is a plain error, and so is a call cut off by a stop.
 func (s *Store) classify(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		switch api.ErrorCode() {
