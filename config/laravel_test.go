@@ -135,10 +135,10 @@ func TestAdoptRefusesAnotherDriver(t *testing.T) {
 	t.Parallel()
 	c, _ := Parse("kq.toml", []byte("[app]\npath = \"/srv/app\"\n"))
 	l := laravel()
-	l.DefaultConnection, l.Connection, l.Queue.Driver, l.Redis = "sqs", "sqs", "sqs", nil
+	l.DefaultConnection, l.Connection, l.Queue.Driver, l.Redis = "beanstalkd", "beanstalkd", "beanstalkd", nil
 	_, err := c.Adopt(l)
-	if err == nil || !strings.Contains(err.Error(), `the app's queue connection "sqs" uses the "sqs" driver`) {
-		t.Errorf("Adopt on an sqs connection: %v", err)
+	if err == nil || !strings.Contains(err.Error(), `the app's queue connection "beanstalkd" uses the "beanstalkd" driver`) {
+		t.Errorf("Adopt on a beanstalkd connection: %v", err)
 	}
 }
 
@@ -169,5 +169,70 @@ func TestAdoptADatabaseConnection(t *testing.T) {
 	}
 	if len(c.Queues) != 1 || c.Queues[0].Name != "mail" || c.Queues[0].RetryAfter.D() != 45*time.Second {
 		t.Errorf("queues %+v, want mail with retry_after 45s", c.Queues)
+	}
+}
+
+// An SQS connection is adopted with its region and where its credentials
+// come from (the key's last four characters, never the secret); Laravel
+// 13's payload overflow and fleet caps are refused, naming the setting.
+func TestAdoptAnSQSConnection(t *testing.T) {
+	t.Parallel()
+	sqs := func() *Laravel {
+		l := laravel()
+		key, secret, region, q := "AKIAEXAMPLEKEY1234", "s3cr3t", "eu-west-1", "emails"
+		l.DefaultConnection, l.Connection, l.Redis = "sqs", "sqs", nil
+		l.Queue = LaravelQueue{Driver: "sqs", Queue: q}
+		l.SQS = &LaravelSQS{Key: &key, Secret: &secret, Region: &region, Prefix: "https://sqs.eu-west-1.amazonaws.com/123456789012", Queue: &q}
+		return l
+	}
+	c, _ := Parse("kq.toml", []byte("[app]\npath = \"/srv/app\"\n"))
+	notes, err := c.Adopt(sqs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range notes {
+		got = append(got, n.String())
+	}
+	joined := strings.Join(got, "\n")
+	for _, want := range []string{"sqs region = eu-west-1", "the key …1234 and its secret from config/queue.php connections.sqs.key and .secret",
+		`queue = "emails" (from config/queue.php connections.sqs.queue, SQS_QUEUE)`} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("notes lack %q:\n%s", want, joined)
+		}
+	}
+	if strings.Contains(joined, "s3cr3t") || strings.Contains(joined, "AKIAEXAMPLE") {
+		t.Errorf("the notes show the credentials:\n%s", joined)
+	}
+
+	l := sqs()
+	l.SQS.Overflow = true
+	c, _ = Parse("kq.toml", []byte("[app]\npath = \"/srv/app\"\n"))
+	if _, err := c.Adopt(l); err == nil || !strings.Contains(err.Error(), "connections.sqs.overflow.enabled") {
+		t.Errorf("Adopt with overflow: %v", err)
+	}
+	c, _ = Parse("kq.toml", []byte("[app]\npath = \"/srv/app\"\n[[queue]]\nname = \"emails\"\nfleet_max_running = 2\n"))
+	if _, err := c.Adopt(sqs()); err == nil || !strings.Contains(err.Error(), "fleet_max_running needs the redis driver") {
+		t.Errorf("Adopt with a fleet cap: %v", err)
+	}
+}
+
+// QueueURL builds a queue's URL as Laravel's SqsQueue::getQueue does.
+func TestSQSQueueURL(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		prefix, suffix, name, want string
+	}{
+		{"https://sqs.eu-west-1.amazonaws.com/1234", "", "default", "https://sqs.eu-west-1.amazonaws.com/1234/default"},
+		{"https://sqs.eu-west-1.amazonaws.com/1234/", "", "default", "https://sqs.eu-west-1.amazonaws.com/1234/default"},
+		{"https://q/1234", "-production", "emails", "https://q/1234/emails-production"},
+		{"https://q/1234", "-production", "emails-production", "https://q/1234/emails-production"},
+		{"https://q/1234", "-production", "orders.fifo", "https://q/1234/orders-production.fifo"},
+		{"https://q/1234", "", "https://elsewhere/99/named", "https://elsewhere/99/named"},
+	} {
+		s := &LaravelSQS{Prefix: c.prefix, Suffix: c.suffix}
+		if got := s.QueueURL(c.name); got != c.want {
+			t.Errorf("prefix %q suffix %q queue %q: %q, want %q", c.prefix, c.suffix, c.name, got, c.want)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/kqueue/kqueue/exec"
 	dbstore "github.com/kqueue/kqueue/poller/database"
 	redisstore "github.com/kqueue/kqueue/poller/redis"
+	sqsstore "github.com/kqueue/kqueue/poller/sqs"
 )
 
 // check validates a config and the app behind it.
@@ -41,8 +42,26 @@ func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 }
 
 // checkStore reaches the queues' store: the app's database for a database
-// queue connection, else Redis.
+// queue connection, its SQS queues for an SQS one, else Redis.
 func checkStore(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+	if l := cfg.Laravel; l != nil && l.SQS != nil {
+		client, err := sqsstore.Dial(ctx, l.SQS)
+		if err != nil {
+			return err
+		}
+		var qs []sqsstore.Queue
+		for _, q := range cfg.Queues {
+			qs = append(qs, sqsstore.Queue{Name: q.Name, URL: l.SQS.QueueURL(q.Name)})
+		}
+		lines, err := sqsstore.New(sqsstore.Config{Client: client, Queues: qs}).Check(ctx)
+		if err != nil {
+			return err
+		}
+		for _, line := range lines {
+			fmt.Fprintln(stdout, line)
+		}
+		return nil
+	}
 	if l := cfg.Laravel; l != nil && l.Database != nil {
 		db, dialect, err := dbstore.Dial(ctx, l.Database)
 		if err != nil {
@@ -139,10 +158,15 @@ func checkApp(ctx context.Context, cfg *config.Config, stdout io.Writer) []error
 	if q.BlockFor != nil {
 		blockFor = fmt.Sprintf("%ds", *q.BlockFor)
 	}
-	if db := l.Database; db != nil {
+	switch {
+	case l.Database != nil:
+		db := l.Database
 		fmt.Fprintf(stdout, "queue connection %q: driver %s, database connection %q (%s, database %q), table %q, default queue %q, retry_after %s, after_commit %t\n",
 			l.Connection, q.Driver, db.Name, db.Driver, db.Database, db.TableName(), q.Queue, q.RetryAfterOrDefault(), q.AfterCommit)
-	} else {
+	case l.SQS != nil:
+		fmt.Fprintf(stdout, "queue connection %q: driver sqs, prefix %q, suffix %q, default queue %q (%s), after_commit %t\n",
+			l.Connection, l.SQS.Prefix, l.SQS.Suffix, q.Queue, l.SQS.QueueURL(cmp.Or(q.Queue, "default")), q.AfterCommit)
+	default:
 		fmt.Fprintf(stdout, "queue connection %q: driver %s, Redis connection %q (%s), default queue %q, retry_after %s, block_for %s (kqueue waits on the :notify list itself), after_commit %t\n",
 			l.Connection, q.Driver, l.Redis.Name, l.Redis.Client, q.Queue, q.RetryAfterOrDefault(), blockFor, q.AfterCommit)
 		if l.Redis.PrefixFrom == "config" {

@@ -242,3 +242,34 @@ func TestSQSUnreachable(t *testing.T) {
 		t.Error("the SQS secret is in the log")
 	}
 }
+
+// kqueue check says what it took from the app's SQS connection (never
+// the secret) and reaches each queue; a queue that does not exist is an
+// error naming its URL.
+func TestSQSCheck(t *testing.T) {
+	t.Parallel()
+	app, _, s := sqsApp(t, 45)
+	ctx := t.Context()
+	cfg := app.Config(t, 1, "")
+	var out strings.Builder
+	if err := run(ctx, []string{"check", "--config", cfg}, &out, io.Discard); err != nil {
+		t.Fatal(err, out.String())
+	}
+	for _, want := range []string{
+		"sqs credentials", "the key …TKEY and its secret from config/queue.php connections.sqs.key and .secret",
+		"sqs queue default (" + s.URL("default") + "): reachable, visibility timeout 45s",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("kqueue check does not say %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "test-secret-never-logged") {
+		t.Errorf("kqueue check shows the secret:\n%s", out.String())
+	}
+	out.Reset()
+	missing := app.Config(t, 1, "[[queue]]\nname = \"nowhere\"\n")
+	err := run(ctx, []string{"check", "--config", missing}, &out, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), s.URL("nowhere")) || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("kqueue check on a missing queue: %v", err)
+	}
+}

@@ -121,6 +121,23 @@ func (s *Store) Open(ctx context.Context) error {
 	return nil
 }
 
+// Check opens the store and describes each queue as it found it, for
+// kqueue check.
+func (s *Store) Check(ctx context.Context) ([]string, error) {
+	if err := s.Open(ctx); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, q := range s.queues {
+		kind := "standard"
+		if q.fifo {
+			kind = "FIFO: one message per receive, a group's next after the previous is settled"
+		}
+		out = append(out, fmt.Sprintf("sqs queue %s (%s): reachable, visibility timeout %s (a running job's is extended), %s", q.Name, q.URL, q.visibility, kind))
+	}
+	return out, nil
+}
+
 // LeaseFor is queue q's visibility timeout: how long a received job is
 // its receiver's before SQS hands it out again (poller.Leases). Zero
 // until Open has read it.
