@@ -164,6 +164,17 @@ func report() string {
 	tr := "db/pgsql/pickup/kqueue-trigger"
 	p("| PostgreSQL, with `kqueue trigger` | | | %s | %s |\n", ms(tr+"/p50"), ms(tr+"/p99"))
 
+	p("\n### SQS: no-op jobs per second (%d jobs) and pickup latency, on the tests' SQS server (moto)\n\n", sqsJobs)
+	p("`queue:work` runs Laravel's own `SqsQueue` and `SqsJob` through the test app's stand-in for the AWS SDK's client; the server, in Python, is the bottleneck of both runners.\n\n")
+	p("| PHP processes | `queue:work` | kqueue | kqueue / `queue:work` |\n|---|---|---|---|\n")
+	for _, w := range []string{"1", "2"} {
+		qw, kq := "sqs/throughput/queue:work/"+w, "sqs/throughput/kqueue/"+w
+		p("| %s | %s | %s | %s |\n", w, n(qw), n(kq), ratio(kq, qw))
+	}
+	p("\n| runner | pickup p50 | pickup p99 |\n|---|---|---|\n")
+	p("| `queue:work` (sleeps 3 s when idle) | %s | %s |\n", ms("sqs/pickup/queue:work/p50"), ms("sqs/pickup/queue:work/p99"))
+	p("| kqueue (long polls) | %s | %s |\n", ms("sqs/pickup/kqueue/p50"), ms("sqs/pickup/kqueue/p99"))
+
 	p("\n### Latency under load (short jobs on `high` while 200 ms jobs on `default` keep 2 PHP processes busy)\n\n")
 	p("| runner | p50 | p99 |\n|---|---|---|\n")
 	for _, r := range []struct{ label, name string }{
