@@ -25,7 +25,7 @@ func TestEmulator(t *testing.T) {
 	receive := func(url string, n int32, wait int32) []types.Message {
 		t.Helper()
 		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: n, WaitTimeSeconds: wait,
-			AttributeNames: []types.QueueAttributeName{"ApproximateReceiveCount"}}) //nolint:staticcheck // as Laravel asks for it
+			AttributeNames: []types.QueueAttributeName{"ApproximateReceiveCount"}}) // deprecated; as Laravel asks for it
 		if err != nil {
 			t.Fatal(err)
 		}

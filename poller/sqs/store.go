@@ -190,7 +190,7 @@ func (s *Store) receive(ctx context.Context, q, max int, wait time.Duration) ([]
 		WaitTimeSeconds:     int32(wait / time.Second),
 		// Both names of the attribute: the deprecated one is Laravel's,
 		// and what some SQS-compatible servers know.
-		AttributeNames:              []types.QueueAttributeName{"ApproximateReceiveCount"}, //nolint:staticcheck
+		AttributeNames:              []types.QueueAttributeName{"ApproximateReceiveCount"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
 	})
 	if err != nil {

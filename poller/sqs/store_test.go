@@ -1,0 +1,188 @@
+package sqs_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+	"github.com/kqueue/kqueue/poller"
+	"github.com/kqueue/kqueue/poller/sqs"
+)
+
+// open is a Store on the named queues of s, opened.
+func open(t *testing.T, s *testenv.SQS, names ...string) *sqs.Store {
+	t.Helper()
+	var qs []sqs.Queue
+	for _, n := range names {
+		qs = append(qs, sqs.Queue{Name: n, URL: s.URL(n)})
+	}
+	st := sqs.New(sqs.Config{Client: s.Client, Queues: qs})
+	if err := st.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func send(t *testing.T, s *testenv.SQS, queue string, n int, group string) {
+	t.Helper()
+	for i := range n {
+		in := &awssqs.SendMessageInput{QueueUrl: aws.String(s.URL(queue)), MessageBody: aws.String(fmt.Sprintf(`{"uuid":"%s-%d"}`, queue, i))}
+		if group != "" {
+			in.MessageGroupId, in.MessageDeduplicationId = aws.String(group), aws.String(fmt.Sprint(i))
+		}
+		if _, err := s.Client.SendMessage(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A reserve takes as many as asked, in receives of up to 10, each job's
+// attempt SQS's receive count; released and given-back jobs come back
+// with that count raised, deleted ones never; extensions keep a job
+// invisible past its visibility timeout.
+func TestReserveAndSettle(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSQS(t)
+	s.CreateQueue(t, "work", map[string]string{"VisibilityTimeout": "2"})
+	st := open(t, s, "work")
+	ctx := context.Background()
+	if d := st.LeaseFor(0); d != 2*time.Second {
+		t.Errorf("lease %v, want the queue's visibility timeout, 2s", d)
+	}
+	send(t, s, "work", 25, "")
+	now := time.Now()
+	r, err := st.Reserve(ctx, nil, 0, 25, now, now.Add(2*time.Second))
+	if err != nil || r.Taken != 25 || len(r.Jobs) != 25 {
+		t.Fatalf("reserve 25: took %d (%v)", r.Taken, err)
+	}
+	for _, j := range r.Jobs {
+		if j.SQS == nil || j.SQS.Receives != 1 || j.Attempts() != 0 || j.SQS.QueueURL != s.URL("work") || j.Handle != j.SQS.Receipt {
+			t.Fatalf("job %+v %+v, want its first receive", j, j.SQS)
+		}
+	}
+	var acks []poller.Ack
+	for i, j := range r.Jobs[:20] {
+		switch {
+		case i < 10:
+			acks = append(acks, poller.Ack{Kind: poller.AckDelete, Job: j})
+		case i < 15:
+			acks = append(acks, poller.Ack{Kind: poller.AckRelease, Job: j, ReleaseAt: time.Now()})
+		default:
+			acks = append(acks, poller.Ack{Kind: poller.AckGiveBack, Job: j})
+		}
+	}
+	// The other five run past their visibility timeout, extended.
+	var leases []poller.Lease
+	for _, j := range r.Jobs[20:] {
+		leases = append(leases, poller.Lease{Job: j, Until: time.Now().Add(30 * time.Second)})
+	}
+	if err := st.Extend(ctx, leases); err != nil {
+		t.Fatal(err)
+	}
+	now = time.Now()
+	again, err := st.Reserve(ctx, acks, 0, 25, now, now.Add(2*time.Second))
+	if err != nil || again.Acked != nil {
+		t.Fatal(err, again.Acked)
+	}
+	if len(again.Jobs) != 10 {
+		t.Fatalf("after 10 released and given back: reserved %d", len(again.Jobs))
+	}
+	for _, j := range again.Jobs {
+		if j.SQS.Receives != 2 {
+			t.Errorf("a released job came back at receive %d, want 2", j.SQS.Receives)
+		}
+	}
+	// Past the 2 s visibility timeout, the extended five stay away.
+	testenv.Never(t, 3*time.Second, "an extended job received again", func() bool {
+		now := time.Now()
+		r, _ := st.Reserve(ctx, nil, 0, 10, now, now.Add(2*time.Second))
+		for _, j := range r.Jobs {
+			for _, e := range leases {
+				if j.SQS.ID == e.Job.SQS.ID {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	d, err := st.Depths(ctx)
+	if err != nil || len(d) != 1 || d[0].Name != "work" {
+		t.Fatalf("depths %+v %v", d, err)
+	}
+}
+
+// On a FIFO queue a reserve takes one message per receive: a group's
+// second waits until the first is deleted.
+func TestFifoOnePerGroup(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSQS(t)
+	s.CreateQueue(t, "ordered.fifo", nil)
+	st := open(t, s, "ordered.fifo")
+	ctx := context.Background()
+	send(t, s, "ordered.fifo", 3, "g")
+	now := time.Now()
+	r, err := st.Reserve(ctx, nil, 0, 10, now, now.Add(time.Minute))
+	if err != nil || len(r.Jobs) != 1 || r.Jobs[0].Payload != `{"uuid":"ordered.fifo-0"}` {
+		t.Fatalf("first reserve: %+v %v", r.Jobs, err)
+	}
+	r, err = st.Reserve(ctx, []poller.Ack{{Kind: poller.AckDelete, Job: r.Jobs[0]}}, 0, 10, now, now.Add(time.Minute))
+	if err != nil || len(r.Jobs) != 1 || r.Jobs[0].Payload != `{"uuid":"ordered.fifo-1"}` {
+		t.Fatalf("after the first's delete: %+v %v", r.Jobs, err)
+	}
+}
+
+// Wait returns once a long poll has caught a pushed job, which the next
+// reserve hands out; Done gives back what was caught and not reserved.
+func TestWaitCatchesAPush(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSQS(t)
+	s.CreateQueue(t, "idle", nil)
+	st := open(t, s, "idle")
+	ctx := context.Background()
+	if woke, err := st.Wait(ctx, time.Second); woke || err != nil {
+		t.Fatalf("Wait on an empty queue: %v %v", woke, err)
+	}
+	go s.Client.SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: aws.String(s.URL("idle")), MessageBody: aws.String(`{"uuid":"idle"}`)})
+	woke := false
+	testenv.Eventually(t, 10*time.Second, "the wait to catch the push", func() bool {
+		w, err := st.Wait(ctx, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		woke = woke || w
+		return woke
+	})
+	if has, err := st.HasWork(ctx, time.Now()); !has || err != nil {
+		t.Errorf("HasWork with a caught job: %v %v", has, err)
+	}
+	st.Done(ctx)
+	now := time.Now()
+	r, err := st.Reserve(ctx, nil, 0, 10, now, now.Add(time.Minute))
+	if err != nil || len(r.Jobs) != 1 || r.Jobs[0].SQS.Receives != 2 {
+		t.Fatalf("after Done gave it back: %+v %v", r.Jobs, err)
+	}
+}
+
+// A missing queue is an error naming it; a server gone is an outage.
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSQS(t)
+	st := sqs.New(sqs.Config{Client: s.Client, Queues: []sqs.Queue{{Name: "nowhere", URL: s.URL("nowhere")}}})
+	err := st.Open(context.Background())
+	if err == nil || poller.IsUnreachable(err) {
+		t.Fatalf("Open on a missing queue: %v", err)
+	}
+	s.CreateQueue(t, "there", nil)
+	st = open(t, s, "there")
+	s.Stop()
+	now := time.Now()
+	_, err = st.Reserve(context.Background(), nil, 0, 1, now, now.Add(time.Minute))
+	if !poller.IsUnreachable(err) {
+		t.Fatalf("reserve with the server gone: %v, want an outage", err)
+	}
+}
