@@ -125,7 +125,7 @@ func TestCheckReadsTheAppsQueueConfig(t *testing.T) {
 
 	t.Run("not-redis", func(t *testing.T) {
 		out, err := checkOutput(t, writeConfig(t, app, "sync", appOnly+"[app.env]\nQUEUE_CONNECTION = \"sync\"\n"))
-		want := `the app's queue connection "sync" uses the "sync" driver (config/queue.php connections.sync.driver): kqueue runs jobs from Redis and database queues; set QUEUE_CONNECTION=redis or database in the app's .env, or name such a connection in [app] connection`
+		want := `the app's queue connection "sync" uses the "sync" driver (config/queue.php connections.sync.driver): kqueue runs jobs from Redis, database and SQS queues; set QUEUE_CONNECTION=redis, database or sqs in the app's .env, or name such a connection in [app] connection`
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("kqueue check on a sync connection: %v, want %q:\n%s", err, want, out)
 		}
