@@ -162,10 +162,11 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 			max = 1
 		}
 		ms, err := s.receive(ctx, q, max, 0)
-		if err != nil {
-			// What was received runs; the rest waits for the next try.
-			r.Taken = len(r.Jobs)
+		if err != nil && len(r.Jobs) == 0 {
 			return r, err
+		}
+		if err != nil {
+			break // what was received runs (its receives counted); the next reserve meets the error
 		}
 		for _, m := range ms {
 			r.Jobs = append(r.Jobs, s.job(q, m))
