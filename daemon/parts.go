@@ -125,7 +125,13 @@ func openStore(ctx context.Context, cfg *config.Config, queues []poller.Queue, l
 		for _, q := range queues {
 			qs = append(qs, sqsstore.Queue{Name: q.Name, URL: l.SQS.QueueURL(q.Name)})
 		}
-		return sqsstore.New(sqsstore.Config{Client: client, Queues: qs, Logger: log}), func() {}, nil
+		st := sqsstore.New(sqsstore.Config{Client: client, Queues: qs, Logger: log})
+		return st, func() {
+			// What it still holds goes back (scaled to zero, no session ends).
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			st.Done(ctx)
+		}, nil
 	}
 	if l := cfg.Laravel; l != nil && l.Database != nil { // Adopt took a database queue connection
 		db, dialect, err := dbstore.Dial(ctx, l.Database)

@@ -273,3 +273,42 @@ func TestSQSCheck(t *testing.T) {
 		t.Errorf("kqueue check on a missing queue: %v", err)
 	}
 }
+
+// While the app is down for maintenance, kqueue's workers decline the
+// jobs it received; it holds them (their visibility extended) instead of
+// giving them back to SQS, which would count another receive each time.
+// Once the app is up they run at their first attempt, as under
+// queue:work, which receives nothing while the app is down.
+func TestSQSDownForMaintenance(t *testing.T) {
+	t.Parallel()
+	app, r, s := sqsApp(t, 2)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	cfg := app.Config(t, 2, "")
+	wait := background(t, ctx, "run", "--config", cfg)
+	testenv.Eventually(t, 60*time.Second, "kqueue to run", func() bool { _, ok := statusOf(ctx, cfg); return ok })
+	app.Artisan(t, "down")
+	app.Artisan(t, "kq:dispatch", "record", "--count=3")
+	testenv.Eventually(t, 30*time.Second, "the workers to decline", func() bool {
+		st, ok := statusOf(ctx, cfg)
+		return ok && strings.Contains(st.Declining, "down for maintenance")
+	})
+	runs := testenv.Prefix + "kqtest:runs"
+	// Longer than the visibility timeout: held, not received again.
+	testenv.Never(t, 4*time.Second, "a job run while the app is down", func() bool { return r.Client.HLen(ctx, runs).Val() > 0 })
+	app.Artisan(t, "up")
+	testenv.Eventually(t, 30*time.Second, "the jobs to run", func() bool {
+		return r.Client.HLen(ctx, runs).Val() == 3 && s.Left(t, s.URL("default")) == 0
+	})
+	cancel()
+	if logs, err := wait(); err != nil {
+		t.Fatal(err, logs)
+	}
+	for tag, records := range probeLog(t, r.Client) {
+		for _, rec := range records {
+			if strings.Contains(rec, `"kind":"run"`) && !strings.Contains(rec, `"attempt":1,`) {
+				t.Errorf("%s ran at another attempt than its first: %s", tag, rec)
+			}
+		}
+	}
+}

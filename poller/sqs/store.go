@@ -14,9 +14,11 @@
 package sqs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -27,6 +29,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/kqueue/kqueue/poller"
 	"github.com/kqueue/kqueue/protocol"
@@ -53,14 +57,17 @@ type Store struct {
 	queues []queue
 	log    *slog.Logger
 
-	// Long polls run beside the poller's loop while it waits (Wait); what
-	// they receive is handed out by the next Reserve of its queue.
+	// Long polls run beside the poller's loop while it waits (Wait). What
+	// they receive, and what the poller gives back unrun, the store holds
+	// (see held) and hands out at the next Reserve of its queue.
 	mu      sync.Mutex
 	polling []bool
-	caught  [][]caught
+	held    [][]held
+	fresh   int // messages caught since the last Wait that said so
 	pollErr error
 	arrived chan struct{} // a long poll caught something, or failed
 	polls   sync.WaitGroup
+	closing bool // Done has begun: no more long polls
 }
 
 type queue struct {
@@ -70,10 +77,15 @@ type queue struct {
 	visibility time.Duration
 }
 
-// caught is a message a long poll received.
-type caught struct {
-	m  types.Message
-	at time.Time
+// held is a message received and not in the poller's hands: caught by a
+// long poll, or given back by the poller without having run (PHP declined
+// it: the app was down; its dispatcher went away). SQS counted its
+// receive, and a give-back to SQS would count another without a run, so
+// the store keeps it, its visibility extended, until a Reserve of its
+// queue takes it again; Done gives back what is left.
+type held struct {
+	m        types.Message
+	extended time.Time // its visibility was last set then
 }
 
 // New returns a Store on cfg.Client.
@@ -86,7 +98,7 @@ func New(cfg Config) *Store {
 		s.queues = append(s.queues, queue{Queue: q, fifo: strings.HasSuffix(q.URL, ".fifo")})
 	}
 	s.polling = make([]bool, len(s.queues))
-	s.caught = make([][]caught, len(s.queues))
+	s.held = make([][]held, len(s.queues))
 	return s
 }
 
@@ -105,6 +117,9 @@ const (
 // whether it is a FIFO queue; a queue that does not exist is an error
 // naming its URL.
 func (s *Store) Open(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = false
+	s.mu.Unlock()
 	for i := range s.queues {
 		q := &s.queues[i]
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -143,8 +158,8 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 // until Open has read it.
 func (s *Store) LeaseFor(q int) time.Duration { return s.queues[q].visibility }
 
-// Reserve applies acks, then receives up to n messages of queue q: those
-// a long poll caught first, then as many receives of up to 10 as it takes
+// Reserve applies acks, then takes up to n messages of queue q: those
+// the store holds first, then as many receives of up to 10 as it takes
 // (of 1 on a FIFO queue, so that a group's later message never runs
 // beside an earlier one). The receives count each message's attempt.
 func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, until time.Time) (poller.Reserved, error) {
@@ -152,8 +167,9 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 	if r.Acked = s.Ack(ctx, acks); r.Acked != nil && poller.IsUnreachable(r.Acked) {
 		return r, r.Acked
 	}
+	s.extendHeld(ctx)
 	qu := &s.queues[q]
-	for _, m := range s.takeCaught(ctx, q, n) {
+	for _, m := range s.takeHeld(q, n) {
 		r.Jobs = append(r.Jobs, s.job(q, m))
 	}
 	for len(r.Jobs) < n {
@@ -185,6 +201,10 @@ func (s *Store) receive(ctx context.Context, q, max int, wait time.Duration) ([]
 	qu := &s.queues[q]
 	cctx, cancel := context.WithTimeout(ctx, callTimeout+wait)
 	defer cancel()
+	var opts []func(*sqs.Options)
+	if wait == 0 {
+		opts = append(opts, func(o *sqs.Options) { o.APIOptions = append(o.APIOptions, noWait) })
+	}
 	out, err := s.c.ReceiveMessage(cctx, &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(qu.URL),
 		MaxNumberOfMessages: int32(max),
@@ -193,11 +213,42 @@ func (s *Store) receive(ctx context.Context, q, max int, wait time.Duration) ([]
 		// and what some SQS-compatible servers know.
 		AttributeNames:              []types.QueueAttributeName{"ApproximateReceiveCount"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
-	})
+	}, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("receive from SQS queue %s: %w", qu.Name, s.classify(err))
 	}
 	return out.Messages, nil
+}
+
+// noWait writes a receive's WaitTimeSeconds of 0 into the request: the
+// SDK leaves a zero out, and the queue's own ReceiveMessageWaitTimeSeconds
+// (which AWS recommends setting) would then make the poller's receive a
+// long poll, holding up its loop.
+func noWait(stack *middleware.Stack) error {
+	return stack.Serialize.Insert(middleware.SerializeMiddlewareFunc("kqueueNoWait",
+		func(ctx context.Context, in middleware.SerializeInput, next middleware.SerializeHandler) (middleware.SerializeOutput, middleware.Metadata, error) {
+			req, ok := in.Request.(*smithyhttp.Request)
+			if !ok || req.GetStream() == nil {
+				return next.HandleSerialize(ctx, in)
+			}
+			body, err := io.ReadAll(req.GetStream())
+			if err != nil {
+				return middleware.SerializeOutput{}, middleware.Metadata{}, err
+			}
+			if !bytes.Contains(body, []byte(`"WaitTimeSeconds"`)) && bytes.HasPrefix(body, []byte("{")) {
+				sep := ","
+				if bytes.Equal(bytes.TrimSpace(body[1:]), []byte("}")) {
+					sep = ""
+				}
+				body = append([]byte(`{"WaitTimeSeconds":0`+sep), body[1:]...)
+			}
+			if req, err = req.SetStream(bytes.NewReader(body)); err != nil {
+				return middleware.SerializeOutput{}, middleware.Metadata{}, err
+			}
+			req.ContentLength = int64(len(body))
+			in.Request = req
+			return next.HandleSerialize(ctx, in)
+		}), "OperationSerializer", middleware.After)
 }
 
 // job is a received message as the poller hands it on.
@@ -210,12 +261,12 @@ func (s *Store) job(q int, m types.Message) poller.Job {
 	return poller.Job{Queue: q, Payload: aws.ToString(m.Body), Handle: msg.Receipt, SQS: msg}
 }
 
-// Ack applies acks: deletes in DeleteMessageBatch calls, releases and
-// give-backs as visibility changes (to the release's delay; to 0), ten to
-// a call, each queue's in order. A charge is nothing here: SQS counted
-// the attempt at the receive. An entry SQS refuses (its receipt handle
-// lapsed: the message was received again elsewhere) is logged and
-// dropped.
+// Ack applies acks: deletes in DeleteMessageBatch calls, releases as
+// visibility changes to the release's delay, ten to a call, each queue's
+// in order. A job given back (it never ran) the store holds (see held);
+// a charge is nothing here: SQS counted the attempt at the receive. An
+// entry SQS refuses (its receipt handle lapsed: the message was received
+// again elsewhere) is logged and dropped.
 func (s *Store) Ack(ctx context.Context, acks []poller.Ack) error {
 	if len(acks) == 0 {
 		return nil
@@ -227,6 +278,9 @@ func (s *Store) Ack(ctx context.Context, acks []poller.Ack) error {
 	}
 	byQueue := map[int]*batch{}
 	for i, a := range acks {
+		if a.Kind == poller.AckCharge {
+			continue
+		}
 		b := byQueue[a.Job.Queue]
 		if b == nil {
 			b = &batch{}
@@ -241,7 +295,7 @@ func (s *Store) Ack(ctx context.Context, acks []poller.Ack) error {
 			b.changes = append(b.changes, types.ChangeMessageVisibilityBatchRequestEntry{Id: id, ReceiptHandle: aws.String(a.Job.Handle),
 				VisibilityTimeout: seconds(a.ReleaseAt.Sub(now))})
 		case poller.AckGiveBack:
-			b.changes = append(b.changes, types.ChangeMessageVisibilityBatchRequestEntry{Id: id, ReceiptHandle: aws.String(a.Job.Handle)})
+			s.hold(a.Job)
 		}
 	}
 	for q, b := range byQueue {
@@ -299,9 +353,16 @@ func chunks[E any](entries []E) func(func([]E) bool) {
 
 // Extend sets the running jobs' visibility timeout to their lease from
 // now, so that a job running longer than its queue's visibility timeout
-// is never received again meanwhile. A job whose message is gone is left
-// alone.
+// is never received again meanwhile (up to SQS's limit: 12 hours from
+// the receive); and the held messages' too. A job whose message is gone
+// is left alone.
 func (s *Store) Extend(ctx context.Context, leases []poller.Lease) error {
+	s.extendHeld(ctx)
+	return s.extend(ctx, leases)
+}
+
+// extend sets leases' visibility to their Until.
+func (s *Store) extend(ctx context.Context, leases []poller.Lease) error {
 	now := time.Now()
 	byQueue := map[int][]types.ChangeMessageVisibilityBatchRequestEntry{}
 	for i, l := range leases {
@@ -322,16 +383,17 @@ func (s *Store) Extend(ctx context.Context, leases []poller.Lease) error {
 }
 
 // Quarantine sets a message that cannot run aside: SQS has no other
-// place for it, so it stays on its queue, invisible for 12 hours (a
-// redrive policy's maxReceiveCount moves it to the dead-letter queue).
+// place for it, so it stays on its queue, invisible for 11 hours (SQS
+// allows 12 from the receive, just now; a redrive policy's
+// maxReceiveCount moves it to the dead-letter queue).
 func (s *Store) Quarantine(ctx context.Context, j poller.Job, why error) {
 	q := s.queues[j.Queue]
-	s.log.Error("quarantined a malformed job: its message stays on the queue, invisible for 12 hours", "queue", q.Name,
+	s.log.Error("quarantined a malformed job: its message stays on the queue, invisible for 11 hours", "queue", q.Name,
 		"message_id", j.SQS.ID, "error", why, "entry", poller.Preview(j.Payload))
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	if _, err := s.c.ChangeMessageVisibility(cctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(q.URL),
-		ReceiptHandle: aws.String(j.Handle), VisibilityTimeout: int32(maxVisibility / time.Second)}); err != nil {
+		ReceiptHandle: aws.String(j.Handle), VisibilityTimeout: int32((maxVisibility - time.Hour) / time.Second)}); err != nil {
 		s.log.Error("quarantine failed; the message is received again after its visibility timeout", "queue", q.Name, "error", s.classify(err))
 	}
 }
@@ -340,31 +402,34 @@ func (s *Store) Quarantine(ctx context.Context, j poller.Job, why error) {
 // its messages in flight; SQS hands them out again after their
 // visibility timeout, as it would a crashed queue:work's.
 func (s *Store) Recover(ctx context.Context) ([]poller.Job, error) {
-	_, err := s.depth(ctx, 0)
-	return nil, err
+	for q := range s.queues {
+		if _, err := s.depth(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
-// Wait returns once a long poll on any queue has received a message, or
-// after within. Each queue's long poll (one message, as long as within,
-// from 1 to 20 s) runs on past a Wait that ends early, the poller
-// stopping included: a receive cut off may still take a message, which
-// would then count an attempt and stay invisible for its visibility
-// timeout. What a poll catches waits for the next Reserve, or goes back
-// at Done.
+// Wait returns once a long poll has caught a message, or after within.
+// It long-polls each queue the store holds nothing of (one message, as
+// long as within, 1 to 20 s); a poll runs on past a Wait that ends early.
+// A receive cut off (a kill) may still take a message, which would then
+// count an attempt and stay invisible for its visibility timeout; so a
+// stop waits for the polls (Done).
 func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
+	s.extendHeld(ctx)
 	s.mu.Lock()
-	for q := range s.queues {
-		if len(s.caught[q]) > 0 {
-			s.mu.Unlock()
-			return true, nil
-		}
+	if s.fresh > 0 {
+		s.fresh = 0
+		s.mu.Unlock()
+		return true, nil
 	}
 	err := s.pollErr
 	s.pollErr = nil
-	if err == nil {
+	if err == nil && !s.closing {
 		poll := min(max(within.Truncate(time.Second), time.Second), longPoll)
 		for q := range s.queues {
-			if !s.polling[q] {
+			if !s.polling[q] && len(s.held[q]) == 0 {
 				s.polling[q] = true
 				s.polls.Add(1)
 				go s.longPoll(q, poll)
@@ -380,10 +445,10 @@ func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
 	select {
 	case <-s.arrived:
 		s.mu.Lock()
-		err := s.pollErr
-		s.pollErr = nil
+		err, fresh := s.pollErr, s.fresh
+		s.pollErr, s.fresh = nil, 0
 		s.mu.Unlock()
-		return err == nil, err
+		return fresh > 0, err
 	case <-t.C:
 	case <-ctx.Done():
 	}
@@ -391,7 +456,7 @@ func (s *Store) Wait(ctx context.Context, within time.Duration) (bool, error) {
 }
 
 // longPoll receives one message of queue q, waiting up to wait for it,
-// and keeps it for the next Reserve.
+// and holds it for the next Reserve.
 func (s *Store) longPoll(q int, wait time.Duration) {
 	defer s.polls.Done()
 	ms, err := s.receive(context.Background(), q, 1, wait)
@@ -399,8 +464,9 @@ func (s *Store) longPoll(q int, wait time.Duration) {
 	s.mu.Lock()
 	s.polling[q] = false
 	for _, m := range ms {
-		s.caught[q] = append(s.caught[q], caught{m, now})
+		s.held[q] = append(s.held[q], held{m, now})
 	}
+	s.fresh += len(ms)
 	if err != nil {
 		s.pollErr = err
 	}
@@ -413,46 +479,61 @@ func (s *Store) longPoll(q int, wait time.Duration) {
 	}
 }
 
-// takeCaught takes up to n messages a long poll caught on queue q. One
-// caught longer ago than half its visibility timeout is given back
-// instead: its lease may lapse before the poller can extend it.
-func (s *Store) takeCaught(ctx context.Context, q, n int) []types.Message {
+// hold keeps a job the poller gave back, unrun, for its queue's next
+// Reserve. Its visibility was last extended by the poller's lease, at
+// most a third of the queue's visibility timeout ago.
+func (s *Store) hold(j poller.Job) {
+	q := j.Queue
+	m := types.Message{MessageId: aws.String(j.SQS.ID), ReceiptHandle: aws.String(j.Handle), Body: aws.String(j.Payload),
+		Attributes: map[string]string{"ApproximateReceiveCount": strconv.FormatInt(j.SQS.Receives, 10)}}
 	s.mu.Lock()
-	var out, stale []types.Message
-	keep := s.caught[q][:0]
-	for _, c := range s.caught[q] {
-		switch {
-		case s.queues[q].visibility > 0 && time.Since(c.at) > s.queues[q].visibility/2:
-			stale = append(stale, c.m)
-		case len(out) < n:
-			out = append(out, c.m)
-		default:
-			keep = append(keep, c)
-		}
+	defer s.mu.Unlock()
+	s.held[q] = append(s.held[q], held{m, time.Now().Add(-s.queues[q].visibility / 3)})
+}
+
+// takeHeld takes up to n of the messages held for queue q, oldest first.
+func (s *Store) takeHeld(q, n int) []types.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n = min(n, len(s.held[q]))
+	out := make([]types.Message, 0, n)
+	for _, h := range s.held[q][:n] {
+		out = append(out, h.m)
 	}
-	s.caught[q] = keep
-	s.mu.Unlock()
-	s.giveBack(ctx, q, stale)
+	s.held[q] = append(s.held[q][:0], s.held[q][n:]...)
 	return out
 }
 
-// giveBack makes messages visible again, as they are (their receive
-// counted).
-func (s *Store) giveBack(ctx context.Context, q int, ms []types.Message) {
-	var acks []poller.Ack
-	for _, m := range ms {
-		acks = append(acks, poller.Ack{Kind: poller.AckGiveBack, Job: s.job(q, m)})
+// extendHeld sets the held messages' visibility timeout to their queue's
+// again, once a third of it has passed since the last time.
+func (s *Store) extendHeld(ctx context.Context) {
+	now := time.Now()
+	s.mu.Lock()
+	var leases []poller.Lease
+	for q := range s.held {
+		v := s.queues[q].visibility
+		for i := range s.held[q] {
+			h := &s.held[q][i]
+			if v > 0 && now.Sub(h.extended) >= v/3 {
+				h.extended = now
+				leases = append(leases, poller.Lease{Job: s.job(q, h.m), Until: now.Add(v)})
+			}
+		}
 	}
-	if err := s.Ack(ctx, acks); err != nil {
-		s.log.Warn("could not give back received jobs; SQS hands them out again after their visibility timeout", "queue", s.queues[q].Name, "jobs", len(acks), "error", err)
+	s.mu.Unlock()
+	if len(leases) > 0 {
+		if err := s.extend(ctx, leases); err != nil {
+			s.log.Warn("could not extend held jobs' visibility", "jobs", len(leases), "error", err)
+		}
 	}
 }
 
-// HasWork reports whether any queue has visible messages.
+// HasWork reports whether the store holds a job, or any queue has visible
+// messages.
 func (s *Store) HasWork(ctx context.Context, now time.Time) (bool, error) {
 	s.mu.Lock()
 	for q := range s.queues {
-		if len(s.caught[q]) > 0 {
+		if len(s.held[q]) > 0 {
 			s.mu.Unlock()
 			return true, nil
 		}
@@ -501,28 +582,47 @@ func (s *Store) depth(ctx context.Context, q int) (poller.QueueDepth, error) {
 		Delayed: n(types.QueueAttributeNameApproximateNumberOfMessagesDelayed), Reserved: n(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)}, nil
 }
 
-// Done ends a dispatcher connection's run: it waits for the long polls
-// (while ctx lasts), and gives back to their queues what they caught.
+// Done ends a dispatcher connection's run: no more long polls start; it
+// waits for those out (a second at most, while ctx lasts), and gives back
+// to their queues the messages it holds (visible at once, their receive
+// counted: they run at their next receive).
 func (s *Store) Done(ctx context.Context) {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	ended := make(chan struct{})
 	go func() { s.polls.Wait(); close(ended) }()
+	wait := time.NewTimer(longPollGrace)
+	defer wait.Stop()
 	select {
 	case <-ended:
+	case <-wait.C:
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
-	held := s.caught
-	s.caught = make([][]caught, len(s.queues))
-	s.pollErr = nil
+	all := s.held
+	s.held = make([][]held, len(s.queues))
+	s.fresh, s.pollErr = 0, nil
 	s.mu.Unlock()
-	for q, cs := range held {
-		var ms []types.Message
-		for _, c := range cs {
-			ms = append(ms, c.m)
+	for q, hs := range all {
+		var entries []types.ChangeMessageVisibilityBatchRequestEntry
+		for i, h := range hs {
+			entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: h.m.ReceiptHandle})
 		}
-		s.giveBack(ctx, q, ms)
+		for part := range chunks(entries) {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+			_, err := s.c.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(s.queues[q].URL), Entries: part})
+			cancel()
+			if err != nil {
+				s.log.Warn("could not give back received jobs; SQS hands them out again after their visibility timeout", "queue", s.queues[q].Name, "jobs", len(part), "error", s.classify(err))
+			}
+		}
 	}
 }
+
+// longPollGrace is how long Done waits for the long polls out: the
+// poller's are of a second.
+const longPollGrace = 1500 * time.Millisecond
 
 // classify marks errors that mean SQS is away, or refuses this client
 // (credentials, permissions), as poller.Unreachable: the poller tells

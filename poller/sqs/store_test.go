@@ -42,9 +42,10 @@ func send(t *testing.T, s *testenv.SQS, queue string, n int, group string) {
 }
 
 // A reserve takes as many as asked, in receives of up to 10, each job's
-// attempt SQS's receive count; released and given-back jobs come back
-// with that count raised, deleted ones never; extensions keep a job
-// invisible past its visibility timeout.
+// attempt SQS's receive count; released jobs come back with that count
+// raised, given-back ones (never run) as they were, held by the store;
+// deleted ones never; extensions keep a job invisible past its
+// visibility timeout.
 func TestReserveAndSettle(t *testing.T) {
 	t.Parallel()
 	s := testenv.StartSQS(t)
@@ -89,13 +90,12 @@ func TestReserveAndSettle(t *testing.T) {
 	if err != nil || again.Acked != nil {
 		t.Fatal(err, again.Acked)
 	}
-	if len(again.Jobs) != 10 {
-		t.Fatalf("after 10 released and given back: reserved %d", len(again.Jobs))
-	}
+	receives := map[int64]int{}
 	for _, j := range again.Jobs {
-		if j.SQS.Receives != 2 {
-			t.Errorf("a released job came back at receive %d, want 2", j.SQS.Receives)
-		}
+		receives[j.SQS.Receives]++
+	}
+	if len(again.Jobs) != 10 || receives[1] != 5 || receives[2] != 5 {
+		t.Fatalf("after 5 released and 5 given back: reserved %d, by receive count %v; want 5 held at 1, 5 received again at 2", len(again.Jobs), receives)
 	}
 	// Past the 2 s visibility timeout, the extended five stay away.
 	testenv.Never(t, 3*time.Second, "an extended job received again", func() bool {
@@ -165,6 +165,53 @@ func TestWaitCatchesAPush(t *testing.T) {
 	r, err := st.Reserve(ctx, nil, 0, 10, now, now.Add(time.Minute))
 	if err != nil || len(r.Jobs) != 1 || r.Jobs[0].SQS.Receives != 2 {
 		t.Fatalf("after Done gave it back: %+v %v", r.Jobs, err)
+	}
+}
+
+// A reserve is a short poll even on a queue whose own receive wait time
+// makes every receive a long poll by default (the SDK leaves a zero
+// WaitTimeSeconds out; kqueue writes it in): it returns at once, not at
+// its 10 s call timeout, with an error.
+func TestReserveDoesNotWaitOnALongPollQueue(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSQS(t)
+	s.CreateQueue(t, "patient", map[string]string{"ReceiveMessageWaitTimeSeconds": "20"})
+	st := open(t, s, "patient")
+	now := time.Now()
+	r, err := st.Reserve(context.Background(), nil, 0, 5, now, now.Add(time.Minute))
+	if err != nil || len(r.Jobs) != 0 {
+		t.Fatalf("reserve on an empty queue: %+v %v", r.Jobs, err)
+	}
+}
+
+// A job given back by the poller (PHP declined it) is held, not sent
+// back: it is not received again, so its receive count stays; a long
+// poll does not run on its queue meanwhile, and Wait does not wake for
+// it; Done gives it back.
+func TestGiveBackHolds(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSQS(t)
+	s.CreateQueue(t, "held", map[string]string{"VisibilityTimeout": "2"})
+	st := open(t, s, "held")
+	ctx := context.Background()
+	send(t, s, "held", 1, "")
+	now := time.Now()
+	r, err := st.Reserve(ctx, nil, 0, 1, now, now.Add(time.Minute))
+	if err != nil || len(r.Jobs) != 1 {
+		t.Fatal(r.Jobs, err)
+	}
+	if err := st.Ack(ctx, []poller.Ack{{Kind: poller.AckGiveBack, Job: r.Jobs[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	// Past the visibility timeout, extended while waiting.
+	testenv.Never(t, 3*time.Second, "a wake-up for a held job", func() bool {
+		woke, err := st.Wait(ctx, 500*time.Millisecond)
+		return woke || err != nil
+	})
+	now = time.Now()
+	r, err = st.Reserve(ctx, nil, 0, 1, now, now.Add(time.Minute))
+	if err != nil || len(r.Jobs) != 1 || r.Jobs[0].SQS.Receives != 1 {
+		t.Fatalf("the held job: %+v %v, want it at its first receive still", r.Jobs, err)
 	}
 }
 
