@@ -138,16 +138,25 @@ func measureOn(b *testing.B, app *testenv.App, db *testenv.DB, n int, name strin
 	if db != nil {
 		left = func() int64 { return int64(db.Count(b, "SELECT COUNT(*) FROM jobs")) }
 	}
-	var total time.Duration
-	drained := 0
-	for b.Loop() {
-		b.StopTimer()
+	measureLeft(b, app, left, db != nil, n, name, func() {
 		app.Redis.Client.FlushAll(context.Background())
 		if db != nil {
 			// What a runner before left (a row it reserved and died on)
 			// would wait out retry_after in this run.
 			db.SQL.ExecContext(context.Background(), "DELETE FROM jobs")
 		}
+	}, drain)
+}
+
+// measureLeft dispatches n jobs (after reset, untimed) and times drain on
+// a queue that holds left() jobs; a job left behind fails the run unless
+// tolerated: then the rate counts what was drained.
+func measureLeft(b *testing.B, app *testenv.App, left func() int64, tolerate bool, n int, name string, reset func(), drain func(context.Context) error) {
+	var total time.Duration
+	drained := 0
+	for b.Loop() {
+		b.StopTimer()
+		reset()
 		app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", n))
 		b.StartTimer()
 		start := time.Now()
@@ -157,8 +166,8 @@ func measureOn(b *testing.B, app *testenv.App, db *testenv.DB, n int, name strin
 		total += time.Since(start)
 		b.StopTimer()
 		switch k := int(left()); {
-		case k != 0 && db == nil:
-			b.Fatalf("%d jobs left", k)
+		case k != 0 && !tolerate:
+			b.Fatalf("%s: %d jobs left", name, k)
 		case k != 0:
 			// queue:work --stop-when-empty on SQLite with two processes
 			// can stop with a job left: one finds the table locked and

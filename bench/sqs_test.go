@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"testing"
-	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
 )
@@ -28,7 +27,7 @@ func BenchmarkSQS(b *testing.B) {
 	left := func() int64 { return int64(s.Left(b, s.URL("default"))) }
 	for _, workers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("runner=queue:work/php=%d", workers), func(b *testing.B) {
-			measureLeft(b, app, left, sqsJobs, fmt.Sprintf("sqs/throughput/queue:work/%d", workers), func(ctx context.Context) error {
+			measureLeft(b, app, left, false, sqsJobs, fmt.Sprintf("sqs/throughput/queue:work/%d", workers), func() {}, func(ctx context.Context) error {
 				return together(workers, func(int) error {
 					return app.Command(ctx, "queue:work", "--stop-when-empty").Run()
 				})
@@ -36,7 +35,7 @@ func BenchmarkSQS(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("runner=kqueue/php=%d", workers), func(b *testing.B) {
 			cfg := app.Config(b, workers, "")
-			measureLeft(b, app, left, sqsJobs, fmt.Sprintf("sqs/throughput/kqueue/%d", workers), func(ctx context.Context) error {
+			measureLeft(b, app, left, false, sqsJobs, fmt.Sprintf("sqs/throughput/kqueue/%d", workers), func() {}, func(ctx context.Context) error {
 				cmd := exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg, "--stop-when-empty")
 				if out, err := cmd.CombinedOutput(); err != nil {
 					return fmt.Errorf("%v: %s", err, out)
@@ -54,28 +53,4 @@ func BenchmarkSQS(b *testing.B) {
 			return exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg)
 		}, "sqs/pickup/kqueue")
 	})
-}
-
-// measureLeft is measureOn for a queue that holds left() jobs, where a
-// job is never left behind (a runner that stops early fails the run).
-func measureLeft(b *testing.B, app *testenv.App, left func() int64, n int, name string, drain func(context.Context) error) {
-	var total time.Duration
-	for b.Loop() {
-		b.StopTimer()
-		app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", n))
-		b.StartTimer()
-		start := time.Now()
-		if err := drain(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		total += time.Since(start)
-		b.StopTimer()
-		if k := left(); k != 0 {
-			b.Fatalf("%s: %d jobs left", name, k)
-		}
-		b.StartTimer()
-	}
-	rate := float64(n*b.N) / total.Seconds()
-	b.ReportMetric(rate, "jobs/s")
-	record(name, rate)
 }

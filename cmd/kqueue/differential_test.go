@@ -25,18 +25,7 @@ import (
 // inside the version's chroot, next to its PHP.
 func TestDifferential(t *testing.T) {
 	t.Parallel()
-	for _, l := range testenv.Versions() {
-		t.Run("laravel"+l.Version, func(t *testing.T) {
-			t.Parallel()
-			root := l.Root(t)
-			bin := ""
-			if root != "" {
-				// Built on this host: the chroots' C libraries are newer.
-				bin = buildKqueue(t)
-			}
-			differential(t, l, root, bin, "redis")
-		})
-	}
+	onEveryVersion(t, "redis")
 }
 
 // TestDatabaseDifferential is TestDifferential with the queue in Laravel's
@@ -45,19 +34,7 @@ func TestDifferential(t *testing.T) {
 // same jobs table afterwards.
 func TestDatabaseDifferential(t *testing.T) {
 	t.Parallel()
-	for _, l := range testenv.Versions() {
-		for _, driver := range testenv.Backends() {
-			t.Run("laravel"+l.Version+"/"+driver, func(t *testing.T) {
-				t.Parallel()
-				root := l.Root(t)
-				bin := ""
-				if root != "" {
-					bin = buildKqueue(t)
-				}
-				differential(t, l, root, bin, driver)
-			})
-		}
-	}
+	onEveryVersion(t, testenv.Backends()...)
 }
 
 // TestSQSDifferential is TestDifferential with the queue on SQS (the
@@ -68,16 +45,30 @@ func TestDatabaseDifferential(t *testing.T) {
 // both.
 func TestSQSDifferential(t *testing.T) {
 	t.Parallel()
+	onEveryVersion(t, "sqs")
+}
+
+// onEveryVersion runs differential on each Laravel version of the
+// matrix, with the queue on each of drivers (named in the subtest when
+// there are several).
+func onEveryVersion(t *testing.T, drivers ...string) {
 	for _, l := range testenv.Versions() {
-		t.Run("laravel"+l.Version, func(t *testing.T) {
-			t.Parallel()
-			root := l.Root(t)
-			bin := ""
-			if root != "" {
-				bin = buildKqueue(t)
+		for _, driver := range drivers {
+			name := "laravel" + l.Version
+			if len(drivers) > 1 {
+				name += "/" + driver
 			}
-			differential(t, l, root, bin, "sqs")
-		})
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				root := l.Root(t)
+				bin := ""
+				if root != "" {
+					// Built on this host: the chroots' C libraries are newer.
+					bin = buildKqueue(t)
+				}
+				differential(t, l, root, bin, driver)
+			})
+		}
 	}
 }
 
