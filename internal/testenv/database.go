@@ -81,12 +81,18 @@ func StartDB(t testing.TB, driver, root string) *DB {
 func (d *DB) startMariaDB(t testing.TB) {
 	Need(t, "mariadbd", "mariadb-install-db")
 	data := filepath.Join(d.dir, "data")
-	if out, err := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+data, "--user=root",
+	// A private tmpdir: servers started side by side once removed each
+	// other's temporary tables' files in a shared /tmp.
+	tmp := filepath.Join(d.dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+data, "--tmpdir="+tmp, "--user=root",
 		"--auth-root-authentication-method=normal", "--skip-test-db").CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
 	}
 	d.Socket, d.Name, d.User = filepath.Join(d.dir, "my.sock"), "app", "root"
-	d.args = []string{"mariadbd", "--no-defaults", "--datadir=" + data, "--socket=" + d.Socket, "--skip-networking",
+	d.args = []string{"mariadbd", "--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--socket=" + d.Socket, "--skip-networking",
 		"--user=root", "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--innodb-flush-log-at-trx-commit=2"}
 	d.start(t)
 	if _, err := d.SQL.Exec("CREATE DATABASE app"); err != nil {
