@@ -116,16 +116,15 @@ const (
 // openStore connects to the store of the app's queue connection: its
 // database for the database driver, SQS for sqs, else Redis.
 func openStore(ctx context.Context, cfg *config.Config, queues []poller.Queue, log *slog.Logger) (poller.Store, func(), error) {
+	var names []string
+	for _, q := range queues {
+		names = append(names, q.Name)
+	}
 	if l := cfg.Laravel; l != nil && l.SQS != nil { // Adopt took an SQS queue connection
-		client, err := sqsstore.Dial(ctx, l.SQS)
+		st, err := sqsstore.Connect(ctx, l.SQS, names, log)
 		if err != nil {
 			return nil, nil, err
 		}
-		var qs []sqsstore.Queue
-		for _, q := range queues {
-			qs = append(qs, sqsstore.Queue{Name: q.Name, URL: l.SQS.QueueURL(q.Name)})
-		}
-		st := sqsstore.New(sqsstore.Config{Client: client, Queues: qs, Logger: log})
 		return st, func() {
 			// What it still holds goes back (scaled to zero, no session ends).
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -148,10 +147,6 @@ func openStore(ctx context.Context, cfg *config.Config, queues []poller.Queue, l
 	rdb, err := redisstore.Dial(ctx, cfg.Redis)
 	if err != nil {
 		return nil, nil, err
-	}
-	var names []string
-	for _, q := range queues {
-		names = append(names, q.Name)
 	}
 	fleet := map[string]int{}
 	for _, q := range cfg.Queues {

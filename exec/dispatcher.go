@@ -382,11 +382,8 @@ func (s *session) task(j protocol.Job) *task {
 		s.outcomes <- how
 	}
 	parse := payload.Parse
-	switch {
-	case j.Row != nil:
-		parse = func(raw []byte) (*payload.Payload, error) { return payload.ParseRow(raw, int(j.Row.Attempts)) }
-	case j.SQS != nil:
-		parse = func(raw []byte) (*payload.Payload, error) { return payload.ParseRow(raw, int(j.SQS.Attempts())) }
+	if n := protocol.StoredAttempts(j.Row, j.SQS); n >= 0 {
+		parse = func(raw []byte) (*payload.Payload, error) { return payload.ParseRow(raw, n) }
 	}
 	if p, err := parse(j.Payload); err == nil {
 		t.p = p

@@ -83,15 +83,7 @@ type Job struct {
 
 // Attempts is how many times the job ran before, when its store keeps
 // that beside the payload; -1 when the payload says (Redis).
-func (j Job) Attempts() int {
-	switch {
-	case j.Row != nil:
-		return int(j.Row.Attempts)
-	case j.SQS != nil:
-		return int(j.SQS.Attempts())
-	}
-	return -1
-}
+func (j Job) Attempts() int { return protocol.StoredAttempts(j.Row, j.SQS) }
 
 // Reserved is what one Reserve took.
 type Reserved struct {

@@ -102,6 +102,19 @@ type SQSMessage struct {
 // Attempts is the job's attempts before this run, as a Row counts them.
 func (m *SQSMessage) Attempts() int64 { return max(m.Receives-1, 0) }
 
+// StoredAttempts is a job's attempts before this run where its store keeps
+// them beside the payload (a database row, an SQS message), or -1 where
+// the payload says (Redis).
+func StoredAttempts(row *Row, sqs *SQSMessage) int {
+	switch {
+	case row != nil:
+		return int(row.Attempts)
+	case sqs != nil:
+		return int(sqs.Attempts())
+	}
+	return -1
+}
+
 // Row is a job's row in Laravel's jobs table (the database queue), as the
 // poller reserved it: Laravel's DatabaseJobRecord, its attempts not yet
 // counted for this run. Times are Unix seconds.

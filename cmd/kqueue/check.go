@@ -45,15 +45,15 @@ func check(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 // queue connection, its SQS queues for an SQS one, else Redis.
 func checkStore(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 	if l := cfg.Laravel; l != nil && l.SQS != nil {
-		client, err := sqsstore.Dial(ctx, l.SQS)
+		var names []string
+		for _, q := range cfg.Queues {
+			names = append(names, q.Name)
+		}
+		st, err := sqsstore.Connect(ctx, l.SQS, names, nil)
 		if err != nil {
 			return err
 		}
-		var qs []sqsstore.Queue
-		for _, q := range cfg.Queues {
-			qs = append(qs, sqsstore.Queue{Name: q.Name, URL: l.SQS.QueueURL(q.Name)})
-		}
-		lines, err := sqsstore.New(sqsstore.Config{Client: client, Queues: qs}).Check(ctx)
+		lines, err := st.Check(ctx)
 		if err != nil {
 			return err
 		}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +52,7 @@ func StartSQS(t testing.TB) *SQS {
 		}
 		miss("the SQS tests run moto's server from the trixie chroot: rebuild it with make chroots (testdata/chroots.sh): %v", err)
 	}
-	s := &SQS{root: root, port: freeTCPPort(t)}
+	s := &SQS{root: root, port: FreePort(t)}
 	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", s.port)
 	s.Client = sqs.New(sqs.Options{
 		Region:       Region,
@@ -63,16 +62,6 @@ func StartSQS(t testing.TB) *SQS {
 	s.Start(t)
 	t.Cleanup(s.Stop)
 	return s
-}
-
-// freeTCPPort is a TCP port free on loopback now.
-func freeTCPPort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Start starts the server (again, after Stop: its queues are gone then)

@@ -3,6 +3,7 @@ package sqs
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -13,6 +14,20 @@ import (
 
 	"github.com/kqueue/kqueue/config"
 )
+
+// Connect makes a Store of the app's SQS connection for the queues named
+// (their URLs as Laravel builds them), on a client from Dial.
+func Connect(ctx context.Context, s *config.LaravelSQS, names []string, log *slog.Logger) (*Store, error) {
+	client, err := Dial(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	var qs []Queue
+	for _, n := range names {
+		qs = append(qs, Queue{Name: n, URL: s.QueueURL(n)})
+	}
+	return New(Config{Client: client, Queues: qs, Logger: log}), nil
+}
 
 // Dial makes a client for the app's SQS connection: its region and
 // endpoint, and its key and secret when it names them; otherwise the

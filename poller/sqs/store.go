@@ -84,7 +84,7 @@ type queue struct {
 // the store keeps it, its visibility extended, until a Reserve of its
 // queue takes it again; Done gives back what is left.
 type held struct {
-	m        types.Message
+	job      poller.Job
 	extended time.Time // its visibility was last set then
 }
 
@@ -169,9 +169,7 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 	}
 	s.extendHeld(ctx)
 	qu := &s.queues[q]
-	for _, m := range s.takeHeld(q, n) {
-		r.Jobs = append(r.Jobs, s.job(q, m))
-	}
+	r.Jobs = s.takeHeld(q, n)
 	for len(r.Jobs) < n {
 		max := min(n-len(r.Jobs), 10)
 		if qu.fifo {
@@ -309,17 +307,29 @@ func (s *Store) Ack(ctx context.Context, acks []poller.Ack) error {
 			}
 			s.refused("delete", q, out.Failed)
 		}
-		for part := range chunks(b.changes) {
-			cctx, cancel := context.WithTimeout(ctx, callTimeout)
-			out, err := s.c.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: url, Entries: part})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("release jobs on SQS queue %s: %w", s.queues[q].Name, s.classify(err))
-			}
-			s.refused("release", q, out.Failed)
+		failed, err := s.setVisibility(ctx, q, b.changes)
+		if err != nil {
+			return fmt.Errorf("release jobs on SQS queue %s: %w", s.queues[q].Name, err)
 		}
+		s.refused("release", q, failed)
 	}
 	return nil
+}
+
+// setVisibility changes the visibility of messages of queue q, ten to a
+// call, and returns the entries SQS refused.
+func (s *Store) setVisibility(ctx context.Context, q int, entries []types.ChangeMessageVisibilityBatchRequestEntry) ([]types.BatchResultErrorEntry, error) {
+	var failed []types.BatchResultErrorEntry
+	for part := range chunks(entries) {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		out, err := s.c.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(s.queues[q].URL), Entries: part})
+		cancel()
+		if err != nil {
+			return failed, s.classify(err)
+		}
+		failed = append(failed, out.Failed...)
+	}
+	return failed, nil
 }
 
 // refused logs a batch's refused entries.
@@ -361,7 +371,7 @@ func (s *Store) Extend(ctx context.Context, leases []poller.Lease) error {
 	return s.extend(ctx, leases)
 }
 
-// extend sets leases' visibility to their Until.
+// extend sets leases' visibility to their Until (0 when past).
 func (s *Store) extend(ctx context.Context, leases []poller.Lease) error {
 	now := time.Now()
 	byQueue := map[int][]types.ChangeMessageVisibilityBatchRequestEntry{}
@@ -370,13 +380,8 @@ func (s *Store) extend(ctx context.Context, leases []poller.Lease) error {
 			Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(l.Job.Handle), VisibilityTimeout: seconds(l.Until.Sub(now))})
 	}
 	for q, entries := range byQueue {
-		for part := range chunks(entries) {
-			cctx, cancel := context.WithTimeout(ctx, callTimeout)
-			_, err := s.c.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(s.queues[q].URL), Entries: part})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("extend jobs' visibility on SQS queue %s: %w", s.queues[q].Name, s.classify(err))
-			}
+		if _, err := s.setVisibility(ctx, q, entries); err != nil {
+			return fmt.Errorf("extend jobs' visibility on SQS queue %s: %w", s.queues[q].Name, err)
 		}
 	}
 	return nil
@@ -464,7 +469,7 @@ func (s *Store) longPoll(q int, wait time.Duration) {
 	s.mu.Lock()
 	s.polling[q] = false
 	for _, m := range ms {
-		s.held[q] = append(s.held[q], held{m, now})
+		s.held[q] = append(s.held[q], held{s.job(q, m), now})
 	}
 	s.fresh += len(ms)
 	if err != nil {
@@ -483,22 +488,19 @@ func (s *Store) longPoll(q int, wait time.Duration) {
 // Reserve. Its visibility was last extended by the poller's lease, at
 // most a third of the queue's visibility timeout ago.
 func (s *Store) hold(j poller.Job) {
-	q := j.Queue
-	m := types.Message{MessageId: aws.String(j.SQS.ID), ReceiptHandle: aws.String(j.Handle), Body: aws.String(j.Payload),
-		Attributes: map[string]string{"ApproximateReceiveCount": strconv.FormatInt(j.SQS.Receives, 10)}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.held[q] = append(s.held[q], held{m, time.Now().Add(-s.queues[q].visibility / 3)})
+	s.held[j.Queue] = append(s.held[j.Queue], held{j, time.Now().Add(-s.queues[j.Queue].visibility / 3)})
 }
 
-// takeHeld takes up to n of the messages held for queue q, oldest first.
-func (s *Store) takeHeld(q, n int) []types.Message {
+// takeHeld takes up to n of the jobs held for queue q, oldest first.
+func (s *Store) takeHeld(q, n int) []poller.Job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n = min(n, len(s.held[q]))
-	out := make([]types.Message, 0, n)
+	out := make([]poller.Job, 0, n)
 	for _, h := range s.held[q][:n] {
-		out = append(out, h.m)
+		out = append(out, h.job)
 	}
 	s.held[q] = append(s.held[q][:0], s.held[q][n:]...)
 	return out
@@ -516,7 +518,7 @@ func (s *Store) extendHeld(ctx context.Context) {
 			h := &s.held[q][i]
 			if v > 0 && now.Sub(h.extended) >= v/3 {
 				h.extended = now
-				leases = append(leases, poller.Lease{Job: s.job(q, h.m), Until: now.Add(v)})
+				leases = append(leases, poller.Lease{Job: h.job, Until: now.Add(v)})
 			}
 		}
 	}
@@ -604,18 +606,14 @@ func (s *Store) Done(ctx context.Context) {
 	s.held = make([][]held, len(s.queues))
 	s.fresh, s.pollErr = 0, nil
 	s.mu.Unlock()
+	now := time.Now()
 	for q, hs := range all {
-		var entries []types.ChangeMessageVisibilityBatchRequestEntry
-		for i, h := range hs {
-			entries = append(entries, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: h.m.ReceiptHandle})
+		var back []poller.Lease
+		for _, h := range hs {
+			back = append(back, poller.Lease{Job: h.job, Until: now}) // visible at once
 		}
-		for part := range chunks(entries) {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
-			_, err := s.c.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(s.queues[q].URL), Entries: part})
-			cancel()
-			if err != nil {
-				s.log.Warn("could not give back received jobs; SQS hands them out again after their visibility timeout", "queue", s.queues[q].Name, "jobs", len(part), "error", s.classify(err))
-			}
+		if err := s.extend(context.WithoutCancel(ctx), back); err != nil {
+			s.log.Warn("could not give back received jobs; SQS hands them out again after their visibility timeout", "queue", s.queues[q].Name, "jobs", len(back), "error", err)
 		}
 	}
 }
