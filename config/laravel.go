@@ -164,6 +164,18 @@ func (s *LaravelSQS) CredentialsFrom(where string) string {
 	return "the AWS default chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws (AWS_PROFILE), web identity, the ECS or EC2 instance role"
 }
 
+// noFleetCaps refuses fleet_max_running on a connection whose driver
+// has no fleet-wide count of running jobs (only Redis's reserve script
+// keeps one).
+func (c *Config) noFleetCaps(conn, driver string) error {
+	for _, q := range c.Queues {
+		if q.FleetMaxRunning > 0 {
+			return fmt.Errorf("queue %q: fleet_max_running needs the redis driver; on the %q connection (%s driver) use max_running, which caps each instance", q.Name, conn, driver)
+		}
+	}
+	return nil
+}
+
 // adoptSQS takes the app's SQS connection: its region, queue URLs and
 // where its credentials come from (told, never the secret).
 func (c *Config) adoptSQS(l *Laravel, conn, where string) ([]Note, error) {
@@ -171,10 +183,8 @@ func (c *Config) adoptSQS(l *Laravel, conn, where string) ([]Note, error) {
 	if s == nil {
 		return nil, fmt.Errorf("the app did not describe its SQS queue connection %q", conn)
 	}
-	for _, q := range c.Queues {
-		if q.FleetMaxRunning > 0 {
-			return nil, fmt.Errorf("queue %q: fleet_max_running needs the redis driver; on the %q connection (sqs driver) use max_running, which caps each instance", q.Name, conn)
-		}
+	if err := c.noFleetCaps(conn, "sqs"); err != nil {
+		return nil, err
 	}
 	if s.Overflow {
 		return nil, fmt.Errorf("the app's SQS connection %q keeps large payloads in its cache (%s.overflow.enabled): kqueue does not read them; turn it off (payloads then stay under SQS's 1 MiB limit) or run this connection with queue:work", conn, where)
@@ -389,10 +399,8 @@ func (c *Config) Adopt(l *Laravel) ([]Note, error) {
 			return notes, fmt.Errorf("the app did not describe the database of its queue connection %q", conn)
 		}
 		db := l.Database
-		for _, q := range c.Queues {
-			if q.FleetMaxRunning > 0 {
-				return notes, fmt.Errorf("queue %q: fleet_max_running needs the redis driver; on the %q connection (database driver) use max_running, which caps each instance", q.Name, conn)
-			}
+		if err := c.noFleetCaps(conn, "database"); err != nil {
+			return notes, err
 		}
 		if db.Driver == "sqlite" && db.Database != ":memory:" && !filepath.IsAbs(db.Database) {
 			// Relative to the app, where its PHP runs.
