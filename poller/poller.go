@@ -141,6 +141,9 @@ type Poller struct {
 	// Other hosts' jobs ending push no wake-up, so the poller looks again
 	// after fleetPoll.
 	fleetHeld bool
+	// receiving: a queue had a receive of the store's out at the last
+	// reserve (Reserved.Receiving): an empty reserve was no empty queue.
+	receiving bool
 	waits     waits // each queue's wait, by WatchWaits
 	// snapshots carries `kqueue status` requests into the main loop.
 	snapshots chan chan Snapshot

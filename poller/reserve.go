@@ -36,7 +36,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 		free = max(free, 0)
 	}
 	now := p.cfg.Now()
-	p.fleetHeld = false
+	p.fleetHeld, p.receiving = false, false
 	for _, i := range p.order() {
 		if free == 0 {
 			more = true
@@ -62,6 +62,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 			more = true
 		}
 		p.fleetHeld = p.fleetHeld || r.Capped
+		p.receiving = p.receiving || r.Receiving
 		if !r.Due.IsZero() && (due.IsZero() || r.Due.Before(due)) {
 			due = r.Due
 		}

@@ -228,7 +228,7 @@ func (s *session) fill() (next, error) {
 // when the next delayed job falls due.
 func (s *session) drained(got int, due time.Time) (next, error) {
 	p := s.p
-	nothing := got == 0 && len(p.inflight) == 0
+	nothing := got == 0 && len(p.inflight) == 0 && !p.receiving
 	if p.cfg.StopWhenEmpty && nothing {
 		p.flush(s.bg)
 		return end, nil

@@ -99,6 +99,10 @@ type Reserved struct {
 	// Capped says a fleet-wide cap held back some of what was asked: the
 	// queue may hold more, but other consumers run its share now.
 	Capped bool
+	// Receiving says a receive of the store's own is out on the queue (an
+	// SQS long poll) and may yet bring jobs: the queue is not known empty.
+	// The store's Wait returns when it ends.
+	Receiving bool
 }
 
 // Ack is the store side of a job's reservation: its charge when PHP runs

@@ -3,6 +3,8 @@ package sqs_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,6 +136,61 @@ func TestFifoOnePerGroup(t *testing.T) {
 	if err != nil || len(r.Jobs) != 1 || r.Jobs[0].Payload != `{"uuid":"ordered.fifo-1"}` {
 		t.Fatalf("after the first's delete: %+v %v", r.Jobs, err)
 	}
+}
+
+// A queue has one receive out at a time: a reserve while a long poll of
+// its queue is out receives nothing (the poll answers), so a server that
+// keeps a FIFO group's order only between receives one after another
+// (moto) still keeps it. A transport counts the receives in flight.
+func TestOneReceiveAtATime(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSQS(t)
+	s.CreateQueue(t, "ordered.fifo", nil)
+	rt := &receives{}
+	client := awssqs.New(s.Client.Options(), func(o *awssqs.Options) { rt.next, o.HTTPClient = o.HTTPClient, rt })
+	st := sqs.New(sqs.Config{Client: client, Queues: []sqs.Queue{{Name: "ordered.fifo", URL: s.URL("ordered.fifo")}}})
+	ctx := context.Background()
+	if err := st.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if woke, err := st.Wait(ctx, 10*time.Millisecond); woke || err != nil { // its long poll runs on, a second
+		t.Fatalf("Wait on an empty queue: %v %v", woke, err)
+	}
+	now := time.Now()
+	if r, err := st.Reserve(ctx, nil, 0, 5, now, now.Add(time.Minute)); err != nil || len(r.Jobs) != 0 {
+		t.Fatalf("reserve beside the long poll: %+v %v", r.Jobs, err)
+	}
+	send(t, s, "ordered.fifo", 2, "g")
+	testenv.Eventually(t, 10*time.Second, "the long poll to catch the push", func() bool {
+		woke, err := st.Wait(ctx, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return woke
+	})
+	r, err := st.Reserve(ctx, nil, 0, 5, now, now.Add(time.Minute))
+	if err != nil || len(r.Jobs) != 1 || r.Jobs[0].Payload != `{"uuid":"ordered.fifo-0"}` {
+		t.Fatalf("reserve after the catch: %+v %v", r.Jobs, err)
+	}
+	if rt.most.Load() != 1 {
+		t.Errorf("%d receives were out at once, want 1", rt.most.Load())
+	}
+}
+
+// receives is an HTTP client that counts the receives in flight.
+type receives struct {
+	next      awssqs.HTTPClient
+	out, most atomic.Int32
+}
+
+func (c *receives) Do(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("X-Amz-Target") == "AmazonSQS.ReceiveMessage" {
+		n := c.out.Add(1)
+		defer c.out.Add(-1)
+		for m := c.most.Load(); n > m && !c.most.CompareAndSwap(m, n); m = c.most.Load() {
+		}
+	}
+	return c.next.Do(req)
 }
 
 // Wait returns once a long poll has caught a pushed job, which the next
