@@ -26,6 +26,7 @@ import (
 
 	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/exec"
+	"github.com/kqueue/kqueue/internal/memconn"
 	"github.com/kqueue/kqueue/internal/unixsock"
 	"github.com/kqueue/kqueue/notify"
 	"github.com/kqueue/kqueue/poller"
@@ -42,8 +43,8 @@ type Options struct {
 	Reload <-chan os.Signal
 }
 
-// Run runs the poller and the dispatcher in this process, over a
-// socketpair: the same protocol as between the two units.
+// Run runs the poller and the dispatcher in this process, over an
+// in-process stream: the same protocol as between the two units.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
 	d, answer, appErr, err := startDispatcher(ctx, cfg, log)
 	if err != nil {
@@ -70,11 +71,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return err
 	}
 	defer p.close()
-	pc, dc, err := unixsock.Pair()
-	if err != nil {
-		d.Stop(context.Background())
-		return err
-	}
+	pc, dc := memconn.Pair()
 	served := make(chan error, 1)
 	go func() { served <- d.ServeConn(ctx, protocol.NewConn(dc)) }()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/coreos/go-systemd/v22/activation"
 )
@@ -67,23 +66,4 @@ func Accept(ln net.Listener, refused func(who string)) (net.Conn, error) {
 		}
 		return c, nil
 	}
-}
-
-// Pair is a connected pair of unix stream sockets.
-func Pair() (net.Conn, net.Conn, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("socketpair: %w", err)
-	}
-	var conns [2]net.Conn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "kqueue-socketpair")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			return nil, nil, fmt.Errorf("socketpair: %w", err)
-		}
-		conns[i] = c
-	}
-	return conns[0], conns[1], nil
 }
