@@ -56,7 +56,8 @@ func BenchmarkNoopThroughput(b *testing.B) {
 		for _, c := range []struct{ runner, mode string }{{"php-ceiling", "process"}, {"php-loop", "loop"}} {
 			b.Run(fmt.Sprintf("runner=%s/php=%d", c.runner, workers), func(b *testing.B) {
 				measure(b, app, fmt.Sprintf("throughput/%s/%d", c.runner, workers), func(ctx context.Context) error {
-					return ceiling(ctx, app, workers, c.mode)
+					_, err := ceiling(ctx, app, workers, c.mode)
+					return err
 				})
 			})
 		}
@@ -79,21 +80,30 @@ func BenchmarkNoopThroughput(b *testing.B) {
 // without its Redis round trips).
 // Like the runners it is timed from process start (PHP and Laravel boot
 // included) to the last job done; reading the payloads first costs it a few
-// milliseconds.
-func ceiling(ctx context.Context, app *testenv.App, workers int, mode string) error {
+// milliseconds. It returns the CPU the PHP processes spent.
+func ceiling(ctx context.Context, app *testenv.App, workers int, mode string) (time.Duration, error) {
 	share := jobs / workers
+	used := make([]time.Duration, workers)
 	err := together(workers, func(i int) error {
 		cmd := exec.CommandContext(ctx, "php", filepath.Join(testenv.Root(), "bench", "ceiling.php"), app.Path,
 			filepath.Join(testenv.Root(), "exec", "php", "job.php"), strconv.Itoa(i*share), strconv.Itoa(share), mode)
 		cmd.Env = app.Environ()
-		if out, err := cmd.CombinedOutput(); err != nil {
+		out, err := cmd.CombinedOutput()
+		if cmd.ProcessState != nil {
+			used[i] = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
+		if err != nil {
 			return fmt.Errorf("ceiling.php: %v: %s", err, out)
 		}
 		return nil
 	})
 	// What a runner would have taken off the queue.
 	app.Redis.Client.Del(ctx, testenv.Prefix+"queues:default")
-	return err
+	var cpu time.Duration
+	for _, d := range used {
+		cpu += d
+	}
+	return cpu, err
 }
 
 // together runs n at once, run(0) … run(n-1), and joins their errors.

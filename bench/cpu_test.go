@@ -18,7 +18,9 @@ import (
 // kqueue's daemon (poller and dispatcher in one process), Redis, the PHP
 // workers — for kqueue and for queue:work with as many PHP processes:
 // the daemon's from its /proc/PID/stat once the queue is drained (before
-// it stops), the PHP workers' the same way, Redis's from INFO cpu. With
+// it stops), the PHP workers' the same way, Redis's from INFO cpu; and the
+// PHP CPU of queue:work's loop without queue I/O, the work any runner's
+// PHP does, which kqueue's total is compared with. With
 // KQ_BENCH_CPUPROFILE=FILE, kqueue writes a Go CPU profile of each run to
 // FILE.php1 and FILE.php2 (`go tool pprof -top bin/kqueue FILE.php2`).
 func BenchmarkCPUPerJob(b *testing.B) {
@@ -81,6 +83,21 @@ func BenchmarkCPUPerJob(b *testing.B) {
 					b.Fatal(err)
 				}
 				reportCPU(b, "queue:work", workers, map[string]time.Duration{"redis": redisCPU(b, app) - redis0, "php": php})
+				b.StartTimer()
+			}
+		})
+		// The loop's PHP work alone (queue:work's loop without queue I/O,
+		// see ceiling): what any runner's PHP must spend per job.
+		b.Run(fmt.Sprintf("runner=php-loop/php=%d", workers), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				app.Redis.Client.FlushAll(ctx)
+				app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
+				php, err := ceiling(ctx, app, workers, "loop")
+				if err != nil {
+					b.Fatal(err)
+				}
+				reportCPU(b, "php-loop", workers, map[string]time.Duration{"php": php})
 				b.StartTimer()
 			}
 		})

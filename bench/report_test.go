@@ -258,6 +258,35 @@ func report() string {
 			p("| %s | %s | %s | %s | %s | %s |\n", r, w, d, rs, ps, all)
 		}
 	}
+	p("\nAgainst the PHP CPU of `queue:work`'s loop without queue I/O (the work any runner's PHP does per job):\n\n")
+	p("| PHP processes | the loop's PHP | kqueue, all processes | kqueue / the loop |\n|---|---|---|---|\n")
+	for _, w := range []string{"1", "2"} {
+		ls, lv := us("cpu/php-loop/" + w + "/php")
+		var kv float64
+		for _, what := range []string{"daemon", "redis", "php"} {
+			v, _ := med("cpu/kqueue/" + w + "/" + what)
+			kv += v
+		}
+		ratio := "—"
+		if lv > 0 {
+			ratio = fmt.Sprintf("**%.2f×**", kv/lv)
+		}
+		p("| %s | %s | %.1f | %s |\n", w, ls, kv, ratio)
+	}
+
+	p("\n### The daemon's own ceiling: PHP replaced by a responder that answers at once (%s no-op jobs, real Redis)\n\n", thousands(ceilingJobs))
+	p("From the first job taken to the queue drained; CPU per job by process (µs). The host has %d CPUs; the daemon's default GOMAXPROCS is a third of them, at least 1.\n\n", runtime.NumCPU())
+	p("| GOMAXPROCS | workers | jobs/s | daemon | Redis | responders |\n|---|---|---|---|---|---|\n")
+	for _, procs := range []string{"1", "2"} {
+		for _, w := range []string{"1", "2", "4"} {
+			name := "ceiling/" + procs + "/" + w
+			rate, _ := med(name + "/rate")
+			d, _ := us(name + "/daemon")
+			rs, _ := us(name + "/redis")
+			rp, _ := us(name + "/responder")
+			p("| %s | %s | %s | %s | %s | %s |\n", procs, w, thousands(rate), d, rs, rp)
+		}
+	}
 
 	p("\n### A burst of %s no-op jobs: time to drain, and peak memory of all the runner's processes\n\n", thousands(jobs))
 	p("| runner | drain | peak memory |\n|---|---|---|\n")

@@ -1,0 +1,84 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kqueue/kqueue/internal/testenv"
+)
+
+// ceilingJobs is how many no-op jobs a run of the daemon's ceiling takes:
+// at tens of thousands a second, enough for a few seconds.
+const ceilingJobs = 100000
+
+// BenchmarkDaemonCeiling is how many no-op jobs a second one daemon can
+// feed when PHP is not the limit: kqueue run, on real Redis, with its
+// workers replaced by bench/responder, which answers every job at once.
+// GOMAXPROCS and the number of workers vary; the rate counts from the
+// first job taken to the queue drained (the boot is left out), and the
+// CPU each process spent per job is reported beside it.
+func BenchmarkDaemonCeiling(b *testing.B) {
+	app := benchApp(b)
+	ctx := context.Background()
+	responder := filepath.Join(b.TempDir(), "php")
+	if out, err := exec.Command("go", "build", "-o", responder, "./responder").CombinedOutput(); err != nil {
+		b.Fatalf("build the responder: %v\n%s", err, out)
+	}
+	for _, procs := range []int{1, 2} {
+		for _, workers := range []int{1, 2, 4} {
+			cfg := app.Config(b, workers, "")
+			raw, _ := os.ReadFile(cfg)
+			os.WriteFile(cfg, []byte(strings.Replace(string(raw), "[app]\n", fmt.Sprintf("[app]\nphp = %q\n", responder), 1)), 0o644)
+			name := fmt.Sprintf("ceiling/%d/%d", procs, workers)
+			b.Run(fmt.Sprintf("gomaxprocs=%d/workers=%d", procs, workers), func(b *testing.B) {
+				for b.Loop() {
+					b.StopTimer()
+					app.Redis.Client.FlushAll(ctx)
+					app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", ceilingJobs))
+					redis0 := redisCPU(b, app)
+					cmd := exec.Command(kqueueBin, "run", "--config", cfg)
+					cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", procs))
+					if err := cmd.Start(); err != nil {
+						b.Fatal(err)
+					}
+					q := testenv.Prefix + "queues:default"
+					var start time.Time
+					testenv.Eventually(b, 2*time.Minute, "the first job taken", func() bool {
+						start = time.Now()
+						return app.Redis.Client.LLen(ctx, q).Val() < ceilingJobs
+					})
+					testenv.Eventually(b, 2*time.Minute, "the queue drained", func() bool {
+						return app.Redis.Client.LLen(ctx, q).Val() == 0 && app.Redis.Client.ZCard(ctx, q+":reserved").Val() == 0
+					})
+					took := time.Since(start)
+					daemon := procCPU(cmd.Process.Pid)
+					var answers time.Duration
+					for _, pid := range children(cmd.Process.Pid) {
+						if strings.Contains(cmdline(pid), "worker.php") {
+							answers += procCPU(pid)
+						}
+					}
+					redis := redisCPU(b, app) - redis0
+					cmd.Process.Signal(syscall.SIGTERM)
+					cmd.Wait()
+					rate := ceilingJobs / took.Seconds()
+					record(name+"/rate", rate)
+					b.ReportMetric(rate, "jobs/s")
+					for what, d := range map[string]time.Duration{"daemon": daemon, "redis": redis, "responder": answers} {
+						us := float64(d.Microseconds()) / ceilingJobs
+						record(name+"/"+what, us)
+						b.ReportMetric(us, what+"-µs/job")
+					}
+					b.StartTimer()
+				}
+			})
+		}
+	}
+}
