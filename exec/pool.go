@@ -892,6 +892,18 @@ func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
 			ctx.Err() == nil && p.accepts(w, len(r.inflight)) {
 			more = p.tasks
 		}
+		if len(w.pending) > 0 {
+			// Jobs handed: those waiting to be taken too, then one write.
+			select {
+			case t := <-more:
+				r.take(t)
+				continue
+			default:
+			}
+			if err := w.flush(); err != nil {
+				killGroup(w.pid) // the answer loop sees it gone
+			}
+		}
 		select {
 		case t := <-more:
 			r.take(t)
@@ -946,6 +958,8 @@ func (r *jobRun) take(t *task) {
 
 // hand sends a task to w, unless kqueue is stopping hard or the poller
 // is gone. The first one w runs at once; the others wait in its pipe.
+// The request is queued: loop writes what it handed in one go before it
+// waits again.
 func (r *jobRun) hand(t *task, s Strategy) {
 	select {
 	case <-r.p.hardStop:
@@ -962,7 +976,7 @@ func (r *jobRun) hand(t *task, s Strategy) {
 		return
 	}
 	timeout, _ := t.deadline(s, r.p.cfg.get().Timeout)
-	n, err := r.w.send(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row, SQS: t.job.SQS}, t.job.Payload, ahead)
+	n, err := r.w.queue(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row, SQS: t.job.SQS}, t.job.Payload, ahead)
 	if err != nil {
 		killGroup(r.w.pid) // the answer loop sees it gone
 	}

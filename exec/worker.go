@@ -39,6 +39,7 @@ type worker struct {
 	version  string       // Laravel's
 
 	wbuf    []byte     // request buffer, reused
+	pending []byte     // requests queued, not yet written (see queue)
 	writing chan error // a large request being written; nil when none
 	statm   *os.File   // /proc/PID/statm, kept open
 	lastRSS int64      // as read at rssAt
@@ -309,6 +310,40 @@ type reply struct {
 // request pipe and still be written from the caller's goroutine: half of
 // what a Linux pipe holds by default, so such a write never blocks.
 const pipeRoom = 32 << 10
+
+// queue adds a request to those written together at the next flush: the
+// pool hands a worker the jobs it takes at once in one write, not a write
+// (and a wake-up of PHP) each. ahead is as for send, the queued requests
+// among them. One that does not fit the pipe's room is sent after the
+// queued ones.
+func (w *worker) queue(req request, body []byte, ahead int) (int, error) {
+	req.Len = len(body)
+	start := len(w.pending)
+	w.pending = append(req.appendHeader(w.pending), '\n')
+	n := len(w.pending) - start + len(body)
+	if ahead+n <= pipeRoom {
+		w.pending = append(w.pending, body...)
+		return n, nil
+	}
+	w.pending = w.pending[:start]
+	if err := w.flush(); err != nil {
+		return n, err
+	}
+	return w.send(req, body, ahead)
+}
+
+// flush writes the queued requests.
+func (w *worker) flush() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	_, err := w.req.Write(w.pending)
+	w.pending = w.pending[:0]
+	if cap(w.pending) > pipeRoom {
+		w.pending = nil // don't keep a large request's buffer
+	}
+	return err
+}
 
 // send writes one request: a JSON header line, then the body. ahead is how
 // many bytes of earlier requests the worker may not have read yet (those
