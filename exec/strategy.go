@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,9 +90,9 @@ func mustIsolate(raw []byte) bool {
 // 10+ left out at their declared defaults, the class's defaults, which
 // classDefaults asks of PHP (ok false: the worker asked died).
 func jobHints(p *payload.Payload, raw []byte, classDefaults func(class string) (Hints, bool)) (h Hints, ok bool) {
-	known := map[string]bool{}
-	if namesAHint(p.CommandMayContain) {
-		if c := p.Command(); strings.HasPrefix(c, "O:") && namesAHint(func(s string) bool { return strings.Contains(c, s) }) {
+	var known map[string]bool
+	if p.CommandMayContain(hintNames...) {
+		if c := p.Command(); strings.HasPrefix(c, "O:") && slices.ContainsFunc(hintNames, func(s string) bool { return strings.Contains(c, s) }) {
 			if o, err := payload.ReadCommand([]byte(c)); err == nil {
 				h, known = hintsFrom(o)
 			}
@@ -108,13 +109,10 @@ func jobHints(p *payload.Payload, raw []byte, classDefaults func(class string) (
 	return h, true
 }
 
-// namesAHint reports whether a serialized command may hold one of the
-// properties hintsFrom reads: a property name is serialized as a string
-// ending `NAME";`, public or not, so a command without any of them is not
-// worth reading.
-func namesAHint(contains func(string) bool) bool {
-	return contains(`isolated";`) || contains(`maxMemory";`) || contains(`cpu";`)
-}
+// hintNames are the properties hintsFrom reads as a serialized command
+// names them: a string ending `NAME";`, public or not. A command without
+// any of them is not worth reading.
+var hintNames = []string{`isolated";`, `maxMemory";`, `cpu";`}
 
 // hintsFrom reads the hints a serialized command carries. Laravel 10+
 // leaves out properties at their declared defaults: known tells which

@@ -196,27 +196,33 @@ func (p *Payload) Command() string {
 	return s
 }
 
-// CommandMayContain reports whether Command() may contain s; false is
-// certain, so the command need not be unquoted to rule s out. s is made
-// of printable ASCII other than '/' (which JSON may write as "\/").
-func (p *Payload) CommandMayContain(s string) bool {
+// CommandMayContain reports whether Command() may contain any of s; false
+// is certain, so the command need not be unquoted to rule them out. Each
+// is made of printable ASCII other than '/' (which JSON may write as "\/").
+func (p *Payload) CommandMayContain(s ...string) bool {
 	if bytes.Contains(p.command, []byte(`\u`)) {
 		return true // any character may be written \uXXXX
 	}
 	// Otherwise each character of s is written one way: '"' and '\'
 	// escaped, the rest as is.
-	var esc []byte
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c > 0x7e || c == '/':
+	var buf [64]byte
+	for _, s := range s {
+		esc := buf[:0]
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; {
+			case c < 0x20 || c > 0x7e || c == '/':
+				return true
+			case c == '"' || c == '\\':
+				esc = append(esc, '\\', c)
+			default:
+				esc = append(esc, c)
+			}
+		}
+		if bytes.Contains(p.command, esc) {
 			return true
-		case c == '"' || c == '\\':
-			esc = append(esc, '\\', c)
-		default:
-			esc = append(esc, c)
 		}
 	}
-	return bytes.Contains(p.command, esc)
+	return false
 }
 
 // strField reads a string member; absent or null is "".
