@@ -26,7 +26,7 @@ func (s *Store) historyKey() string { return s.prefix + "kqueue:jobs" }
 //	c cpu  s strategy  g tags  x output  p payload
 
 // Record appends records to the history, in one round trip. The commands'
-// arguments share one array, and those that are the same in every command
+// arguments share arrays, and those that are the same in every command
 // are boxed once: a run's record costs a few allocations, not dozens.
 func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) error {
 	if len(recs) == 0 {
@@ -34,8 +34,14 @@ func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) erro
 	}
 	pipe := s.rdb.Pipeline()
 	var key, maxLen any = s.historyKey(), strconv.Itoa(keep)
-	args := make([]any, 0, len(recs)*(6+2*historyFields))
+	const most = 6 + 2*historyFields // one command's arguments
+	var args []any
 	for _, r := range recs {
+		if cap(args)-len(args) < most {
+			// Arrays of 32 commands: small objects, not one large one
+			// per batch that the runtime would hand back to the OS.
+			args = make([]any, 0, 32*most)
+		}
 		start := len(args)
 		args = append(args, "XADD", key, "MAXLEN", "~", maxLen, "*")
 		add := func(k, x string) {
