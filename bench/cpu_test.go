@@ -42,17 +42,8 @@ func BenchmarkCPUPerJob(b *testing.B) {
 				if err := cmd.Start(); err != nil {
 					b.Fatal(err)
 				}
-				q := testenv.Prefix + "queues:default"
-				testenv.Eventually(b, 2*time.Minute, "the queue drained", func() bool {
-					return app.Redis.Client.LLen(ctx, q).Val() == 0 && app.Redis.Client.ZCard(ctx, q+":reserved").Val() == 0
-				})
-				daemon := procCPU(cmd.Process.Pid)
-				var php time.Duration
-				for _, pid := range children(cmd.Process.Pid) {
-					if strings.Contains(cmdline(pid), "worker.php") {
-						php += procCPU(pid)
-					}
-				}
+				waitDrained(b, app)
+				daemon, php := kqueueCPU(cmd.Process.Pid)
 				redis := redisCPU(b, app) - redis0
 				cmd.Process.Signal(syscall.SIGTERM)
 				cmd.Wait()
@@ -102,6 +93,26 @@ func BenchmarkCPUPerJob(b *testing.B) {
 			}
 		})
 	}
+}
+
+// waitDrained waits until the default queue holds no job, ready or
+// reserved.
+func waitDrained(b *testing.B, app *testenv.App) {
+	ctx, q := context.Background(), testenv.Prefix+"queues:default"
+	testenv.Eventually(b, 2*time.Minute, "the queue drained", func() bool {
+		return app.Redis.Client.LLen(ctx, q).Val() == 0 && app.Redis.Client.ZCard(ctx, q+":reserved").Val() == 0
+	})
+}
+
+// kqueueCPU is the CPU a kqueue run and its worker.php processes have
+// spent so far.
+func kqueueCPU(pid int) (daemon, workers time.Duration) {
+	for _, child := range children(pid) {
+		if strings.Contains(cmdline(child), "worker.php") {
+			workers += procCPU(child)
+		}
+	}
+	return procCPU(pid), workers
 }
 
 // reportCPU records each process's CPU per job of a runner's run.

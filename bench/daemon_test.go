@@ -54,17 +54,9 @@ func BenchmarkDaemonCeiling(b *testing.B) {
 						start = time.Now()
 						return app.Redis.Client.LLen(ctx, q).Val() < ceilingJobs
 					})
-					testenv.Eventually(b, 2*time.Minute, "the queue drained", func() bool {
-						return app.Redis.Client.LLen(ctx, q).Val() == 0 && app.Redis.Client.ZCard(ctx, q+":reserved").Val() == 0
-					})
+					waitDrained(b, app)
 					took := time.Since(start)
-					daemon := procCPU(cmd.Process.Pid)
-					var answers time.Duration
-					for _, pid := range children(cmd.Process.Pid) {
-						if strings.Contains(cmdline(pid), "worker.php") {
-							answers += procCPU(pid)
-						}
-					}
+					daemon, answers := kqueueCPU(cmd.Process.Pid)
 					redis := redisCPU(b, app) - redis0
 					cmd.Process.Signal(syscall.SIGTERM)
 					cmd.Wait()
