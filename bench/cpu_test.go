@@ -47,7 +47,7 @@ func BenchmarkCPUPerJob(b *testing.B) {
 				redis := redisCPU(b, app) - redis0
 				cmd.Process.Signal(syscall.SIGTERM)
 				cmd.Wait()
-				reportCPU(b, "kqueue", workers, map[string]time.Duration{"daemon": daemon, "redis": redis, "php": php})
+				reportCPU(b, fmt.Sprintf("cpu/kqueue/%d", workers), jobs, map[string]time.Duration{"daemon": daemon, "redis": redis, "php": php})
 				b.StartTimer()
 			}
 		})
@@ -73,7 +73,7 @@ func BenchmarkCPUPerJob(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				reportCPU(b, "queue:work", workers, map[string]time.Duration{"redis": redisCPU(b, app) - redis0, "php": php})
+				reportCPU(b, fmt.Sprintf("cpu/queue:work/%d", workers), jobs, map[string]time.Duration{"redis": redisCPU(b, app) - redis0, "php": php})
 				b.StartTimer()
 			}
 		})
@@ -88,7 +88,7 @@ func BenchmarkCPUPerJob(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				reportCPU(b, "php-loop", workers, map[string]time.Duration{"php": php})
+				reportCPU(b, fmt.Sprintf("cpu/php-loop/%d", workers), jobs, map[string]time.Duration{"php": php})
 				b.StartTimer()
 			}
 		})
@@ -115,11 +115,12 @@ func kqueueCPU(pid int) (daemon, workers time.Duration) {
 	return procCPU(pid), workers
 }
 
-// reportCPU records each process's CPU per job of a runner's run.
-func reportCPU(b *testing.B, runner string, workers int, used map[string]time.Duration) {
+// reportCPU records the CPU each process spent per job of a run of n
+// jobs, under name/PROCESS.
+func reportCPU(b *testing.B, name string, n int, used map[string]time.Duration) {
 	for what, d := range used {
-		us := float64(d.Microseconds()) / jobs
-		record(fmt.Sprintf("cpu/%s/%d/%s", runner, workers, what), us)
+		us := float64(d.Microseconds()) / float64(n)
+		record(name+"/"+what, us)
 		b.ReportMetric(us, what+"-µs/job")
 	}
 }
