@@ -13,8 +13,14 @@ import (
 // document against the JSON grammar (RFC 8259, as PHP's json_decode does)
 // and hands back the members of the top-level object as raw values.
 
-// maxJSONDepth is how deep arrays and objects may nest (encoding/json's limit).
-const maxJSONDepth = 10000
+// maxJSONDepth is how deep arrays and objects may nest: as deep as Redis'
+// cjson reads, which makes the copy of a Redis job with its attempt
+// counted, as Laravel's pop does (PHP's json_decode stops at 512 by
+// default: deeper, no Laravel could run the job either).
+const maxJSONDepth = 1000
+
+// errTooDeep: JSON nested deeper than maxJSONDepth.
+var errTooDeep = fmt.Errorf("nested deeper than %d", maxJSONDepth)
 
 var errSyntax = errors.New("not a JSON object: invalid JSON")
 
@@ -40,7 +46,7 @@ func members(b []byte, fn func(key, value []byte)) error {
 // members, and returns the index after it.
 func object(b []byte, i, depth int, fn func(key, value []byte)) (int, error) {
 	if depth > maxJSONDepth {
-		return 0, fmt.Errorf("%w: nested deeper than %d", errSyntax, maxJSONDepth)
+		return 0, errTooDeep
 	}
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
@@ -106,7 +112,7 @@ func value(b []byte, i, depth int) (int, error) {
 
 func array(b []byte, i, depth int) (int, error) {
 	if depth > maxJSONDepth {
-		return 0, fmt.Errorf("%w: nested deeper than %d", errSyntax, maxJSONDepth)
+		return 0, errTooDeep
 	}
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == ']' {

@@ -51,13 +51,17 @@ func (a *acks) due() bool {
 }
 
 // out is what to send: every pending acknowledgement, but for the charges
-// of jobs settled since (their settlement names both forms of their
-// reservation).
+// of jobs settled since (their settlement finds their reservation as it
+// was). A job whose charge it sends is marked charging: from then on its
+// reservation may be the charged copy.
 func (a *acks) out() []Ack {
 	out := make([]Ack, 0, len(a.pending))
 	for _, pa := range a.pending {
-		if pa.Kind == AckCharge && pa.job.settled {
-			continue
+		if pa.Kind == AckCharge {
+			if pa.job.settled {
+				continue
+			}
+			pa.job.charging = true
 		}
 		out = append(out, pa.Ack)
 	}
@@ -96,7 +100,7 @@ func (a *acks) sent(n int, err error) (droppedGiveBacks int) {
 
 // queueAck queues an acknowledgement; job is the running job for a charge.
 func (p *Poller) queueAck(kind AckKind, r *running, releaseAt time.Time) {
-	p.acks.add(Ack{Kind: kind, Job: r.job, ReleaseAt: releaseAt}, r)
+	p.acks.add(Ack{Kind: kind, Job: r.job, ReleaseAt: releaseAt, Charged: r.charging}, r)
 }
 
 // flush sends the queued acknowledgements in one round trip.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // A round trip that fails keeps its acknowledgements for the next one, all
@@ -35,5 +36,27 @@ func TestFailedRoundTripKeepsAcksButNotGiveBacks(t *testing.T) {
 	}
 	if fmt.Sprint(kept) != "[r1 r3 r4]" {
 		t.Errorf("kept %v, want [r1 r3 r4]", kept)
+	}
+}
+
+// A delete says whether a charge of its job went to the store before it:
+// only then may the reservation be the charged copy (a charge still queued
+// when the job settles is moot, and never sent).
+func TestDeleteSaysWhetherChargeWentOut(t *testing.T) {
+	t.Parallel()
+	var p Poller
+	quick, long := &running{}, &running{}
+	p.queueAck(AckCharge, quick, time.Time{})
+	quick.settled = true // its outcome came with its charge still queued
+	p.queueAck(AckDelete, quick, time.Time{})
+	p.queueAck(AckCharge, long, time.Time{})
+	if out := p.acks.out(); len(out) != 2 || out[0].Kind != AckDelete || out[0].Charged || out[1].Kind != AckCharge {
+		t.Fatalf("out = %+v, want the quick job's delete, uncharged, and the long job's charge", out)
+	}
+	p.acks.sent(2, nil)
+	long.settled = true
+	p.queueAck(AckDelete, long, time.Time{})
+	if out := p.acks.out(); len(out) != 1 || !out[0].Charged {
+		t.Fatalf("out = %+v, want the long job's delete, charged", out)
 	}
 }

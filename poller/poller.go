@@ -173,6 +173,8 @@ type running struct {
 	began   bool             // PHP runs it: its attempt is counted
 	how     protocol.Running // what runs it, as the dispatcher said
 	settled bool             // its outcome came: a charge still queued is moot
+	// charging: its charge went to the store (which may have applied it).
+	charging bool
 }
 
 // New returns a Poller.

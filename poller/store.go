@@ -71,7 +71,7 @@ type Leases interface {
 type Job struct {
 	Queue   int    // its queue's index in Config.Queues
 	Payload string // as it was on the queue: what PHP runs
-	Handle  string // the store's own (Redis: the reserved copy, attempts counted)
+	Handle  string // the store's own (a row's id, an SQS receipt); empty for Redis
 	// Row is the job's row where the store keeps its attempts beside the
 	// payload (Laravel's database queue): PHP's job is made of it. Nil for
 	// Redis.
@@ -111,6 +111,10 @@ type Ack struct {
 	Kind      AckKind
 	Job       Job
 	ReleaseAt time.Time // AckRelease: when it is due again
+	// Charged says a charge of the job went to the store before (it may
+	// have been applied); otherwise the reservation is still as Reserve
+	// made it, or gone.
+	Charged bool
 }
 
 // AckKind is what an acknowledgement does with a reservation.

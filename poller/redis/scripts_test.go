@@ -17,8 +17,9 @@ import (
 // TestReserveMatchesLaravel puts the same entries in two queues — ready
 // jobs, a due delayed job, a not-yet-due one and an expired reservation —
 // then pops one queue with Laravel's own RedisQueue::pop and the other with
-// kqueue's reserve script, and finds the same jobs, byte for byte, and the
-// same Redis state.
+// kqueue's reserve script, and finds the same jobs, byte for byte, and —
+// once kqueue has charged them — the same Redis state: its reservations
+// are Laravel's reserved copies, byte for byte.
 func TestReserveMatchesLaravel(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
@@ -62,7 +63,7 @@ func TestReserveMatchesLaravel(t *testing.T) {
 		t.Fatal(err)
 	}
 	// kqueue pops several per round trip.
-	var got [][2]string
+	var got []string
 	for {
 		at := time.Now()
 		r, err := s.Reserve(ctx, nil, 0, 4, at, at.Add(90*time.Second))
@@ -70,7 +71,7 @@ func TestReserveMatchesLaravel(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, j := range r.Jobs {
-			got = append(got, [2]string{j.Payload, j.Handle})
+			got = append(got, j.Payload)
 		}
 		if r.Taken < 4 {
 			break
@@ -80,21 +81,24 @@ func TestReserveMatchesLaravel(t *testing.T) {
 	if len(want) != 8 {
 		t.Fatalf("Laravel popped %d jobs, want 8 (6 ready, 1 due, 1 expired)", len(want))
 	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("popped jobs differ\nLaravel: %q\nkqueue:  %q", want, got)
+	var popped []string
+	for _, w := range want {
+		popped = append(popped, w[0])
+	}
+	if fmt.Sprint(got) != fmt.Sprint(popped) {
+		t.Errorf("popped jobs differ\nLaravel: %q\nkqueue:  %q", popped, got)
 	}
 	lk, kk := keysFor(testenv.Prefix, "laravel"), keysFor(testenv.Prefix, "kqueue")
 	// Until PHP runs them, kqueue's reservations are the jobs as they were;
 	// charged (all of them here), they are Laravel's reserved copies.
-	var originals, charge []any
+	var originals []any
 	for _, g := range got {
-		originals = append(originals, g[0])
-		charge = append(charge, g[0], g[1])
+		originals = append(originals, g)
 	}
-	if n := rdb.ZMScore(ctx, kk.reserved, toStrings(originals)...).Val(); slices.Contains(n, 0) {
+	if n := rdb.ZMScore(ctx, kk.reserved, got...).Val(); slices.Contains(n, 0) {
 		t.Errorf("reserved before the charge: some originals missing (scores %v)", n)
 	}
-	if n, err := chargeScript.Run(ctx, rdb, []string{kk.reserved}, charge...).Int(); err != nil || n != len(got) {
+	if n, err := chargeScript.Run(ctx, rdb, []string{kk.reserved}, originals...).Int(); err != nil || n != len(got) {
 		t.Fatalf("charged %d, %v; want %d", n, err, len(got))
 	}
 	for _, c := range []struct {
@@ -120,16 +124,7 @@ func TestReserveMatchesLaravel(t *testing.T) {
 	}
 }
 
-// toStrings converts a list of strings held as any.
-func toStrings(xs []any) []string {
-	out := make([]string, len(xs))
-	for i, x := range xs {
-		out[i] = x.(string)
-	}
-	return out
-}
-
-// TestReleaseScript: a release moves the reserved copy, unchanged, to the
+// TestReleaseScript: a release moves the job's charged copy to the
 // delayed set — whichever form the reservation had — and a release of a
 // reservation that is gone adds nothing.
 func TestReleaseScript(t *testing.T) {
@@ -137,19 +132,31 @@ func TestReleaseScript(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	k := keysFor("p_", "q")
-	copy, orig := `{"uuid":"u","attempts":1}`, `{"uuid":"u","attempts":0}`
-	r.Client.ZAdd(ctx, k.reserved, redis.Z{Score: 100, Member: orig}) // its charge never reached Redis
-	for i, want := range []int64{1, 0} {
-		n, err := releaseScript.Run(ctx, r.Client, []string{k.delayed, k.reserved}, copy, orig, 1234).Int64()
-		if err != nil || n != want {
-			t.Fatalf("release %d = %d, %v; want %d", i, n, err, want)
+	orig := `{"uuid":"u","attempts":0}`
+	// Its charged copy, as Redis makes it.
+	r.Client.ZAdd(ctx, "scratch", redis.Z{Score: 1, Member: orig})
+	if err := chargeScript.Run(ctx, r.Client, []string{"scratch"}, orig).Err(); err != nil {
+		t.Fatal(err)
+	}
+	copy := r.Client.ZRange(ctx, "scratch", 0, -1).Val()[0]
+	if copy == orig || !strings.Contains(copy, `"attempts":1`) {
+		t.Fatalf("charged copy %s", copy)
+	}
+	for _, reserved := range []string{orig, copy} { // its charge never reached Redis; it did
+		r.Client.Del(ctx, k.delayed)
+		r.Client.ZAdd(ctx, k.reserved, redis.Z{Score: 100, Member: reserved})
+		for i, want := range []int64{1, 0} {
+			n, err := releaseScript.Run(ctx, r.Client, []string{k.delayed, k.reserved}, orig, 1234).Int64()
+			if err != nil || n != want {
+				t.Fatalf("release %d of %s = %d, %v; want %d", i, reserved, n, err, want)
+			}
 		}
-	}
-	if got := r.Client.ZRangeWithScores(ctx, k.delayed, 0, -1).Val(); len(got) != 1 || got[0].Member != copy || got[0].Score != 1234 {
-		t.Errorf("delayed = %v", got)
-	}
-	if n := r.Client.ZCard(ctx, k.reserved).Val(); n != 0 {
-		t.Errorf("reserved still holds %d", n)
+		if got := r.Client.ZRangeWithScores(ctx, k.delayed, 0, -1).Val(); len(got) != 1 || got[0].Member != copy || got[0].Score != 1234 {
+			t.Errorf("reserved %s: delayed = %v", reserved, got)
+		}
+		if n := r.Client.ZCard(ctx, k.reserved).Val(); n != 0 {
+			t.Errorf("reserved still holds %d", n)
+		}
 	}
 }
 
@@ -196,11 +203,71 @@ func TestAcksAcrossQueues(t *testing.T) {
 			t.Errorf("%s holds %d", k.reserved, n)
 		}
 	}
-	if got := r.Client.ZRange(ctx, a.delayed, 0, -1).Val(); len(got) != 1 || got[0] != jobs[1].Handle {
-		t.Errorf("%s = %q, want the released job", a.delayed, got)
+	// Released, it is its copy with the attempt counted (cjson's encoding).
+	got := r.Client.ZRange(ctx, a.delayed, 0, -1).Val()
+	var released struct {
+		UUID     string
+		Attempts int
+	}
+	if len(got) == 1 {
+		json.Unmarshal([]byte(got[0]), &released)
+	}
+	if len(got) != 1 || released.UUID != "a-1" || released.Attempts != 1 {
+		t.Errorf("%s = %q, want the released job (a-1), its attempt counted", a.delayed, got)
 	}
 	if n := r.Client.ZCard(ctx, b.delayed).Val(); n != 0 {
 		t.Errorf("%s holds %d", b.delayed, n)
+	}
+}
+
+// TestAcksFindEitherForm: a reservation is its original until the job is
+// charged, then its charged copy; Extend, delete and give-back find it in
+// either form.
+func TestAcksFindEitherForm(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	s := New(Config{Client: r.Client, Prefix: "p_", Queues: []string{"q"}})
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k := keysFor("p_", "q")
+	for _, charge := range []bool{false, true} {
+		for _, end := range []poller.AckKind{poller.AckDelete, poller.AckGiveBack} {
+			r.Client.FlushDB(ctx)
+			r.Push("p_", "q", 1)
+			at := time.Now()
+			got, err := s.Reserve(ctx, nil, 0, 1, at, at.Add(90*time.Second))
+			if err != nil || len(got.Jobs) != 1 {
+				t.Fatalf("reserve: %v, %v", got, err)
+			}
+			j := got.Jobs[0]
+			if charge {
+				if err := s.Ack(ctx, []poller.Ack{{Kind: poller.AckCharge, Job: j}}); err != nil {
+					t.Fatal(err)
+				}
+				if r.Client.ZScore(ctx, k.reserved, j.Payload).Err() == nil {
+					t.Fatalf("charged: the original is still reserved")
+				}
+			}
+			until := at.Add(time.Hour).Unix()
+			if err := s.Extend(ctx, []poller.Lease{{Job: j, Until: time.Unix(until, 0)}}); err != nil {
+				t.Fatal(err)
+			}
+			if z := r.Client.ZRangeWithScores(ctx, k.reserved, 0, -1).Val(); len(z) != 1 || int64(z[0].Score) != until {
+				t.Errorf("charged %v: after Extend, reserved = %v, want one reservation until %d", charge, z, until)
+			}
+			if err := s.Ack(ctx, []poller.Ack{{Kind: end, Job: j, Charged: charge}}); err != nil {
+				t.Fatal(err)
+			}
+			if n := r.Client.ZCard(ctx, k.reserved).Val(); n != 0 {
+				t.Errorf("charged %v, %v: reserved still holds %d", charge, end, n)
+			}
+			ready := r.Client.LRange(ctx, k.queue, 0, -1).Val()
+			if want := end == poller.AckGiveBack; (len(ready) == 1 && ready[0] == j.Payload) != want || len(ready) > 1 {
+				t.Errorf("charged %v, %v: ready = %q", charge, end, ready)
+			}
+		}
 	}
 }
 

@@ -97,7 +97,7 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 	s.seq++
 	seq := s.seq
 	cmd := reserveScript.EvalSha(ctx, pipe,
-		[]string{k.queue, k.delayed, k.reserved, k.notify, k.quarantine, k.receipt},
+		[]string{k.queue, k.delayed, k.reserved, k.notify, k.receipt},
 		now.Unix(), until.Unix(), n, seq, s.queues[q].fleetMax)
 	// Not cancelled by a stop: the pipeline may carry acknowledgements.
 	s.exec(context.WithoutCancel(ctx), pipe)
@@ -111,35 +111,27 @@ func (s *Store) Reserve(ctx context.Context, acks []poller.Ack, q, n int, now, u
 		}
 		return r, fmt.Errorf("reserve from %s: %w", k.queue, s.classify(err))
 	}
-	if len(res) != 4 {
+	if len(res) != 3 {
 		return r, fmt.Errorf("reserve from %s: unexpected reply %v", k.queue, res)
 	}
-	pairs, _ := res[0].([]any)
-	bad, _ := res[1].([]any)
-	if due, ok := res[2].(string); ok {
+	jobs, _ := res[0].([]any)
+	if due, ok := res[1].(string); ok {
 		if f, err := strconv.ParseFloat(due, 64); err == nil {
 			r.Due = time.Unix(int64(f), 0)
 		}
 	}
-	for _, b := range bad {
-		raw, _ := b.(string)
-		s.log.Error("quarantined a queue entry that is not a Laravel job payload (not a JSON object with a numeric \"attempts\")",
-			"queue", s.queues[q].name, "key", k.quarantine, "entry", poller.Preview(raw))
-	}
-	r.Capped = res[3] == int64(1)
-	r.Jobs = jobsOf(q, pairs)
-	r.Taken = len(pairs)/2 + len(bad)
+	r.Capped = res[2] == int64(1)
+	r.Jobs = jobsOf(q, jobs)
+	r.Taken = len(jobs)
 	return r, nil
 }
 
-// jobsOf turns the reserve script's (original, charged copy) pairs into
-// jobs.
-func jobsOf(q int, pairs []any) []poller.Job {
-	jobs := make([]poller.Job, 0, len(pairs)/2)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		orig, _ := pairs[i].(string)
-		copy, _ := pairs[i+1].(string)
-		jobs = append(jobs, poller.Job{Queue: q, Payload: orig, Handle: copy})
+// jobsOf turns the payloads a reserve took into jobs.
+func jobsOf(q int, payloads []any) []poller.Job {
+	jobs := make([]poller.Job, 0, len(payloads))
+	for _, p := range payloads {
+		s, _ := p.(string)
+		jobs = append(jobs, poller.Job{Queue: q, Payload: s})
 	}
 	return jobs
 }
@@ -161,37 +153,39 @@ func (s *Store) Ack(ctx context.Context, acks []poller.Ack) error {
 }
 
 // queueAcks adds acks to pipe: the deletes that follow one another on one
-// queue as one ZREM of them all (Laravel's delete is a ZREM of the one
-// job; here of both forms of its reservation), the charges that follow one
-// another on one queue as one chargeScript, each release or give-back as
-// its script. It returns their commands.
+// queue as one ZREM of their originals (Laravel's delete is a ZREM of the
+// one job; a job never charged is reserved as it was popped), or, when
+// any was charged, as one deleteScript; the charges likewise as one
+// chargeScript; each release or give-back as its script. It returns their
+// commands.
 func (s *Store) queueAcks(ctx context.Context, pipe goredis.Pipeliner, acks []poller.Ack) []goredis.Cmder {
 	var cmds []goredis.Cmder
-	var members []any // deletes, or charges, on one queue so far
+	var jobs []any // deletes, or charges, on one queue so far
+	charged := false
 	for i, a := range acks {
 		k := s.queues[a.Job.Queue].keys
-		original, reserved := a.Job.Payload, a.Job.Handle
 		switch a.Kind {
 		case poller.AckRelease:
-			cmds = append(cmds, releaseScript.EvalSha(ctx, pipe, []string{k.delayed, k.reserved}, reserved, original, a.ReleaseAt.Unix()))
+			cmds = append(cmds, releaseScript.EvalSha(ctx, pipe, []string{k.delayed, k.reserved}, a.Job.Payload, a.ReleaseAt.Unix()))
 			continue
 		case poller.AckGiveBack:
-			cmds = append(cmds, returnScript.EvalSha(ctx, pipe, []string{k.reserved, k.queue, k.notify}, reserved, original))
+			cmds = append(cmds, returnScript.EvalSha(ctx, pipe, []string{k.reserved, k.queue, k.notify}, a.Job.Payload))
 			continue
-		case poller.AckCharge:
-			members = append(members, original, reserved)
-		case poller.AckDelete:
-			members = append(members, reserved, original)
 		}
+		jobs = append(jobs, a.Job.Payload)
+		charged = charged || a.Charged
 		if next := i + 1; next < len(acks) && acks[next].Kind == a.Kind && acks[next].Job.Queue == a.Job.Queue {
 			continue // the same command goes on
 		}
-		if a.Kind == poller.AckCharge {
-			cmds = append(cmds, chargeScript.EvalSha(ctx, pipe, []string{k.reserved}, members...))
-		} else {
-			cmds = append(cmds, pipe.ZRem(ctx, k.reserved, members...))
+		switch {
+		case a.Kind == poller.AckCharge:
+			cmds = append(cmds, chargeScript.EvalSha(ctx, pipe, []string{k.reserved}, jobs...))
+		case charged:
+			cmds = append(cmds, deleteScript.EvalSha(ctx, pipe, []string{k.reserved}, jobs...))
+		default:
+			cmds = append(cmds, pipe.ZRem(ctx, k.reserved, jobs...))
 		}
-		members = nil
+		jobs, charged = nil, false
 	}
 	return cmds
 }
@@ -206,17 +200,23 @@ func (s *Store) firstErr(cmds []goredis.Cmder) error {
 	return nil
 }
 
-// Extend sets each lease's expiry, on either form of its reservation
-// (ZADD XX: only the one that is there).
+// Extend sets each lease's expiry, on whichever form of its reservation
+// is there: one script per queue.
 func (s *Store) Extend(ctx context.Context, leases []poller.Lease) error {
 	if len(leases) == 0 {
 		return nil
 	}
-	pipe := s.rdb.Pipeline()
+	byQueue := map[int][]any{}
 	for _, l := range leases {
-		expiry := float64(l.Until.Unix())
-		pipe.ZAddXX(ctx, s.queues[l.Job.Queue].keys.reserved,
-			goredis.Z{Score: expiry, Member: l.Job.Handle}, goredis.Z{Score: expiry, Member: l.Job.Payload})
+		q := l.Job.Queue
+		if byQueue[q] == nil {
+			byQueue[q] = []any{l.Until.Unix()}
+		}
+		byQueue[q] = append(byQueue[q], l.Job.Payload)
+	}
+	pipe := s.rdb.Pipeline()
+	for q, args := range byQueue {
+		extendScript.EvalSha(ctx, pipe, []string{s.queues[q].keys.reserved}, args...)
 	}
 	return s.classify(s.exec(ctx, pipe))
 }
@@ -225,7 +225,7 @@ func (s *Store) Extend(ctx context.Context, leases []poller.Lease) error {
 func (s *Store) Quarantine(ctx context.Context, j poller.Job, why error) {
 	q := s.queues[j.Queue]
 	s.log.Error("quarantined a malformed job", "queue", q.name, "key", q.keys.quarantine, "error", why, "entry", poller.Preview(j.Payload))
-	if err := quarantineScript.Run(ctx, s.rdb, []string{q.keys.reserved, q.keys.quarantine}, j.Handle, j.Payload).Err(); err != nil {
+	if err := quarantineScript.Run(ctx, s.rdb, []string{q.keys.reserved, q.keys.quarantine}, j.Payload).Err(); err != nil {
 		s.log.Error("quarantine failed; the entry stays reserved", "queue", q.name, "error", err)
 	}
 }
@@ -256,20 +256,20 @@ func (s *Store) Recover(ctx context.Context) ([]poller.Job, error) {
 	// went back to the queue and may be running elsewhere.
 	pipe := s.rdb.Pipeline()
 	var scores []*goredis.FloatCmd
-	for i := 1; i+1 < len(got); i += 2 {
-		scores = append(scores, pipe.ZScore(ctx, k.reserved, got[i])) // the original: not charged yet
+	for _, job := range got[1:] {
+		scores = append(scores, pipe.ZScore(ctx, k.reserved, job)) // the original: not charged yet
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		s.uncertain = u
 		return nil, fmt.Errorf("read reserve receipt: %w", s.classify(err))
 	}
-	pairs := make([]any, 0, len(got)-1)
+	var held []any
 	for i, sc := range scores {
 		if sc.Err() == nil {
-			pairs = append(pairs, got[1+2*i], got[2+2*i])
+			held = append(held, got[1+i])
 		}
 	}
-	jobs := jobsOf(u.queue, pairs)
+	jobs := jobsOf(u.queue, held)
 	s.log.Warn("a reserve's reply was lost in the Redis outage; running the jobs it reserved", "queue", s.queues[u.queue].name, "jobs", len(jobs))
 	return jobs, nil
 }
