@@ -10,9 +10,11 @@ import (
 
 // Acknowledgements wait for the next reserve to carry them, up to
 // maxUnacked of them, and no longer than maxAckDelay: each one not yet in
-// the store is a job that runs again if this process dies.
+// the store is a job that runs again if this process dies. maxAckDelay is
+// the bound that matters; maxUnacked only cuts a round trip short when
+// many jobs end at once.
 const (
-	maxUnacked  = 8
+	maxUnacked  = 32
 	maxAckDelay = 5 * time.Millisecond
 )
 
