@@ -282,7 +282,7 @@ func (p *pool) start(ctx, run context.Context) error {
 	for range n {
 		p.booting.Add(1)
 		go func() {
-			w, err := startWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
+			w, err := startPoolWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
 			p.booting.Add(-1)
 			boots <- booted{w, err}
 		}()
@@ -469,7 +469,7 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 					return
 				}
 				p.booting.Add(1)
-				w, err = startWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
+				w, err = startPoolWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
 				p.booting.Add(-1)
 			}
 			if err != nil {
@@ -804,12 +804,15 @@ type sent struct {
 	log     *jobLog       // its log fields and output
 	size    int           // bytes of the request
 	timeout time.Duration // the job's, set when it starts
+	run     uint64        // its number among the runs handed to w (see worker.begun)
 	began   bool          // w said it is about to run it (its attempt counts)
 	charged bool          // the poller was told so (Running)
 }
 
 // chargeAfter is how long a job runs before the poller is told its attempt
-// counts. A job that ends sooner is charged with its outcome, in the same
+// counts (a pool worker's job: how long after it came to the head of its
+// worker the daemon looks whether it began, and again as often until it
+// did). A job that ends sooner is charged with its outcome, in the same
 // round trip as its delete or release, so a finished job whose delete is
 // lost with the daemon comes back as it was, not charged (it would fail
 // with one try without having failed). One cut short sooner by a crash,
@@ -917,8 +920,13 @@ func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
 				killGroup(w.pid) // the answer loop sees it gone
 			}
 		case <-r.chargeTimer.C:
-			if len(r.inflight) > 0 && r.inflight[0].began {
+			r.sync()
+			switch {
+			case len(r.inflight) == 0:
+			case r.inflight[0].began:
 				r.charge()
+			case w.beganR != nil:
+				r.chargeTimer.Reset(chargeAfter) // not begun yet: look again
 			}
 		case <-r.fenced:
 			// The poller is gone: nothing more may start, and w would go
@@ -926,6 +934,7 @@ func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
 			// SIGTERM — what it gets when the dispatcher dies — makes it
 			// finish the job it has begun and exit.
 			r.fenced = nil
+			r.sync()
 			if len(r.inflight) > 1 || !r.inflight[0].began {
 				w.quitting.Store(true)
 				syscall.Kill(w.pid, syscall.SIGTERM)
@@ -980,7 +989,8 @@ func (r *jobRun) hand(t *task, s Strategy) {
 	if err != nil {
 		killGroup(r.w.pid) // the answer loop sees it gone
 	}
-	r.inflight = append(r.inflight, sent{t: t, s: s, log: newJobLog(t.fields()), size: n})
+	r.w.runs++
+	r.inflight = append(r.inflight, sent{t: t, s: s, log: newJobLog(t.fields()), size: n, run: r.w.runs})
 }
 
 // begin starts the clock of the job at the head: w runs it now. Only
@@ -995,6 +1005,22 @@ func (r *jobRun) begin() {
 	h.timeout, deadline = h.t.deadline(h.s, r.p.cfg.get().Timeout)
 	if !deadline.IsZero() {
 		r.timer.Reset(time.Until(deadline))
+	}
+	if r.w.beganR != nil {
+		// A pool worker's "began" is read when needed: whether it began
+		// is looked at once the job has had chargeAfter to run.
+		r.chargeTimer.Reset(chargeAfter)
+	}
+}
+
+// sync reads what w said began (a pool worker's fd 5), so that the head's
+// began is as of now.
+func (r *jobRun) sync() {
+	r.w.readBegan()
+	if len(r.inflight) > 0 {
+		if h := &r.inflight[0]; !h.began && r.w.beganR != nil && r.w.begun >= h.run {
+			h.began = true
+		}
 	}
 }
 
@@ -1020,6 +1046,9 @@ func (r *jobRun) charge() {
 // the run is over, and then how it ended: w died, or broke the protocol.
 func (r *jobRun) answer(m message, ok bool) (res runResult, over bool) {
 	p, w := r.p, r.w
+	if !ok {
+		r.sync() // gone: all it said began is there to read
+	}
 	h := r.inflight[0]
 	switch {
 	case !ok && w.quitting.Load() && !h.began:
@@ -1086,6 +1115,9 @@ func (r *jobRun) finish(m message) {
 	o.Output = h.log.output()
 	h.t.reply(o)
 	p.ranAgain()
+	if w.jobs.Load()%256 == 0 {
+		w.readBegan() // so that its pipe never fills
+	}
 	if why := p.recycleReason(w, rss, r.restart); why != "" && r.retiring == "" {
 		r.retiring = why
 	}
@@ -1113,6 +1145,7 @@ func (r *jobRun) kill() (sameHead bool) {
 			r.finish(m)
 		}
 	}
+	r.sync()
 	r.timer.Stop()
 	return len(r.inflight) > 0 && r.inflight[0].t == head
 }

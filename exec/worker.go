@@ -51,6 +51,15 @@ type worker struct {
 
 	current atomic.Pointer[jobLog] // the job running now: its log fields and output
 	tail    tail                   // the last lines of output, for errors
+
+	// A pool worker says "began" on fd 5, not fd 4: the number of the run
+	// (1 for the first job handed to it, …) on a line, which the daemon
+	// reads only when it needs to know (see readBegan) — not a wake-up of
+	// the daemon per job. Nil for the others.
+	beganR *os.File
+	runs   uint64 // runs handed to it
+	begun  uint64 // the last run it said began, as read
+	digits uint64 // a number read in part
 }
 
 // message is one line from worker.php on fd 4.
@@ -77,18 +86,45 @@ var errBoot = errors.New("boot php worker")
 
 // startWorker starts worker.php and waits until the app has booted.
 func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logger, phpArgs ...string) (*worker, error) {
+	return launch(ctx, cfg, script, log, false, phpArgs...)
+}
+
+// startPoolWorker starts a pool's worker: one that says "began" on fd 5.
+func startPoolWorker(ctx context.Context, cfg *Config, script string, log *slog.Logger) (*worker, error) {
+	return launch(ctx, cfg, script, log, true)
+}
+
+// launch starts worker.php, with fd 5 for "began" when lazyBegan, and
+// waits until the app has booted.
+func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, lazyBegan bool, phpArgs ...string) (*worker, error) {
+	var beganR, beganW *os.File
+	if lazyBegan {
+		var err error
+		if beganR, beganW, err = os.Pipe(); err != nil {
+			return nil, fmt.Errorf("%w: %v", errBoot, err)
+		}
+		defer beganW.Close()
+	}
+	closeBegan := func() {
+		if beganR != nil {
+			beganR.Close()
+		}
+	}
 	reqR, reqW, err := os.Pipe()
 	if err != nil {
+		closeBegan()
 		return nil, fmt.Errorf("%w: %v", errBoot, err)
 	}
 	resR, resW, err := os.Pipe()
 	if err != nil {
+		closeBegan()
 		reqR.Close()
 		reqW.Close()
 		return nil, fmt.Errorf("%w: %v", errBoot, err)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
+		closeBegan()
 		reqR.Close()
 		reqW.Close()
 		resR.Close()
@@ -102,6 +138,10 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	cmd.Stdout = outW
 	cmd.Stderr = outW
 	cmd.ExtraFiles = []*os.File{reqR, resW} // fd 3, fd 4
+	if lazyBegan {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, beganW) // fd 5
+		cmd.Env = append(cmd.Env, "KQUEUE_BEGAN_FD=5")
+	}
 	// Its own process group: a terminal's ^C does not reach it, and a kill
 	// takes the job's children with it. SIGTERM when the dispatcher dies:
 	// worker.php then finishes the job it has begun (within the job's
@@ -112,6 +152,7 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 	resW.Close()
 	outW.Close()
 	if err != nil {
+		closeBegan()
 		reqW.Close()
 		resR.Close()
 		outR.Close()
@@ -125,6 +166,7 @@ func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logg
 		msgs:   make(chan message, 64),
 		exited: make(chan struct{}),
 		booted: time.Now(),
+		beganR: beganR,
 	}
 	var readers sync.WaitGroup
 	readers.Add(2)
@@ -468,14 +510,56 @@ func (w *worker) stop(grace time.Duration, reason string) {
 	}
 }
 
-// release closes the files the daemon holds for a worker that is gone.
+// release closes the files the daemon holds for a worker that is gone,
+// once it has read the last of what it said began.
 func (w *worker) release() {
 	w.closeOnce.Do(func() {
+		w.readBegan()
+		if w.beganR != nil {
+			w.beganR.Close()
+		}
 		w.req.Close()
 		if w.statm != nil {
 			w.statm.Close()
 		}
 	})
+}
+
+// readBegan reads what a pool worker said began since the last call,
+// without waiting: w.begun is then the last run it began. It is read when
+// the daemon needs to know (a job running a while, a worker that died or
+// must stop) and every so often to keep the pipe from filling up.
+func (w *worker) readBegan() {
+	if w.beganR == nil {
+		return
+	}
+	rc, err := w.beganR.SyscallConn()
+	if err != nil {
+		return
+	}
+	var buf [512]byte
+	for {
+		var n int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, rerr = syscall.Read(int(fd), buf[:])
+			return true // never wait
+		}); err != nil || rerr != nil || n <= 0 {
+			return // closed, nothing to read (EAGAIN), or the end
+		}
+		for _, c := range buf[:n] {
+			switch {
+			case '0' <= c && c <= '9':
+				w.digits = w.digits*10 + uint64(c-'0')
+			case c == '\n':
+				w.begun = max(w.begun, w.digits)
+				w.digits = 0
+			}
+		}
+		if n < len(buf) {
+			return
+		}
+	}
 }
 
 // rssEvery is how often a busy worker's memory is read again: reading

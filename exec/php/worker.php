@@ -15,6 +15,7 @@
 //   fd 4, worker → dispatcher: JSON lines.
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36"}
 //         {"op":"began"}     the job is about to run (JobProcessing): its attempt counts
+//                            (a pool worker says it on fd 5 instead, below)
 //         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…,"tags":[…]|null}
 //         {"op":"done","declined":"…"}   not run (the app is down, the queue
 //                                         paused, a Looping listener said no):
@@ -23,6 +24,10 @@
 //         {"op":"boot-failed","error":"…"}
 //         {"op":"stop","reason":"max_jobs"}   (dispatcher → worker) why it is
 //                                              let go, for WorkerStopping
+//   fd 5 (a pool worker: KQUEUE_BEGAN_FD=5), worker → dispatcher: "began" as
+//         the run's number ("1\n" for the first job handed to it, counting
+//         every "run" request), which the dispatcher reads only when it needs
+//         to know: not a wake-up of the daemon per job.
 // EOF on fd 3 ends the worker. So does the dispatcher's death (SIGTERM, its
 // parent-death signal): the worker finishes the job it has begun, then
 // exits; a job not begun is left to go back to its queue as it was.
@@ -49,6 +54,8 @@ final class Server
 
     private $in;
     private $out;
+    private $began = null; // fd 5, a pool worker's: where "began" goes
+    private $runs = 0; // "run" requests received (the number fd 5 says)
     private $app;
     private $worker;
     private $resetScope; // the worker's, called before every job as queue:work does
@@ -78,10 +85,11 @@ final class Server
     private $taggable = []; // job class => whether it has tags()
     private $tags = null; // the running job's own tags(), once read
 
-    public function __construct($in, $out)
+    public function __construct($in, $out, $began = null)
     {
         $this->in = $in;
         $this->out = $out;
+        $this->began = $began;
     }
 
     public function boot(string $appPath): void
@@ -111,7 +119,11 @@ final class Server
         $app['events']->listen(JobProcessing::class, function () {
             if ($this->announce) {
                 $this->announce = false;
-                $this->write(self::BEGAN);
+                if ($this->began !== null) {
+                    $this->write($this->runs."\n", $this->began);
+                } else {
+                    $this->write(self::BEGAN);
+                }
             }
         });
 
@@ -263,6 +275,7 @@ final class Server
     // answer line.
     private function run(array $req, string $body): string
     {
+        $this->runs++;
         // What queue:work checks before it pops a job (daemonShouldRun).
         // (The poller then takes nothing from the job's queue for a second,
         // as queue:work's loop pauses.)
@@ -558,6 +571,7 @@ final class Server
             exit(1);
         }
         $this->in = $this->out = $conn;
+        $this->began = null; // a child says everything on its socket
         $this->send(['op' => 'ready', 'pid' => getmypid()]);
         $this->serve(false);
         exit(0);
@@ -686,10 +700,10 @@ final class Server
         return json_encode($msg, JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE)."\n";
     }
 
-    private function write(string $line): void
+    private function write(string $line, $to = null): void
     {
         for ($written = 0; $written < strlen($line); $written += $n) {
-            $n = fwrite($this->out, substr($line, $written));
+            $n = fwrite($to ?? $this->out, substr($line, $written));
             if ($n === false || $n === 0) {
                 exit(1);
             }
@@ -703,7 +717,8 @@ if ($in === false || $out === false) {
     fwrite(STDERR, "kqueue worker: fd 3 and fd 4 must be open\n");
     exit(2);
 }
-$server = new Server($in, $out);
+$began = getenv('KQUEUE_BEGAN_FD') === '5' ? fopen('php://fd/5', 'wb') : null;
+$server = new Server($in, $out, $began ?: null);
 try {
     $server->boot((string) getenv('KQUEUE_APP_PATH'));
 } catch (Throwable $e) {
