@@ -206,7 +206,9 @@ func TestDatabaseFailures(t *testing.T) {
 // The database server restarts while jobs run (kqueue status shows the
 // table's depths meanwhile): kqueue reports the outage once and its end
 // once, keeps the outcomes meanwhile, and every job runs
-// exactly once.
+// exactly once. The server stays down until kqueue has seen it gone (the
+// slow jobs' outcomes need it): a restart between two of kqueue's
+// queries would go unseen.
 func TestDatabaseRestart(t *testing.T) {
 	t.Parallel()
 	for _, driver := range servers {
@@ -238,7 +240,11 @@ func TestDatabaseRestart(t *testing.T) {
 			if st, ok := statusOf(ctx, cfg); !ok || len(st.Queues) != 1 || st.Queues[0].Name != "default" || st.Queues[0].Reserved < 2 {
 				t.Errorf("kqueue status: %+v (%v), want the default queue with the slow jobs reserved", st.Queues, ok)
 			}
-			db.Restart(t)
+			db.Shutdown()
+			testenv.Eventually(t, 30*time.Second, "kqueue to see the database gone", func() bool {
+				return logs.Count("is unreachable") > 0
+			})
+			db.Start(t)
 			testenv.Eventually(t, 120*time.Second, "every job to run", func() bool {
 				return r.Client.HLen(ctx, runs).Val() == jobs+4 && jobsLeft(t, db) == 0
 			})

@@ -193,6 +193,13 @@ func (d *DB) Start(t testing.TB) {
 // it again on the same socket and data.
 func (d *DB) Restart(t testing.TB) {
 	t.Helper()
+	d.Shutdown()
+	d.start(t)
+}
+
+// Shutdown shuts the server down cleanly, its connections cut; Start
+// starts it again.
+func (d *DB) Shutdown() {
 	if d.cmd == nil {
 		return
 	}
@@ -202,7 +209,7 @@ func (d *DB) Restart(t testing.TB) {
 	}
 	d.cmd.Process.Signal(sig)
 	d.cmd.Wait()
-	d.start(t)
+	d.cmd = nil
 }
 
 // Env is what the fixture app needs to put its queue on this database:
