@@ -889,9 +889,7 @@ func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
 		return runResult{keep: w}
 	}
 	r.begin()
-	defer w.streaming.Store(false)
 	for len(r.inflight) > 0 {
-		w.streaming.Store(len(r.inflight) > 1)
 		var more <-chan *task
 		if r.held == nil && len(r.inflight) <= r.ahead && r.retiring == "" && !r.restart && w.writing == nil &&
 			ctx.Err() == nil && p.accepts(w, len(r.inflight)) {
@@ -1108,9 +1106,6 @@ func (r *jobRun) finish(m message) {
 	r.charge() // it went through Laravel's process(), whatever it said before
 	h := r.inflight[0]
 	elapsed := time.Since(r.began)
-	if m.Us > 0 {
-		elapsed = time.Duration(m.Us) * time.Microsecond // PHP's own measure
-	}
 	r.inflight = r.inflight[1:]
 	w.jobs.Add(1)
 	p.observe(h.t, elapsed)

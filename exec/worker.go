@@ -57,13 +57,9 @@ type worker struct {
 	// reads only when it needs to know (see readBegan) — not a wake-up of
 	// the daemon per job. Nil for the others.
 	beganR *os.File
-	// streaming: it holds jobs beyond the one it runs, so it goes on
-	// without the daemon: its answers are read answerBatch apart, several
-	// in one wake-up of the daemon (see readMessages).
-	streaming atomic.Bool
-	runs      uint64 // runs handed to it
-	begun     uint64 // the last run it said began, as read
-	digits    uint64 // a number read in part
+	runs   uint64 // runs handed to it
+	begun  uint64 // the last run it said began, as read
+	digits uint64 // a number read in part
 }
 
 // message is one line from worker.php on fd 4.
@@ -83,9 +79,6 @@ type message struct {
 	Declined string `json:"declined"`
 	// Tags are the job's own tags() (null unless its class has them).
 	Tags []string `json:"tags"`
-	// Us is how long the job took in PHP, in µs, from its request to its
-	// answer: its duration (the daemon may read the answer later).
-	Us int64 `json:"us"`
 }
 
 // errBoot wraps every failure to boot a worker.
@@ -240,34 +233,13 @@ func (w *worker) awaitBoot(ctx context.Context, cfg *Config) error {
 	}
 }
 
-// doneOK begins worker.php's answer for a job that deleted itself without
-// an error — the common case, recognised without decoding it (see
-// doneOKTook); began is its word that a job is about to run (Laravel's
-// JobProcessing).
+// doneOK is worker.php's answer for a job that deleted itself without an
+// error — the common case, recognised without decoding it; began is its
+// word that a job is about to run (Laravel's JobProcessing).
 var (
-	doneOK = []byte(`{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null,"us":`)
+	doneOK = []byte(`{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}` + "\n")
 	began  = []byte(`{"op":"began"}` + "\n")
 )
-
-// doneOKTook reports whether line is doneOK, and the job's duration it
-// ends with (µs, then "}\n").
-func doneOKTook(line []byte) (int64, bool) {
-	rest, ok := bytes.CutPrefix(line, doneOK)
-	if !ok {
-		return 0, false
-	}
-	if rest, ok = bytes.CutSuffix(rest, []byte("}\n")); !ok || len(rest) == 0 || len(rest) > 15 {
-		return 0, false
-	}
-	var us int64
-	for _, c := range rest {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		us = us*10 + int64(c-'0')
-	}
-	return us, true
-}
 
 func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 	defer close(w.msgs)
@@ -283,8 +255,8 @@ func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 		}
 		if len(line) > 0 {
 			var m message
-			if us, ok := doneOKTook(line); ok {
-				m = message{Op: "done", Deleted: true, Us: us}
+			if bytes.Equal(line, doneOK) {
+				m = message{Op: "done", Deleted: true}
 			} else if bytes.Equal(line, began) {
 				m = message{Op: "began"}
 			} else if jerr := json.Unmarshal(line, &m); jerr != nil {
@@ -295,19 +267,8 @@ func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 		if err != nil {
 			return
 		}
-		if br.Buffered() == 0 && w.streaming.Load() {
-			time.Sleep(answerBatch)
-		}
 	}
 }
-
-// answerBatch is how long a streaming worker's answers wait to be read
-// together: each read of an answer as it comes is a wake-up of the daemon
-// per job, which costs it more CPU than the job's other work. PHP does not
-// wait meanwhile (the next job is in its pipe), the job's duration is
-// PHP's own, and its timeout runs from when the daemon reads the answer
-// before it: at most answerBatch late.
-const answerBatch = 500 * time.Microsecond
 
 // forwardOutput logs the PHP process's stdout and stderr line by line, with
 // the fields of the job running at the time.

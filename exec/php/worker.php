@@ -16,8 +16,7 @@
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36"}
 //         {"op":"began"}     the job is about to run (JobProcessing): its attempt counts
 //                            (a pool worker says it on fd 5 instead, below)
-//         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…,"tags":[…]|null,"us":…}
-//                            (us: how long it took, in µs, from its request)
+//         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…,"tags":[…]|null}
 //         {"op":"done","declined":"…"}   not run (the app is down, the queue
 //                                         paused, a Looping listener said no):
 //                                         it goes back as it was
@@ -49,10 +48,9 @@ final class Server
     // The word that a job is about to run (exec/worker.go began).
     private const BEGAN = '{"op":"began"}'."\n";
     // The answer of a job that deleted itself without an error, as
-    // result() would encode it, up to its duration: the daemon recognises
-    // it byte for byte (exec/worker.go doneOK), and it is written without
-    // building it.
-    private const DONE_OK = '{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null,"us":';
+    // result() would encode it: the daemon recognises it byte for byte
+    // (exec/worker.go doneOK), and it is written without building it.
+    private const DONE_OK = '{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}'."\n";
 
     private $in;
     private $out;
@@ -278,7 +276,6 @@ final class Server
     private function run(array $req, string $body): string
     {
         $this->runs++;
-        $start = hrtime(true);
         // What queue:work checks before it pops a job (daemonShouldRun).
         // (The poller then takes nothing from the job's queue for a second,
         // as queue:work's loop pauses.)
@@ -320,12 +317,11 @@ final class Server
             $this->announce = false;
             $this->lastJobAt = hrtime(true) / 1e9; // as Laravel 13's loop records it
         }
-        $us = intdiv(hrtime(true) - $start, 1000);
         if ($error === null && $job->isDeleted() && ! $job->isReleased() && ! $job->hasFailed() && $this->tags === null) {
-            return self::DONE_OK.$us."}\n";
+            return self::DONE_OK;
         }
 
-        return $this->encode($this->result($job, $error) + ['us' => $us]);
+        return $this->encode($this->result($job, $error));
     }
 
     // declined says why the job must not run now, as queue:work's loop
