@@ -211,9 +211,12 @@ var extendScript = goredis.NewScript(chargedLua + `
 local n = 0
 for i = 2, #ARGV do
   local job = ARGV[i]
-  if not redis.call('ZSCORE', KEYS[1], job) then job = charged(job) end
-  if job and redis.call('ZSCORE', KEYS[1], job) then
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], job)
+  if not redis.call('ZSCORE', KEYS[1], job) then
+    job = charged(job)
+    if job and not redis.call('ZSCORE', KEYS[1], job) then job = nil end
+  end
+  if job then
+    redis.call('ZADD', KEYS[1], ARGV[1], job)
     n = n + 1
   end
 end
