@@ -223,6 +223,7 @@ func (w *worker) awaitBoot(ctx context.Context, cfg *Config) error {
 			return fmt.Errorf("%w: Laravel app at %s did not boot: %s", errBoot, cfg.AppPath, m.Error)
 		}
 		<-w.exited
+		w.release()
 		return fmt.Errorf("%w: %s exited during boot (%s)%s", errBoot, cfg.PHP, exitText(w.state), w.tail.suffix())
 	case <-timer.C:
 		w.kill()
