@@ -11,77 +11,157 @@ import (
 )
 
 // historyKey is the STREAM of recent job runs, one entry per run (a
-// poller.Record), its fields named by one letter (historyFields), those
-// that are empty left out. Plain fields, not one JSON value: nothing to
-// escape on the way in, and Redis stores the names once for the entries
-// that have the same ones. Trimmed to about the number kept as it grows;
-// one key, so one Redis Cluster slot.
+// poller.Record) with two fields: "r", the record but its payload, packed
+// (packRecord), and "p", the payload. Two fields, not one per part of the
+// record: a record costs Redis and the daemon a few arguments to parse,
+// not some thirty, and Redis stores the two names once for all the
+// entries. Trimmed to about the number kept as it grows; one key, so one
+// Redis Cluster slot.
 func (s *Store) historyKey() string { return s.prefix + "kqueue:jobs" }
 
-// A record's fields in its stream entry. Times are Unix milliseconds,
-// durations microseconds, tags joined by a line feed.
-//
-//	u uuid  n name  q queue  h host  i instance  a attempt  o outcome
-//	f failed ("1")  e reason  t ended  d duration  w wait  m memory
-//	c cpu  s strategy  g tags  x output  p payload
-
-// Record appends records to the history, in one round trip. The commands'
-// arguments share arrays, and those that are the same in every command
-// are boxed once: a run's record costs a few allocations, not dozens.
+// Record appends records to the history, in one round trip. The packed
+// records share one buffer and the commands' arguments share arrays, and
+// those that are the same in every command are boxed once: a run's record
+// costs a few allocations, not dozens.
 func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	pipe := s.rdb.Pipeline()
 	var key, maxLen any = s.historyKey(), strconv.Itoa(keep)
-	const most = 6 + 2*historyFields // one command's arguments
+	const most = 10 // one command's arguments
 	var args []any
+	var buf []byte
 	for _, r := range recs {
 		if cap(args)-len(args) < most {
 			// Arrays of 32 commands: small objects, not one large one
 			// per batch that the runtime would hand back to the OS.
 			args = make([]any, 0, 32*most)
 		}
-		start := len(args)
-		args = append(args, "XADD", key, "MAXLEN", "~", maxLen, "*")
-		add := func(k, x string) {
-			if x != "" {
-				args = append(args, k, x)
-			}
+		if cap(buf)-len(buf) < 512 {
+			buf = make([]byte, 0, 32<<10)
 		}
-		num := func(k string, n int64) {
-			if n != 0 {
-				args = append(args, k, n)
-			}
+		start := len(buf)
+		buf = packRecord(buf, r)
+		at := len(args)
+		args = append(args, "XADD", key, "MAXLEN", "~", maxLen, "*", "r", buf[start:len(buf):len(buf)])
+		if r.Payload != "" {
+			args = append(args, "p", r.Payload)
 		}
-		add("u", r.UUID)
-		add("n", r.Name)
-		add("q", r.Queue)
-		add("h", r.Host)
-		add("i", r.Instance)
-		num("a", int64(r.Attempt))
-		add("o", r.Outcome)
-		if r.Failed {
-			args = append(args, "f", "1")
-		}
-		add("e", r.Reason)
-		num("t", r.Ended.UnixMilli())
-		num("d", r.Duration.Microseconds())
-		num("w", r.Wait.Microseconds())
-		num("m", int64(r.Memory))
-		num("c", r.CPU.Microseconds())
-		add("s", r.Strategy)
-		add("g", strings.Join(r.Tags, "\n"))
-		add("x", r.Output)
-		add("p", r.Payload)
-		pipe.Do(ctx, args[start:len(args):len(args)]...)
+		pipe.Do(ctx, args[at:len(args):len(args)]...)
 	}
 	_, err := pipe.Exec(ctx)
 	return s.classify(err)
 }
 
-// historyFields counts a record's fields (see historyKey).
-const historyFields = 18
+// packRecord appends r but its payload to b as its parts, each its length
+// in decimal, a colon and its bytes, in this order:
+//
+//	uuid name queue host instance attempt outcome failed ("1" or "")
+//	reason ended duration wait memory cpu strategy tags output
+//
+// Times are Unix milliseconds, durations microseconds, tags joined by a
+// line feed, numbers in decimal ("" for 0). Nothing is escaped: a part's
+// length says where it ends, whatever bytes it holds.
+func packRecord(b []byte, r poller.Record) []byte {
+	str := func(x string) {
+		b = strconv.AppendInt(b, int64(len(x)), 10)
+		b = append(b, ':')
+		b = append(b, x...)
+	}
+	num := func(n int64) {
+		if n == 0 {
+			b = append(b, "0:"...)
+			return
+		}
+		var d [20]byte
+		x := strconv.AppendInt(d[:0], n, 10)
+		b = strconv.AppendInt(b, int64(len(x)), 10)
+		b = append(b, ':')
+		b = append(b, x...)
+	}
+	str(r.UUID)
+	str(r.Name)
+	str(r.Queue)
+	str(r.Host)
+	str(r.Instance)
+	num(int64(r.Attempt))
+	str(r.Outcome)
+	if r.Failed {
+		str("1")
+	} else {
+		str("")
+	}
+	str(r.Reason)
+	num(r.Ended.UnixMilli())
+	num(r.Duration.Microseconds())
+	num(r.Wait.Microseconds())
+	num(int64(r.Memory))
+	num(r.CPU.Microseconds())
+	str(r.Strategy)
+	b = strconv.AppendInt(b, int64(tagsLen(r.Tags)), 10)
+	b = append(b, ':')
+	for i, t := range r.Tags {
+		if i > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, t...)
+	}
+	str(r.Output)
+	return b
+}
+
+// tagsLen is the length of tags joined by line feeds.
+func tagsLen(tags []string) int {
+	n := max(len(tags)-1, 0)
+	for _, t := range tags {
+		n += len(t)
+	}
+	return n
+}
+
+// unpackRecord reads what packRecord wrote into r; false if it is not that.
+func unpackRecord(packed string, r *poller.Record) bool {
+	ok := true
+	str := func() string {
+		n, rest, found := strings.Cut(packed, ":")
+		l, err := strconv.Atoi(n)
+		if !found || err != nil || l < 0 || l > len(rest) {
+			ok = false
+			packed = ""
+			return ""
+		}
+		packed = rest[l:]
+		return rest[:l]
+	}
+	num := func() int64 {
+		x := str()
+		if x == "" {
+			return 0
+		}
+		n, err := strconv.ParseInt(x, 10, 64)
+		if err != nil {
+			ok = false
+		}
+		return n
+	}
+	r.UUID, r.Name, r.Queue, r.Host, r.Instance = str(), str(), str(), str(), str()
+	r.Attempt = int(num())
+	r.Outcome = str()
+	r.Failed = str() == "1"
+	r.Reason = str()
+	r.Ended = time.UnixMilli(num())
+	r.Duration = time.Duration(num()) * time.Microsecond
+	r.Wait = time.Duration(num()) * time.Microsecond
+	r.Memory = uint64(num())
+	r.CPU = time.Duration(num()) * time.Microsecond
+	r.Strategy = str()
+	if g := str(); g != "" {
+		r.Tags = strings.Split(g, "\n")
+	}
+	r.Output = str()
+	return ok && packed == ""
+}
 
 // Records reads up to n records after the entry after, oldest first.
 func (s *Store) Records(ctx context.Context, after string, n int) ([]poller.Record, error) {
@@ -113,7 +193,15 @@ func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poll
 	return records(entries), nil
 }
 
-// records decodes stream entries.
+// records decodes stream entries: packed ones (Record), and those written
+// before, one field per part, named by a letter:
+//
+//	u uuid  n name  q queue  h host  i instance  a attempt  o outcome
+//	f failed ("1")  e reason  t ended  d duration  w wait  m memory
+//	c cpu  s strategy  g tags  x output  p payload
+//
+// A packed record that does not unpack (not kqueue's) reads as its ID
+// alone, its outcome "unreadable".
 func records(entries []goredis.XMessage) []poller.Record {
 	out := make([]poller.Record, 0, len(entries))
 	for _, e := range entries {
@@ -121,17 +209,23 @@ func records(entries []goredis.XMessage) []poller.Record {
 			x, _ := e.Values[k].(string)
 			return x
 		}
+		r := poller.Record{ID: e.ID, Payload: str("p")}
+		if packed, ok := e.Values["r"].(string); ok {
+			if !unpackRecord(packed, &r) {
+				r = poller.Record{ID: e.ID, Outcome: "unreadable"}
+			}
+			out = append(out, r)
+			continue
+		}
 		num := func(k string) int64 {
 			n, _ := strconv.ParseInt(str(k), 10, 64)
 			return n
 		}
-		r := poller.Record{
-			ID: e.ID, UUID: str("u"), Name: str("n"), Queue: str("q"), Host: str("h"), Instance: str("i"),
-			Attempt: int(num("a")), Outcome: str("o"), Failed: str("f") == "1", Reason: str("e"),
-			Ended: time.UnixMilli(num("t")), Duration: time.Duration(num("d")) * time.Microsecond,
-			Wait: time.Duration(num("w")) * time.Microsecond, Memory: uint64(num("m")),
-			CPU: time.Duration(num("c")) * time.Microsecond, Strategy: str("s"), Output: str("x"), Payload: str("p"),
-		}
+		r.UUID, r.Name, r.Queue, r.Host, r.Instance = str("u"), str("n"), str("q"), str("h"), str("i")
+		r.Attempt, r.Outcome, r.Failed, r.Reason = int(num("a")), str("o"), str("f") == "1", str("e")
+		r.Ended, r.Duration = time.UnixMilli(num("t")), time.Duration(num("d"))*time.Microsecond
+		r.Wait, r.Memory = time.Duration(num("w"))*time.Microsecond, uint64(num("m"))
+		r.CPU, r.Strategy, r.Output = time.Duration(num("c"))*time.Microsecond, str("s"), str("x")
 		if g := str("g"); g != "" {
 			r.Tags = strings.Split(g, "\n")
 		}
