@@ -159,10 +159,14 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 		return nil, fmt.Errorf("%w: start %s: %v", errBoot, cfg.PHP, err)
 	}
 
+	// Requests and answers go through the pipes with raw system calls
+	// (see rawPipe); SyscallConn cannot fail on a pipe os.Pipe made.
+	req, _ := newRawPipe(reqW)
+	res, _ := newRawPipe(resR)
 	w := &worker{
 		cmd:    cmd,
 		pid:    cmd.Process.Pid,
-		req:    reqW,
+		req:    req,
 		msgs:   make(chan message, 64),
 		exited: make(chan struct{}),
 		booted: time.Now(),
@@ -170,7 +174,7 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 	}
 	var readers sync.WaitGroup
 	readers.Add(2)
-	go func() { defer readers.Done(); w.readMessages(resR, log) }()
+	go func() { defer readers.Done(); w.readMessages(res, log) }()
 	go func() { defer readers.Done(); w.forwardOutput(outR, log) }()
 	go w.reap(&readers, resR, outR)
 	if err := w.awaitBoot(ctx, cfg); err != nil {
