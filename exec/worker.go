@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/cgroup"
+	"github.com/kqueue/kqueue/internal/rawio"
 	"github.com/kqueue/kqueue/protocol"
 )
 
@@ -160,9 +161,9 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 	}
 
 	// Requests and answers go through the pipes with raw system calls
-	// (see rawPipe); SyscallConn cannot fail on a pipe os.Pipe made.
-	req, _ := newRawPipe(reqW)
-	res, _ := newRawPipe(resR)
+	// (see rawio); SyscallConn cannot fail on a pipe os.Pipe made.
+	req, _ := rawio.NewPipe(reqW)
+	res, _ := rawio.NewPipe(resR)
 	w := &worker{
 		cmd:    cmd,
 		pid:    cmd.Process.Pid,

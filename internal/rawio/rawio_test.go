@@ -1,4 +1,4 @@
-package exec
+package rawio
 
 import (
 	"bytes"
@@ -9,21 +9,21 @@ import (
 	"time"
 )
 
-// A raw pipe behaves as os.File does on one: a write larger than the pipe
+// A Pipe behaves as os.File does on one: a write larger than the pipe
 // holds waits for the reader and arrives whole, a read waits for data,
 // reads io.EOF once the writer is gone, and a read that waits ends when
 // its end is closed.
-func TestRawPipe(t *testing.T) {
+func TestPipe(t *testing.T) {
 	t.Parallel()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, err := newRawPipe(r)
+	pr, err := NewPipe(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw, err := newRawPipe(w)
+	pw, err := NewPipe(w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestRawPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if pr, err = newRawPipe(r); err != nil {
+	if pr, err = NewPipe(r); err != nil {
 		t.Fatal(err)
 	}
 	read := make(chan error, 1)
@@ -83,7 +83,7 @@ func TestRawPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	if pw, err = newRawPipe(w); err != nil {
+	if pw, err = NewPipe(w); err != nil {
 		t.Fatal(err)
 	}
 	defer pw.Close()
