@@ -26,7 +26,6 @@ import (
 
 	"github.com/kqueue/kqueue/config"
 	"github.com/kqueue/kqueue/exec"
-	"github.com/kqueue/kqueue/internal/memconn"
 	"github.com/kqueue/kqueue/internal/unixsock"
 	"github.com/kqueue/kqueue/notify"
 	"github.com/kqueue/kqueue/poller"
@@ -71,16 +70,16 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return err
 	}
 	defer p.close()
-	pc, dc := memconn.Pair()
+	pc, dc := protocol.Pair()
 	served := make(chan error, 1)
-	go func() { served <- d.ServeConn(ctx, protocol.NewConn(dc)) }()
+	go func() { served <- d.ServeConn(ctx, dc) }()
 	n.Ready(fmt.Sprintf("%d workers ready", cfg.Pool.Workers))
 	defer stopping(ctx, n)()
 	defer reloads(ctx, cfg, opts.Reload, n, log, func(next *config.Config) {
 		reloadPoller(cfg, next, log)
 		reloadDispatcher(d, next, log)
 	})()
-	err = errors.Join(p.Run(ctx, protocol.NewConn(pc)), <-served)
+	err = errors.Join(p.Run(ctx, pc), <-served)
 	log.Info("kqueue stopped")
 	return err
 }

@@ -318,7 +318,11 @@ func (d *Dispatcher) serveJobs(ctx context.Context, conn *protocol.Conn) error {
 			readErr = fmt.Errorf("read from poller: unexpected message type %d", m.Type())
 			break
 		}
-		j.Payload = append([]byte(nil), j.Payload...) // Recv reuses its buffer
+		if j.Parsed == nil {
+			// From a stream, whose Recv reuses its buffer (a Pair's job
+			// is the poller's own copy, handed over with its reading).
+			j.Payload = append([]byte(nil), j.Payload...)
+		}
 		t := s.task(j)
 		if s.draining.Load() {
 			t.reply(notStarted(t)) // on its way before the poller heard capacity 0
@@ -380,6 +384,10 @@ func (s *session) task(j protocol.Job) *task {
 	t.began = func(how protocol.Running) {
 		how.ID = id
 		s.outcomes <- how
+	}
+	if j.Parsed != nil {
+		t.p = j.Parsed // the poller's reading, in the same process
+		return t
 	}
 	parse := payload.Parse
 	if n := protocol.StoredAttempts(j.Row, j.SQS); n >= 0 {

@@ -22,7 +22,7 @@ func (p *Poller) reserve(ctx context.Context, conn *protocol.Conn, free int) (se
 			p.nextID++
 			p.inflight[p.nextID] = j
 			j.queue.running++
-			batch = append(batch, protocol.Job{ID: p.nextID, Queue: j.queue.Name, Payload: []byte(j.job.Payload), Row: j.job.Row, SQS: j.job.SQS})
+			batch = append(batch, protocol.Job{ID: p.nextID, Queue: j.queue.Name, Payload: j.raw, Row: j.job.Row, SQS: j.job.SQS, Parsed: j.p})
 			free--
 			sent++
 		}
@@ -107,10 +107,11 @@ func (p *Poller) runnable(ctx context.Context, jobs []Job) []*running {
 	for _, j := range jobs {
 		var pl *payload.Payload
 		var err error
+		raw := []byte(j.Payload)
 		if n := j.Attempts(); n >= 0 {
-			pl, err = payload.ParseRow([]byte(j.Payload), n)
+			pl, err = payload.ParseRow(raw, n)
 		} else {
-			pl, err = payload.Parse([]byte(j.Payload))
+			pl, err = payload.Parse(raw)
 		}
 		if err == nil && len(j.Payload) > p.cfg.MaxPayload {
 			err = fmt.Errorf("its payload is %d bytes, over the %d bytes kqueue hands to PHP in one frame", len(j.Payload), p.cfg.MaxPayload)
@@ -119,7 +120,7 @@ func (p *Poller) runnable(ctx context.Context, jobs []Job) []*running {
 			p.store.Quarantine(ctx, j, err)
 			continue
 		}
-		out = append(out, &running{queue: &p.queues[j.Queue], job: j, p: pl, started: now})
+		out = append(out, &running{queue: &p.queues[j.Queue], job: j, raw: raw, p: pl, started: now})
 	}
 	return out
 }

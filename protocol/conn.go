@@ -10,9 +10,12 @@ import (
 	"time"
 )
 
-// Conn reads and writes frames on a stream. Reads are for one goroutine;
-// writes may come from several.
+// Conn reads and writes frames on a stream — or, one of a Pair, hands
+// messages to its peer as values. Reads are for one goroutine; writes may
+// come from several.
 type Conn struct {
+	local *localEnd // one of a Pair; nil on a stream
+
 	rw io.ReadWriteCloser
 	r  *bufio.Reader
 
@@ -30,6 +33,9 @@ func NewConn(rw io.ReadWriteCloser) *Conn {
 
 // Send writes one message and flushes it.
 func (c *Conn) Send(m Message) error {
+	if c.local != nil {
+		return c.local.out.send(m)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.write(m); err != nil {
@@ -40,6 +46,9 @@ func (c *Conn) Send(m Message) error {
 
 // SendBatch writes several messages with one flush.
 func (c *Conn) SendBatch(ms []Message) error {
+	if c.local != nil {
+		return c.local.out.send(ms...)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range ms {
@@ -69,6 +78,9 @@ func (c *Conn) write(m Message) error {
 // stream between frames. Byte slices in the message are valid until the next
 // Recv.
 func (c *Conn) Recv() (Message, error) {
+	if c.local != nil {
+		return c.local.in.recv()
+	}
 	var hdr [4]byte
 	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -97,18 +109,32 @@ func (c *Conn) Recv() (Message, error) {
 // SetDeadline bounds reads and writes on streams that support it (a zero
 // time removes the bound); on others it does nothing.
 func (c *Conn) SetDeadline(t time.Time) {
+	if c.local != nil {
+		c.local.setDeadline(t)
+		return
+	}
 	if d, ok := c.rw.(interface{ SetDeadline(time.Time) error }); ok {
 		d.SetDeadline(t)
 	}
 }
 
 // Close closes the stream.
-func (c *Conn) Close() error { return c.rw.Close() }
+func (c *Conn) Close() error {
+	if c.local != nil {
+		c.local.close()
+		return nil
+	}
+	return c.rw.Close()
+}
 
 // CloseWrite tells the peer this side sends no more (the peer reads EOF)
 // while this side can still read. Streams that cannot half-close are
 // closed.
 func (c *Conn) CloseWrite() error {
+	if c.local != nil {
+		c.local.closeWrite()
+		return nil
+	}
 	if hc, ok := c.rw.(interface{ CloseWrite() error }); ok {
 		return hc.CloseWrite()
 	}

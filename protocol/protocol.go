@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/kqueue/kqueue/payload"
 )
 
 // Version is the protocol version; a peer with another version is refused.
@@ -84,6 +86,10 @@ type Job struct {
 	// SQS is the job's SQS message, from the SQS store; nil from
 	// the others.
 	SQS *SQSMessage
+	// Parsed is the payload as the poller read it, handed on between the
+	// ends of a Pair (which share a process), so that the dispatcher need
+	// not read it again; nil from a stream: it is never encoded.
+	Parsed *payload.Payload
 }
 
 // SQSMessage is a job's message on an SQS queue as the poller received it:
