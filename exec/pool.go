@@ -713,7 +713,7 @@ func (p *pool) strategy(t *task, classDefaults func(string) (Hints, bool)) (Stra
 	if class == "" {
 		class = t.p.Name()
 	}
-	h, ok := jobHints(t.p, t.job.Payload, classDefaults)
+	h, ok := jobHints(t.p, classDefaults)
 	if !ok {
 		return Strategy{}, false
 	}

@@ -1,8 +1,6 @@
 package exec
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"path"
 	"slices"
@@ -64,32 +62,11 @@ type Hints struct {
 	MustIsolate bool
 }
 
-// payloadKey is the top-level payload key the kqueue PHP library's payload
-// hook (Queue::createPayloadUsing) adds: {"kqueue": {"isolated": true}} for
-// a job whose class implements ShouldBeIsolated.
-const payloadKey = "kqueue"
-
-// mustIsolate reports whether a raw payload carries the library's mark.
-// Most payloads have no such key, and the check costs them one scan: a
-// command serialized into the payload can only hold the text with its
-// quotes escaped, so the unescaped key appears only as a key.
-func mustIsolate(raw []byte) bool {
-	if !bytes.Contains(raw, []byte(`"`+payloadKey+`"`)) {
-		return false
-	}
-	var p struct {
-		KQueue struct {
-			Isolated bool `json:"isolated"`
-		} `json:"kqueue"`
-	}
-	return json.Unmarshal(raw, &p) == nil && p.KQueue.Isolated
-}
-
 // jobHints gathers everything a job says about how it runs: the payload's
 // mark, the properties its serialized command holds, and for those Laravel
 // 10+ left out at their declared defaults, the class's defaults, which
 // classDefaults asks of PHP (ok false: the worker asked died).
-func jobHints(p *payload.Payload, raw []byte, classDefaults func(class string) (Hints, bool)) (h Hints, ok bool) {
+func jobHints(p *payload.Payload, classDefaults func(class string) (Hints, bool)) (h Hints, ok bool) {
 	var known map[string]bool
 	if p.CommandMayContain(hintNames...) {
 		if c := p.Command(); strings.HasPrefix(c, "O:") && slices.ContainsFunc(hintNames, func(s string) bool { return strings.Contains(c, s) }) {
@@ -105,7 +82,7 @@ func jobHints(p *payload.Payload, raw []byte, classDefaults func(class string) (
 		}
 		h = h.merge(d)
 	}
-	h.MustIsolate = h.MustIsolate || mustIsolate(raw)
+	h.MustIsolate = h.MustIsolate || p.MarkedIsolated
 	return h, true
 }
 

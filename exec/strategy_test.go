@@ -181,7 +181,7 @@ func TestShouldBeIsolatedMark(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hints, _ := jobHints(p, []byte(raw), noDefaults)
+		hints, _ := jobHints(p, noDefaults)
 		s := choose("default", p.CommandName, hints, nil, cgroup.Limits{Memory: 256 << 20})
 		marked := strings.HasSuffix(p.CommandName, "MustIsolate")
 		if hints.MustIsolate != marked || strings.Contains(raw, `"kqueue"`) != marked {
@@ -189,21 +189,6 @@ func TestShouldBeIsolatedMark(t *testing.T) {
 		}
 		if marked && (s.String() != "isolated (memory 256M)" || s.Why != "job ShouldBeIsolated") {
 			t.Errorf("%s: %s (%s), want isolated by ShouldBeIsolated", p.CommandName, s, s.Why)
-		}
-	}
-}
-
-func TestMustIsolate(t *testing.T) {
-	t.Parallel()
-	for raw, want := range map[string]bool{
-		`{"kqueue":{"isolated":true},"job":"x"}`:                   true,
-		`{"kqueue":{"isolated":false}}`:                            false,
-		`{"data":{"command":"O:1:\"X\":1:{s:6:\"kqueue\";b:1;}"}}`: false,
-		`{"displayName":"kqueue","kqueue":null}`:                   false,
-		`not json "kqueue"`:                                        false,
-	} {
-		if got := mustIsolate([]byte(raw)); got != want {
-			t.Errorf("mustIsolate(%s) = %v, want %v", raw, got, want)
 		}
 	}
 }

@@ -29,6 +29,11 @@ type Payload struct {
 	Attempts      int      // as stored: the pre-increment count
 	CreatedAt     *int64   // Unix seconds, when pushed (Laravel 11 and later)
 	Tags          []string // Horizon's tags, when Horizon pushed it
+	// MarkedIsolated: the payload carries the kqueue PHP library's mark,
+	// {"kqueue": {"isolated": true}}, which its payload hook
+	// (Queue::createPayloadUsing) adds for a job whose class implements
+	// ShouldBeIsolated.
+	MarkedIsolated bool
 }
 
 // ErrMalformed is wrapped by every error Parse returns.
@@ -36,7 +41,7 @@ var ErrMalformed = errors.New("malformed job payload")
 
 type wire struct {
 	UUID, DisplayName, Job, MaxTries, MaxExceptions, FailOnTimeout,
-	Backoff, Timeout, RetryUntil, Data, Attempts, CreatedAt, Tags []byte
+	Backoff, Timeout, RetryUntil, Data, Attempts, CreatedAt, Tags, KQueue []byte
 }
 
 // field returns where the member named key goes, or nil.
@@ -68,6 +73,8 @@ func (w *wire) field(key []byte) *[]byte {
 		return &w.CreatedAt
 	case "tags":
 		return &w.Tags
+	case "kqueue":
+		return &w.KQueue
 	}
 	return nil
 }
@@ -164,6 +171,13 @@ func (w *wire) payload() (*Payload, error) {
 		json.Unmarshal(w.Tags, &p.Tags) // tags that are not strings are not Horizon's: none
 	}
 	p.FailOnTimeout = string(w.FailOnTimeout) == "true"
+	if len(w.KQueue) > 0 && w.KQueue[0] == '{' {
+		members(w.KQueue, func(key, value []byte) {
+			if string(keyBytes(key)) == "isolated" {
+				p.MarkedIsolated = string(value) == "true"
+			}
+		})
+	}
 	if !isNull(w.Backoff) {
 		if s, ok := unquote(w.Backoff); ok {
 			p.Backoff = s

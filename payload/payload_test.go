@@ -206,3 +206,28 @@ func FuzzScanMatchesEncodingJSON(f *testing.F) {
 		}
 	})
 }
+
+// The kqueue PHP library's mark is read where it stands, as a top-level
+// key; the same text inside the serialized command or data, or a mark
+// that is not true, is no mark.
+func TestMarkedIsolated(t *testing.T) {
+	t.Parallel()
+	const job = `"uuid":"u","job":"Illuminate\\Queue\\CallQueuedHandler@call","attempts":0`
+	for raw, want := range map[string]bool{
+		`{` + job + `,"data":{},"kqueue":{"isolated":true}}`:                   true,
+		`{"kqueue":{"other":1,"isolated":true},` + job + `,"data":{}}`:         true,
+		`{` + job + `,"data":{},"kqueue":{"isolated":false}}`:                  false,
+		`{` + job + `,"data":{},"kqueue":{"isolated":true,"isolated":false}}`:  false, // the last wins, as in PHP
+		`{` + job + `,"data":{"command":"O:1:\"X\":1:{s:6:\"kqueue\";b:1;}"}}`: false,
+		`{` + job + `,"displayName":"kqueue","data":{},"kqueue":null}`:         false,
+		`{` + job + `,"data":{"kqueue":{"isolated":true}}}`:                    false,
+	} {
+		p, err := Parse([]byte(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if p.MarkedIsolated != want {
+			t.Errorf("%s: marked %v, want %v", raw, p.MarkedIsolated, want)
+		}
+	}
+}
