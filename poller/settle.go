@@ -212,7 +212,14 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 		level = slog.LevelDebug // the dispatcher says why, once
 		r.queue.heldUntil = p.cfg.Now().Add(time.Second)
 	}
-	p.log.LogAttrs(context.Background(), level, "job "+o.Result, attrs...)
+	if ctx := context.Background(); p.log.Enabled(ctx, level) {
+		// The record without its caller's PC, which slog's Logger would
+		// walk the stack for on every job (no handler of kqueue's writes
+		// the source).
+		rec := slog.NewRecord(time.Now(), level, "job "+o.Result, 0)
+		rec.AddAttrs(attrs...)
+		p.log.Handler().Handle(ctx, rec)
+	}
 }
 
 // record is the history's record of r's run.
