@@ -234,17 +234,17 @@ func (p *pool) observe(t *task, d time.Duration) {
 }
 
 // ahead is how many jobs a worker running t may hold beyond it: about
-// handAheadWork of work, by how long t's class has taken so far, and none
-// behind a class that is slow or never seen (a job handed behind a slow
-// one would wait for it).
-func (p *pool) ahead(t *task) int {
+// handAheadWork of work, by how long t's class has taken so far (took),
+// and none behind a class that is slow or never seen (a job handed behind
+// a slow one would wait for it).
+func (p *pool) ahead(t *task) (n int, took time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	d, ok := p.took[t.name()]
 	if !ok || d >= prefetchOn {
-		return 0
+		return 0, d
 	}
-	return min(max(int(handAheadWork/max(d, time.Microsecond)), 1), maxHandAhead)
+	return min(max(int(handAheadWork/max(d, time.Microsecond)), 1), maxHandAhead), d
 }
 
 // maxClasses bounds how many job classes' durations the pool remembers.
@@ -846,6 +846,7 @@ type jobRun struct {
 	held        *task           // taken, not started (see runResult)
 	began       time.Time       // when the head of inflight started
 	ahead       int             // how many jobs w may hold beyond the head
+	took        time.Duration   // how long the head's class has taken (0: not known)
 	restart     bool            // queue:restart seen
 	retiring    string          // why w is replaced once inflight is done
 	fenced      <-chan struct{} // the poller's fence; nil once seen
@@ -889,22 +890,28 @@ func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
 		return runResult{keep: w}
 	}
 	r.begin()
+	defer w.nap.Store(0)
 	for len(r.inflight) > 0 {
+		w.nap.Store(int64(r.napFor()))
 		var more <-chan *task
 		if r.held == nil && len(r.inflight) <= r.ahead && r.retiring == "" && !r.restart && w.writing == nil &&
 			ctx.Err() == nil && p.accepts(w, len(r.inflight)) {
 			more = p.tasks
 		}
 		if len(w.pending) > 0 {
-			// Jobs handed: those waiting to be taken too, then one write.
+			// Jobs handed: those waiting to be taken too, and first the
+			// answers read with the last (each makes room for another
+			// job), then one write.
 			select {
 			case t := <-more:
 				r.take(t)
 				continue
 			default:
 			}
-			if err := w.flush(); err != nil {
-				killGroup(w.pid) // the answer loop sees it gone
+			if len(w.msgs) == 0 {
+				if err := w.flush(); err != nil {
+					killGroup(w.pid) // the answer loop sees it gone
+				}
 			}
 		}
 		select {
@@ -949,6 +956,30 @@ func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
 		}
 	}
 	return r.end()
+}
+
+// While a worker holds quick jobs beyond the one it runs, its answers
+// wait to be read together (worker.nap): for half the work it holds,
+// answerNap at most, so that PHP always has its next job meanwhile; not
+// at all when that is under minNap (a timer costs about as much as the
+// wake-up it saves). A job's duration is then PHP's own measure, and its
+// timeout runs from when the daemon read the answer before it: at most
+// answerNap late.
+const (
+	answerNap = 250 * time.Microsecond
+	minNap    = 50 * time.Microsecond
+)
+
+// napFor is how long w's answers may wait now (see answerNap).
+func (r *jobRun) napFor() time.Duration {
+	if r.took <= 0 || len(r.inflight) < 2 {
+		return 0
+	}
+	d := min(time.Duration(len(r.inflight)-1)*r.took/2, answerNap)
+	if d < minNap {
+		return 0
+	}
+	return d
 }
 
 // take places a task taken from the pool's queue while w runs: behind the
@@ -999,7 +1030,7 @@ func (r *jobRun) hand(t *task, s Strategy) {
 func (r *jobRun) begin() {
 	h := &r.inflight[0]
 	r.began = time.Now()
-	r.ahead = r.p.ahead(h.t)
+	r.ahead, r.took = r.p.ahead(h.t)
 	r.w.current.Store(h.log)
 	var deadline time.Time
 	h.timeout, deadline = h.t.deadline(h.s, r.p.cfg.get().Timeout)
@@ -1106,6 +1137,9 @@ func (r *jobRun) finish(m message) {
 	r.charge() // it went through Laravel's process(), whatever it said before
 	h := r.inflight[0]
 	elapsed := time.Since(r.began)
+	if m.Us > 0 {
+		elapsed = time.Duration(m.Us) * time.Microsecond // PHP's own measure
+	}
 	r.inflight = r.inflight[1:]
 	w.jobs.Add(1)
 	p.observe(h.t, elapsed)

@@ -61,6 +61,12 @@ type worker struct {
 	runs   uint64 // runs handed to it
 	begun  uint64 // the last run it said began, as read
 	digits uint64 // a number read in part
+	// nap is how long its answers may wait to be read together (ns; 0:
+	// read each at once): set while it holds enough quick jobs beyond the
+	// one it runs that PHP goes on without the daemon meanwhile (see
+	// jobRun.napFor). A wake-up of the daemon for each answer costs it
+	// more than the rest of the job's work.
+	nap atomic.Int64
 }
 
 // message is one line from worker.php on fd 4.
@@ -80,6 +86,10 @@ type message struct {
 	Declined string `json:"declined"`
 	// Tags are the job's own tags() (null unless its class has them).
 	Tags []string `json:"tags"`
+	// Us is how long the job ran in PHP, in µs, from its request to its
+	// answer: its duration (the daemon may read the answer late, see
+	// worker.nap).
+	Us int64 `json:"us"`
 }
 
 // errBoot wraps every failure to boot a worker.
@@ -101,7 +111,9 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 	var beganR, beganW *os.File
 	if lazyBegan {
 		var err error
-		if beganR, beganW, err = os.Pipe(); err != nil {
+		// Read only when the daemon needs to know: a pipe its poller does
+		// not watch, or each "began" would wake it.
+		if beganR, beganW, err = rawio.UnpolledPipe(); err != nil {
 			return nil, fmt.Errorf("%w: %v", errBoot, err)
 		}
 		defer beganW.Close()
@@ -116,7 +128,9 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 		closeBegan()
 		return nil, fmt.Errorf("%w: %v", errBoot, err)
 	}
-	resR, resW, err := os.Pipe()
+	// Answers: a pipe that wakes the daemon only while it waits for one
+	// (see worker.nap).
+	resR, resW, err := rawio.NewQuietPipe()
 	if err != nil {
 		closeBegan()
 		reqR.Close()
@@ -160,10 +174,9 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 		return nil, fmt.Errorf("%w: start %s: %v", errBoot, cfg.PHP, err)
 	}
 
-	// Requests and answers go through the pipes with raw system calls
-	// (see rawio); SyscallConn cannot fail on a pipe os.Pipe made.
+	// Requests go with raw system calls (see rawio); SyscallConn cannot
+	// fail on a pipe os.Pipe made.
 	req, _ := rawio.NewPipe(reqW)
-	res, _ := rawio.NewPipe(resR)
 	w := &worker{
 		cmd:    cmd,
 		pid:    cmd.Process.Pid,
@@ -175,7 +188,7 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 	}
 	var readers sync.WaitGroup
 	readers.Add(2)
-	go func() { defer readers.Done(); w.readMessages(res, log) }()
+	go func() { defer readers.Done(); w.readMessages(resR, log) }()
 	go func() { defer readers.Done(); w.forwardOutput(outR, log) }()
 	go w.reap(&readers, resR, outR)
 	if err := w.awaitBoot(ctx, cfg); err != nil {
@@ -188,7 +201,7 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 // then lets its output drain (readers, reading resR and outR), and closes
 // w.exited. A child that left the group (setsid) may still hold the pipes:
 // those are cut after a moment.
-func (w *worker) reap(readers *sync.WaitGroup, resR, outR *os.File) {
+func (w *worker) reap(readers *sync.WaitGroup, resR, outR io.Closer) {
 	w.cmd.Wait()
 	w.state = w.cmd.ProcessState
 	syscall.Kill(-w.pid, syscall.SIGKILL)
@@ -239,19 +252,54 @@ func (w *worker) awaitBoot(ctx context.Context, cfg *Config) error {
 	}
 }
 
-// doneOK is worker.php's answer for a job that deleted itself without an
-// error — the common case, recognised without decoding it; began is its
-// word that a job is about to run (Laravel's JobProcessing).
+// doneOK begins worker.php's answer for a job that deleted itself without
+// an error — the common case, recognised without decoding it (see
+// doneOKTook); began is its word that a job is about to run (Laravel's
+// JobProcessing).
 var (
-	doneOK = []byte(`{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}` + "\n")
+	doneOK = []byte(`{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null,"us":`)
 	began  = []byte(`{"op":"began"}` + "\n")
 )
+
+// doneOKTook reports whether line is doneOK, and the job's duration it
+// ends with (µs, then "}\n").
+func doneOKTook(line []byte) (us int64, ok bool) {
+	rest, ok := bytes.CutPrefix(line, doneOK)
+	if !ok {
+		return 0, false
+	}
+	if rest, ok = bytes.CutSuffix(rest, []byte("}\n")); !ok || len(rest) == 0 || len(rest) > 15 {
+		return 0, false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		us = us*10 + int64(c-'0')
+	}
+	return us, true
+}
 
 func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 	defer close(w.msgs)
 	defer r.Close()
 	br := bufio.NewReaderSize(r, 16<<10)
+	var timer *rawio.Timer // made at the first nap
+	defer func() {
+		if timer != nil {
+			timer.Close()
+		}
+	}()
 	for {
+		if d := w.nap.Load(); d > 0 && br.Buffered() == 0 {
+			// Let more answers come before reading them all at once.
+			if timer == nil {
+				timer, _ = rawio.NewTimer()
+			}
+			if timer != nil {
+				timer.Sleep(time.Duration(d))
+			}
+		}
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// A long line (an error text): read the rest of it.
@@ -261,8 +309,8 @@ func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 		}
 		if len(line) > 0 {
 			var m message
-			if bytes.Equal(line, doneOK) {
-				m = message{Op: "done", Deleted: true}
+			if us, ok := doneOKTook(line); ok {
+				m = message{Op: "done", Deleted: true, Us: us}
 			} else if bytes.Equal(line, began) {
 				m = message{Op: "began"}
 			} else if jerr := json.Unmarshal(line, &m); jerr != nil {

@@ -37,10 +37,10 @@ func TestRequestHeader(t *testing.T) {
 	}
 }
 
-// A job that simply succeeds is answered with exactly doneOK, which the
-// daemon recognises without decoding it: worker.php writes that answer as a
-// constant, so the two must not drift apart. (Were they to, every job would
-// still work, through encoding/json, only slower.)
+// A job that simply succeeds is answered with doneOK and its duration,
+// which the daemon recognises without decoding it: worker.php writes that
+// answer from a constant, so the two must not drift apart. (Were they to,
+// every job would still work, through encoding/json, only slower.)
 func TestPlainSuccessIsDoneOK(t *testing.T) {
 	app := testenv.NewApp(t, testenv.StartRedis(t))
 	app.Artisan(t, "kq:dispatch", "noop")
@@ -83,7 +83,12 @@ func TestPlainSuccessIsDoneOK(t *testing.T) {
 	if !bytes.Equal(start, began) {
 		t.Errorf("a job about to run is announced\n%s, want began\n%s", start, began)
 	}
-	if !bytes.Equal(answer, doneOK) {
-		t.Errorf("a no-op job is answered\n%s, want doneOK\n%s", answer, doneOK)
+	if us, ok := doneOKTook(answer); !ok || us <= 0 {
+		t.Errorf("a no-op job is answered\n%s, want doneOK and its duration\n%s", answer, doneOK)
+	}
+	for _, line := range []string{`1}`, `}`, `x}`, `12`, `1}` + "\n" + `x`} {
+		if _, ok := doneOKTook(append(doneOK[:len(doneOK):len(doneOK)], line...)); ok {
+			t.Errorf("doneOK ending %q read as a plain success", line)
+		}
 	}
 }

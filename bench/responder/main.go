@@ -18,7 +18,7 @@ import (
 
 const (
 	began  = `{"op":"began"}` + "\n"
-	doneOK = `{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}` + "\n"
+	doneOK = `{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null,"us":1}` + "\n"
 )
 
 func main() {

@@ -16,7 +16,9 @@
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36"}
 //         {"op":"began"}     the job is about to run (JobProcessing): its attempt counts
 //                            (a pool worker says it on fd 5 instead, below)
-//         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…,"tags":[…]|null}
+//         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…,"tags":[…]|null,"us":…}
+//                            (us: how long it ran, in µs, from its request:
+//                            its duration, as the daemon may read it late)
 //         {"op":"done","declined":"…"}   not run (the app is down, the queue
 //                                         paused, a Looping listener said no):
 //                                         it goes back as it was
@@ -48,9 +50,10 @@ final class Server
     // The word that a job is about to run (exec/worker.go began).
     private const BEGAN = '{"op":"began"}'."\n";
     // The answer of a job that deleted itself without an error, as
-    // result() would encode it: the daemon recognises it byte for byte
-    // (exec/worker.go doneOK), and it is written without building it.
-    private const DONE_OK = '{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null}'."\n";
+    // result() would encode it, up to its duration: the daemon recognises
+    // it byte for byte (exec/worker.go doneOK), and it is written without
+    // building it.
+    private const DONE_OK = '{"op":"done","deleted":true,"released":false,"release_at":null,"failed":false,"error":null,"us":';
 
     private $in;
     private $out;
@@ -276,6 +279,7 @@ final class Server
     private function run(array $req, string $body): string
     {
         $this->runs++;
+        $start = hrtime(true);
         // What queue:work checks before it pops a job (daemonShouldRun).
         // (The poller then takes nothing from the job's queue for a second,
         // as queue:work's loop pauses.)
@@ -300,7 +304,7 @@ final class Server
                 $job->fail($error = new UnknownJobClassException(sprintf(
                     'job class %s does not exist in the Laravel app at %s: the payload names it in data.commandName; deploy the class or delete the job',
                     $missing, $this->app->basePath())));
-                return $this->encode($this->result($job, $error));
+                return $this->encode($this->result($job, $error) + ['us' => self::since($start)]);
             }
             if ($this->orphaned) {
                 exit(0); // the dispatcher is gone: not begun, it goes back as it was
@@ -317,11 +321,18 @@ final class Server
             $this->announce = false;
             $this->lastJobAt = hrtime(true) / 1e9; // as Laravel 13's loop records it
         }
+        $us = self::since($start);
         if ($error === null && $job->isDeleted() && ! $job->isReleased() && ! $job->hasFailed() && $this->tags === null) {
-            return self::DONE_OK;
+            return self::DONE_OK.$us."}\n";
         }
 
-        return $this->encode($this->result($job, $error));
+        return $this->encode($this->result($job, $error) + ['us' => $us]);
+    }
+
+    // since is the time from $start (an hrtime) to now, in µs.
+    private static function since(int $start): int
+    {
+        return intdiv(hrtime(true) - $start, 1000);
     }
 
     // declined says why the job must not run now, as queue:work's loop
