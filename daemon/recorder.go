@@ -17,7 +17,7 @@ type recorder struct {
 	h      poller.History // nil: no history kept
 	keep   int
 	t      poller.Tallies // nil: none kept
-	counts map[bucket]map[string]int64
+	counts map[bucket]map[poller.TallyKey]int64
 	log    *slog.Logger
 	host   string
 	ch     chan poller.Record
@@ -42,7 +42,7 @@ const (
 // startRecorder starts a recorder into h (nil: none) and t (nil: none).
 func startRecorder(ctx context.Context, h poller.History, keep int, t poller.Tallies, log *slog.Logger) (*recorder, func()) {
 	host, _ := os.Hostname()
-	r := &recorder{h: h, keep: keep, t: t, counts: map[bucket]map[string]int64{}, log: log, host: host,
+	r := &recorder{h: h, keep: keep, t: t, counts: map[bucket]map[poller.TallyKey]int64{}, log: log, host: host,
 		ch: make(chan poller.Record, 8*recordBatch), done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(ctx)
 	go r.run(ctx)
@@ -91,7 +91,11 @@ func (r *recorder) run(ctx context.Context) {
 		}
 		var ts []poller.Tally
 		for k, c := range r.counts {
-			ts = append(ts, poller.Tally{Start: time.Unix(k.start, 0), Span: k.span, Counts: c})
+			named := make(map[string]int64, len(c))
+			for f, n := range c {
+				named[f.Field()] = n
+			}
+			ts = append(ts, poller.Tally{Start: time.Unix(k.start, 0), Span: k.span, Counts: named})
 		}
 		clear(r.counts)
 		report(ctx, r.t.AddTallies(ctx, ts))
@@ -101,7 +105,7 @@ func (r *recorder) run(ctx context.Context) {
 			for _, span := range []time.Duration{time.Minute, time.Hour} {
 				k := bucket{rec.Ended.Truncate(span).Unix(), span}
 				if r.counts[k] == nil {
-					r.counts[k] = map[string]int64{}
+					r.counts[k] = map[poller.TallyKey]int64{}
 				}
 				rec.Count(r.counts[k])
 			}

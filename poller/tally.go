@@ -94,20 +94,35 @@ func MemoryBucket(m uint64) int {
 	return len(MemoryBuckets)
 }
 
+// TallyKey is one count of a tally, before it is named for the store
+// (Field): counting a run builds no strings.
+type TallyKey struct {
+	Queue, Class, Stat string
+	Bucket             int // -1: not a histogram's
+}
+
+// Field is k's name in a Tally's Counts.
+func (k TallyKey) Field() string { return TallyField(k.Queue, k.Class, k.Stat, k.Bucket) }
+
 // Count adds r's run to counts.
-func (r Record) Count(counts map[string]int64) {
-	counts[TallyField(r.Queue, r.Name, StatRuns, -1)]++
+func (r Record) Count(counts map[TallyKey]int64) {
+	k := TallyKey{Queue: r.Queue, Class: r.Name, Bucket: -1}
+	count := func(stat string, bucket int) {
+		k.Stat, k.Bucket = stat, bucket
+		counts[k]++
+	}
+	count(StatRuns, -1)
 	if r.Failed {
-		counts[TallyField(r.Queue, r.Name, StatFailed, -1)]++
+		count(StatFailed, -1)
 	}
 	if r.Outcome == "released" {
-		counts[TallyField(r.Queue, r.Name, StatReleased, -1)]++
+		count(StatReleased, -1)
 	}
-	counts[TallyField(r.Queue, r.Name, StatRuntime, DurationBucket(r.Duration))]++
+	count(StatRuntime, DurationBucket(r.Duration))
 	if r.Wait > 0 {
-		counts[TallyField(r.Queue, r.Name, StatWait, DurationBucket(r.Wait))]++
+		count(StatWait, DurationBucket(r.Wait))
 	}
 	if r.Memory > 0 {
-		counts[TallyField(r.Queue, r.Name, StatMemory, MemoryBucket(r.Memory))]++
+		count(StatMemory, MemoryBucket(r.Memory))
 	}
 }
