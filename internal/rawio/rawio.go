@@ -47,27 +47,30 @@ func NewPipe(f *os.File) (*Pipe, error) {
 // Read reads what is in the pipe, up to len(b), waiting until there is
 // some; io.EOF once the other end is closed and the pipe empty.
 func (p *Pipe) Read(b []byte) (int, error) {
-	n, err := read(p.rc, b)
-	if errno, ok := err.(syscall.Errno); ok {
-		err = &os.PathError{Op: "read", Path: p.f.Name(), Err: errno}
-	}
-	return n, err
+	n, err := read(p.rc, b, true)
+	return n, pathError("read", p.f, err)
 }
 
 // Write writes all of b, waiting while the pipe is full.
 func (p *Pipe) Write(b []byte) (int, error) {
 	n, err := write(p.rc, b)
-	if errno, ok := err.(syscall.Errno); ok {
-		err = &os.PathError{Op: "write", Path: p.f.Name(), Err: errno}
-	}
-	return n, err
+	return n, pathError("write", p.f, err)
 }
 
 func (p *Pipe) Close() error { return p.f.Close() }
 
-// read is one read into b, waiting in the poller until there is something
-// to read; a failed system call's error is its syscall.Errno.
-func read(rc syscall.RawConn, b []byte) (int, error) {
+// pathError names f in err when it is a failed system call's.
+func pathError(op string, f *os.File, err error) error {
+	if errno, ok := err.(syscall.Errno); ok {
+		return &os.PathError{Op: op, Path: f.Name(), Err: errno}
+	}
+	return err
+}
+
+// read is one read into b; while there is nothing to read, it waits in
+// the poller, or (not wait) fails with syscall.EAGAIN. A failed system
+// call's error is its syscall.Errno.
+func read(rc syscall.RawConn, b []byte, wait bool) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
@@ -75,7 +78,7 @@ func read(rc syscall.RawConn, b []byte) (int, error) {
 	var errno syscall.Errno
 	if err := rc.Read(func(fd uintptr) bool {
 		n, errno = rawIO(syscall.SYS_READ, fd, b)
-		return errno != syscall.EAGAIN
+		return !wait || errno != syscall.EAGAIN
 	}); err != nil {
 		return 0, err
 	}
@@ -191,30 +194,14 @@ func (p *QuietPipe) arm(op int) error {
 // Read reads what is in the pipe, up to len(b), waiting until there is
 // some; io.EOF once the other end is closed and the pipe empty.
 func (p *QuietPipe) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
 	for {
-		var n int
-		var errno syscall.Errno
-		if err := p.rc.Read(func(fd uintptr) bool {
-			n, errno = rawIO(syscall.SYS_READ, fd, b)
-			return true // never waits: unpolled
-		}); err != nil {
+		n, err := read(p.rc, b, false) // unpolled: the poller cannot wait for it
+		if err != syscall.EAGAIN {
+			return n, pathError("read", p.f, err)
+		}
+		if err := p.wait(); err != nil {
 			return 0, err
 		}
-		switch {
-		case errno == syscall.EAGAIN:
-			if err := p.wait(); err != nil {
-				return 0, err
-			}
-			continue
-		case errno != 0:
-			return 0, &os.PathError{Op: "read", Path: p.f.Name(), Err: errno}
-		case n == 0:
-			return 0, io.EOF
-		}
-		return n, nil
 	}
 }
 
@@ -302,7 +289,7 @@ func (t *Timer) Sleep(d time.Duration) error {
 		return os.NewSyscallError("timerfd_settime", serr)
 	}
 	var expirations [8]byte
-	_, err := read(t.rc, expirations[:])
+	_, err := read(t.rc, expirations[:], true)
 	return err
 }
 
