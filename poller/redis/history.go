@@ -99,25 +99,9 @@ func packRecord(b []byte, r poller.Record) []byte {
 	num(int64(r.Memory))
 	num(r.CPU.Microseconds())
 	str(r.Strategy)
-	b = strconv.AppendInt(b, int64(tagsLen(r.Tags)), 10)
-	b = append(b, ':')
-	for i, t := range r.Tags {
-		if i > 0 {
-			b = append(b, '\n')
-		}
-		b = append(b, t...)
-	}
+	str(strings.Join(r.Tags, "\n")) // no tags (the rule): no allocation
 	str(r.Output)
 	return b
-}
-
-// tagsLen is the length of tags joined by line feeds.
-func tagsLen(tags []string) int {
-	n := max(len(tags)-1, 0)
-	for _, t := range tags {
-		n += len(t)
-	}
-	return n
 }
 
 // unpackRecord reads what packRecord wrote into r; false if it is not that.
