@@ -31,6 +31,7 @@ var errStoreAway = errors.New("the store is unreachable")
 type acks struct {
 	pending []pendingAck
 	since   time.Time // when the oldest was queued
+	sending []Ack     // what out returned last: its array is reused
 }
 
 type pendingAck struct {
@@ -57,7 +58,7 @@ func (a *acks) due() bool {
 // was). A job whose charge it sends is marked charging: from then on its
 // reservation may be the charged copy.
 func (a *acks) out() []Ack {
-	out := make([]Ack, 0, len(a.pending))
+	out := a.sending[:0]
 	for _, pa := range a.pending {
 		if pa.Kind == AckCharge {
 			if pa.job.settled {
@@ -67,6 +68,7 @@ func (a *acks) out() []Ack {
 		}
 		out = append(out, pa.Ack)
 	}
+	a.sending = out
 	return out
 }
 
@@ -84,7 +86,10 @@ func (a *acks) out() []Ack {
 // settlement names both forms of its reservation.
 func (a *acks) sent(n int, err error) (droppedGiveBacks int) {
 	if err == nil {
-		a.pending = a.pending[n:]
+		// Those queued since go to the front, so the array is reused.
+		rest := copy(a.pending, a.pending[n:])
+		clear(a.pending[rest:]) // no hold on settled jobs
+		a.pending = a.pending[:rest]
 		return 0
 	}
 	kept := make([]pendingAck, 0, len(a.pending))

@@ -167,7 +167,7 @@ type queueState struct {
 type running struct {
 	queue   *queueState
 	job     Job
-	raw     []byte // job.Payload, as p was read from and the dispatcher gets it
+	raw     []byte // job.Payload's bytes (read-only), as p was read from and the dispatcher gets it
 	p       *payload.Payload
 	started time.Time        // reserved at
 	handed  bool             // the dispatcher handed it to PHP: it may have run

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+	"unsafe"
 
 	"github.com/kqueue/kqueue/payload"
 	"github.com/kqueue/kqueue/protocol"
@@ -107,7 +108,7 @@ func (p *Poller) runnable(ctx context.Context, jobs []Job) []*running {
 	for _, j := range jobs {
 		var pl *payload.Payload
 		var err error
-		raw := []byte(j.Payload)
+		raw := readOnlyBytes(j.Payload)
 		if n := j.Attempts(); n >= 0 {
 			pl, err = payload.ParseRow(raw, n)
 		} else {
@@ -123,6 +124,15 @@ func (p *Poller) runnable(ctx context.Context, jobs []Job) []*running {
 		out = append(out, &running{queue: &p.queues[j.Queue], job: j, raw: raw, p: pl, started: now})
 	}
 	return out
+}
+
+// readOnlyBytes is s's bytes, not a copy: a job's payload is read by the
+// payload parser and written to PHP's pipe or the dispatcher's stream, and
+// nothing changes it, so the copy []byte(s) makes (the size of every
+// payload, for every job) would be garbage for nothing. The bytes must not
+// be written to: they are the string's.
+func readOnlyBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 // recover runs before reserving while the store is (or was) away: it asks

@@ -110,7 +110,7 @@ func (s *session) read() {
 	defer close(s.readerDone)
 	for {
 		m, err := s.conn.Recv()
-		if o, ok := m.(protocol.Outcome); ok {
+		if o, ok := m.(protocol.Outcome); ok && o.Reason != "" {
 			o.Reason = string([]byte(o.Reason)) // detach from the read buffer
 			m = o
 		}

@@ -32,7 +32,8 @@ type Store interface {
 	// Reserve sends acks, then reserves up to n ready jobs of queue q for
 	// this poller until until, their attempts not counted yet (see
 	// AckCharge). It takes due delayed jobs and lapsed reservations back
-	// into the queue first, as Laravel's pop does.
+	// into the queue first, as Laravel's pop does. (Here and in Ack, the
+	// acks slice is the caller's again once the call returns.)
 	Reserve(ctx context.Context, acks []Ack, q, n int, now, until time.Time) (Reserved, error)
 	// Ack applies acks, in order. An error means some or all of them may
 	// not have been applied.
