@@ -356,35 +356,8 @@ type session struct {
 
 // task makes the task of job j, answering on this session.
 func (s *session) task(j protocol.Job) *task {
-	id := j.ID
 	s.pending.Add(1)
-	t := &task{job: j, fenced: s.fence}
-	t.reply = func(o protocol.Outcome) {
-		s.outcomes <- o
-		s.pending.Add(-1)
-		s.checkDrained()
-	}
-	t.handed = func(now bool) bool {
-		select {
-		case <-s.fence:
-			return false
-		default:
-		}
-		// Sent, not queued for the writer: the poller must know a job may
-		// have run before PHP can have it, or a dispatcher killed in
-		// between leaves it to be returned and run twice. A send that
-		// fails shows in the writer's log.
-		if now {
-			_ = s.conn.Send(protocol.Running{ID: id})
-		} else {
-			_ = s.conn.Send(protocol.Started{ID: id})
-		}
-		return true
-	}
-	t.began = func(how protocol.Running) {
-		how.ID = id
-		s.outcomes <- how
-	}
+	t := &task{job: j, s: s}
 	if j.Parsed != nil {
 		t.p = j.Parsed // the poller's reading, in the same process
 		return t
@@ -397,6 +370,33 @@ func (s *session) task(j protocol.Job) *task {
 		t.p = p
 	}
 	return t
+}
+
+// reply sends a task's outcome to the poller.
+func (s *session) reply(o protocol.Outcome) {
+	s.outcomes <- o
+	s.pending.Add(-1)
+	s.checkDrained()
+}
+
+// handed tells the poller that job id is about to go to PHP (see
+// task.hand); false once the poller is gone.
+func (s *session) handed(id uint64, now bool) bool {
+	select {
+	case <-s.fence:
+		return false
+	default:
+	}
+	// Sent, not queued for the writer: the poller must know a job may
+	// have run before PHP can have it, or a dispatcher killed in
+	// between leaves it to be returned and run twice. A send that
+	// fails shows in the writer's log.
+	if now {
+		_ = s.conn.Send(protocol.Running{ID: id})
+	} else {
+		_ = s.conn.Send(protocol.Started{ID: id})
+	}
+	return true
 }
 
 // ended reports whether a drain has ended the connection (a stream that

@@ -124,9 +124,9 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 		return fail(err)
 	}
 	w.group = g
-	fields := append(t.fields(), "strategy", out.Strategy, "scope", out.Scope)
-	i.log.Debug("isolated job starting", append(fields, "pid", w.pid, "why", s.Why, "process", how)...)
-	w.current.Store(newJobLog(fields))
+	l := newJobLog(t, "strategy", out.Strategy, "scope", out.Scope)
+	i.log.Debug("isolated job starting", append(l.fields(), "pid", w.pid, "why", s.Why, "process", how)...)
+	w.current.Store(l)
 	return i.runIn(w, g, t, s, out, begin)
 }
 

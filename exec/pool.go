@@ -18,34 +18,35 @@ import (
 
 // task is one job to run and where its outcome goes.
 type task struct {
-	job   protocol.Job     // Payload owned by the task
-	p     *payload.Payload // nil if the payload could not be read
-	reply func(protocol.Outcome)
-	// handed, when set, is told just before the job goes to PHP (from
-	// then on it may run) — with now, its attempt counts at once (Laravel's
-	// failure rules run for a job kqueue could not start) — and reports
-	// whether it may go: false once the poller is gone (no outcome could
-	// reach it, so nothing more starts).
-	handed func(now bool) bool
-	// began, when set, is told when PHP is about to run the job
-	// (JobProcessing): its attempt counts.
-	began func(protocol.Running)
-	// fenced is closed when the poller is gone (nil: never).
-	fenced <-chan struct{}
+	job protocol.Job     // Payload owned by the task
+	p   *payload.Payload // nil if the payload could not be read
+	s   *session         // the poller's session it came on, which its answers go to
+	// replied, when set, is called after its outcome went to s.
+	replied func()
+}
+
+// reply sends t's outcome to the poller.
+func (t *task) reply(o protocol.Outcome) {
+	t.s.reply(o)
+	if t.replied != nil {
+		t.replied()
+	}
 }
 
 // hand tells that t is about to be handed to PHP: from now on it may run;
-// with now, its attempt counts at once. It reports whether t may go; when
-// not, the caller answers it as not started.
+// with now, its attempt counts at once (Laravel's failure rules run for a
+// job kqueue could not start). It reports whether t may go: false once the
+// poller is gone (no outcome could reach it, so nothing more starts); the
+// caller then answers it as not started.
 func (t *task) hand(now bool) bool {
-	return t.handed == nil || t.handed(now)
+	return t.s.handed(t.job.ID, now)
 }
 
-// begin tells that PHP is about to run t, in what: its attempt counts.
+// begin tells that PHP is about to run t, in what (JobProcessing): its
+// attempt counts.
 func (t *task) begin(how protocol.Running) {
-	if t.began != nil {
-		t.began(how)
-	}
+	how.ID = t.job.ID
+	t.s.outcomes <- how
 }
 
 func (t *task) name() string {
@@ -723,11 +724,7 @@ func (p *pool) strategy(t *task, classDefaults func(string) (Hints, bool)) (Stra
 // isolate hands t to the isolator; its credit is back while it runs.
 func (p *pool) isolate(t *task, s Strategy) {
 	p.isolatedDelta(1)
-	reply := t.reply
-	t.reply = func(o protocol.Outcome) {
-		reply(o)
-		p.isolatedDelta(-1)
-	}
+	t.replied = func() { p.isolatedDelta(-1) }
 	p.iso.submit(t, s)
 }
 
@@ -867,7 +864,7 @@ func (p *pool) run(ctx context.Context, w *worker, t *task, s Strategy) runResul
 	r := &jobRun{
 		p:           p,
 		w:           w,
-		fenced:      t.fenced,
+		fenced:      t.s.fence,
 		timer:       time.NewTimer(time.Hour),
 		chargeTimer: time.NewTimer(time.Hour),
 	}
@@ -1021,7 +1018,7 @@ func (r *jobRun) hand(t *task, s Strategy) {
 		killGroup(r.w.pid) // the answer loop sees it gone
 	}
 	r.w.runs++
-	r.inflight = append(r.inflight, sent{t: t, s: s, log: newJobLog(t.fields()), size: n, run: r.w.runs})
+	r.inflight = append(r.inflight, sent{t: t, s: s, log: newJobLog(t), size: n, run: r.w.runs})
 }
 
 // begin starts the clock of the job at the head: w runs it now. Only
@@ -1114,13 +1111,22 @@ func (r *jobRun) answer(m message, ok bool) (res runResult, over bool) {
 	return runResult{}, false
 }
 
+// shift takes the head off inflight and returns it. The others move up,
+// so the slice's array serves every job of the run (a few of them, small).
+func (r *jobRun) shift() sent {
+	h := r.inflight[0]
+	n := copy(r.inflight, r.inflight[1:])
+	r.inflight[n] = sent{}
+	r.inflight = r.inflight[:n]
+	return h
+}
+
 // declined takes w's answer for a head PHP did not run (see
 // message.Declined): it goes back to its queue as it was, its attempt not
 // counted; the poller holds its queue a second (see protocol.Declined).
 func (r *jobRun) declined(m message) {
 	r.timer.Stop()
-	h := r.inflight[0]
-	r.inflight = r.inflight[1:]
+	h := r.shift()
 	r.p.noteDeclined(m.Declined)
 	h.t.reply(declinedOutcome(h.t, m))
 	if len(r.inflight) > 0 {
@@ -1140,7 +1146,7 @@ func (r *jobRun) finish(m message) {
 	if m.Us > 0 {
 		elapsed = time.Duration(m.Us) * time.Microsecond // PHP's own measure
 	}
-	r.inflight = r.inflight[1:]
+	r.shift()
 	w.jobs.Add(1)
 	p.observe(h.t, elapsed)
 	rss := w.recentRSS()

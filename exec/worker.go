@@ -280,6 +280,17 @@ func doneOKTook(line []byte) (us int64, ok bool) {
 	return us, true
 }
 
+// decodeMessage reads an answer that is not one of the common ones
+// readMessages knows by heart. (A function of its own: only here does a
+// message escape to the heap, for json.Unmarshal.)
+func decodeMessage(line []byte) message {
+	var m message
+	if err := json.Unmarshal(line, &m); err != nil {
+		return message{Op: "malformed", Error: err.Error()}
+	}
+	return m
+}
+
 func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 	defer close(w.msgs)
 	defer r.Close()
@@ -313,8 +324,8 @@ func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 				m = message{Op: "done", Deleted: true, Us: us}
 			} else if bytes.Equal(line, began) {
 				m = message{Op: "began"}
-			} else if jerr := json.Unmarshal(line, &m); jerr != nil {
-				m = message{Op: "malformed", Error: jerr.Error()}
+			} else {
+				m = decodeMessage(line)
 			}
 			w.msgs <- m
 		}
@@ -335,7 +346,7 @@ func (w *worker) forwardOutput(r *os.File, log *slog.Logger) {
 		w.tail.add(line)
 		if j := w.current.Load(); j != nil {
 			j.add(line)
-			log.Info(line, append([]any{"pid", w.pid}, j.fields...)...)
+			log.Info(line, append([]any{"pid", w.pid}, j.fields()...)...)
 		} else {
 			log.Info(line, "pid", w.pid)
 		}
@@ -692,7 +703,8 @@ func signalName(sig syscall.Signal) string {
 // jobLog is one job's log fields and the output it wrote, kept for its
 // record in the console: its last lines, up to keepOutput bytes.
 type jobLog struct {
-	fields  []any
+	t       *task
+	extra   []any // fields beyond the task's own
 	mu      sync.Mutex
 	lines   []string
 	size    int
@@ -702,7 +714,11 @@ type jobLog struct {
 // keepOutput bounds the output a job's record keeps.
 const keepOutput = 4 << 10
 
-func newJobLog(fields []any) *jobLog { return &jobLog{fields: fields} }
+// newJobLog is t's log; its lines are logged with t's fields and extra.
+// (The fields are made when a line comes: most jobs write none.)
+func newJobLog(t *task, extra ...any) *jobLog { return &jobLog{t: t, extra: extra} }
+
+func (j *jobLog) fields() []any { return append(j.t.fields(), j.extra...) }
 
 func (j *jobLog) add(line string) {
 	if len(line) > keepOutput {
