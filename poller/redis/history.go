@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kqueue/kqueue/poller"
@@ -20,38 +21,49 @@ import (
 func (s *Store) historyKey() string { return s.prefix + "kqueue:jobs" }
 
 // Record appends records to the history, in one round trip. The packed
-// records share one buffer and the commands' arguments share arrays, and
-// those that are the same in every command are boxed once: a run's record
-// costs a few allocations, not dozens.
+// records share one buffer and the commands' arguments one array, both
+// kept for the next call, and the arguments that are the same in every
+// command are boxed once: a run's record costs a few allocations, not
+// dozens.
 func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	b := &s.history
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// The packed records first, all of them: the commands then point into
+	// a buffer that no longer moves.
+	b.buf, b.ends = b.buf[:0], b.ends[:0]
+	for _, r := range recs {
+		b.buf = packRecord(b.buf, r)
+		b.ends = append(b.ends, len(b.buf))
+	}
 	pipe := s.rdb.Pipeline()
 	var key, maxLen any = s.historyKey(), strconv.Itoa(keep)
-	const most = 10 // one command's arguments
-	var args []any
-	var buf []byte
-	for _, r := range recs {
-		if cap(args)-len(args) < most {
-			// Arrays of 32 commands: small objects, not one large one
-			// per batch that the runtime would hand back to the OS.
-			args = make([]any, 0, 32*most)
-		}
-		if cap(buf)-len(buf) < 512 {
-			buf = make([]byte, 0, 32<<10)
-		}
-		start := len(buf)
-		buf = packRecord(buf, r)
+	args, start := b.args[:0], 0
+	for i, r := range recs {
 		at := len(args)
-		args = append(args, "XADD", key, "MAXLEN", "~", maxLen, "*", "r", buf[start:len(buf):len(buf)])
+		args = append(args, "XADD", key, "MAXLEN", "~", maxLen, "*", "r", b.buf[start:b.ends[i]:b.ends[i]])
 		if r.Payload != "" {
 			args = append(args, "p", r.Payload)
 		}
+		start = b.ends[i]
 		pipe.Do(ctx, args[at:len(args):len(args)]...)
 	}
 	_, err := pipe.Exec(ctx)
+	clear(args) // no hold on the payloads
+	b.args = args[:0]
 	return s.classify(err)
+}
+
+// recordBuf is what Record writes its commands from; the commands are
+// done with it when Exec returns.
+type recordBuf struct {
+	mu   sync.Mutex
+	buf  []byte // the packed records, one after the other
+	ends []int  // where each ends in buf
+	args []any  // the commands' arguments, one after the other
 }
 
 // packRecord appends r but its payload to b as its parts, each its length

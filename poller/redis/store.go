@@ -48,6 +48,7 @@ type Store struct {
 	log       *slog.Logger
 	seq       uint64     // reserve calls made
 	uncertain *lostReply // a reserve whose reply was lost: it may have reserved jobs
+	history   recordBuf  // Record's arrays, reused from one call to the next
 }
 
 type queue struct {
