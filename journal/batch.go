@@ -81,7 +81,7 @@ func NewLogger(stderr io.Writer, format, level string) (log *slog.Logger, flush 
 				return slog.New(h), b.Flush, nil
 			}
 		}
-		return slog.New(slog.NewTextHandler(b, opts)), b.Flush, nil
+		return slog.New(newTextHandler(b, lv)), b.Flush, nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(b, opts)), b.Flush, nil
 	}

@@ -1,0 +1,142 @@
+package journal
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// textHandler writes the lines slog's TextHandler writes, byte for byte,
+// for the records a busy instance logs by the thousand — one per job, its
+// attributes strings, numbers and durations, no groups — straight into the
+// line batcher: without the TextHandler's general machinery (a pooled
+// buffer, a deferred recover and a Resolve per value), which cost a tenth
+// of the daemon's CPU per no-op job. Any other record, and a handler with
+// a group, is the TextHandler's own (inner, which has the same attributes).
+type textHandler struct {
+	inner slog.Handler
+	level slog.Leveler
+	w     *lineBatcher
+	pre   []byte // the attributes added by WithAttrs, as written, each after a space
+}
+
+func newTextHandler(w *lineBatcher, level slog.Leveler) *textHandler {
+	return &textHandler{inner: slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}), level: level, w: w}
+}
+
+func (h *textHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
+
+func (h *textHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	inner := h.inner.WithAttrs(as)
+	pre := slices.Clip(h.pre)
+	for _, a := range as {
+		var ok bool
+		if pre, ok = appendAttr(pre, a); !ok {
+			return inner
+		}
+	}
+	return &textHandler{inner: inner, level: h.level, w: h.w, pre: pre}
+}
+
+func (h *textHandler) WithGroup(name string) slog.Handler { return h.inner.WithGroup(name) }
+
+func (h *textHandler) Handle(ctx context.Context, r slog.Record) error {
+	var space [512]byte
+	b := space[:0]
+	if !r.Time.IsZero() {
+		b = append(b, "time="...)
+		b = appendTime(b, r.Time.Round(0))
+		b = append(b, ' ')
+	}
+	b = append(b, "level="...)
+	b = appendText(b, r.Level.String())
+	b = append(b, " msg="...)
+	b = appendText(b, r.Message)
+	b = append(b, h.pre...)
+	ok := true
+	r.Attrs(func(a slog.Attr) bool {
+		b, ok = appendAttr(b, a)
+		return ok
+	})
+	if !ok {
+		return h.inner.Handle(ctx, r)
+	}
+	b = append(b, '\n')
+	_, err := h.w.Write(b)
+	return err
+}
+
+// appendAttr appends " key=value" as the TextHandler writes it; false for
+// an attribute of a kind it leaves to the TextHandler (or with no key).
+func appendAttr(b []byte, a slog.Attr) ([]byte, bool) {
+	if a.Key == "" {
+		return b, false
+	}
+	v := a.Value
+	n := len(b)
+	b = append(b, ' ')
+	b = appendText(b, a.Key)
+	b = append(b, '=')
+	switch v.Kind() {
+	case slog.KindString:
+		b = appendText(b, v.String())
+	case slog.KindInt64:
+		b = strconv.AppendInt(b, v.Int64(), 10)
+	case slog.KindUint64:
+		b = strconv.AppendUint(b, v.Uint64(), 10)
+	case slog.KindFloat64:
+		b = strconv.AppendFloat(b, v.Float64(), 'g', -1, 64)
+	case slog.KindBool:
+		b = strconv.AppendBool(b, v.Bool())
+	case slog.KindDuration:
+		b = append(b, v.Duration().String()...)
+	default:
+		return b[:n], false
+	}
+	return b, true
+}
+
+// appendTime is the TextHandler's time: RFC 3339 with milliseconds, all
+// three digits always written.
+func appendTime(b []byte, t time.Time) []byte {
+	n := len(b)
+	b = t.Truncate(time.Millisecond).Add(time.Millisecond/10).AppendFormat(b, time.RFC3339Nano)
+	const millis = len("2006-01-02T15:04:05.000")
+	return append(b[:n+millis], b[n+millis+1:]...) // the fourth digit out
+}
+
+// appendText appends s, quoted as Go quotes it when the TextHandler would:
+// empty, or holding a space, '=', '"', an ASCII control character other
+// than DEL, or a rune that is a space, not printable or not UTF-8.
+func appendText(b []byte, s string) []byte {
+	if needsQuoting(s) {
+		return strconv.AppendQuote(b, s)
+	}
+	return append(b, s...)
+}
+
+func needsQuoting(s string) bool {
+	if s == "" {
+		return true
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c <= ' ' || c == '=' || c == '"' {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return true
+		}
+		i += size
+	}
+	return false
+}
