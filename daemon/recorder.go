@@ -16,8 +16,8 @@ import (
 type recorder struct {
 	h      poller.History // nil: no history kept
 	keep   int
-	t      poller.Tallies // nil: none kept
-	counts map[bucket]map[poller.TallyKey]int64
+	t      poller.Tallies                       // nil: none kept
+	counts map[bucket]map[poller.TallyKey]int64 // by minute
 	log    *slog.Logger
 	host   string
 	ch     chan poller.Record
@@ -89,12 +89,24 @@ func (r *recorder) run(ctx context.Context) {
 		if r.t == nil || len(r.counts) == 0 {
 			return
 		}
+		// A run is counted in its minute; its hour's counts are the sums
+		// of its minutes'.
+		hours := map[bucket]map[string]int64{}
 		var ts []poller.Tally
 		for k, c := range r.counts {
 			named := make(map[string]int64, len(c))
-			for f, n := range c {
-				named[f.Field()] = n
+			hk := bucket{time.Unix(k.start, 0).Truncate(time.Hour).Unix(), time.Hour}
+			if hours[hk] == nil {
+				hours[hk] = make(map[string]int64, len(c))
 			}
+			for f, n := range c {
+				name := f.Field()
+				named[name] = n
+				hours[hk][name] += n
+			}
+			ts = append(ts, poller.Tally{Start: time.Unix(k.start, 0), Span: k.span, Counts: named})
+		}
+		for k, named := range hours {
 			ts = append(ts, poller.Tally{Start: time.Unix(k.start, 0), Span: k.span, Counts: named})
 		}
 		clear(r.counts)
@@ -102,13 +114,11 @@ func (r *recorder) run(ctx context.Context) {
 	}
 	take := func(rec poller.Record) {
 		if r.t != nil {
-			for _, span := range []time.Duration{time.Minute, time.Hour} {
-				k := bucket{rec.Ended.Truncate(span).Unix(), span}
-				if r.counts[k] == nil {
-					r.counts[k] = map[poller.TallyKey]int64{}
-				}
-				rec.Count(r.counts[k])
+			k := bucket{rec.Ended.Truncate(time.Minute).Unix(), time.Minute}
+			if r.counts[k] == nil {
+				r.counts[k] = map[poller.TallyKey]int64{}
 			}
+			rec.Count(r.counts[k])
 		}
 		if r.h != nil {
 			batch = append(batch, rec)
