@@ -135,14 +135,14 @@ func (i *isolator) run(t *task, s Strategy) protocol.Outcome {
 // when run began.
 func (i *isolator) runIn(w *worker, g cgroup.Group, t *task, s Strategy, out protocol.Outcome, begin time.Time) protocol.Outcome {
 	cfg := i.cfg.get()
-	timeout, deadline := t.deadline(s, cfg.Timeout)
+	timeout := t.timeout(s, cfg.Timeout)
 	if !t.hand(false) {
 		w.kill()
 		return notStarted(t) // the poller is gone: nothing more starts
 	}
 	how := protocol.Running{PID: uint64(w.pid), Timeout: timeout, Strategy: s.String()}
 	i.running.Store(t.job.ID, g)
-	r := w.do(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row, SQS: t.job.SQS}, t.job.Payload, deadline, i.hardStop, func() { t.begin(how) })
+	r := w.do(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row, SQS: t.job.SQS}, t.job.Payload, deadline(time.Now(), timeout), i.hardStop, func() { t.begin(how) })
 	i.running.Delete(t.job.ID)
 	stats, err := g.Stats()
 	if err != nil {

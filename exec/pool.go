@@ -63,9 +63,9 @@ func (t *task) fields() []any {
 	return []any{"queue", t.job.Queue, "job_uuid", t.p.UUID, "job_name", t.p.Name(), "attempt", t.p.Attempts + 1}
 }
 
-// deadline is the job's timeout — its own, else its rule's, else def (0:
-// none) — and the moment it runs out, from now (zero: never).
-func (t *task) deadline(s Strategy, def time.Duration) (time.Duration, time.Time) {
+// timeout is the job's timeout: its own, else its rule's, else def (0:
+// none).
+func (t *task) timeout(s Strategy, def time.Duration) time.Duration {
 	timeout := def
 	switch {
 	case t.p != nil && t.p.Timeout != nil:
@@ -73,10 +73,15 @@ func (t *task) deadline(s Strategy, def time.Duration) (time.Duration, time.Time
 	case s.Timeout != nil:
 		timeout = *s.Timeout
 	}
+	return max(timeout, 0)
+}
+
+// deadline is when a timeout that starts at start runs out (zero: never).
+func deadline(start time.Time, timeout time.Duration) time.Time {
 	if timeout <= 0 {
-		return 0, time.Time{}
+		return time.Time{}
 	}
-	return timeout, time.Now().Add(timeout)
+	return start.Add(timeout)
 }
 
 // orphan is a job whose worker died under it: Laravel's failure rules must
@@ -837,18 +842,25 @@ type runResult struct {
 // not answered yet, and what the run learns on the way. Its methods are
 // the run's steps; they share this state.
 type jobRun struct {
-	p           *pool
-	w           *worker
-	inflight    []sent          // handed to w, not answered: the head runs, the others wait in its pipe
-	held        *task           // taken, not started (see runResult)
-	began       time.Time       // when the head of inflight started
-	ahead       int             // how many jobs w may hold beyond the head
-	took        time.Duration   // how long the head's class has taken (0: not known)
-	restart     bool            // queue:restart seen
-	retiring    string          // why w is replaced once inflight is done
-	fenced      <-chan struct{} // the poller's fence; nil once seen
-	timer       *time.Timer     // the head's deadline
-	chargeTimer *time.Timer     // the head's charge, once it has run a while
+	p        *pool
+	w        *worker
+	inflight []sent          // handed to w, not answered: the head runs, the others wait in its pipe
+	held     *task           // taken, not started (see runResult)
+	began    time.Time       // when the head of inflight started
+	ahead    int             // how many jobs w may hold beyond the head
+	took     time.Duration   // how long the head's class has taken (0: not known)
+	restart  bool            // queue:restart seen
+	retiring string          // why w is replaced once inflight is done
+	fenced   <-chan struct{} // the poller's fence; nil once seen
+	// The head's deadline and its charge (see chargeAfter) are watched by
+	// timers left running from one job to the next: each fires at the
+	// earliest moment it is due and, finding the head not due yet (it is
+	// another job by then), is set again; quick jobs cost them nothing.
+	deadline    time.Time   // the head's (zero: none)
+	timer       *time.Timer // fires at timerAt, the head's deadline or earlier
+	timerAt     time.Time   // zero: stopped
+	chargeTimer *time.Timer // fires chargeAfter after the head began, or earlier
+	charging    bool        // chargeTimer is set
 }
 
 // run runs t in worker w. While it runs, run takes the next tasks and hands
@@ -924,13 +936,21 @@ func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
 				killGroup(w.pid) // the answer loop sees it gone
 			}
 		case <-r.chargeTimer.C:
+			r.charging = false
+			if len(r.inflight) == 0 {
+				break
+			}
+			if wait := chargeAfter - time.Since(r.began); wait > 0 {
+				r.chargeTimer.Reset(wait) // set for a head before this one
+				r.charging = true
+				break
+			}
 			r.sync()
 			switch {
-			case len(r.inflight) == 0:
 			case r.inflight[0].began:
 				r.charge()
 			case w.beganR != nil:
-				r.chargeTimer.Reset(chargeAfter) // not begun yet: look again
+				r.armCharge() // not begun yet: look again
 			}
 		case <-r.fenced:
 			// The poller is gone: nothing more may start, and w would go
@@ -944,7 +964,15 @@ func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
 				syscall.Kill(w.pid, syscall.SIGTERM)
 			}
 		case <-r.timer.C:
-			return r.timedOut()
+			r.timerAt = time.Time{}
+			switch now := time.Now(); {
+			case r.deadline.IsZero():
+			case now.Before(r.deadline):
+				r.timer.Reset(r.deadline.Sub(now)) // set for a head before this one
+				r.timerAt = r.deadline
+			default:
+				return r.timedOut()
+			}
 		case <-p.hardStop:
 			r.kill()
 			r.interrupt("kqueue was stopping and the job did not finish within the shutdown timeout")
@@ -1012,7 +1040,7 @@ func (r *jobRun) hand(t *task, s Strategy) {
 		t.reply(notStarted(t))
 		return
 	}
-	timeout, _ := t.deadline(s, r.p.cfg.get().Timeout)
+	timeout := t.timeout(s, r.p.cfg.get().Timeout)
 	n, err := r.w.queue(request{Op: "run", Queue: t.job.Queue, Timeout: seconds(timeout), Row: t.job.Row, SQS: t.job.SQS}, t.job.Payload, ahead)
 	if err != nil {
 		killGroup(r.w.pid) // the answer loop sees it gone
@@ -1026,20 +1054,34 @@ func (r *jobRun) hand(t *task, s Strategy) {
 // handed to w behind a slow one would wait for it.
 func (r *jobRun) begin() {
 	h := &r.inflight[0]
-	r.began = time.Now()
+	now := time.Now()
+	r.began = now
 	r.ahead, r.took = r.p.ahead(h.t)
 	r.w.current.Store(h.log)
-	var deadline time.Time
-	h.timeout, deadline = h.t.deadline(h.s, r.p.cfg.get().Timeout)
-	if !deadline.IsZero() {
-		r.timer.Reset(time.Until(deadline))
+	h.timeout = h.t.timeout(h.s, r.p.cfg.get().Timeout)
+	r.deadline = deadline(now, h.timeout)
+	if !r.deadline.IsZero() && (r.timerAt.IsZero() || r.deadline.Before(r.timerAt)) {
+		r.timer.Reset(r.deadline.Sub(now))
+		r.timerAt = r.deadline
 	}
 	if r.w.beganR != nil {
 		// A pool worker's "began" is read when needed: whether it began
 		// is looked at once the job has had chargeAfter to run.
-		r.chargeTimer.Reset(chargeAfter)
+		r.armCharge()
 	}
 }
+
+// armCharge sets chargeTimer, unless it is set: it fires at most
+// chargeAfter after the head began.
+func (r *jobRun) armCharge() {
+	if !r.charging {
+		r.chargeTimer.Reset(chargeAfter)
+		r.charging = true
+	}
+}
+
+// headDone: the head has its answer; its deadline no longer counts.
+func (r *jobRun) headDone() { r.deadline = time.Time{} }
 
 // sync reads what w said began (a pool worker's fd 5), so that the head's
 // began is as of now.
@@ -1057,13 +1099,12 @@ func (r *jobRun) sync() {
 func (r *jobRun) start() {
 	if h := &r.inflight[0]; !h.began {
 		h.began = true
-		r.chargeTimer.Reset(chargeAfter)
+		r.armCharge()
 	}
 }
 
 // charge tells the poller that the head's attempt counts.
 func (r *jobRun) charge() {
-	r.chargeTimer.Stop()
 	if h := &r.inflight[0]; !h.charged {
 		h.began, h.charged = true, true
 		h.t.begin(protocol.Running{PID: uint64(r.w.pid), Timeout: h.timeout, Strategy: "inline"})
@@ -1125,7 +1166,7 @@ func (r *jobRun) shift() sent {
 // message.Declined): it goes back to its queue as it was, its attempt not
 // counted; the poller holds its queue a second (see protocol.Declined).
 func (r *jobRun) declined(m message) {
-	r.timer.Stop()
+	r.headDone()
 	h := r.shift()
 	r.p.noteDeclined(m.Declined)
 	h.t.reply(declinedOutcome(h.t, m))
@@ -1139,12 +1180,12 @@ func (r *jobRun) finish(m message) {
 	p, w := r.p, r.w
 	// w.current stays: output the job wrote just before it answered may
 	// still be in the pipe, and belongs to it.
-	r.timer.Stop()
+	r.headDone()
 	r.charge() // it went through Laravel's process(), whatever it said before
 	h := r.inflight[0]
-	elapsed := time.Since(r.began)
-	if m.Us > 0 {
-		elapsed = time.Duration(m.Us) * time.Microsecond // PHP's own measure
+	elapsed := time.Duration(m.Us) * time.Microsecond // PHP's own measure
+	if m.Us <= 0 {
+		elapsed = time.Since(r.began)
 	}
 	r.shift()
 	w.jobs.Add(1)
@@ -1186,7 +1227,7 @@ func (r *jobRun) kill() (sameHead bool) {
 		}
 	}
 	r.sync()
-	r.timer.Stop()
+	r.headDone()
 	return len(r.inflight) > 0 && r.inflight[0].t == head
 }
 
