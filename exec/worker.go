@@ -604,12 +604,8 @@ func (w *worker) readBegan() {
 	}
 	var buf [512]byte
 	for {
-		var n int
-		var rerr error
-		if err := rc.Read(func(fd uintptr) bool {
-			n, rerr = syscall.Read(int(fd), buf[:])
-			return true // never wait
-		}); err != nil || rerr != nil || n <= 0 {
+		n, err := rawio.ReadNow(rc, buf[:])
+		if err != nil || n <= 0 {
 			return // closed, nothing to read (EAGAIN), or the end
 		}
 		for _, c := range buf[:n] {
@@ -665,7 +661,7 @@ func rssOf(pid int) int64 {
 // readRSS reads resident memory from an open /proc/PID/statm.
 func readRSS(statm *os.File) int64 {
 	var buf [128]byte
-	n, err := statm.ReadAt(buf[:], 0)
+	n, err := rawio.ReadAt(statm, buf[:], 0)
 	if n == 0 && err != nil {
 		return 0
 	}

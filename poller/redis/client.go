@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/kqueue/kqueue/config"
+	"github.com/kqueue/kqueue/internal/rawio"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -45,6 +47,16 @@ func Dial(ctx context.Context, cfg config.Redis) (goredis.UniversalClient, error
 		opts.WriteTimeout = cmp.Or(opts.WriteTimeout, 2*time.Second)
 		opts.DialTimeout = cmp.Or(opts.DialTimeout, 2*time.Second)
 		opts.MaxRetries, opts.DisableIdentity, opts.ContextTimeoutEnabled, opts.Protocol = -1, true, true, 2
+		// go-redis's own dialer, its connections read and written with
+		// raw system calls (see rawio.Conn).
+		dial := goredis.NewDialer(opts)
+		opts.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return rawio.NewConn(c), nil
+		}
 		rdb = goredis.NewClient(opts)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
