@@ -828,7 +828,7 @@ const chargeAfter = 20 * time.Millisecond
 // whose cores the PHP workers keep busy, it often is).
 const (
 	handAheadWork = 4 * time.Millisecond
-	maxHandAhead  = 15
+	maxHandAhead  = 31
 )
 
 // runResult is how a run ended (see pool.run).
@@ -991,7 +991,7 @@ func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
 // timeout runs from when the daemon read the answer before it: at most
 // answerNap late.
 const (
-	answerNap = 250 * time.Microsecond
+	answerNap = 500 * time.Microsecond
 	minNap    = 50 * time.Microsecond
 )
 
