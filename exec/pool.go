@@ -805,7 +805,7 @@ type sent struct {
 	s       Strategy
 	log     *jobLog       // its log fields and output
 	size    int           // bytes of the request
-	timeout time.Duration // the job's, set when it starts
+	timeout time.Duration // the job's, as handed to PHP (0: none)
 	run     uint64        // its number among the runs handed to w (see worker.begun)
 	began   bool          // w said it is about to run it (its attempt counts)
 	charged bool          // the poller was told so (Running)
@@ -1046,7 +1046,7 @@ func (r *jobRun) hand(t *task, s Strategy) {
 		killGroup(r.w.pid) // the answer loop sees it gone
 	}
 	r.w.runs++
-	r.inflight = append(r.inflight, sent{t: t, s: s, log: newJobLog(t), size: n, run: r.w.runs})
+	r.inflight = append(r.inflight, sent{t: t, s: s, log: newJobLog(t), size: n, run: r.w.runs, timeout: timeout})
 }
 
 // begin starts the clock of the job at the head: w runs it now. Only
@@ -1058,7 +1058,6 @@ func (r *jobRun) begin() {
 	r.began = now
 	r.ahead, r.took = r.p.ahead(h.t)
 	r.w.current.Store(h.log)
-	h.timeout = h.t.timeout(h.s, r.p.cfg.get().Timeout)
 	r.deadline = deadline(now, h.timeout)
 	if !r.deadline.IsZero() && (r.timerAt.IsZero() || r.deadline.Before(r.timerAt)) {
 		r.timer.Reset(r.deadline.Sub(now))
