@@ -285,19 +285,20 @@ func optInt(name string, raw []byte) (*int, error) {
 // intField reads a JSON number that must be integral (cjson may write it as
 // 1e+16 or 3.0).
 func intField(name string, raw []byte, required bool) (int, error) {
-	t := string(raw)
-	if t == "" || t == "null" {
+	// string(raw) is converted where it is used, so that it needs no copy
+	// of its own but in an error.
+	if len(raw) == 0 || string(raw) == "null" {
 		if required {
 			return 0, fmt.Errorf("%w: no numeric %q field", ErrMalformed, name)
 		}
 		return 0, nil
 	}
-	if n, err := strconv.Atoi(t); err == nil {
+	if n, err := strconv.Atoi(string(raw)); err == nil {
 		return n, nil
 	}
-	f, err := strconv.ParseFloat(t, 64)
+	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil || f != float64(int(f)) {
-		return 0, fmt.Errorf("%w: %q is %s, want an integer", ErrMalformed, name, t)
+		return 0, fmt.Errorf("%w: %q is %s, want an integer", ErrMalformed, name, raw)
 	}
 	return int(f), nil
 }

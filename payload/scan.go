@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // A payload is read in one pass over its bytes: every job goes through it
@@ -243,7 +244,7 @@ func syntaxAt(b []byte, i int, want string) error {
 
 // unquote returns the string a raw JSON string token stands for (escapes
 // resolved as encoding/json does), or ok false if raw is not a string.
-func unquote(raw []byte) (s string, ok bool) {
+func unquote(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
 	}
@@ -251,6 +252,9 @@ func unquote(raw []byte) (s string, ok bool) {
 	first := bytes.IndexByte(inner, '\\')
 	if first < 0 {
 		return string(inner), true
+	}
+	if string(inner) == callQueuedHandlerJSON {
+		return callQueuedHandler, true // every object job's "job": no copy
 	}
 	// Laravel escapes every backslash and quote of a class name and a
 	// serialized command; \u escapes (surrogates and all) are left to
@@ -278,11 +282,25 @@ func unquote(raw []byte) (s string, ok bool) {
 		case 't':
 			out = append(out, '\t')
 		default: // 'u'
-			if json.Unmarshal(raw, &s) != nil {
-				return "", false
-			}
-			return s, true
+			return unquoteJSON(raw)
 		}
 	}
-	return string(out), true
+	// The string takes out's bytes over: nothing else holds them.
+	return unsafe.String(unsafe.SliceData(out), len(out)), true
 }
+
+// unquoteJSON is unquote by encoding/json, for \u escapes.
+func unquoteJSON(raw []byte) (string, bool) {
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// callQueuedHandler is the "job" of every object job, and
+// callQueuedHandlerJSON how it stands in a payload's JSON.
+const (
+	callQueuedHandler     = `Illuminate\Queue\CallQueuedHandler@call`
+	callQueuedHandlerJSON = `Illuminate\\Queue\\CallQueuedHandler@call`
+)
