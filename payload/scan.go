@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"unsafe"
 )
 
@@ -256,6 +257,11 @@ func unquote(raw []byte) (string, bool) {
 	if string(inner) == callQueuedHandlerJSON {
 		return callQueuedHandler, true // every object job's "job": no copy
 	}
+	if len(inner) <= maxNameLen {
+		if s, ok := names.get(inner); ok {
+			return s, true
+		}
+	}
 	// Laravel escapes every backslash and quote of a class name and a
 	// serialized command; \u escapes (surrogates and all) are left to
 	// encoding/json.
@@ -286,7 +292,44 @@ func unquote(raw []byte) (string, bool) {
 		}
 	}
 	// The string takes out's bytes over: nothing else holds them.
-	return unsafe.String(unsafe.SliceData(out), len(out)), true
+	str := unsafe.String(unsafe.SliceData(out), len(out))
+	if len(inner) <= maxNameLen {
+		names.put(inner, str)
+	}
+	return str, true
+}
+
+// names are the escaped strings short enough to be class names
+// (displayName, data.commandName, which PHP escapes: App\\Jobs\\Mail),
+// unquoted once: a queue holds few classes and many jobs of each.
+var names = nameCache{m: map[string]string{}}
+
+// maxNameLen bounds the strings names keeps (PHP's class names are
+// rarely longer), and maxNames how many: when full, it starts over.
+const (
+	maxNameLen = 128
+	maxNames   = 1024
+)
+
+type nameCache struct {
+	mu sync.Mutex
+	m  map[string]string // escaped -> unquoted
+}
+
+func (c *nameCache) get(escaped []byte) (string, bool) {
+	c.mu.Lock()
+	s, ok := c.m[string(escaped)]
+	c.mu.Unlock()
+	return s, ok
+}
+
+func (c *nameCache) put(escaped []byte, s string) {
+	c.mu.Lock()
+	if len(c.m) >= maxNames {
+		clear(c.m)
+	}
+	c.m[string(escaped)] = s
+	c.mu.Unlock()
 }
 
 // unquoteJSON is unquote by encoding/json, for \u escapes.
