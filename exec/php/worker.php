@@ -78,7 +78,7 @@ final class Server
     private $manager; // the app's queue manager
     private $pausable; // this Laravel has queue:pause (12.40+)
     private $down = null; // the maintenance state last seen, and when
-    private $downAt = 0.0;
+    private $downAt = 0; // an hrtime
     private $paused = []; // the queues last seen paused (queue:pause), and when
     private $pausedAt = 0.0;
     private $stopReason = null; // why the dispatcher lets this worker go
@@ -356,16 +356,17 @@ final class Server
         return null;
     }
 
-    // isDown is the app's maintenance state: read for every job when it is
-    // a file (as queue:work does), at most once a second from a cache.
+    // isDown is the app's maintenance state: read before a job when it is
+    // a file (as queue:work does) — but not twice in a millisecond, which
+    // in a stream of quick jobs would be a system call for each, while a
+    // job queue:work popped just before `php artisan down` runs too —, at
+    // most once a second from a cache.
     private function isDown(): bool
     {
-        if ($this->downFile !== null) {
-            return file_exists($this->downFile);
-        }
-        $now = microtime(true);
-        if ($this->down === null || $now - $this->downAt >= 1.0) {
-            $this->down = (bool) $this->app->isDownForMaintenance();
+        $now = hrtime(true);
+        $every = $this->downFile !== null ? 1000000 : 1000000000; // ns
+        if ($this->down === null || $now - $this->downAt >= $every) {
+            $this->down = $this->downFile !== null ? file_exists($this->downFile) : (bool) $this->app->isDownForMaintenance();
             $this->downAt = $now;
         }
 
