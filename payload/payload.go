@@ -42,6 +42,23 @@ var ErrMalformed = errors.New("malformed job payload")
 type wire struct {
 	UUID, DisplayName, Job, MaxTries, MaxExceptions, FailOnTimeout,
 	Backoff, Timeout, RetryUntil, Data, Attempts, CreatedAt, Tags, KQueue []byte
+	// data.commandName and data.command (a string only) of the last data
+	// object, read as the scan went through it (inData); a wire filled
+	// another way (the tests' encoding/json reference) reads Data again.
+	inData                   bool
+	commandName, commandJSON []byte
+}
+
+// dataMember notes a member of the data object the scan is in.
+func (w *wire) dataMember(key, value []byte) {
+	switch string(keyBytes(key)) {
+	case "commandName":
+		w.commandName = value
+	case "command":
+		if len(value) > 0 && value[0] == '"' {
+			w.commandJSON = value
+		}
+	}
 }
 
 // field returns where the member named key goes, or nil.
@@ -103,6 +120,14 @@ func parse(raw []byte, attempts *int) (*Payload, error) {
 		if f := w.field(keyBytes(key)); f != nil {
 			*f = value
 		}
+	}, func(key []byte) bool {
+		if string(keyBytes(key)) != "data" {
+			return false
+		}
+		w.inData, w.commandName, w.commandJSON = true, nil, nil // the last data wins
+		return true
+	}, func(key, value []byte) {
+		w.dataMember(key, value)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -176,7 +201,7 @@ func (w *wire) payload() (*Payload, error) {
 			if string(keyBytes(key)) == "isolated" {
 				p.MarkedIsolated = string(value) == "true"
 			}
-		})
+		}, nil, nil)
 	}
 	if !isNull(w.Backoff) {
 		if s, ok := unquote(w.Backoff); ok {
@@ -188,16 +213,11 @@ func (w *wire) payload() (*Payload, error) {
 	if w.Data[0] == '{' {
 		// data.commandName and data.command are optional; a value that is
 		// not a string counts as absent. The object is valid JSON already.
-		members(w.Data, func(key, value []byte) {
-			switch string(keyBytes(key)) {
-			case "commandName":
-				p.CommandName, _ = unquote(value)
-			case "command":
-				if len(value) > 0 && value[0] == '"' {
-					p.command = value
-				}
-			}
-		})
+		if !w.inData {
+			members(w.Data, w.dataMember, nil, nil)
+		}
+		p.CommandName, _ = unquote(w.commandName)
+		p.command = w.commandJSON
 	}
 	return p, nil
 }

@@ -182,6 +182,11 @@ func FuzzScanMatchesEncodingJSON(f *testing.F) {
 	f.Add([]byte(`{"uuid":"a","uuid":"b","job":"j","data":{},"attempts":0}`))
 	f.Add([]byte(`{"u\u0075id":"a","job":"j\"\\\/\b\f\n\r\t\ud83d\ude00","data":{"command":1},"attempts":1.0e0} `))
 	f.Add([]byte(`{"uuid":"a","job":"j","data":[[[]]],"attempts":-0,"x":[1,-2.5e+3,true,false,null,{"a":{}}]}`))
+	// data's members are read in the same pass: the last data wins, even
+	// when it is not an object, and a key may be escaped.
+	f.Add([]byte(`{"uuid":"a","job":"j","data":{"commandName":"A","command":"x"},"d\u0061ta":{"commandName":"B"},"attempts":0}`))
+	f.Add([]byte(`{"uuid":"a","job":"j","data":{"commandName":"A","command":"x"},"data":null,"attempts":0}`))
+	f.Add([]byte(`{"uuid":"a","job":"j","data":{"command":"x","command":1,"commandName":2},"x":{"commandName":"C"},"attempts":0}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		if !utf8.Valid(raw) {
 			return // refused before either runs

@@ -28,13 +28,16 @@ var errSyntax = errors.New("not a JSON object: invalid JSON")
 
 // members checks that b is one JSON object (surrounded by whitespace at
 // most) and calls fn with each member's key (its raw bytes between the
-// quotes, escapes and all) and value (raw JSON), in order.
-func members(b []byte, fn func(key, value []byte)) error {
+// quotes, escapes and all) and value (raw JSON), in order. For a member
+// whose value is an object, descend (if not nil) is asked first whether
+// to call within with that object's members as well: what a caller needs
+// from inside one is read in the same pass.
+func members(b []byte, fn func(key, value []byte), descend func(key []byte) bool, within func(key, value []byte)) error {
 	i := skipSpace(b, 0)
 	if i == len(b) || b[i] != '{' {
 		return errors.New("not a JSON object")
 	}
-	end, err := object(b, i, 1, fn)
+	end, err := object(b, i, 1, fn, descend, within)
 	if err != nil {
 		return err
 	}
@@ -45,8 +48,9 @@ func members(b []byte, fn func(key, value []byte)) error {
 }
 
 // object scans the object at b[i] == '{', calling fn (if not nil) for its
-// members, and returns the index after it.
-func object(b []byte, i, depth int, fn func(key, value []byte)) (int, error) {
+// members (and descend and within, see members), and returns the index
+// after it.
+func object(b []byte, i, depth int, fn func(key, value []byte), descend func(key []byte) bool, within func(key, value []byte)) (int, error) {
 	if depth > maxJSONDepth {
 		return 0, errTooDeep
 	}
@@ -68,7 +72,12 @@ func object(b []byte, i, depth int, fn func(key, value []byte)) (int, error) {
 			return 0, syntaxAt(b, i, "':'")
 		}
 		vStart := skipSpace(b, i+1)
-		vEnd, err := value(b, vStart, depth)
+		var vEnd int
+		if descend != nil && vStart < len(b) && b[vStart] == '{' && descend(b[keyStart+1:kEnd-1]) {
+			vEnd, err = object(b, vStart, depth+1, within, nil, nil)
+		} else {
+			vEnd, err = value(b, vStart, depth)
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -95,7 +104,7 @@ func value(b []byte, i, depth int) (int, error) {
 	}
 	switch c := b[i]; {
 	case c == '{':
-		return object(b, i, depth+1, nil)
+		return object(b, i, depth+1, nil, nil, nil)
 	case c == '[':
 		return array(b, i, depth+1)
 	case c == '"':
