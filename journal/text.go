@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -22,10 +23,19 @@ type textHandler struct {
 	level slog.Leveler
 	w     *lineBatcher
 	pre   []byte // the attributes added by WithAttrs, as written, each after a space
+	last  *atomic.Pointer[stamp]
+}
+
+// stamp is a time as written, for the lines of the same millisecond.
+type stamp struct {
+	ms   int64 // Unix milliseconds
+	loc  *time.Location
+	text string
 }
 
 func newTextHandler(w *lineBatcher, level slog.Leveler) *textHandler {
-	return &textHandler{inner: slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}), level: level, w: w}
+	return &textHandler{inner: slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}), level: level, w: w,
+		last: new(atomic.Pointer[stamp])}
 }
 
 func (h *textHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
@@ -39,7 +49,7 @@ func (h *textHandler) WithAttrs(as []slog.Attr) slog.Handler {
 			return inner
 		}
 	}
-	return &textHandler{inner: inner, level: h.level, w: h.w, pre: pre}
+	return &textHandler{inner: inner, level: h.level, w: h.w, pre: pre, last: h.last}
 }
 
 func (h *textHandler) WithGroup(name string) slog.Handler { return h.inner.WithGroup(name) }
@@ -49,7 +59,7 @@ func (h *textHandler) Handle(ctx context.Context, r slog.Record) error {
 	b := space[:0]
 	if !r.Time.IsZero() {
 		b = append(b, "time="...)
-		b = appendTime(b, r.Time.Round(0))
+		b = h.appendTime(b, r.Time.Round(0))
 		b = append(b, ' ')
 	}
 	b = append(b, "level="...)
@@ -98,6 +108,22 @@ func appendAttr(b []byte, a slog.Attr) ([]byte, bool) {
 		return b[:n], false
 	}
 	return b, true
+}
+
+// appendTime appends t as appendTime does, written once a millisecond:
+// a busy instance logs many lines in each.
+func (h *textHandler) appendTime(b []byte, t time.Time) []byte {
+	ms := t.UnixMilli()
+	if ms < 0 {
+		return appendTime(b, t) // before 1970, milliseconds round the other way
+	}
+	if s := h.last.Load(); s != nil && s.ms == ms && s.loc == t.Location() {
+		return append(b, s.text...)
+	}
+	n := len(b)
+	b = appendTime(b, t)
+	h.last.Store(&stamp{ms: ms, loc: t.Location(), text: string(b[n:])})
+	return b
 }
 
 // appendTime is the TextHandler's time: RFC 3339 with milliseconds, all

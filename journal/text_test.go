@@ -76,6 +76,25 @@ func TestTextHandlerWritesWhatSlogWrites(t *testing.T) {
 	}
 }
 
+// A time is written once a millisecond and reused: lines of the same
+// millisecond, of the next, and of the same instant in another zone.
+func TestTextHandlerTimeOncePerMillisecond(t *testing.T) {
+	var a, b bytes.Buffer
+	lines := newLineBatcher(&a)
+	h, s := newTextHandler(lines, slog.LevelInfo), slog.NewTextHandler(&b, nil)
+	at := time.Date(2026, 12, 7, 3, 4, 5, 6_000_789, time.UTC)
+	for _, when := range []time.Time{at, at.Add(300 * time.Microsecond), at.Add(time.Millisecond),
+		at.In(time.FixedZone("", 3600)), at.Add(999 * time.Microsecond), at.Add(-time.Hour)} {
+		r := slog.NewRecord(when, slog.LevelInfo, "m", 0)
+		h.Handle(context.Background(), r)
+		s.Handle(context.Background(), r)
+	}
+	lines.Flush()
+	if a.String() != b.String() {
+		t.Errorf("\n ours %q\n slog %q", a.String(), b.String())
+	}
+}
+
 func FuzzTextHandlerWritesWhatSlogWrites(f *testing.F) {
 	f.Add("job done", "queue", "default", int64(3), int64(1500))
 	f.Add("", "", "a b=c\"d\\e\x00\u00a0\xff", int64(-1), int64(0))
