@@ -44,7 +44,14 @@ func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) erro
 	args, start := b.args[:0], 0
 	for i, r := range recs {
 		at := len(args)
-		args = append(args, "XADD", key, "MAXLEN", "~", maxLen, "*", "r", b.buf[start:b.ends[i]:b.ends[i]])
+		args = append(args, "XADD", key)
+		if i == len(recs)-1 {
+			// Trimmed once a batch, by its last: the bound is loose
+			// anyway (~: whole nodes of the stream go), and three
+			// arguments fewer for every other record.
+			args = append(args, "MAXLEN", "~", maxLen)
+		}
+		args = append(args, "*", "r", b.buf[start:b.ends[i]:b.ends[i]])
 		if r.Payload != "" {
 			args = append(args, "p", r.Payload)
 		}

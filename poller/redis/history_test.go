@@ -74,3 +74,26 @@ func TestHistoryReadsBothForms(t *testing.T) {
 		t.Errorf("RecordsBefore: %+v, %v", newest, err)
 	}
 }
+
+// The history is trimmed to about keep runs (once a batch, whole nodes of
+// the stream at a time).
+func TestHistoryKeepsAboutKeep(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	s := New(Config{Client: r.Client, Prefix: "p_", Queues: []string{"default"}})
+	recs := make([]poller.Record, 100)
+	for i := range recs {
+		recs[i] = poller.Record{UUID: "u", Outcome: "done", Ended: time.Now()}
+	}
+	for range 10 {
+		if err := s.Record(ctx, recs, 50); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Kept: 50, and up to a node of the stream (100 entries) and a batch
+	// more; untrimmed it would be 1,000.
+	if n := r.Client.XLen(ctx, s.historyKey()).Val(); n < 50 || n > 250 {
+		t.Errorf("the history holds %d runs, want about 50", n)
+	}
+}
