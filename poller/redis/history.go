@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/kqueue/kqueue/poller"
 	goredis "github.com/redis/go-redis/v9"
@@ -39,10 +40,20 @@ func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) erro
 		b.buf = packRecord(b.buf, r)
 		b.ends = append(b.ends, len(b.buf))
 	}
+	// Each packed record as a string on buf's bytes, which do not change
+	// until Exec has returned; the arguments point at these strings and
+	// at the records' payloads (a string put in an interface is a copy of
+	// its header on the heap).
+	b.packed = b.packed[:0]
+	start := 0
+	for _, end := range b.ends {
+		b.packed = append(b.packed, unsafe.String(&b.buf[start], end-start))
+		start = end
+	}
 	pipe := s.rdb.Pipeline()
 	var key, maxLen any = s.historyKey(), strconv.Itoa(keep)
-	args, start := b.args[:0], 0
-	for i, r := range recs {
+	args := b.args[:0]
+	for i := range recs {
 		at := len(args)
 		args = append(args, "XADD", key)
 		if i == len(recs)-1 {
@@ -51,26 +62,27 @@ func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) erro
 			// arguments fewer for every other record.
 			args = append(args, "MAXLEN", "~", maxLen)
 		}
-		args = append(args, "*", "r", b.buf[start:b.ends[i]:b.ends[i]])
-		if r.Payload != "" {
-			args = append(args, "p", r.Payload)
+		args = append(args, "*", "r", &b.packed[i])
+		if recs[i].Payload != "" {
+			args = append(args, "p", &recs[i].Payload)
 		}
-		start = b.ends[i]
 		pipe.Do(ctx, args[at:len(args):len(args)]...)
 	}
 	_, err := pipe.Exec(ctx)
 	clear(args) // no hold on the payloads
 	b.args = args[:0]
+	clear(b.packed)
 	return s.classify(err)
 }
 
 // recordBuf is what Record writes its commands from; the commands are
 // done with it when Exec returns.
 type recordBuf struct {
-	mu   sync.Mutex
-	buf  []byte // the packed records, one after the other
-	ends []int  // where each ends in buf
-	args []any  // the commands' arguments, one after the other
+	mu     sync.Mutex
+	buf    []byte   // the packed records, one after the other
+	ends   []int    // where each ends in buf
+	packed []string // each packed record, on buf's bytes
+	args   []any    // the commands' arguments, one after the other
 }
 
 // packRecord appends r but its payload to b as its parts, each its length

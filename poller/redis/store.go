@@ -165,15 +165,19 @@ func (s *Store) queueAcks(ctx context.Context, pipe goredis.Pipeliner, acks []po
 	charged := false
 	for i, a := range acks {
 		k := s.queues[a.Job.Queue].keys
+		// A payload goes as a pointer into acks (which outlive the round
+		// trip): a string put in an interface is a copy of its header on
+		// the heap, one for every job.
+		payload := &acks[i].Job.Payload
 		switch a.Kind {
 		case poller.AckRelease:
-			cmds = append(cmds, releaseScript.EvalSha(ctx, pipe, []string{k.delayed, k.reserved}, a.Job.Payload, a.ReleaseAt.Unix()))
+			cmds = append(cmds, releaseScript.EvalSha(ctx, pipe, []string{k.delayed, k.reserved}, payload, a.ReleaseAt.Unix()))
 			continue
 		case poller.AckGiveBack:
-			cmds = append(cmds, returnScript.EvalSha(ctx, pipe, []string{k.reserved, k.queue, k.notify}, a.Job.Payload))
+			cmds = append(cmds, returnScript.EvalSha(ctx, pipe, []string{k.reserved, k.queue, k.notify}, payload))
 			continue
 		}
-		jobs = append(jobs, a.Job.Payload)
+		jobs = append(jobs, payload)
 		charged = charged || a.Charged
 		if next := i + 1; next < len(acks) && acks[next].Kind == a.Kind && acks[next].Job.Queue == a.Job.Queue {
 			continue // the same command goes on
