@@ -152,7 +152,7 @@ func needsQuoting(s string) bool {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c <= ' ' || c == '=' || c == '"' {
+			if quoted[c] {
 				return true
 			}
 			i++
@@ -166,3 +166,12 @@ func needsQuoting(s string) bool {
 	}
 	return false
 }
+
+// quoted marks the ASCII bytes that make a value quoted: a space or
+// below, '=' and '"'.
+var quoted = func() (t [utf8.RuneSelf]bool) {
+	for c := range t {
+		t[c] = c <= ' ' || c == '=' || c == '"'
+	}
+	return t
+}()
