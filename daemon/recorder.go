@@ -143,6 +143,10 @@ func (r *recorder) run(ctx context.Context) {
 			return
 		case rec := <-r.ch:
 			take(rec)
+			// And what else waits, without a select for each.
+			for more := len(r.ch); more > 0 && len(batch) < recordBatch; more-- {
+				take(<-r.ch)
+			}
 			if len(batch) >= recordBatch {
 				flush(ctx)
 			}
