@@ -923,6 +923,16 @@ func (r *jobRun) loop(ctx context.Context, t *task, s Strategy) runResult {
 				}
 			}
 		}
+		if len(w.msgs) > 0 {
+			// An answer read already (the usual case while jobs stream)
+			// is taken without the whole select: the timers and the
+			// fence wait for the answers in flight at most.
+			m, ok := <-w.msgs
+			if res, over := r.answer(m, ok); over {
+				return res
+			}
+			continue
+		}
 		select {
 		case t := <-more:
 			r.take(t)

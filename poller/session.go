@@ -114,10 +114,15 @@ func (s *session) read() {
 			o.Reason = string([]byte(o.Reason)) // detach from the read buffer
 			m = o
 		}
+		ev := event{msg: m, err: err}
 		select {
-		case s.events <- event{msg: m, err: err}:
-		case <-s.loopDone:
-			return
+		case s.events <- ev: // there is room, as a rule: no two-way select
+		default:
+			select {
+			case s.events <- ev:
+			case <-s.loopDone:
+				return
+			}
 		}
 		if err != nil {
 			return
