@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(laravel8))
 	f.Add([]byte(reserved))
 	f.Add([]byte(`{"uuid":"u","job":"j","data":{},"attempts":1e300}`))
+	f.Add([]byte(`{"uuid":"u","job":"j","data":{"command":"O:1:\"X\":2:{s:3:\"cpu\";i:2;s:8:\"isolated\";b:1;}"},"attempts":0}`))
+	f.Add([]byte(`{"uuid":"u","job":"j","data":{"command":"O:1:\"X\":1:{s:9:\"maxMemory\";i:64;}"},"attempts":0}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		p, err := Parse(raw)
 		if err != nil {
@@ -110,10 +113,20 @@ func FuzzParse(f *testing.F) {
 		if p.UUID == "" || p.Job == "" {
 			t.Fatalf("accepted a payload without uuid or job: %q", raw)
 		}
+		anyOne := false
 		for _, s := range mayContainProbes {
 			if strings.Contains(p.Command(), s) && !p.CommandMayContain(s) {
 				t.Fatalf("the command of %q contains %q, but CommandMayContain says it cannot", raw, s)
 			}
+			anyOne = anyOne || p.CommandMayContain(s)
+		}
+		// Many at once (one pass when they end alike) say what each says.
+		if all := p.CommandMayContain(mayContainProbes...); all != anyOne {
+			t.Fatalf("CommandMayContain of %q: %v for all the probes at once, %v for some one of them", raw, all, anyOne)
+		}
+		hints := []string{`isolated";`, `maxMemory";`, `cpu";`}
+		if all, some := p.CommandMayContain(hints...), slices.ContainsFunc(hints, func(h string) bool { return p.CommandMayContain(h) }); all != some {
+			t.Fatalf("CommandMayContain of %q: %v for the hint names at once, %v for some one of them", raw, all, some)
 		}
 	})
 }
