@@ -126,7 +126,9 @@ func (g *v1Group) Kill() error {
 			return nil
 		}
 		for _, p := range procs {
-			syscall.Kill(p.Pid, syscall.SIGKILL)
+			if p.Pid > 0 { // 0 would be kqueue's own process group
+				syscall.Kill(p.Pid, syscall.SIGKILL)
+			}
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -143,7 +145,9 @@ func (g *v1Group) Kill() error {
 			return fmt.Errorf("list cgroup %s: %w", g.path, err)
 		}
 		for _, p := range procs {
-			syscall.Kill(p.Pid, syscall.SIGKILL)
+			if p.Pid > 0 {
+				syscall.Kill(p.Pid, syscall.SIGKILL)
+			}
 		}
 		if err := g.cg.Thaw(); err != nil {
 			return fmt.Errorf("thaw cgroup %s: %w", g.path, err)

@@ -333,7 +333,9 @@ func writeFile(file, value string) error {
 	return err
 }
 
-// readPids reads a cgroup.procs file.
+// readPids reads a cgroup.procs file. A 0 there (a process the reader
+// cannot name: another pid namespace's) is left out: signalled, 0 is the
+// caller's own process group; written to cgroup.procs, the caller.
 func readPids(file string) ([]int, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -345,7 +347,9 @@ func readPids(file string) ([]int, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %q is not a pid", file, f)
 		}
-		pids = append(pids, pid)
+		if pid > 0 {
+			pids = append(pids, pid)
+		}
 	}
 	return pids, nil
 }

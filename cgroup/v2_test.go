@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -227,5 +228,18 @@ func TestV2NotDelegated(t *testing.T) {
 	}
 	if _, err := openV2(v2Host{mount: mount, self: v2Own, systemd: true}); err != nil {
 		t.Errorf("delegated: %v", err)
+	}
+}
+
+// A 0 in cgroup.procs (a process the reader cannot name) is no pid:
+// signalled, it would be kqueue's own process group.
+func TestReadPidsLeavesOutZero(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "cgroup.procs")
+	if err := os.WriteFile(file, []byte("12\n0\n34\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pids, err := readPids(file)
+	if err != nil || !slices.Equal(pids, []int{12, 34}) {
+		t.Fatalf("readPids = %v, %v; want [12 34]", pids, err)
 	}
 }
