@@ -126,9 +126,7 @@ func parse(raw []byte, attempts *int) (*Payload, error) {
 		}
 		w.inData, w.commandName, w.commandJSON = true, nil, nil // the last data wins
 		return true
-	}, func(key, value []byte) {
-		w.dataMember(key, value)
-	})
+	}, w.dataMember)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}

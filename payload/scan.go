@@ -263,9 +263,6 @@ func unquote(raw []byte) (string, bool) {
 	if first < 0 {
 		return string(inner), true
 	}
-	if string(inner) == callQueuedHandlerJSON {
-		return callQueuedHandler, true // every object job's "job": no copy
-	}
 	if len(inner) <= maxNameLen {
 		if s, ok := names.get(inner); ok {
 			return s, true
@@ -309,7 +306,8 @@ func unquote(raw []byte) (string, bool) {
 }
 
 // names are the escaped strings short enough to be class names
-// (displayName, data.commandName, which PHP escapes: App\\Jobs\\Mail),
+// (displayName, data.commandName, and job — every object job's is
+// Illuminate\\Queue\\CallQueuedHandler@call —, which PHP escapes),
 // unquoted once: a queue holds few classes and many jobs of each.
 var names = nameCache{m: map[string]string{}}
 
@@ -349,10 +347,3 @@ func unquoteJSON(raw []byte) (string, bool) {
 	}
 	return s, true
 }
-
-// callQueuedHandler is the "job" of every object job, and
-// callQueuedHandlerJSON how it stands in a payload's JSON.
-const (
-	callQueuedHandler     = `Illuminate\Queue\CallQueuedHandler@call`
-	callQueuedHandlerJSON = `Illuminate\\Queue\\CallQueuedHandler@call`
-)
