@@ -125,11 +125,7 @@ func (g *v1Group) Kill() error {
 		if len(procs) == 0 {
 			return nil
 		}
-		for _, p := range procs {
-			if p.Pid > 0 { // 0 would be kqueue's own process group
-				syscall.Kill(p.Pid, syscall.SIGKILL)
-			}
-		}
+		killProcs(procs)
 		time.Sleep(time.Millisecond)
 	}
 	// Processes keep coming (a fork bomb): freeze the group, kill every
@@ -144,11 +140,7 @@ func (g *v1Group) Kill() error {
 			g.cg.Thaw()
 			return fmt.Errorf("list cgroup %s: %w", g.path, err)
 		}
-		for _, p := range procs {
-			if p.Pid > 0 {
-				syscall.Kill(p.Pid, syscall.SIGKILL)
-			}
-		}
+		killProcs(procs)
 		if err := g.cg.Thaw(); err != nil {
 			return fmt.Errorf("thaw cgroup %s: %w", g.path, err)
 		}
@@ -193,4 +185,14 @@ func (g *v1Group) Delete() error {
 		return fmt.Errorf("delete cgroup %s: %w", g.path, err)
 	}
 	return nil
+}
+
+// killProcs kills each of procs. A pid of 0 (a process kqueue cannot name)
+// is skipped: signalled, 0 is kqueue's own process group.
+func killProcs(procs []cgroup1.Process) {
+	for _, p := range procs {
+		if p.Pid > 0 {
+			syscall.Kill(p.Pid, syscall.SIGKILL)
+		}
+	}
 }
