@@ -47,9 +47,6 @@ type Options struct {
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) error {
 	d, answer, appErr, err := startDispatcher(ctx, cfg, log)
 	if err != nil {
-		if appErr != nil { // the app's own error says more
-			return adopt(cfg, nil, appErr, log)
-		}
 		return err
 	}
 	app := *cfg

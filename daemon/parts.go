@@ -217,8 +217,9 @@ func (d *dispatcherPart) close() {
 	d.driver.Close()
 }
 
-// startDispatcher opens the isolation driver and boots the pool; beside
-// the boot, it reads the app's queue configuration (answer, or appErr).
+// startDispatcher opens the isolation driver and boots the pool; then it
+// reads the app's queue configuration (answer, or appErr) as the first
+// worker to boot described it.
 func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *dispatcherPart, answer []byte, appErr, err error) {
 	log = log.With("component", "dispatcher")
 	driver, err := cgroup.Open(cfg.Isolation.Driver, cfg.Name, log)
@@ -226,16 +227,10 @@ func startDispatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		return nil, nil, nil, err
 	}
 	d = &dispatcherPart{exec.New(exec.FromConfig(cfg, driver), log), driver}
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		answer, appErr = d.App(ctx)
-	}()
-	err = d.Start(ctx)
-	<-read
-	if err != nil {
+	if err := d.Start(ctx); err != nil {
 		driver.Close()
-		return nil, nil, appErr, err
+		return nil, nil, nil, err
 	}
+	answer, appErr = d.App(ctx)
 	return d, answer, appErr, nil
 }

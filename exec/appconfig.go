@@ -34,6 +34,16 @@ func AppConfig(ctx context.Context, cfg Config) ([]byte, error) {
 	return answer, nil
 }
 
+// described is AppConfig's answer as a pool worker gave it, having booted
+// the app at appPath (see startPoolWorker): the same answer, the same
+// errors.
+func described(appPath string, answer []byte) ([]byte, error) {
+	if err := answerError(appPath, answer); err != nil {
+		return answer, fmt.Errorf("%w: %w", ErrAppConfig, err)
+	}
+	return answer, nil
+}
+
 // Console does one of the console's operations (req, one JSON object:
 // exec/php/console.php lists them) through the Laravel app at cfg.AppPath,
 // as a worker would run (cfg's php binary, user and environment), and
@@ -109,16 +119,25 @@ func runScript(ctx context.Context, cfg Config, script, input []byte) ([]byte, e
 	case len(bytes.TrimSpace(answer)) == 0:
 		return nil, fmt.Errorf("%s said nothing while booting the Laravel app at %s%s", cfg.PHP, cfg.AppPath, tail)
 	}
+	if err := answerError(cfg.AppPath, answer); err != nil {
+		return answer, err
+	}
+	return answer, nil
+}
+
+// answerError is the error one of kqueue's PHP scripts answered with
+// ({"error":…}), for the app at appPath; nil for any other answer.
+func answerError(appPath string, answer []byte) error {
 	var e struct {
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(answer, &e); err != nil {
-		return nil, fmt.Errorf("bad answer from kqueue's PHP: %v", err)
+		return fmt.Errorf("bad answer from kqueue's PHP: %v", err)
 	}
 	if e.Error != "" {
-		return answer, fmt.Errorf("Laravel app at %s: %s", cfg.AppPath, e.Error)
+		return fmt.Errorf("Laravel app at %s: %s", appPath, e.Error)
 	}
-	return answer, nil
+	return nil
 }
 
 // limitedBuffer keeps the last 4 KiB written to it.

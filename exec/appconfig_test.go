@@ -1,8 +1,12 @@
 package exec
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,5 +51,52 @@ func TestAppConfig(t *testing.T) {
 	_, err = AppConfig(t.Context(), Config{AppPath: app.Path, Env: app.Env, Connection: "nope"})
 	if !errors.Is(err, ErrAppConfig) || !strings.Contains(err.Error(), `the app has no queue connection "nope"`) {
 		t.Errorf("AppConfig for a connection the app lacks: %v", err)
+	}
+}
+
+// Once the pool has started, the app's queue configuration is what its
+// first worker said of the app it booted: the same answer as AppConfig's,
+// with no PHP run of its own; a connection the app lacks is the same error.
+func TestAppComesFromThePoolsFirstWorker(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	app := testenv.NewApp(t, r)
+	env := map[string]string{"REDIS_PREFIX": "p:"}
+	for k, v := range app.Env {
+		env[k] = v
+	}
+	// php, counting its runs.
+	runs := filepath.Join(t.TempDir(), "runs")
+	php := filepath.Join(t.TempDir(), "php")
+	script := "#!/bin/sh\necho \"$*\" >> " + runs + "\nexec php \"$@\"\n"
+	if err := os.WriteFile(php, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want, err := AppConfig(t.Context(), Config{AppPath: app.Path, Env: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		connection, err string
+	}{{"", ""}, {"nope", `the app has no queue connection "nope"`}} {
+		os.Remove(runs)
+		d := New(Config{AppPath: app.Path, Env: env, PHP: php, Workers: 2, Connection: c.connection}, testenv.NewLogs().Logger())
+		if err := d.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.App(t.Context())
+		d.Stop(context.Background())
+		switch {
+		case c.err == "" && err != nil:
+			t.Fatal(err)
+		case c.err == "" && !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)):
+			t.Errorf("App = %s\nwant AppConfig's %s", got, want)
+		case c.err != "" && (!errors.Is(err, ErrAppConfig) || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("App for a connection the app lacks: %v, want an error saying %q", err, c.err)
+		}
+		b, _ := os.ReadFile(runs)
+		if n := strings.Count(string(b), "\n"); n != 2 || strings.Count(string(b), "worker.php") != 2 {
+			t.Errorf("connection %q: php ran %d times, want twice (the two workers):\n%s", c.connection, n, b)
+		}
 	}
 }

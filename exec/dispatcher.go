@@ -188,16 +188,24 @@ func (d *Dispatcher) Healthy() bool {
 }
 
 // App is the app's queue configuration, appconfig.php's answer, read once
-// (a PHP run that boots the app) with the workers' PHP, user and
-// environment: what kqueue adopts from the app. The poller, which runs no
-// PHP of its own, asks for it (Hello.AppOnly). Safe to call before Start.
+// with the workers' PHP, user and environment: what kqueue adopts from the
+// app. After Start it is what the first worker to boot said of the app it
+// booted; before, a PHP run of its own boots the app (not while Start
+// runs). The poller, which runs no PHP of its own, asks for it
+// (Hello.AppOnly).
 func (d *Dispatcher) App(ctx context.Context) ([]byte, error) {
 	d.appMu.Lock()
 	defer d.appMu.Unlock()
 	if d.app != nil {
 		return d.app, nil
 	}
-	answer, err := AppConfig(ctx, *d.cfg.get())
+	var answer []byte
+	var err error
+	if d.pool != nil && d.pool.app != nil {
+		answer, err = described(d.cfg.get().AppPath, d.pool.app)
+	} else {
+		answer, err = AppConfig(ctx, *d.cfg.get())
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,7 @@ type pool struct {
 	wg       sync.WaitGroup
 	iso      *isolator // nil: every job inline
 	scale    *scaler   // the pool's size
+	app      []byte    // the app's queue configuration, as the first worker ready described it
 
 	defaultsMu sync.Mutex
 	defaults   map[string]Hints // class → declared defaults, until a roll
@@ -288,7 +289,7 @@ func (p *pool) start(ctx, run context.Context) error {
 	for range n {
 		p.booting.Add(1)
 		go func() {
-			w, err := startPoolWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
+			w, err := startPoolWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log, true)
 			p.booting.Add(-1)
 			boots <- booted{w, err}
 		}()
@@ -312,6 +313,7 @@ func (p *pool) start(ctx, run context.Context) error {
 		return first.err
 	}
 	p.log.Info("worker ready", "pid", first.w.pid, "laravel", first.w.version, "boot", time.Since(first.w.booted).Round(time.Millisecond))
+	p.app = first.w.app
 	p.addReady(1)
 	p.slots = make([]atomic.Pointer[worker], p.scale.max)
 	p.slots[0].Store(first.w) // in the status from the start
@@ -475,7 +477,7 @@ func (p *pool) slot(ctx context.Context, i int, w *worker, boots <-chan booted) 
 					return
 				}
 				p.booting.Add(1)
-				w, err = startPoolWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log)
+				w, err = startPoolWorker(context.WithoutCancel(ctx), p.cfg.get(), p.script, p.log, false)
 				p.booting.Add(-1)
 			}
 			if err != nil {

@@ -38,6 +38,7 @@ type worker struct {
 	busy     atomic.Bool  // running a job now
 	quitting atomic.Bool  // told to finish the job it runs and start no other (its poller is gone)
 	version  string       // Laravel's
+	app      []byte       // appconfig.php's answer, when it was asked to describe the app (see startPoolWorker)
 
 	wbuf    []byte     // request buffer, reused
 	pending []byte     // requests queued, not yet written (see queue)
@@ -90,6 +91,9 @@ type message struct {
 	// answer: its duration (the daemon may read the answer late, see
 	// worker.nap).
 	Us int64 `json:"us"`
+	// App is the app's queue configuration, in a ready worker.php was
+	// asked for it: appconfig.php's answer.
+	App json.RawMessage `json:"app"`
 }
 
 // errBoot wraps every failure to boot a worker.
@@ -97,17 +101,20 @@ var errBoot = errors.New("boot php worker")
 
 // startWorker starts worker.php and waits until the app has booted.
 func startWorker(ctx context.Context, cfg *Config, script string, log *slog.Logger, phpArgs ...string) (*worker, error) {
-	return launch(ctx, cfg, script, log, false, phpArgs...)
+	return launch(ctx, cfg, script, log, false, false, phpArgs...)
 }
 
 // startPoolWorker starts a pool's worker: one that says "began" on fd 5.
-func startPoolWorker(ctx context.Context, cfg *Config, script string, log *slog.Logger) (*worker, error) {
-	return launch(ctx, cfg, script, log, true)
+// With describe, it also says, once booted, what appconfig.php would
+// (worker.app): the pool's first workers do, so that reading the app's
+// queue configuration costs no PHP run (and boot) of its own.
+func startPoolWorker(ctx context.Context, cfg *Config, script string, log *slog.Logger, describe bool) (*worker, error) {
+	return launch(ctx, cfg, script, log, true, describe)
 }
 
 // launch starts worker.php, with fd 5 for "began" when lazyBegan, and
 // waits until the app has booted.
-func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, lazyBegan bool, phpArgs ...string) (*worker, error) {
+func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, lazyBegan, describe bool, phpArgs ...string) (*worker, error) {
 	var beganR, beganW *os.File
 	if lazyBegan {
 		var err error
@@ -156,6 +163,9 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 	if lazyBegan {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, beganW) // fd 5
 		cmd.Env = append(cmd.Env, "KQUEUE_BEGAN_FD=5")
+	}
+	if describe {
+		cmd.Env = append(cmd.Env, "KQUEUE_DESCRIBE_APP=1")
 	}
 	// Its own process group: a terminal's ^C does not reach it, and a kill
 	// takes the job's children with it. SIGTERM when the dispatcher dies:
@@ -234,7 +244,7 @@ func (w *worker) awaitBoot(ctx context.Context, cfg *Config) error {
 	case m, ok := <-w.msgs:
 		switch {
 		case ok && m.Op == "ready":
-			w.version = m.Laravel
+			w.version, w.app = m.Laravel, m.App
 			return nil
 		case ok && m.Op == "boot-failed":
 			w.kill()

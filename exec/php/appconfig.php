@@ -29,32 +29,42 @@ namespace KQueue\AppConfig;
 
 use Throwable;
 
-$out = fopen('php://fd/3', 'w');
-$send = function (array $msg) use ($out) {
-    fwrite($out, json_encode($msg, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PARTIAL_OUTPUT_ON_ERROR)."\n");
+// Run as a script: boot the app, describe it on fd 3. (worker.php
+// includes this file for describe() alone, defining KQUEUE_WORKER first:
+// a pool worker describes the app it has booted, which spares a PHP run.)
+if (! defined('KQUEUE_WORKER')) {
+    $out = fopen('php://fd/3', 'w');
+    try {
+        $path = getenv('KQUEUE_APP_PATH');
+        require $path.'/vendor/autoload.php';
+        $app = require $path.'/bootstrap/app.php';
+        $app->make(\Illuminate\Contracts\Console\Kernel::class)->bootstrap();
+        $answer = describe($app);
+    } catch (Throwable $e) {
+        $answer = ['error' => get_class($e).': '.$e->getMessage().' in '.$e->getFile().':'.$e->getLine()];
+    }
+    fwrite($out, json_encode($answer, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PARTIAL_OUTPUT_ON_ERROR)."\n");
     fflush($out);
-};
+}
 
-// int or null: config values come as strings from .env.
-$int = function ($v) {
-    return $v === null || $v === '' ? null : (int) $v;
-};
-
-try {
-    $path = getenv('KQUEUE_APP_PATH');
-    require $path.'/vendor/autoload.php';
-    $app = require $path.'/bootstrap/app.php';
-    $app->make(\Illuminate\Contracts\Console\Kernel::class)->bootstrap();
+// describe is the answer above for the booted app $app: its queue
+// configuration, or {"error":…} when it has no such connection. It throws
+// what reading the configuration throws.
+function describe($app): array
+{
+    // int or null: config values come as strings from .env.
+    $int = function ($v) {
+        return $v === null || $v === '' ? null : (int) $v;
+    };
     $config = $app['config'];
 
     $default = $config->get('queue.default');
     $name = getenv('KQUEUE_CONNECTION') ?: $default;
     $conn = $config->get("queue.connections.$name");
     if (! is_array($conn)) {
-        $send(['error' => "the app has no queue connection \"$name\" (config/queue.php connections)",
+        return ['error' => "the app has no queue connection \"$name\" (config/queue.php connections)",
             'default_connection' => $default, 'connection' => $name,
-            'laravel' => $app->version(), 'php' => PHP_VERSION]);
-        exit(0);
+            'laravel' => $app->version(), 'php' => PHP_VERSION];
     }
     $answer = [
         'laravel' => $app->version(),
@@ -113,9 +123,7 @@ try {
         'connection' => $config->get("cache.stores.$store.connection"),
     ];
 
-    $send($answer);
-} catch (Throwable $e) {
-    $send(['error' => get_class($e).': '.$e->getMessage().' in '.$e->getFile().':'.$e->getLine()]);
+    return $answer;
 }
 
 // redis describes the Redis connection $name as the app's client sees it:

@@ -14,6 +14,8 @@
 //         {"op":"fail","queue":"default","len":N,"kind":"timeout"|"crashed"|"oom"|"isolation-failed","reason":"…"}
 //   fd 4, worker → dispatcher: JSON lines.
 //         {"op":"ready","pid":…,"laravel":"8.83.26","php":"8.2.36"}
+//                            (with "app": appconfig.php's answer, when
+//                            KQUEUE_DESCRIBE_APP=1)
 //         {"op":"began"}     the job is about to run (JobProcessing): its attempt counts
 //                            (a pool worker says it on fd 5 instead, below)
 //         {"op":"done","deleted":…,"released":…,"release_at":…,"failed":…,"error":…,"tags":[…]|null,"us":…}
@@ -207,12 +209,16 @@ final class Server
     public function serve(bool $announce = true): void
     {
         if ($announce) {
-            $this->send([
+            $ready = [
                 'op' => 'ready',
                 'pid' => getmypid(),
                 'laravel' => $this->app->version(),
                 'php' => PHP_VERSION,
-            ]);
+            ];
+            if (getenv('KQUEUE_DESCRIBE_APP') === '1') {
+                $ready['app'] = $this->describeApp();
+            }
+            $this->send($ready);
             $this->fire('WorkerStarting', $this->connection, $this->queues, $this->options);
         }
         while (true) {
@@ -675,6 +681,23 @@ final class Server
             return $this->cache->get('illuminate:queue:restart');
         } catch (Throwable $e) {
             return $this->lastRestart;
+        }
+    }
+
+    // describeApp is appconfig.php's answer for the app this worker has
+    // booted: the daemon reads the app's queue configuration from the first
+    // of its workers to boot, not from a PHP run of its own.
+    private function describeApp(): array
+    {
+        if (! defined('KQUEUE_WORKER')) {
+            define('KQUEUE_WORKER', true);
+        }
+        try {
+            require_once __DIR__.'/appconfig.php';
+
+            return \KQueue\AppConfig\describe($this->app);
+        } catch (Throwable $e) {
+            return ['error' => get_class($e).': '.$e->getMessage().' in '.$e->getFile().':'.$e->getLine()];
         }
     }
 
