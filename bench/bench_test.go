@@ -39,39 +39,64 @@ var kqueueBin = func() string {
 	return filepath.Join(testenv.Root(), "bin", "kqueue")
 }()
 
-// BenchmarkNoopThroughput runs no-op Laravel jobs through queue:work and
-// through kqueue run with the same number of PHP processes, and reports
-// jobs per second.
+// BenchmarkNoopThroughput runs no-op Laravel jobs through queue:work, the
+// PHP-only ceiling, queue:work's loop without queue I/O and kqueue, each
+// with the same number of PHP processes, and reports each one's jobs per
+// second. A run of php=N is a round: every runner once, in turn, so that a
+// slow spell of the host (here they come and go over seconds to minutes)
+// falls on all of them alike, and -count 3 is three rounds.
+// KQ_BENCH_RUNNERS (say "kqueue,php-loop") limits a round to those.
 func BenchmarkNoopThroughput(b *testing.B) {
 	app := benchApp(b)
-
 	for _, workers := range []int{1, 2} {
-		b.Run(fmt.Sprintf("runner=queue:work/php=%d", workers), func(b *testing.B) {
-			measure(b, app, fmt.Sprintf("throughput/queue:work/%d", workers), func(ctx context.Context) error {
+		cfg := app.Config(b, workers, "")
+		runners := []runner{
+			{"queue:work", func(ctx context.Context) error {
 				return together(workers, func(int) error {
 					return app.Command(ctx, "queue:work", "--stop-when-empty").Run()
 				})
-			})
-		})
-		for _, c := range []struct{ runner, mode string }{{"php-ceiling", "process"}, {"php-loop", "loop"}} {
-			b.Run(fmt.Sprintf("runner=%s/php=%d", c.runner, workers), func(b *testing.B) {
-				measure(b, app, fmt.Sprintf("throughput/%s/%d", c.runner, workers), func(ctx context.Context) error {
-					_, err := ceiling(ctx, app, workers, c.mode)
-					return err
-				})
-			})
-		}
-		b.Run(fmt.Sprintf("runner=kqueue/php=%d", workers), func(b *testing.B) {
-			cfg := app.Config(b, workers, "")
-			measure(b, app, fmt.Sprintf("throughput/kqueue/%d", workers), func(ctx context.Context) error {
+			}},
+			{"php-ceiling", func(ctx context.Context) error {
+				_, err := ceiling(ctx, app, workers, "process")
+				return err
+			}},
+			{"php-loop", func(ctx context.Context) error {
+				_, err := ceiling(ctx, app, workers, "loop")
+				return err
+			}},
+			{"kqueue", func(ctx context.Context) error {
 				cmd := exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg, "--stop-when-empty")
 				if out, err := cmd.CombinedOutput(); err != nil {
 					return fmt.Errorf("%v: %s", err, out)
 				}
 				return nil
-			})
+			}},
+		}
+		b.Run(fmt.Sprintf("php=%d", workers), func(b *testing.B) {
+			for b.Loop() {
+				for _, r := range runners {
+					if !benchRunner(r.name) {
+						continue
+					}
+					rate := measureOnce(b, app, fmt.Sprintf("throughput/%s/%d", r.name, workers), r.run)
+					b.ReportMetric(rate, r.name+"-jobs/s")
+				}
+			}
 		})
 	}
+}
+
+// runner is one way of running the jobs on the queue, for a round.
+type runner struct {
+	name string
+	run  func(context.Context) error
+}
+
+// benchRunner reports whether KQ_BENCH_RUNNERS (comma-separated; empty:
+// every one) names the runner.
+func benchRunner(name string) bool {
+	only := os.Getenv("KQ_BENCH_RUNNERS")
+	return only == "" || slices.Contains(strings.Split(only, ","), name)
 }
 
 // ceiling runs the jobs on the queue through Worker::process in workers
@@ -165,33 +190,52 @@ func measureLeft(b *testing.B, app *testenv.App, left func() int64, tolerate boo
 	var total time.Duration
 	drained := 0
 	for b.Loop() {
-		b.StopTimer()
-		reset()
-		app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", n))
-		b.StartTimer()
-		start := time.Now()
-		if err := drain(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		total += time.Since(start)
-		b.StopTimer()
-		switch k := int(left()); {
-		case k != 0 && !tolerate:
-			b.Fatalf("%s: %d jobs left", name, k)
-		case k != 0:
-			// queue:work --stop-when-empty on SQLite with two processes
-			// can stop with a job left: one finds the table locked and
-			// takes it for empty. The rate counts what was drained.
-			b.Logf("%s stopped with %d jobs left", name, k)
-			drained += n - k
-		default:
-			drained += n
-		}
-		b.StartTimer()
+		d, k := drainOnce(b, app, left, tolerate, n, name, reset, drain)
+		total += d
+		drained += k
 	}
 	rate := float64(drained) / total.Seconds()
 	b.ReportMetric(rate, "jobs/s")
 	record(name, rate)
+}
+
+// measureOnce is measure for one run inside a benchmark's loop (a round
+// of runners): it records the rate under name and returns it.
+func measureOnce(b *testing.B, app *testenv.App, name string, drain func(context.Context) error) float64 {
+	left := func() int64 {
+		return app.Redis.Client.LLen(context.Background(), testenv.Prefix+"queues:default").Val()
+	}
+	d, drained := drainOnce(b, app, left, false, jobs, name, func() { app.Redis.Client.FlushAll(context.Background()) }, drain)
+	rate := float64(drained) / d.Seconds()
+	record(name, rate)
+	return rate
+}
+
+// drainOnce dispatches n jobs (after reset, untimed), times drain, and
+// returns how long it took and how many jobs it drained (see measureLeft).
+func drainOnce(b *testing.B, app *testenv.App, left func() int64, tolerate bool, n int, name string, reset func(), drain func(context.Context) error) (time.Duration, int) {
+	b.StopTimer()
+	reset()
+	app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", n))
+	b.StartTimer()
+	start := time.Now()
+	if err := drain(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	d := time.Since(start)
+	b.StopTimer()
+	defer b.StartTimer()
+	switch k := int(left()); {
+	case k != 0 && !tolerate:
+		b.Fatalf("%s: %d jobs left", name, k)
+	case k != 0:
+		// queue:work --stop-when-empty on SQLite with two processes
+		// can stop with a job left: one finds the table locked and
+		// takes it for empty. The rate counts what was drained.
+		b.Logf("%s stopped with %d jobs left", name, k)
+		return d, n - k
+	}
+	return d, n
 }
 
 // BenchmarkIsolationOverhead measures what one no-op job costs, p50, run

@@ -20,19 +20,21 @@ import (
 // the daemon's from its /proc/PID/stat once the queue is drained (before
 // it stops), the PHP workers' the same way, Redis's from INFO cpu; and the
 // PHP CPU of queue:work's loop without queue I/O, the work any runner's
-// PHP does, which kqueue's total is compared with. With
-// KQ_BENCH_CPUPROFILE=FILE, kqueue writes a Go CPU profile of each run to
-// FILE.php1 and FILE.php2 (`go tool pprof -top bin/kqueue FILE.php2`).
+// PHP does, which kqueue's total is compared with. As in
+// BenchmarkNoopThroughput, a run of php=N is a round of every runner in
+// turn (KQ_BENCH_RUNNERS limits it). With KQ_BENCH_CPUPROFILE=FILE,
+// kqueue writes a Go CPU profile of each run to FILE.php1 and FILE.php2
+// (`go tool pprof -top bin/kqueue FILE.php2`).
 func BenchmarkCPUPerJob(b *testing.B) {
 	app := benchApp(b)
 	ctx := context.Background()
 	for _, workers := range []int{1, 2} {
 		cfg := app.Config(b, workers, "")
-		b.Run(fmt.Sprintf("runner=kqueue/php=%d", workers), func(b *testing.B) {
-			for b.Loop() {
-				b.StopTimer()
-				app.Redis.Client.FlushAll(ctx)
-				app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
+		runners := []struct {
+			name string
+			run  func(b *testing.B) map[string]time.Duration
+		}{
+			{"kqueue", func(b *testing.B) map[string]time.Duration {
 				redis0 := redisCPU(b, app)
 				args := []string{"run", "--config", cfg}
 				if prof := os.Getenv("KQ_BENCH_CPUPROFILE"); prof != "" {
@@ -47,15 +49,9 @@ func BenchmarkCPUPerJob(b *testing.B) {
 				redis := redisCPU(b, app) - redis0
 				cmd.Process.Signal(syscall.SIGTERM)
 				cmd.Wait()
-				reportCPU(b, fmt.Sprintf("cpu/kqueue/%d", workers), jobs, map[string]time.Duration{"daemon": daemon, "redis": redis, "php": php})
-				b.StartTimer()
-			}
-		})
-		b.Run(fmt.Sprintf("runner=queue:work/php=%d", workers), func(b *testing.B) {
-			for b.Loop() {
-				b.StopTimer()
-				app.Redis.Client.FlushAll(ctx)
-				app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
+				return map[string]time.Duration{"daemon": daemon, "redis": redis, "php": php}
+			}},
+			{"queue:work", func(b *testing.B) map[string]time.Duration {
 				redis0 := redisCPU(b, app)
 				used := make([]time.Duration, workers)
 				err := together(workers, func(i int) error {
@@ -73,23 +69,31 @@ func BenchmarkCPUPerJob(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				reportCPU(b, fmt.Sprintf("cpu/queue:work/%d", workers), jobs, map[string]time.Duration{"redis": redisCPU(b, app) - redis0, "php": php})
-				b.StartTimer()
-			}
-		})
-		// The loop's PHP work alone (queue:work's loop without queue I/O,
-		// see ceiling): what any runner's PHP must spend per job.
-		b.Run(fmt.Sprintf("runner=php-loop/php=%d", workers), func(b *testing.B) {
-			for b.Loop() {
-				b.StopTimer()
-				app.Redis.Client.FlushAll(ctx)
-				app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
+				return map[string]time.Duration{"redis": redisCPU(b, app) - redis0, "php": php}
+			}},
+			// The loop's PHP work alone (queue:work's loop without queue
+			// I/O, see ceiling): what any runner's PHP must spend per job.
+			{"php-loop", func(b *testing.B) map[string]time.Duration {
 				php, err := ceiling(ctx, app, workers, "loop")
 				if err != nil {
 					b.Fatal(err)
 				}
-				reportCPU(b, fmt.Sprintf("cpu/php-loop/%d", workers), jobs, map[string]time.Duration{"php": php})
-				b.StartTimer()
+				return map[string]time.Duration{"php": php}
+			}},
+		}
+		b.Run(fmt.Sprintf("php=%d", workers), func(b *testing.B) {
+			for b.Loop() {
+				for _, r := range runners {
+					if !benchRunner(r.name) {
+						continue
+					}
+					b.StopTimer()
+					app.Redis.Client.FlushAll(ctx)
+					app.Artisan(b, "kq:dispatch", "noop", fmt.Sprintf("--count=%d", jobs))
+					used := r.run(b)
+					reportCPU(b, fmt.Sprintf("cpu/%s/%d", r.name, workers), r.name+"-", jobs, used)
+					b.StartTimer()
+				}
 			}
 		})
 	}
@@ -116,12 +120,13 @@ func kqueueCPU(pid int) (daemon, workers time.Duration) {
 }
 
 // reportCPU records the CPU each process spent per job of a run of n
-// jobs, under name/PROCESS.
-func reportCPU(b *testing.B, name string, n int, used map[string]time.Duration) {
+// jobs, under name/PROCESS, and reports it as the metric
+// PREFIXPROCESS-µs/job.
+func reportCPU(b *testing.B, name, prefix string, n int, used map[string]time.Duration) {
 	for what, d := range used {
 		us := float64(d.Microseconds()) / float64(n)
 		record(name+"/"+what, us)
-		b.ReportMetric(us, what+"-µs/job")
+		b.ReportMetric(us, prefix+what+"-µs/job")
 	}
 }
 

@@ -70,7 +70,7 @@ func BenchmarkDaemonCeiling(b *testing.B) {
 					rate := ceilingJobs / took.Seconds()
 					record(name+"/rate", rate)
 					b.ReportMetric(rate, "jobs/s")
-					reportCPU(b, name, ceilingJobs, map[string]time.Duration{"daemon": daemon, "redis": redis, "responder": answers})
+					reportCPU(b, name, "", ceilingJobs, map[string]time.Duration{"daemon": daemon, "redis": redis, "responder": answers})
 					b.StartTimer()
 				}
 			})
