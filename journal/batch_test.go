@@ -3,6 +3,8 @@ package journal
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,5 +63,58 @@ func TestLineBatcherWritesAQuietLineAtOnce(t *testing.T) {
 	b.Write([]byte("alone\n"))
 	if got := out.String(); got != "alone\n" {
 		t.Fatalf("right after the write: %q", got)
+	}
+}
+
+// gate is a writer that holds every write but the first until it is
+// opened.
+type gate struct {
+	open   chan struct{}
+	mu     sync.Mutex
+	got    strings.Builder
+	writes atomic.Int32
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	if g.writes.Add(1) > 1 {
+		<-g.open
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.got.Write(p)
+	return len(p), nil
+}
+
+func (g *gate) String() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.got.String()
+}
+
+// A reader that stops reading (a full pipe's) does not hold up the one
+// logging until it is maxWaiting behind; then the lines all come out, in
+// order. (The first line, after a quiet spell, is written at once.)
+func TestLineBatcherDoesNotWaitForASlowReader(t *testing.T) {
+	g := &gate{open: make(chan struct{})}
+	b := newLineBatcher(g)
+	var want strings.Builder
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for i := 0; want.Len() < 4*batchBytes; i++ {
+			line := fmt.Sprintf("line %d %s\n", i, strings.Repeat("x", 200))
+			b.Write([]byte(line))
+			want.WriteString(line)
+		}
+	}()
+	select {
+	case <-wrote:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write waited for a writer that holds its writes, with less than maxWaiting waiting")
+	}
+	close(g.open)
+	b.Flush()
+	if got := g.String(); got != want.String() {
+		t.Fatalf("the lines came out changed or out of order: %d bytes, want %d", len(got), want.Len())
 	}
 }
