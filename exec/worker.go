@@ -212,6 +212,7 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 // w.exited. A child that left the group (setsid) may still hold the pipes:
 // those are cut after a moment.
 func (w *worker) reap(readers *sync.WaitGroup, resR, outR io.Closer) {
+	rawio.AwaitExit(w.pid) // then Wait does not hold the daemon's P
 	w.cmd.Wait()
 	w.state = w.cmd.ProcessState
 	syscall.Kill(-w.pid, syscall.SIGKILL)
