@@ -13,17 +13,24 @@ import (
 	"github.com/kqueue/kqueue/internal/testenv"
 )
 
-// AppConfig answers with the app's queue connection and the prefix its
-// Redis client applies, and a connection the app does not have is an
-// error that names it.
-func TestAppConfig(t *testing.T) {
-	t.Parallel()
+// prefixedApp is the fixture app on a Redis of its own, and its
+// environment with REDIS_PREFIX=p:.
+func prefixedApp(t *testing.T) (*testenv.Redis, *testenv.App, map[string]string) {
 	r := testenv.StartRedis(t)
 	app := testenv.NewApp(t, r)
 	env := map[string]string{"REDIS_PREFIX": "p:"}
 	for k, v := range app.Env {
 		env[k] = v
 	}
+	return r, app, env
+}
+
+// AppConfig answers with the app's queue connection and the prefix its
+// Redis client applies, and a connection the app does not have is an
+// error that names it.
+func TestAppConfig(t *testing.T) {
+	t.Parallel()
+	r, app, env := prefixedApp(t)
 	b, err := AppConfig(t.Context(), Config{AppPath: app.Path, Env: env})
 	if err != nil {
 		t.Fatal(err)
@@ -59,12 +66,7 @@ func TestAppConfig(t *testing.T) {
 // with no PHP run of its own; a connection the app lacks is the same error.
 func TestAppComesFromThePoolsFirstWorker(t *testing.T) {
 	t.Parallel()
-	r := testenv.StartRedis(t)
-	app := testenv.NewApp(t, r)
-	env := map[string]string{"REDIS_PREFIX": "p:"}
-	for k, v := range app.Env {
-		env[k] = v
-	}
+	_, app, env := prefixedApp(t)
 	// php, counting its runs.
 	runs := filepath.Join(t.TempDir(), "runs")
 	php := filepath.Join(t.TempDir(), "php")
