@@ -24,13 +24,14 @@ import (
 // with one that stops reading, kqueue stopped). Only a reader more than
 // maxWaiting behind makes the logger wait.
 type lineBatcher struct {
-	mu     sync.Mutex
-	w      io.Writer
-	buf    []byte      // the lines waiting
-	spare  []byte      // a buffer written out before, for the next lines
-	timer  *time.Timer // armed while lines wait
-	last   time.Time   // when lines were last written
-	kicked bool        // a Flush of their own is on its way (see Write)
+	mu      sync.Mutex
+	w       io.Writer
+	buf     []byte      // the lines waiting
+	spare   []byte      // a buffer written out before, for the next lines
+	timer   *time.Timer // armed while lines wait
+	last    time.Time   // when lines were last written
+	kicked  bool        // a Flush of their own is on its way (see Write)
+	writing bool        // lines are going out: not a quiet spell
 
 	out sync.Mutex // held while lines go out: one write at a time, in order
 }
@@ -54,9 +55,10 @@ func (b *lineBatcher) Write(p []byte) (int, error) {
 	case len(b.buf) >= batchBytes:
 		b.kicked = true
 		go b.Flush()
-	case b.timer == nil && time.Since(b.last) >= batchDelay:
+	case b.timer != nil:
+	case !b.writing && time.Since(b.last) >= batchDelay:
 		now = true // after a quiet spell
-	case b.timer == nil:
+	default:
 		b.timer = time.AfterFunc(batchDelay, b.Flush)
 	}
 	b.mu.Unlock()
@@ -77,16 +79,16 @@ func (b *lineBatcher) Flush() {
 	}
 	b.kicked = false
 	lines := b.buf
-	b.buf, b.spare = b.spare[:0], nil
-	b.mu.Unlock()
 	if len(lines) == 0 {
-		b.mu.Lock()
-		b.spare = lines
 		b.mu.Unlock()
 		return
 	}
+	b.buf, b.spare = b.spare[:0], nil
+	b.writing = true
+	b.mu.Unlock()
 	b.w.Write(lines) // a log line that cannot be written has nowhere else to go
 	b.mu.Lock()
+	b.writing = false
 	b.last = time.Now()
 	if cap(lines) <= 4*batchBytes {
 		b.spare = lines[:0] // not a backlog's buffer: that goes

@@ -67,9 +67,10 @@ func TestLineBatcherWritesAQuietLineAtOnce(t *testing.T) {
 }
 
 // gate is a writer that holds every write but the first until it is
-// opened.
+// opened, and says when a write is held.
 type gate struct {
 	open   chan struct{}
+	held   chan struct{}
 	mu     sync.Mutex
 	got    strings.Builder
 	writes atomic.Int32
@@ -77,6 +78,10 @@ type gate struct {
 
 func (g *gate) Write(p []byte) (int, error) {
 	if g.writes.Add(1) > 1 {
+		select {
+		case g.held <- struct{}{}:
+		default:
+		}
 		<-g.open
 	}
 	g.mu.Lock()
@@ -92,25 +97,49 @@ func (g *gate) String() string {
 }
 
 // A reader that stops reading (a full pipe's) does not hold up the one
-// logging until it is maxWaiting behind; then the lines all come out, in
-// order. (The first line, after a quiet spell, is written at once.)
+// logging until it is maxWaiting behind — not even once that write has
+// been held longer than batchDelay, when a line looks like one after a
+// quiet spell; then the lines all come out, in order. (The first line,
+// after a quiet spell indeed, is written at once.)
 func TestLineBatcherDoesNotWaitForASlowReader(t *testing.T) {
-	g := &gate{open: make(chan struct{})}
+	g := &gate{open: make(chan struct{}), held: make(chan struct{}, 1)}
 	b := newLineBatcher(g)
 	var want strings.Builder
-	wrote := make(chan struct{})
-	go func() {
-		defer close(wrote)
-		for i := 0; want.Len() < 4*batchBytes; i++ {
-			line := fmt.Sprintf("line %d %s\n", i, strings.Repeat("x", 200))
+	write := func(line string) {
+		t.Helper()
+		wrote := make(chan struct{})
+		go func() {
 			b.Write([]byte(line))
+			close(wrote)
+		}()
+		select {
+		case <-wrote:
 			want.WriteString(line)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Write waited for a writer that holds its writes, with less than maxWaiting waiting (%d bytes written)", want.Len())
 		}
-	}()
+	}
+	line := func(i int) string { return fmt.Sprintf("line %d %s\n", i, strings.Repeat("x", 200)) }
+	i := 0
+	for ; want.Len() < batchBytes; i++ {
+		write(line(i))
+	}
 	select {
-	case <-wrote:
+	case <-g.held:
 	case <-time.After(10 * time.Second):
-		t.Fatal("Write waited for a writer that holds its writes, with less than maxWaiting waiting")
+		t.Fatal("the lines past batchBytes did not go out without Flush")
+	}
+	// The held write has lasted longer than batchDelay, and no timer waits.
+	b.mu.Lock()
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	b.last = time.Time{}
+	b.mu.Unlock()
+	write("one more\n")
+	for ; want.Len() < 4*batchBytes; i++ {
+		write(line(i))
 	}
 	close(g.open)
 	b.Flush()
