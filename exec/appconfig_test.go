@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,7 @@ func TestAppConfig(t *testing.T) {
 // Once the pool has started, the app's queue configuration is what its
 // first worker said of the app it booted: the same answer as AppConfig's,
 // with no PHP run of its own; a connection the app lacks is the same error.
+// After a reload it is read again, by a PHP run of its own.
 func TestAppComesFromThePoolsFirstWorker(t *testing.T) {
 	t.Parallel()
 	_, app, env := prefixedApp(t)
@@ -87,18 +89,28 @@ func TestAppComesFromThePoolsFirstWorker(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, err := d.App(t.Context())
+		before, _ := os.ReadFile(runs)
+		var reloaded []byte
+		if err == nil {
+			// A deploy changes the prefix; systemctl reload.
+			next := maps.Clone(env)
+			next["REDIS_PREFIX"] = "q:"
+			d.Reload(Config{AppPath: app.Path, Env: next, PHP: php, Workers: 2})
+			reloaded, _ = d.App(t.Context())
+		}
 		d.Stop(context.Background())
 		switch {
 		case c.err == "" && err != nil:
 			t.Fatal(err)
 		case c.err == "" && !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)):
 			t.Errorf("App = %s\nwant AppConfig's %s", got, want)
+		case c.err == "" && !strings.Contains(string(reloaded), `"prefix":"q:"`):
+			t.Errorf("App after a reload = %s, want the new prefix q:", reloaded)
 		case c.err != "" && (!errors.Is(err, ErrAppConfig) || !strings.Contains(err.Error(), c.err)):
 			t.Errorf("App for a connection the app lacks: %v, want an error saying %q", err, c.err)
 		}
-		b, _ := os.ReadFile(runs)
-		if n := strings.Count(string(b), "\n"); n != 2 || strings.Count(string(b), "worker.php") != 2 {
-			t.Errorf("connection %q: php ran %d times, want twice (the two workers):\n%s", c.connection, n, b)
+		if n := strings.Count(string(before), "\n"); n != 2 || strings.Count(string(before), "worker.php") != 2 {
+			t.Errorf("connection %q: php ran %d times, want twice (the two workers):\n%s", c.connection, n, before)
 		}
 	}
 }

@@ -175,7 +175,9 @@ func (d *Dispatcher) Reload(cfg Config) (needRestart []string) {
 	d.cfg.p.Store(&cfg)
 	d.pool.roll()
 	d.appMu.Lock()
-	d.app = nil // read again when next asked: the deploy may have changed it
+	// Read again when next asked, by a PHP run of its own: the deploy may
+	// have changed it, and what the pool's first worker said is the old.
+	d.app, d.pool.app = nil, nil
 	d.appMu.Unlock()
 	return needRestart
 }

@@ -107,7 +107,7 @@ type pool struct {
 	wg       sync.WaitGroup
 	iso      *isolator // nil: every job inline
 	scale    *scaler   // the pool's size
-	app      []byte    // the app's queue configuration, as the first worker ready described it
+	app      []byte    // the app's queue configuration, as the first worker ready described it; nil after a reload (guarded by Dispatcher.appMu)
 
 	defaultsMu sync.Mutex
 	defaults   map[string]Hints // class → declared defaults, until a roll
