@@ -119,10 +119,7 @@ func runScript(ctx context.Context, cfg Config, script, input []byte) ([]byte, e
 	case len(bytes.TrimSpace(answer)) == 0:
 		return nil, fmt.Errorf("%s said nothing while booting the Laravel app at %s%s", cfg.PHP, cfg.AppPath, tail)
 	}
-	if err := answerError(cfg.AppPath, answer); err != nil {
-		return answer, err
-	}
-	return answer, nil
+	return answer, answerError(cfg.AppPath, answer)
 }
 
 // answerError is the error one of kqueue's PHP scripts answered with

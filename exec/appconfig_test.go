@@ -64,8 +64,9 @@ func TestAppConfig(t *testing.T) {
 
 // Once the pool has started, the app's queue configuration is what its
 // first worker said of the app it booted: the same answer as AppConfig's,
-// with no PHP run of its own; a connection the app lacks is the same error.
-// After a reload it is read again, by a PHP run of its own.
+// with no PHP run of its own; a connection the app lacks, or one that
+// cannot be described, is the same error. After a reload it is read
+// again, by a PHP run of its own.
 func TestAppComesFromThePoolsFirstWorker(t *testing.T) {
 	t.Parallel()
 	_, app, env := prefixedApp(t)
@@ -80,11 +81,18 @@ func TestAppComesFromThePoolsFirstWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	broken := maps.Clone(env)
+	broken["DB_QUEUE_CONNECTION"] = "nosuch" // describe() throws
 	for _, c := range []struct {
 		connection, err string
-	}{{"", ""}, {"nope", `the app has no queue connection "nope"`}} {
+		env             map[string]string
+	}{
+		{"", "", env},
+		{"nope", `the app has no queue connection "nope"`, env},
+		{"database", `RuntimeException: the queue connection's database connection "nosuch" is not in config/database.php connections`, broken},
+	} {
 		os.Remove(runs)
-		d := New(Config{AppPath: app.Path, Env: env, PHP: php, Workers: 2, Connection: c.connection}, testenv.NewLogs().Logger())
+		d := New(Config{AppPath: app.Path, Env: c.env, PHP: php, Workers: 2, Connection: c.connection}, testenv.NewLogs().Logger())
 		if err := d.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}

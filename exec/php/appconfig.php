@@ -41,10 +41,16 @@ if (! defined('KQUEUE_WORKER')) {
         $app->make(\Illuminate\Contracts\Console\Kernel::class)->bootstrap();
         $answer = describe($app);
     } catch (Throwable $e) {
-        $answer = ['error' => get_class($e).': '.$e->getMessage().' in '.$e->getFile().':'.$e->getLine()];
+        $answer = failure($e);
     }
     fwrite($out, json_encode($answer, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PARTIAL_OUTPUT_ON_ERROR)."\n");
     fflush($out);
+}
+
+// failure is the answer for what was thrown booting or describing the app.
+function failure(Throwable $e): array
+{
+    return ['error' => get_class($e).': '.$e->getMessage().' in '.$e->getFile().':'.$e->getLine()];
 }
 
 // describe is the answer above for the booted app $app: its queue

@@ -692,12 +692,11 @@ final class Server
         if (! defined('KQUEUE_WORKER')) {
             define('KQUEUE_WORKER', true);
         }
+        require_once __DIR__.'/appconfig.php';
         try {
-            require_once __DIR__.'/appconfig.php';
-
             return \KQueue\AppConfig\describe($this->app);
         } catch (Throwable $e) {
-            return ['error' => get_class($e).': '.$e->getMessage().' in '.$e->getFile().':'.$e->getLine()];
+            return \KQueue\AppConfig\failure($e);
         }
     }
 
