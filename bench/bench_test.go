@@ -167,9 +167,7 @@ func measure(b *testing.B, app *testenv.App, name string, drain func(context.Con
 // measureOn is measure of n jobs, on the app's database queue db (nil:
 // on Redis).
 func measureOn(b *testing.B, app *testenv.App, db *testenv.DB, n int, name string, drain func(context.Context) error) {
-	left := func() int64 {
-		return app.Redis.Client.LLen(context.Background(), testenv.Prefix+"queues:default").Val()
-	}
+	left := redisLeft(app)
 	if db != nil {
 		left = func() int64 { return int64(db.Count(b, "SELECT COUNT(*) FROM jobs")) }
 	}
@@ -202,13 +200,17 @@ func measureLeft(b *testing.B, app *testenv.App, left func() int64, tolerate boo
 // measureOnce is measure for one run inside a benchmark's loop (a round
 // of runners): it records the rate under name and returns it.
 func measureOnce(b *testing.B, app *testenv.App, name string, drain func(context.Context) error) float64 {
-	left := func() int64 {
-		return app.Redis.Client.LLen(context.Background(), testenv.Prefix+"queues:default").Val()
-	}
-	d, drained := drainOnce(b, app, left, false, jobs, name, func() { app.Redis.Client.FlushAll(context.Background()) }, drain)
+	d, drained := drainOnce(b, app, redisLeft(app), false, jobs, name, func() { app.Redis.Client.FlushAll(context.Background()) }, drain)
 	rate := float64(drained) / d.Seconds()
 	record(name, rate)
 	return rate
+}
+
+// redisLeft is how many jobs the app's default Redis queue holds.
+func redisLeft(app *testenv.App) func() int64 {
+	return func() int64 {
+		return app.Redis.Client.LLen(context.Background(), testenv.Prefix+"queues:default").Val()
+	}
 }
 
 // drainOnce dispatches n jobs (after reset, untimed), times drain, and
