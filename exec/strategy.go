@@ -68,7 +68,7 @@ type Hints struct {
 // classDefaults asks of PHP (ok false: the worker asked died).
 func jobHints(p *payload.Payload, classDefaults func(class string) (Hints, bool)) (h Hints, ok bool) {
 	var known map[string]bool
-	if p.CommandMayContain(hintNames...) {
+	if p.CommandMayContain(hintProbe) {
 		if c := p.Command(); strings.HasPrefix(c, "O:") && slices.ContainsFunc(hintNames, func(s string) bool { return strings.Contains(c, s) }) {
 			if o, err := payload.ReadCommand([]byte(c)); err == nil {
 				h, known = hintsFrom(o)
@@ -90,6 +90,9 @@ func jobHints(p *payload.Payload, classDefaults func(class string) (Hints, bool)
 // names them: a string ending `NAME";`, public or not. A command without
 // any of them is not worth reading.
 var hintNames = []string{`isolated";`, `maxMemory";`, `cpu";`}
+
+// hintProbe looks for hintNames in a payload without unquoting its command.
+var hintProbe = payload.NewProbe(hintNames...)
 
 // hintsFrom reads the hints a serialized command carries. Laravel 10+
 // leaves out properties at their declared defaults: known tells which

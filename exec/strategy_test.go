@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -71,6 +72,39 @@ func TestHintsFromCommand(t *testing.T) {
 		s := choose("default", o.Class, h.merge(classDefaults), nil, cgroup.Limits{Tasks: 64})
 		if s.String() != "isolated (memory 64M, tasks 64)" {
 			t.Errorf("%q: %s", cmd, s)
+		}
+	}
+}
+
+// A protected or private property's name holds NULs, which the payload's
+// JSON writes \u0000: a hint so named is still read from the payload, and
+// a job whose command has none is not unquoted to find that out.
+func TestJobHintsBesideEscapedNames(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		command string
+		want    Hints
+	}{
+		{"O:12:\"App\\Jobs\\Hog\":2:{s:12:\"\x00*\x00maxMemory\";i:64;s:8:\"\x00*\x00order\";i:5;}", Hints{MaxMemory: ptr(int64(64))}},
+		{"O:12:\"App\\Jobs\\Hog\":1:{s:8:\"\x00*\x00order\";i:5;}", Hints{}},
+	} {
+		raw, err := json.Marshal(map[string]any{"uuid": "u", "job": "j", "attempts": 0, "data": map[string]string{"command": c.command}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := payload.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(raw), `\u0000`) {
+			t.Fatalf("%s: the JSON has no \\u escape", raw)
+		}
+		h, ok := jobHints(p, func(string) (Hints, bool) { return Hints{}, true })
+		if !ok || !reflect.DeepEqual(h, c.want) {
+			t.Errorf("%q: hints %+v, want %+v", c.command, h, c.want)
+		}
+		if c.want == (Hints{}) && p.CommandMayContain(hintProbe) {
+			t.Errorf("%q: CommandMayContain of the hint names: true, want false", c.command)
 		}
 	}
 }

@@ -228,33 +228,96 @@ func (p *Payload) Command() string {
 	return s
 }
 
-// CommandMayContain reports whether Command() may contain any of s; false
-// is certain, so the command need not be unquoted to rule them out. Each
-// is made of printable ASCII other than '/' (which JSON may write as "\/").
-func (p *Payload) CommandMayContain(s ...string) bool {
-	if bytes.Contains(p.command, []byte(`\u`)) {
-		return true // any character may be written \uXXXX
-	}
-	// Otherwise each character of s is written one way: '"' and '\'
-	// escaped, the rest as is.
-	var buf [64]byte
+// A Probe is strings to look for in jobs' serialized commands without
+// unquoting them (CommandMayContain): made once, used on many payloads.
+type Probe struct {
+	escaped [][]byte  // each string as JSON writes it
+	spelled [128]bool // their characters
+	unsure  bool      // one holds a character JSON may write another way
+}
+
+// NewProbe prepares s for CommandMayContain. Each is best made of
+// printable ASCII other than '/' (which JSON may write as "\/"): a probe
+// for any other character may be in every command.
+func NewProbe(s ...string) *Probe {
+	pr := &Probe{}
 	for _, s := range s {
-		esc := buf[:0]
+		var esc []byte
 		for i := 0; i < len(s); i++ {
 			switch c := s[i]; {
 			case c < 0x20 || c > 0x7e || c == '/':
-				return true
+				pr.unsure = true
 			case c == '"' || c == '\\':
 				esc = append(esc, '\\', c)
 			default:
 				esc = append(esc, c)
 			}
+			if s[i] < 0x80 {
+				pr.spelled[s[i]] = true
+			}
 		}
-		if bytes.Contains(p.command, esc) {
+		pr.escaped = append(pr.escaped, esc)
+	}
+	return pr
+}
+
+// CommandMayContain reports whether Command() may contain any of pr's
+// strings; false is certain, so the command need not be unquoted to rule
+// them out.
+func (p *Payload) CommandMayContain(pr *Probe) bool {
+	if pr.unsure {
+		return true
+	}
+	// Each character is written one way — '"' and '\' escaped, the rest
+	// as is — unless the JSON spells it \uXXXX. PHP does so for control
+	// characters, which every protected or private property's name
+	// holds: an escape that spells none of pr's characters does not
+	// matter.
+	c := p.command
+	if bytes.Contains(c, []byte(`\u`)) && spellsAny(c, &pr.spelled) {
+		return true
+	}
+	for _, e := range pr.escaped {
+		if bytes.Contains(c, e) {
 			return true
 		}
 	}
 	return false
+}
+
+// spellsAny reports whether the JSON string c has a \uXXXX escape for
+// one of the ASCII characters marked in spelled.
+func spellsAny(c []byte, spelled *[128]bool) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(c[i:], '\\')
+		if j < 0 || i+j+1 == len(c) {
+			return false
+		}
+		i += j + 1
+		if c[i] != 'u' {
+			i++ // \\ is one escape: the next backslash begins another
+			continue
+		}
+		if i+5 > len(c) {
+			return true // (Parse would not have let it through)
+		}
+		r := 0
+		for _, h := range c[i+1 : i+5] {
+			r = r<<4 | hexValue(h)
+		}
+		if r < len(spelled) && spelled[r] {
+			return true
+		}
+		i += 5
+	}
+}
+
+// hexValue is the value of the hex digit h.
+func hexValue(h byte) int {
+	if h <= '9' {
+		return int(h - '0')
+	}
+	return int(h|0x20-'a') + 10
 }
 
 // strField reads a string member; absent or null is "".
