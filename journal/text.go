@@ -149,7 +149,17 @@ func needsQuoting(s string) bool {
 	if s == "" {
 		return true
 	}
-	for i := 0; i < len(s); {
+	// Eight bytes at a time while they are plain ASCII (a job's line is
+	// mostly that); from the first word that is not, byte by byte.
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if notPlain(w) {
+			break
+		}
+	}
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if quoted[c] {
@@ -165,6 +175,14 @@ func needsQuoting(s string) bool {
 		i += size
 	}
 	return false
+}
+
+// notPlain reports whether a byte of w is not printable ASCII that stays
+// unquoted: a space or below, '=', '"', or one of 0x80 and above.
+func notPlain(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	eq, quote := w^(ones*'='), w^(ones*'"')
+	return ((w-ones*0x21)&^w|(eq-ones)&^eq|(quote-ones)&^quote|w)&highs != 0
 }
 
 // quoted marks the ASCII bytes that make a value quoted: a space or
