@@ -147,13 +147,17 @@ type pool struct {
 // queued short ones for some 20 milliseconds at most. Above prefetchOff the
 // pool asks for one job per worker again. (The poller extends the
 // reservations of every job it has handed over, so a queued job's
-// reservation does not expire while it waits.)
+// reservation does not expire while it waits.) The poller reserves again
+// when half of what it handed over has run: the other half must outlast
+// its round trip, which on a host whose cores are all busy running PHP
+// waits for the daemon's and Redis' turns — a few milliseconds, while a
+// no-op job takes some 30 microseconds.
 const (
 	prefetchAfter  = 16
 	prefetchOn     = 10 * time.Millisecond
 	prefetchOff    = 50 * time.Millisecond
 	prefetchWindow = 20 * time.Millisecond
-	maxDepth       = 64
+	maxDepth       = 256
 )
 
 // capacity is how many jobs the pool takes at once: depth per ready worker;
