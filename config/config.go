@@ -248,6 +248,9 @@ type Pool struct {
 	MaxMemory Size `toml:"max_memory"`
 	// MaxLifetime recycles a worker after this long. Default 0 (never).
 	MaxLifetime Duration `toml:"max_lifetime"`
+	// Nice runs the PHP processes this many nice levels below kqueue's
+	// own priority (Horizon's nice), 0 to 19. Default 0.
+	Nice int `toml:"nice"`
 	// IdleExit lets the dispatcher exit after this long without work; its
 	// socket starts it again for the next job (scale to zero under
 	// systemd). Default 0 (never). Only kqueue@NAME's two-process setup
@@ -434,6 +437,9 @@ func (c *Config) complete() error {
 	}
 	if c.Pool.MaxJobs < 0 {
 		return &Error{Key: "pool.max_jobs", Msg: "must not be negative"}
+	}
+	if c.Pool.Nice < 0 || c.Pool.Nice > 19 {
+		return &Error{Key: "pool.nice", Msg: fmt.Sprintf("want 0 to 19 (how many nice levels below kqueue's own the PHP processes run); got %d", c.Pool.Nice)}
 	}
 	if c.Pool.MaxMemory == 0 {
 		c.Pool.MaxMemory = DefaultMaxMemory

@@ -105,6 +105,7 @@ weight = 3
 [pool]
 max_memory = "1G"
 max_lifetime = "1h"
+nice = 5
 [job]
 timeout = 0
 tries = 0
@@ -123,7 +124,7 @@ backoff = "5, 30,60"
 	if c.Redis.RetryAfter.D() != 2*time.Minute || c.Queues[0].RetryAfter.D() != 30*time.Second {
 		t.Errorf("retry_after = %v / %v", c.Redis.RetryAfter, c.Queues[0].RetryAfter)
 	}
-	if c.Pool.MaxMemory.Bytes() != 1<<30 || c.Pool.MaxLifetime.D() != time.Hour {
+	if c.Pool.MaxMemory.Bytes() != 1<<30 || c.Pool.MaxLifetime.D() != time.Hour || c.Pool.Nice != 5 {
 		t.Errorf("pool = %+v", c.Pool)
 	}
 	if c.Job.Timeout.D() != 0 || *c.Job.Tries != 0 || c.Job.Backoff != "5,30,60" {
@@ -163,6 +164,7 @@ func TestErrors(t *testing.T) {
 		{"min without max", "[app]\npath = \"/a\"\n[pool]\nmin_workers = 2\n", `f.toml:4: pool.min_workers: min_workers needs max_workers`},
 		{"min over max", "[app]\npath = \"/a\"\n[pool]\nmin_workers = 5\nmax_workers = 4\n", `pool.min_workers: min_workers (5) is more than max_workers (4)`},
 		{"negative fleet cap", "[app]\npath = \"/a\"\n[[queue]]\nname = \"a\"\nfleet_max_running = -1\n", `queue[0].fleet_max_running: must be 0 (no cap) or more`},
+		{"nice out of range", "[app]\npath = \"/a\"\n[pool]\nnice = 20\n", `f.toml:4: pool.nice: want 0 to 19 (how many nice levels below kqueue's own the PHP processes run); got 20`},
 		{"bad webhook", "[app]\npath = \"/a\"\n[alerts]\nwebhook = \"hooks.example/x\"\n", `f.toml:4: alerts.webhook: want an http:// or https:// URL`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -55,6 +55,9 @@ type Config struct {
 	MaxMemory int64
 	// MaxLifetime recycles a worker after this long. 0: never.
 	MaxLifetime time.Duration
+	// Nice is how many nice levels below the daemon's the PHP processes
+	// run (0 to 19).
+	Nice int
 	// Timeout is the deadline of a job whose payload has no timeout.
 	// 0: none.
 	Timeout time.Duration

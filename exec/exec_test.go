@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -169,6 +170,40 @@ func TestRecycleAfterMaxJobs(t *testing.T) {
 	if n := h.recycles("max_jobs"); n != 2 {
 		t.Errorf("%d recycles for max_jobs after 5 jobs with max_jobs=2, want 2", n)
 	}
+}
+
+// [pool] nice: the PHP workers run that many nice levels below the
+// daemon (the test process here), and run jobs as usual.
+func TestWorkersRunNiceLevelsBelow(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, func(c *Config) { c.Nice = 5 })
+	if o := h.run(h.dispatch("noop")[0]); o.Result != "done" {
+		t.Fatalf("outcome %+v", o)
+	}
+	w := h.d.pool.slots[0].Load()
+	if w == nil {
+		t.Fatal("no worker in slot 0")
+	}
+	if got, want := niceOf(t, w.pid), niceOf(t, os.Getpid())+5; got != min(want, 19) {
+		t.Errorf("the worker's nice value is %d, want %d", got, min(want, 19))
+	}
+}
+
+// niceOf is a process's nice value, from /proc/PID/stat.
+func niceOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command, which is in parentheses: state is
+	// field 3, nice field 19.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	n, err := strconv.Atoi(f[19-3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // Memory is measured from outside PHP: a job that leaks past max_memory

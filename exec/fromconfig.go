@@ -49,6 +49,7 @@ func FromConfig(cfg *config.Config, driver cgroup.Driver) Config {
 		MaxJobs:         cfg.Pool.MaxJobs,
 		MaxMemory:       cfg.Pool.MaxMemory.Bytes(),
 		MaxLifetime:     cfg.Pool.MaxLifetime.D(),
+		Nice:            cfg.Pool.Nice,
 		Timeout:         cfg.Job.Timeout.D(),
 		ShutdownTimeout: cfg.Job.ShutdownTimeout.D(),
 		Tries:           *cfg.Job.Tries,
