@@ -22,7 +22,6 @@ import (
 	"github.com/kqueue/kqueue/cgroup"
 	"github.com/kqueue/kqueue/internal/rawio"
 	"github.com/kqueue/kqueue/protocol"
-	"golang.org/x/sys/unix"
 )
 
 // worker is one long-lived PHP process running worker.php with the app
@@ -168,6 +167,9 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 	if describe {
 		cmd.Env = append(cmd.Env, "KQUEUE_DESCRIBE_APP=1")
 	}
+	if cfg.Nice > 0 {
+		cmd.Env = append(cmd.Env, "KQUEUE_NICE="+strconv.Itoa(cfg.Nice)) // worker.php lowers its priority
+	}
 	// Its own process group: a terminal's ^C does not reach it, and a kill
 	// takes the job's children with it. SIGTERM when the dispatcher dies:
 	// worker.php then finishes the job it has begun (within the job's
@@ -202,29 +204,10 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 	go func() { defer readers.Done(); w.readMessages(resR, log) }()
 	go func() { defer readers.Done(); w.forwardOutput(outR, log) }()
 	go w.reap(&readers, resR, outR)
-	if err := lowerPriority(w.pid, cfg.Nice); err != nil {
-		w.kill()
-		return nil, fmt.Errorf("%w: lower the priority of %s by %d nice levels ([pool] nice): %v", errBoot, cfg.PHP, cfg.Nice, err)
-	}
 	if err := w.awaitBoot(ctx, cfg); err != nil {
 		return nil, err
 	}
 	return w, nil
-}
-
-// lowerPriority runs the process pid by nice levels below the daemon
-// (Horizon's nice; a process may always lower its children's priority).
-// Its forks, isolated jobs among them, inherit it.
-func lowerPriority(pid, by int) error {
-	if by == 0 {
-		return nil
-	}
-	// The system call's priority is 20 minus the nice value.
-	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
-	if err != nil {
-		return err
-	}
-	return unix.Setpriority(unix.PRIO_PROCESS, pid, min(20-prio+by, 19))
 }
 
 // reap waits for the process, kills what it left in its process group,

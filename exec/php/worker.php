@@ -753,6 +753,15 @@ if ($in === false || $out === false) {
 }
 $began = getenv('KQUEUE_BEGAN_FD') === '5' ? fopen('php://fd/5', 'wb') : null;
 $server = new Server($in, $out, $began ?: null);
+// [pool] nice: this process, and every fork of it, that many levels below
+// kqueue's priority. Done here, not by kqueue: a process may always lower
+// its own priority, while kqueue, running as root with few capabilities,
+// may not change that of a process of the app's user.
+$nice = (int) getenv('KQUEUE_NICE');
+if ($nice > 0 && !@proc_nice($nice)) {
+    $server->send(['op' => 'boot-failed', 'error' => "PHP could not lower its priority by $nice nice levels ([pool] nice): proc_nice() failed"]);
+    exit(1);
+}
 try {
     $server->boot((string) getenv('KQUEUE_APP_PATH'));
 } catch (Throwable $e) {
