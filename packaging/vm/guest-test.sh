@@ -197,6 +197,7 @@ prefix = "laravel_database_"
 name = "v2"
 [pool]
 workers = 1
+nice = 3
 [isolation]
 driver = "cgroupfs"
 max_concurrent = 1
@@ -210,6 +211,10 @@ check "its dispatcher was started by its socket" until_ok 60 active kqueue-dispa
 v2pid=$(systemctl show -P MainPID kqueue-dispatcher@v2)
 check "the dispatcher moved into the leaf of its delegated cgroup" grep -qx "0::$svc/dispatcher" "/proc/$v2pid/cgroup"
 check "and handed memory, cpu and pids to the job groups" grep -q 'cpu memory pids' "/sys/fs/cgroup$svc/cgroup.subtree_control"
+# [pool] nice: the worker lowers its own priority (the dispatcher, root
+# without CAP_SYS_NICE, could not lower that of www-data's process).
+worker_nice() { local p; p=$(pgrep -P "$1" -f worker.php | head -n 1); [ -n "$p" ] && [ "$(ps -o ni= -p "$p" | tr -d ' ')" = "$2" ]; }
+check "its PHP worker runs 3 nice levels below it ([pool] nice = 3)" until_ok 30 worker_nice "$v2pid" 3
 artisan kq:dispatch isolated --queue=v2
 check "the isolated jobs and the ones after them completed" until_ok 120 v2drained
 artisan kq:failed | grep "$svc/" | tee "$out/failed-v2.txt"
