@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/kqueue/kqueue/internal/swar"
 )
 
 // textHandler writes the lines slog's TextHandler writes, byte for byte,
@@ -180,9 +182,7 @@ func needsQuoting(s string) bool {
 // notPlain reports whether a byte of w is not printable ASCII that stays
 // unquoted: a space or below, '=', '"', or one of 0x80 and above.
 func notPlain(w uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	eq, quote := w^(ones*'='), w^(ones*'"')
-	return ((w-ones*0x21)&^w|(eq-ones)&^eq|(quote-ones)&^quote|w)&highs != 0
+	return swar.Below(w, 0x21)|swar.Equal(w, '=')|swar.Equal(w, '"')|swar.High(w) != 0
 }
 
 // quoted marks the ASCII bytes that make a value quoted: a space or

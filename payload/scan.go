@@ -9,6 +9,8 @@ import (
 	"math/bits"
 	"sync"
 	"unsafe"
+
+	"github.com/kqueue/kqueue/internal/swar"
 )
 
 // A payload is read in one pass over its bytes: every job goes through it
@@ -196,14 +198,9 @@ var shortEscape = func() (t [256]bool) {
 	return t
 }()
 
-// special sets the high bit of each byte of w (little-endian: the first
-// byte lowest) that is '"', '\\' or below 0x20. Bytes after the first such
-// one may be marked wrongly (a borrow runs on), the first never is, nor
-// is any byte when there is none: what str needs.
+// special marks the bytes of w that are '"', '\\' or below 0x20 (see swar).
 func special(w uint64) uint64 {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	quote, backslash := w^(ones*'"'), w^(ones*'\\')
-	return ((quote-ones)&^quote | (backslash-ones)&^backslash | (w - ones*0x20)) &^ w & highs
+	return swar.Equal(w, '"') | swar.Equal(w, '\\') | swar.Below(w, 0x20)
 }
 
 // plain marks the bytes a string holds as they are: all but '"', '\\' and
