@@ -133,19 +133,13 @@ func reportCPU(b *testing.B, name, prefix string, n int, used map[string]time.Du
 // procCPU is a process's own CPU time (user and system), from
 // /proc/PID/stat.
 func procCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	// utime and stime are fields 14 and 15.
+	f, err := testenv.ProcStat(pid)
+	if err != nil || len(f) < 15-2 {
 		return 0
 	}
-	// The fields after the command (which may hold spaces) in parentheses:
-	// utime and stime are the 14th and 15th of the line.
-	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
+	ut, _ := strconv.ParseInt(f[14-3], 10, 64)
+	st, _ := strconv.ParseInt(f[15-3], 10, 64)
 	const hz = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / hz
 }

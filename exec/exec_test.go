@@ -1,7 +1,6 @@
 package exec
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -189,16 +188,13 @@ func TestWorkersRunNiceLevelsBelow(t *testing.T) {
 	}
 }
 
-// niceOf is a process's nice value, from /proc/PID/stat.
+// niceOf is a process's nice value, field 19 of /proc/PID/stat.
 func niceOf(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := testenv.ProcStat(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The fields after the command, which is in parentheses: state is
-	// field 3, nice field 19.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	n, err := strconv.Atoi(f[19-3])
 	if err != nil {
 		t.Fatal(err)
