@@ -314,16 +314,20 @@ func (j Jobs) OlderLink() string {
 	return "/jobs?" + v.Encode()
 }
 
-// idBefore reports whether the stream entry ID a ("ms-seq") comes before b.
+// idBefore reports whether the run with ID a comes before the one with ID
+// b: the Redis store's IDs, its stream entry's ("ms-seq") and, for a run
+// in an entry of several, its place in it (".i").
 func idBefore(a, b string) bool {
-	am, as, _ := strings.Cut(a, "-")
-	bm, bs, _ := strings.Cut(b, "-")
-	amn, _ := strconv.ParseUint(am, 10, 64)
-	bmn, _ := strconv.ParseUint(bm, 10, 64)
-	if amn != bmn {
-		return amn < bmn
+	an, bn := idNumbers(a), idNumbers(b)
+	return slices.Compare(an[:], bn[:]) < 0
+}
+
+// idNumbers is a run ID's numbers: ms, seq and place (0 when absent).
+func idNumbers(id string) (n [3]uint64) {
+	ms, rest, _ := strings.Cut(id, "-")
+	seq, place, _ := strings.Cut(rest, ".")
+	for i, x := range []string{ms, seq, place} {
+		n[i], _ = strconv.ParseUint(x, 10, 64)
 	}
-	asn, _ := strconv.ParseUint(as, 10, 64)
-	bsn, _ := strconv.ParseUint(bs, 10, 64)
-	return asn < bsn
+	return n
 }

@@ -2,30 +2,31 @@ package redis
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/kqueue/kqueue/poller"
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// historyKey is the STREAM of recent job runs, one entry per run (a
-// poller.Record) with two fields: "r", the record but its payload, packed
-// (packRecord), and "p", the payload. Two fields, not one per part of the
-// record: a record costs Redis and the daemon a few arguments to parse,
-// not some thirty, and Redis stores the two names once for all the
-// entries. Trimmed to about the number kept as it grows; one key, so one
-// Redis Cluster slot.
+// historyKey is the STREAM of recent job runs: one entry per Record call,
+// a batch of runs, in one field, "b": each run packed (packRecord) and its
+// payload as one part more. One entry per batch, not per run: Redis adds
+// one entry of a few hundred runs for about what it costs to add one, and
+// the daemon writes two arguments, not seven per run (the history was a
+// seventh of the daemon's instructions per no-op job, and of Redis' CPU).
+// A run's ID is its entry's and its place in it, "ms-seq.i". Entries of
+// the earlier forms hold one run each, whose ID is the entry's: packed in
+// "r", its payload in "p"; and before that one field per part. Trimmed to
+// about the number kept (see recordBuf); one key, so one Redis Cluster
+// slot.
 func (s *Store) historyKey() string { return s.prefix + "kqueue:jobs" }
 
-// Record appends records to the history, in one round trip. The packed
-// records share one buffer and the commands' arguments one array, both
-// kept for the next call, and the arguments that are the same in every
-// command are boxed once: a run's record costs a few allocations, not
-// dozens.
+// Record appends records to the history as one entry, in one round trip,
+// and trims the history to about keep runs.
 func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) error {
 	if len(recs) == 0 {
 		return nil
@@ -33,56 +34,90 @@ func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) erro
 	b := &s.history
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	// The packed records first, all of them: the commands then point into
-	// a buffer that no longer moves.
-	b.buf, b.ends = b.buf[:0], b.ends[:0]
+	b.buf = b.buf[:0]
 	for _, r := range recs {
 		b.buf = packRecord(b.buf, r)
-		b.ends = append(b.ends, len(b.buf))
+		b.buf = appendPart(b.buf, r.Payload)
 	}
-	// Each packed record as a string on buf's bytes, which do not change
-	// until Exec has returned; the arguments point at these strings and
-	// at the records' payloads (a string put in an interface is a copy of
-	// its header on the heap).
-	b.packed = b.packed[:0]
-	start := 0
-	for _, end := range b.ends {
-		b.packed = append(b.packed, unsafe.String(&b.buf[start], end-start))
-		start = end
+	trim := b.trimAt(keep)
+	id, err := s.addRuns(ctx, trim, b.buf)
+	if err != nil && trim != nil && trim[0] == "MINID" && strings.Contains(err.Error(), "syntax") {
+		// A server before Redis 6.2: trimmed by a number of entries,
+		// this recorder's own.
+		b.noMinID = true
+		id, err = s.addRuns(ctx, b.trimAt(keep), b.buf)
 	}
-	pipe := s.rdb.Pipeline()
-	var key, maxLen any = s.historyKey(), strconv.Itoa(keep)
-	args := b.args[:0]
-	for i := range recs {
-		at := len(args)
-		args = append(args, "XADD", key)
-		if i == len(recs)-1 {
-			// Trimmed once a batch, by its last: the bound is loose
-			// anyway (~: whole nodes of the stream go), and three
-			// arguments fewer for every other record.
-			args = append(args, "MAXLEN", "~", maxLen)
-		}
-		args = append(args, "*", "r", &b.packed[i])
-		if recs[i].Payload != "" {
-			args = append(args, "p", &recs[i].Payload)
-		}
-		pipe.Do(ctx, args[at:len(args):len(args)]...)
+	if err != nil {
+		return s.classify(err)
 	}
-	_, err := pipe.Exec(ctx)
-	clear(args) // no hold on the payloads
-	b.args = args[:0]
-	clear(b.packed)
-	return s.classify(err)
+	b.added(id, len(recs), keep)
+	return nil
 }
 
-// recordBuf is what Record writes its commands from; the commands are
-// done with it when Exec returns.
+// addRuns adds one entry of runs, trimmed as trim says (nil: not), and
+// returns its ID.
+func (s *Store) addRuns(ctx context.Context, trim []any, runs []byte) (string, error) {
+	args := make([]any, 0, 9)
+	args = append(append(append(args, "XADD", s.historyKey()), trim...), "*", "b", runs)
+	return s.rdb.Do(ctx, args...).Text()
+}
+
+// recordBuf is what Record writes its entries from, and the window that
+// trims the history: the entries this store has added, oldest first, as
+// few as hold keep runs. Once it holds keep, each XADD trims the stream
+// to its first entry (MINID ~). With one daemon writing, that keeps the
+// last keep runs and up to a batch more; with several, each trims to its
+// own window, so the stream keeps the runs of the last keep of the
+// busiest one, and the others' of the same span. On a server before
+// Redis 6.2 (no MINID) the stream is trimmed to as many entries as the
+// window holds (MAXLEN ~), which with several daemons keeps fewer.
 type recordBuf struct {
-	mu     sync.Mutex
-	buf    []byte   // the packed records, one after the other
-	ends   []int    // where each ends in buf
-	packed []string // each packed record, on buf's bytes
-	args   []any    // the commands' arguments, one after the other
+	mu      sync.Mutex
+	buf     []byte // the entry's runs
+	window  []added
+	runs    int  // runs in window
+	noMinID bool // the server refused MINID
+}
+
+// added is an entry a recorder added: its ID and how many runs it holds.
+type added struct {
+	id   string
+	runs int
+}
+
+// trimAt is the XADD arguments that trim the history to b's window, nil
+// while the window holds fewer than keep runs.
+func (b *recordBuf) trimAt(keep int) []any {
+	switch {
+	case b.runs < keep || len(b.window) == 0:
+		return nil
+	case b.noMinID:
+		return []any{"MAXLEN", "~", len(b.window)}
+	}
+	return []any{"MINID", "~", b.window[0].id}
+}
+
+// added records an entry of runs added with ID id, and drops from the
+// window the oldest entries that the others hold keep runs without.
+func (b *recordBuf) added(id string, runs int, keep int) {
+	b.window = append(b.window, added{id, runs})
+	b.runs += runs
+	drop := 0
+	for drop < len(b.window)-1 && b.runs-b.window[drop].runs >= keep {
+		b.runs -= b.window[drop].runs
+		drop++
+	}
+	if drop > 0 {
+		b.window = append(b.window[:0], b.window[drop:]...)
+	}
+}
+
+// appendPart appends x to b as a part: its length in decimal, a colon and
+// its bytes.
+func appendPart(b []byte, x string) []byte {
+	b = strconv.AppendInt(b, int64(len(x)), 10)
+	b = append(b, ':')
+	return append(b, x...)
 }
 
 // packRecord appends r but its payload to b as its parts, each its length
@@ -95,11 +130,7 @@ type recordBuf struct {
 // line feed, numbers in decimal ("" for 0). Nothing is escaped: a part's
 // length says where it ends, whatever bytes it holds.
 func packRecord(b []byte, r poller.Record) []byte {
-	str := func(x string) {
-		b = strconv.AppendInt(b, int64(len(x)), 10)
-		b = append(b, ':')
-		b = append(b, x...)
-	}
+	str := func(x string) { b = appendPart(b, x) }
 	num := func(n int64) {
 		if n == 0 {
 			b = append(b, "0:"...)
@@ -135,19 +166,25 @@ func packRecord(b []byte, r poller.Record) []byte {
 	return b
 }
 
-// unpackRecord reads what packRecord wrote into r; false if it is not that.
-func unpackRecord(packed string, r *poller.Record) bool {
-	ok := true
+// cutPart cuts the part appendPart wrote at the start of packed.
+func cutPart(packed string) (x, rest string, ok bool) {
+	n, rest, found := strings.Cut(packed, ":")
+	l, err := strconv.Atoi(n)
+	if !found || err != nil || l < 0 || l > len(rest) {
+		return "", "", false
+	}
+	return rest[:l], rest[l:], true
+}
+
+// unpackRecord reads what packRecord wrote at the start of packed into r,
+// and returns what follows it; false if it is not that.
+func unpackRecord(packed string, r *poller.Record) (rest string, ok bool) {
+	ok = true
 	str := func() string {
-		n, rest, found := strings.Cut(packed, ":")
-		l, err := strconv.Atoi(n)
-		if !found || err != nil || l < 0 || l > len(rest) {
-			ok = false
-			packed = ""
-			return ""
-		}
-		packed = rest[l:]
-		return rest[:l]
+		x, rest, good := cutPart(packed)
+		ok = ok && good
+		packed = rest
+		return x
 	}
 	num := func() int64 {
 		x := str()
@@ -175,78 +212,164 @@ func unpackRecord(packed string, r *poller.Record) bool {
 		r.Tags = strings.Split(g, "\n")
 	}
 	r.Output = str()
-	return ok && packed == ""
+	return packed, ok
 }
 
-// Records reads up to n records after the entry after, oldest first.
+// Records reads up to n runs recorded after the one with ID after ("":
+// from the oldest kept), oldest first.
 func (s *Store) Records(ctx context.Context, after string, n int) ([]poller.Record, error) {
-	start := "-"
+	if n <= 0 {
+		return nil, nil
+	}
+	start, from := "-", 0 // from: the first run wanted in the entry start
 	if after != "" {
-		start = nextID(after)
+		entry, i, inEntry := cutRunID(after)
+		if inEntry {
+			start, from = entry, i+1
+		} else {
+			start = nextID(entry)
+		}
 	}
-	entries, err := s.rdb.XRangeN(ctx, s.historyKey(), start, "+", int64(n)).Result()
-	if err != nil {
-		return nil, s.classify(err)
+	var out []poller.Record
+	for count, entries := min(n, firstEntries), 0; len(out) < n; {
+		batch, err := s.rdb.XRangeN(ctx, s.historyKey(), start, "+", int64(count)).Result()
+		if err != nil {
+			return nil, s.classify(err)
+		}
+		for _, e := range batch {
+			runs := runsOf(e)
+			if e.ID == start {
+				runs = runs[min(from, len(runs)):]
+			}
+			out = append(out, runs...)
+		}
+		if len(batch) < count {
+			break
+		}
+		entries += len(batch)
+		start, from = nextID(batch[len(batch)-1].ID), 0
+		count = entriesFor(n-len(out), entries, len(out))
 	}
-	return records(entries), nil
+	return out[:min(len(out), n)], nil
 }
 
-// RecordsBefore reads up to n records before the entry before, newest
-// first.
+// RecordsBefore reads up to n runs recorded before the one with ID before
+// ("": from the newest), newest first.
 func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poller.Record, error) {
-	end := "+"
+	if n <= 0 {
+		return nil, nil
+	}
+	end, below := "+", -1 // below: in the entry end, the runs wanted are those before it (-1: all)
 	if before != "" {
-		end = prevID(before)
-		if end == "" {
+		entry, i, inEntry := cutRunID(before)
+		if inEntry {
+			end, below = entry, i
+		} else if end = prevID(entry); end == "" {
 			return nil, nil // before is the first ID there can be
 		}
 	}
-	entries, err := s.rdb.XRevRangeN(ctx, s.historyKey(), end, "-", int64(n)).Result()
-	if err != nil {
-		return nil, s.classify(err)
+	var out []poller.Record
+	for count, entries := min(n, firstEntries), 0; len(out) < n; {
+		batch, err := s.rdb.XRevRangeN(ctx, s.historyKey(), end, "-", int64(count)).Result()
+		if err != nil {
+			return nil, s.classify(err)
+		}
+		for _, e := range batch {
+			runs := runsOf(e)
+			if e.ID == end && below >= 0 {
+				runs = runs[:min(below, len(runs))]
+			}
+			slices.Reverse(runs)
+			out = append(out, runs...)
+		}
+		if len(batch) < count {
+			break
+		}
+		entries += len(batch)
+		if end, below = prevID(batch[len(batch)-1].ID), -1; end == "" {
+			break
+		}
+		count = entriesFor(n-len(out), entries, len(out))
 	}
-	return records(entries), nil
+	return out[:min(len(out), n)], nil
 }
 
-// records decodes stream entries: packed ones (Record), and those written
-// before, one field per part, named by a letter:
+// Reading runs, the history asks for as many entries as should hold the
+// runs still wanted, by the runs per entry read so far: firstEntries the
+// first time, maxEntries at most (an entry holds up to a batch of runs).
+const (
+	firstEntries = 16
+	maxEntries   = 128
+)
+
+// entriesFor is how many entries to read for want runs more, entries
+// having held runs.
+func entriesFor(want, entries, runs int) int {
+	return min(max(want*entries/max(runs, 1), 1), want, maxEntries)
+}
+
+// cutRunID cuts a run's ID into its entry's ID and its place in the entry;
+// inEntry is false for an entry of one run (its ID is the entry's).
+func cutRunID(id string) (entry string, i int, inEntry bool) {
+	entry, place, found := strings.Cut(id, ".")
+	if !found {
+		return id, 0, false
+	}
+	i, err := strconv.Atoi(place)
+	return entry, max(i, 0), err == nil
+}
+
+// runsOf decodes a stream entry: a batch of runs (Record), or one run of
+// an earlier form — packed, or one field per part, named by a letter:
 //
 //	u uuid  n name  q queue  h host  i instance  a attempt  o outcome
 //	f failed ("1")  e reason  t ended  d duration  w wait  m memory
 //	c cpu  s strategy  g tags  x output  p payload
 //
-// A packed record that does not unpack (not kqueue's) reads as its ID
-// alone, its outcome "unreadable".
-func records(entries []goredis.XMessage) []poller.Record {
-	out := make([]poller.Record, 0, len(entries))
-	for _, e := range entries {
-		str := func(k string) string {
-			x, _ := e.Values[k].(string)
-			return x
-		}
-		r := poller.Record{ID: e.ID, Payload: str("p")}
-		if packed, ok := e.Values["r"].(string); ok {
-			if !unpackRecord(packed, &r) {
-				r = poller.Record{ID: e.ID, Outcome: "unreadable"}
+// Runs that do not unpack (not kqueue's) read as one run of the entry's
+// ID and their place, its outcome "unreadable".
+func runsOf(e goredis.XMessage) []poller.Record {
+	str := func(k string) string {
+		x, _ := e.Values[k].(string)
+		return x
+	}
+	if packed, ok := e.Values["b"].(string); ok {
+		var out []poller.Record
+		for i := 0; packed != ""; i++ {
+			r := poller.Record{ID: e.ID + "." + strconv.Itoa(i)}
+			rest, ok := unpackRecord(packed, &r)
+			if ok {
+				r.Payload, rest, ok = cutPart(rest)
+			}
+			if !ok {
+				out = append(out, poller.Record{ID: r.ID, Outcome: "unreadable"})
+				break
 			}
 			out = append(out, r)
-			continue
+			packed = rest
 		}
-		num := func(k string) int64 {
-			n, _ := strconv.ParseInt(str(k), 10, 64)
-			return n
-		}
-		r.UUID, r.Name, r.Queue, r.Host, r.Instance = str("u"), str("n"), str("q"), str("h"), str("i")
-		r.Attempt, r.Outcome, r.Failed, r.Reason = int(num("a")), str("o"), str("f") == "1", str("e")
-		r.Ended, r.Duration = time.UnixMilli(num("t")), time.Duration(num("d"))*time.Microsecond
-		r.Wait, r.Memory = time.Duration(num("w"))*time.Microsecond, uint64(num("m"))
-		r.CPU, r.Strategy, r.Output = time.Duration(num("c"))*time.Microsecond, str("s"), str("x")
-		if g := str("g"); g != "" {
-			r.Tags = strings.Split(g, "\n")
-		}
-		out = append(out, r)
+		return out
 	}
-	return out
+	r := poller.Record{ID: e.ID, Payload: str("p")}
+	if packed, ok := e.Values["r"].(string); ok {
+		if rest, ok := unpackRecord(packed, &r); !ok || rest != "" {
+			r = poller.Record{ID: e.ID, Outcome: "unreadable"}
+		}
+		return []poller.Record{r}
+	}
+	num := func(k string) int64 {
+		n, _ := strconv.ParseInt(str(k), 10, 64)
+		return n
+	}
+	r.UUID, r.Name, r.Queue, r.Host, r.Instance = str("u"), str("n"), str("q"), str("h"), str("i")
+	r.Attempt, r.Outcome, r.Failed, r.Reason = int(num("a")), str("o"), str("f") == "1", str("e")
+	r.Ended, r.Duration = time.UnixMilli(num("t")), time.Duration(num("d"))*time.Microsecond
+	r.Wait, r.Memory = time.Duration(num("w"))*time.Microsecond, uint64(num("m"))
+	r.CPU, r.Strategy, r.Output = time.Duration(num("c"))*time.Microsecond, str("s"), str("x")
+	if g := str("g"); g != "" {
+		r.Tags = strings.Split(g, "\n")
+	}
+	return []poller.Record{r}
 }
 
 // nextID is the stream entry ID right after id ("ms-seq"): XRANGE's start

@@ -2,7 +2,10 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +16,11 @@ import (
 )
 
 // A record comes back from the history as it went in, whatever bytes its
-// parts hold; entries written one field per part (before the records were
-// packed) read as they did; an entry that is not kqueue's reads as its ID.
-func TestHistoryReadsBothForms(t *testing.T) {
+// parts hold; entries of the earlier forms (one run each: packed, and
+// before that one field per part) read as they did; an entry that is not
+// kqueue's reads as its ID, and so do the runs of a batch from the first
+// that does not unpack.
+func TestHistoryReadsEveryForm(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
@@ -34,8 +39,11 @@ func TestHistoryReadsBothForms(t *testing.T) {
 	if err := s.Record(ctx, recs, 100); err != nil {
 		t.Fatal(err)
 	}
-	// An entry of the earlier form, and one that is not kqueue's.
+	// Entries of the earlier forms, and ones that are not kqueue's.
 	key := s.historyKey()
+	if err := r.Client.XAdd(ctx, &goredis.XAddArgs{Stream: key, Values: []any{"r", string(packRecord(nil, recs[1])), "p", recs[1].Payload}}).Err(); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.Client.XAdd(ctx, &goredis.XAddArgs{Stream: key, Values: []any{"u", "old-1", "n", `App\Jobs\Old`, "q", "default",
 		"a", "2", "o", "released", "t", ended.UnixMilli(), "d", "1500", "g", "x\ny", "p", "{}"}}).Err(); err != nil {
 		t.Fatal(err)
@@ -43,15 +51,19 @@ func TestHistoryReadsBothForms(t *testing.T) {
 	if err := r.Client.XAdd(ctx, &goredis.XAddArgs{Stream: key, Values: []any{"r", "7:short", "p", "{}"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
+	broken := string(appendPart(packRecord(nil, recs[2]), "")) + "9:cut"
+	if err := r.Client.XAdd(ctx, &goredis.XAddArgs{Stream: key, Values: []any{"b", broken}}).Err(); err != nil {
+		t.Fatal(err)
+	}
 
 	got, err := s.Records(ctx, "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 5 {
-		t.Fatalf("read %d records, want 5", len(got))
+	if len(got) != 8 {
+		t.Fatalf("read %d records, want 8", len(got))
 	}
-	for i, want := range recs {
+	for i, want := range append(recs[:3:3], recs[1]) {
 		g := got[i]
 		if g.ID == "" {
 			t.Errorf("record %d has no ID", i)
@@ -61,39 +73,125 @@ func TestHistoryReadsBothForms(t *testing.T) {
 			t.Errorf("record %d:\n got %+v\nwant %+v", i, g, want)
 		}
 	}
-	old := got[3]
+	if got[0].ID == got[1].ID || !strings.HasSuffix(got[1].ID, ".1") || strings.Contains(got[3].ID, ".") {
+		t.Errorf("IDs %s %s %s: want a batch's runs told apart by their place, an entry of one run by its own", got[0].ID, got[1].ID, got[3].ID)
+	}
+	old := got[4]
 	if old.UUID != "old-1" || old.Name != `App\Jobs\Old` || old.Attempt != 2 || old.Outcome != "released" ||
 		!old.Ended.Equal(ended) || old.Duration != 1500*time.Microsecond || !reflect.DeepEqual(old.Tags, []string{"x", "y"}) || old.Payload != "{}" {
 		t.Errorf("an entry of the earlier form read as %+v", old)
 	}
-	if bad := got[4]; bad.ID == "" || bad.Outcome != "unreadable" || bad.UUID != "" {
+	if bad := got[5]; bad.ID == "" || bad.Outcome != "unreadable" || bad.UUID != "" {
 		t.Errorf("an entry that is not kqueue's read as %+v", bad)
 	}
+	if g := got[6]; g.Outcome != "done" || g.Payload != "" || !strings.HasSuffix(g.ID, ".0") {
+		t.Errorf("a batch's first run, before one cut short, read as %+v", g)
+	}
+	if bad := got[7]; bad.Outcome != "unreadable" || !strings.HasSuffix(bad.ID, ".1") {
+		t.Errorf("a batch's run cut short read as %+v", bad)
+	}
 	newest, err := s.RecordsBefore(ctx, "", 1)
-	if err != nil || len(newest) != 1 || newest[0].ID != got[4].ID {
+	if err != nil || len(newest) != 1 || newest[0].ID != got[7].ID {
 		t.Errorf("RecordsBefore: %+v, %v", newest, err)
 	}
 }
 
 // The history is trimmed to about keep runs (once a batch, whole nodes of
-// the stream at a time).
+// the stream at a time), by MINID, or on a server without it by MAXLEN.
 func TestHistoryKeepsAboutKeep(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	s := New(Config{Client: r.Client, Prefix: "p_", Queues: []string{"default"}})
-	recs := make([]poller.Record, 100)
-	for i := range recs {
-		recs[i] = poller.Record{UUID: "u", Outcome: "done", Ended: time.Now()}
+	for _, noMinID := range []bool{false, true} {
+		s := New(Config{Client: r.Client, Prefix: fmt.Sprintf("p%v_", noMinID), Queues: []string{"default"}})
+		s.history.noMinID = noMinID
+		for _, n := range []int{100, 1, 30, 100, 7, 100, 100, 3, 100, 100} {
+			recs := make([]poller.Record, n)
+			for i := range recs {
+				recs[i] = poller.Record{UUID: "u", Outcome: "done", Ended: time.Now(), Payload: strings.Repeat("x", 100)}
+			}
+			if err := s.Record(ctx, recs, 150); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Kept: 150, and up to the last two batches (the trim an XADD
+		// does is the window before it) and a node of the stream;
+		// untrimmed it would be 641.
+		runs, err := s.Records(ctx, "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(runs); n < 150 || n > 400 {
+			t.Errorf("noMinID %v: the history holds %d runs, want about 150", noMinID, n)
+		}
 	}
-	for range 10 {
-		if err := s.Record(ctx, recs, 50); err != nil {
+}
+
+// Runs are read n at a time, forwards and back, from anywhere: a page may
+// end in the middle of an entry, and the next goes on from there.
+func TestHistoryPagesThroughEntries(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	s := New(Config{Client: r.Client, Prefix: "p_", Queues: []string{"default"}})
+	var want []string
+	run := func() poller.Record {
+		want = append(want, strconv.Itoa(len(want)))
+		return poller.Record{UUID: want[len(want)-1], Outcome: "done", Ended: time.Now()}
+	}
+	for _, n := range []int{1, 5, 3, 0, 40, 2, 0, 1, 17} {
+		if n == 0 {
+			// An entry of the earlier form, one run.
+			if err := r.Client.XAdd(ctx, &goredis.XAddArgs{Stream: s.historyKey(), Values: []any{"r", string(packRecord(nil, run())), "p", ""}}).Err(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		recs := make([]poller.Record, n)
+		for i := range recs {
+			recs[i] = run()
+		}
+		if err := s.Record(ctx, recs, 1000); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Kept: 50, and up to a node of the stream (100 entries) and a batch
-	// more; untrimmed it would be 1,000.
-	if n := r.Client.XLen(ctx, s.historyKey()).Val(); n < 50 || n > 250 {
-		t.Errorf("the history holds %d runs, want about 50", n)
+	for _, n := range []int{1, 2, 3, 7, 16, 100} {
+		var fwd, back []string
+		for after := ""; ; {
+			recs, err := s.Records(ctx, after, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) > n || len(recs) < n && len(fwd)+len(recs) != len(want) {
+				t.Fatalf("n=%d: Records after %q read %d runs", n, after, len(recs))
+			}
+			for _, rec := range recs {
+				fwd = append(fwd, rec.UUID)
+			}
+			if len(recs) < n {
+				break
+			}
+			after = recs[len(recs)-1].ID
+		}
+		for before := ""; ; {
+			recs, err := s.RecordsBefore(ctx, before, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) > n || len(recs) < n && len(back)+len(recs) != len(want) {
+				t.Fatalf("n=%d: RecordsBefore %q read %d runs", n, before, len(recs))
+			}
+			for _, rec := range recs {
+				back = append(back, rec.UUID)
+			}
+			if len(recs) < n {
+				break
+			}
+			before = recs[len(recs)-1].ID
+		}
+		slices.Reverse(back)
+		if !slices.Equal(fwd, want) || !slices.Equal(back, want) {
+			t.Errorf("n=%d: forwards %v, back %v; want %v", n, fwd, back, want)
+		}
 	}
 }
