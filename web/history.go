@@ -316,17 +316,21 @@ func (j Jobs) OlderLink() string {
 
 // idBefore reports whether the run with ID a comes before the one with ID
 // b: the Redis store's IDs, its stream entry's ("ms-seq") and, for a run
-// in an entry of several, its place in it (".i").
+// in an entry of several, how many runs follow it there (".k").
 func idBefore(a, b string) bool {
 	an, bn := idNumbers(a), idNumbers(b)
-	return slices.Compare(an[:], bn[:]) < 0
+	if c := slices.Compare(an[:2], bn[:2]); c != 0 {
+		return c < 0
+	}
+	return an[2] > bn[2]
 }
 
-// idNumbers is a run ID's numbers: ms, seq and place (0 when absent).
+// idNumbers is a run ID's numbers: ms, seq and the runs after it (0 when
+// absent).
 func idNumbers(id string) (n [3]uint64) {
 	ms, rest, _ := strings.Cut(id, "-")
-	seq, place, _ := strings.Cut(rest, ".")
-	for i, x := range []string{ms, seq, place} {
+	seq, later, _ := strings.Cut(rest, ".")
+	for i, x := range []string{ms, seq, later} {
 		n[i], _ = strconv.ParseUint(x, 10, 64)
 	}
 	return n

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,8 +125,16 @@ func TestQuantiles(t *testing.T) {
 // the last ended.
 func TestHistorySearch(t *testing.T) {
 	h := &history{keep: 1000}
+	var ids []string
 	for i := range 120 {
-		h.add(poller.Record{ID: fmt.Sprintf("%d-%d", 1000+i/3, i%3), UUID: "u" + string(rune('0'+i%10)),
+		// Entries of one run each, then (the Redis store's form now)
+		// entries of three, each run's ID saying how many follow it.
+		id := fmt.Sprintf("%d-%d", 1000+i/3, i%3)
+		if i >= 60 {
+			id = fmt.Sprintf("%d-0.%d", 2000+i/3, 2-i%3)
+		}
+		ids = append(ids, id)
+		h.add(poller.Record{ID: id, UUID: "u" + string(rune('0'+i%10)),
 			Name: []string{"App\\Jobs\\A", "App\\Jobs\\B"}[i%2], Queue: "default", Outcome: []string{"done", "failed"}[i%3/2],
 			Tags: []string{"user:" + string(rune('0'+i%5))}})
 	}
@@ -136,6 +145,20 @@ func TestHistorySearch(t *testing.T) {
 	next := h.search(Filter{Before: all.Older})
 	if len(next.Runs) != jobsPage || next.Runs[0].ID == all.Runs[jobsPage-1].ID {
 		t.Errorf("the next page starts at %q, after %q", next.Runs[0].ID, all.Older)
+	}
+	var paged []string
+	for f := (Filter{}); ; {
+		page := h.search(f)
+		for _, r := range page.Runs {
+			paged = append(paged, r.ID)
+		}
+		if f.Before = page.Older; f.Before == "" {
+			break
+		}
+	}
+	slices.Reverse(paged)
+	if !slices.Equal(paged, ids) {
+		t.Errorf("page after page, newest first, the runs are %v; want %v", paged, ids)
 	}
 	b := h.search(Filter{Class: "App\\Jobs\\B", Tag: "user:1"})
 	for _, r := range b.Runs {

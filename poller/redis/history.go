@@ -18,11 +18,12 @@ import (
 // one entry of a few hundred runs for about what it costs to add one, and
 // the daemon writes two arguments, not seven per run (the history was a
 // seventh of the daemon's instructions per no-op job, and of Redis' CPU).
-// A run's ID is its entry's and its place in it, "ms-seq.i". Entries of
-// the earlier forms hold one run each, whose ID is the entry's: packed in
-// "r", its payload in "p"; and before that one field per part. Trimmed to
-// about the number kept (see recordBuf); one key, so one Redis Cluster
-// slot.
+// A run's ID is its entry's and how many runs follow it there, "ms-seq.k"
+// (counted from the end, the ID of an entry's last run says that reading
+// on from it starts at the next entry). Entries of the earlier forms hold
+// one run each, whose ID is the entry's: packed in "r", its payload in
+// "p"; and before that one field per part. Trimmed to about the number
+// kept (see recordBuf); one key, so one Redis Cluster slot.
 func (s *Store) historyKey() string { return s.prefix + "kqueue:jobs" }
 
 // Record appends records to the history as one entry, in one round trip,
@@ -221,33 +222,31 @@ func (s *Store) Records(ctx context.Context, after string, n int) ([]poller.Reco
 	if n <= 0 {
 		return nil, nil
 	}
-	start, from := "-", 0 // from: the first run wanted in the entry start
+	start, keep := "-", 0 // keep: of the entry start, only its last keep runs are wanted
 	if after != "" {
-		entry, i, inEntry := cutRunID(after)
-		if inEntry {
-			start, from = entry, i+1
-		} else {
-			start = nextID(entry)
+		entry, later := cutRunID(after)
+		if start, keep = entry, later; later == 0 {
+			start = nextID(entry) // nothing of its entry after it
 		}
 	}
 	var out []poller.Record
-	for count, entries := min(n, firstEntries), 0; len(out) < n; {
+	for count, entries := 1, 0; len(out) < n; {
 		batch, err := s.rdb.XRangeN(ctx, s.historyKey(), start, "+", int64(count)).Result()
 		if err != nil {
 			return nil, s.classify(err)
 		}
 		for _, e := range batch {
-			runs := runsOf(e)
-			if e.ID == start {
-				runs = runs[min(from, len(runs)):]
+			from := len(out)
+			out = appendRuns(out, e)
+			if e.ID == start && keep > 0 {
+				out = append(out[:from], out[max(len(out)-keep, from):]...)
 			}
-			out = append(out, runs...)
 		}
 		if len(batch) < count {
 			break
 		}
 		entries += len(batch)
-		start, from = nextID(batch[len(batch)-1].ID), 0
+		start, keep = nextID(batch[len(batch)-1].ID), 0
 		count = entriesFor(n-len(out), entries, len(out))
 	}
 	return out[:min(len(out), n)], nil
@@ -259,34 +258,30 @@ func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poll
 	if n <= 0 {
 		return nil, nil
 	}
-	end, below := "+", -1 // below: in the entry end, the runs wanted are those before it (-1: all)
+	end, drop := "+", 0 // drop: of the entry end, its last drop runs are not wanted
 	if before != "" {
-		entry, i, inEntry := cutRunID(before)
-		if inEntry {
-			end, below = entry, i
-		} else if end = prevID(entry); end == "" {
-			return nil, nil // before is the first ID there can be
-		}
+		entry, later := cutRunID(before)
+		end, drop = entry, later+1
 	}
 	var out []poller.Record
-	for count, entries := min(n, firstEntries), 0; len(out) < n; {
+	for count, entries := 1, 0; len(out) < n; {
 		batch, err := s.rdb.XRevRangeN(ctx, s.historyKey(), end, "-", int64(count)).Result()
 		if err != nil {
 			return nil, s.classify(err)
 		}
 		for _, e := range batch {
-			runs := runsOf(e)
-			if e.ID == end && below >= 0 {
-				runs = runs[:min(below, len(runs))]
+			from := len(out)
+			out = appendRuns(out, e)
+			if e.ID == end {
+				out = out[:max(len(out)-drop, from)]
 			}
-			slices.Reverse(runs)
-			out = append(out, runs...)
+			slices.Reverse(out[from:])
 		}
 		if len(batch) < count {
 			break
 		}
 		entries += len(batch)
-		if end, below = prevID(batch[len(batch)-1].ID), -1; end == "" {
+		if end, drop = prevID(batch[len(batch)-1].ID), 0; end == "" {
 			break
 		}
 		count = entriesFor(n-len(out), entries, len(out))
@@ -294,13 +289,10 @@ func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poll
 	return out[:min(len(out), n)], nil
 }
 
-// Reading runs, the history asks for as many entries as should hold the
-// runs still wanted, by the runs per entry read so far: firstEntries the
-// first time, maxEntries at most (an entry holds up to a batch of runs).
-const (
-	firstEntries = 16
-	maxEntries   = 128
-)
+// Reading runs, the history asks for one entry first, then for as many as
+// should hold the runs still wanted by the runs per entry so far,
+// maxEntries at most (an entry holds up to a batch of runs).
+const maxEntries = 256
 
 // entriesFor is how many entries to read for want runs more, entries
 // having held runs.
@@ -308,45 +300,60 @@ func entriesFor(want, entries, runs int) int {
 	return min(max(want*entries/max(runs, 1), 1), want, maxEntries)
 }
 
-// cutRunID cuts a run's ID into its entry's ID and its place in the entry;
-// inEntry is false for an entry of one run (its ID is the entry's).
-func cutRunID(id string) (entry string, i int, inEntry bool) {
+// cutRunID cuts a run's ID into its entry's ID and how many runs follow it
+// in the entry (0 for an entry of one run, whose ID is the entry's).
+func cutRunID(id string) (entry string, later int) {
 	entry, place, found := strings.Cut(id, ".")
 	if !found {
-		return id, 0, false
+		return id, 0
 	}
-	i, err := strconv.Atoi(place)
-	return entry, max(i, 0), err == nil
+	later, _ = strconv.Atoi(place)
+	return entry, max(later, 0)
 }
 
-// runsOf decodes a stream entry: a batch of runs (Record), or one run of
-// an earlier form — packed, or one field per part, named by a letter:
+// appendRuns appends the runs of a stream entry to out: a batch of runs
+// (Record), or one run of an earlier form — packed, or one field per part,
+// named by a letter:
 //
 //	u uuid  n name  q queue  h host  i instance  a attempt  o outcome
 //	f failed ("1")  e reason  t ended  d duration  w wait  m memory
 //	c cpu  s strategy  g tags  x output  p payload
 //
-// Runs that do not unpack (not kqueue's) read as one run of the entry's
-// ID and their place, its outcome "unreadable".
-func runsOf(e goredis.XMessage) []poller.Record {
+// Runs that do not unpack (not kqueue's) read as one run, its outcome
+// "unreadable".
+func appendRuns(out []poller.Record, e goredis.XMessage) []poller.Record {
 	str := func(k string) string {
 		x, _ := e.Values[k].(string)
 		return x
 	}
 	if packed, ok := e.Values["b"].(string); ok {
-		var out []poller.Record
-		for i := 0; packed != ""; i++ {
-			r := poller.Record{ID: e.ID + "." + strconv.Itoa(i)}
+		from := len(out)
+		for packed != "" {
+			var r poller.Record
 			rest, ok := unpackRecord(packed, &r)
 			if ok {
 				r.Payload, rest, ok = cutPart(rest)
 			}
 			if !ok {
-				out = append(out, poller.Record{ID: r.ID, Outcome: "unreadable"})
+				out = append(out, poller.Record{Outcome: "unreadable"})
 				break
 			}
 			out = append(out, r)
 			packed = rest
+		}
+		// The runs' IDs, in one string.
+		runs := out[from:]
+		var ids strings.Builder
+		ends := make([]int, len(runs))
+		for i := range runs {
+			ids.WriteString(e.ID)
+			ids.WriteByte('.')
+			ids.WriteString(strconv.Itoa(len(runs) - 1 - i))
+			ends[i] = ids.Len()
+		}
+		all, start := ids.String(), 0
+		for i, end := range ends {
+			runs[i].ID, start = all[start:end], end
 		}
 		return out
 	}
@@ -355,7 +362,7 @@ func runsOf(e goredis.XMessage) []poller.Record {
 		if rest, ok := unpackRecord(packed, &r); !ok || rest != "" {
 			r = poller.Record{ID: e.ID, Outcome: "unreadable"}
 		}
-		return []poller.Record{r}
+		return append(out, r)
 	}
 	num := func(k string) int64 {
 		n, _ := strconv.ParseInt(str(k), 10, 64)
@@ -369,7 +376,7 @@ func runsOf(e goredis.XMessage) []poller.Record {
 	if g := str("g"); g != "" {
 		r.Tags = strings.Split(g, "\n")
 	}
-	return []poller.Record{r}
+	return append(out, r)
 }
 
 // nextID is the stream entry ID right after id ("ms-seq"): XRANGE's start

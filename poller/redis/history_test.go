@@ -73,8 +73,8 @@ func TestHistoryReadsEveryForm(t *testing.T) {
 			t.Errorf("record %d:\n got %+v\nwant %+v", i, g, want)
 		}
 	}
-	if got[0].ID == got[1].ID || !strings.HasSuffix(got[1].ID, ".1") || strings.Contains(got[3].ID, ".") {
-		t.Errorf("IDs %s %s %s: want a batch's runs told apart by their place, an entry of one run by its own", got[0].ID, got[1].ID, got[3].ID)
+	if !strings.HasSuffix(got[0].ID, ".2") || !strings.HasSuffix(got[2].ID, ".0") || strings.Contains(got[3].ID, ".") {
+		t.Errorf("IDs %s %s %s: want a batch's runs told apart by how many follow them, an entry of one run by its own", got[0].ID, got[2].ID, got[3].ID)
 	}
 	old := got[4]
 	if old.UUID != "old-1" || old.Name != `App\Jobs\Old` || old.Attempt != 2 || old.Outcome != "released" ||
@@ -84,10 +84,10 @@ func TestHistoryReadsEveryForm(t *testing.T) {
 	if bad := got[5]; bad.ID == "" || bad.Outcome != "unreadable" || bad.UUID != "" {
 		t.Errorf("an entry that is not kqueue's read as %+v", bad)
 	}
-	if g := got[6]; g.Outcome != "done" || g.Payload != "" || !strings.HasSuffix(g.ID, ".0") {
+	if g := got[6]; g.Outcome != "done" || g.Payload != "" || !strings.HasSuffix(g.ID, ".1") {
 		t.Errorf("a batch's first run, before one cut short, read as %+v", g)
 	}
-	if bad := got[7]; bad.Outcome != "unreadable" || !strings.HasSuffix(bad.ID, ".1") {
+	if bad := got[7]; bad.Outcome != "unreadable" || !strings.HasSuffix(bad.ID, ".0") {
 		t.Errorf("a batch's run cut short read as %+v", bad)
 	}
 	newest, err := s.RecordsBefore(ctx, "", 1)
