@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,11 +43,15 @@ func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) erro
 	}
 	trim := b.trimAt(keep)
 	id, err := s.addRuns(ctx, trim, b.buf)
-	if err != nil && trim != nil && trim[0] == "MINID" && strings.Contains(err.Error(), "syntax") {
-		// A server before Redis 6.2: trimmed by a number of entries,
-		// this recorder's own.
+	var refused goredis.Error
+	if trim[0] == "MINID" && errors.As(err, &refused) && !unreachable(err) {
+		// A server before Redis 6.2 reads MINID as an entry ID, and
+		// refuses it: if the same entry trimmed by a number of entries
+		// is taken, so are the next ones.
 		b.noMinID = true
-		id, err = s.addRuns(ctx, b.trimAt(keep), b.buf)
+		if id, err = s.addRuns(ctx, b.trimAt(keep), b.buf); err != nil {
+			b.noMinID = false
+		}
 	}
 	if err != nil {
 		return s.classify(err)
@@ -66,12 +71,15 @@ func (s *Store) addRuns(ctx context.Context, trim []any, runs []byte) (string, e
 // recordBuf is what Record writes its entries from, and the window that
 // trims the history: the entries this store has added, oldest first, as
 // few as hold keep runs. Once it holds keep, each XADD trims the stream
-// to its first entry (MINID ~). With one daemon writing, that keeps the
-// last keep runs and up to a batch more; with several, each trims to its
-// own window, so the stream keeps the runs of the last keep of the
-// busiest one, and the others' of the same span. On a server before
-// Redis 6.2 (no MINID) the stream is trimmed to as many entries as the
-// window holds (MAXLEN ~), which with several daemons keeps fewer.
+// to its first entry (MINID ~), the window as it was before that XADD.
+// With one daemon writing, that keeps the last keep runs and up to two
+// batches more (and, as ~ says, whole nodes of the stream); with
+// several, each trims to its own window, so the stream keeps the runs of
+// the last keep of the busiest one, and the others' of the same span.
+// Until then (a daemon that has just started) the stream keeps keep
+// entries (MAXLEN ~), each of one run at least. On a server before Redis
+// 6.2 (no MINID) it keeps as many entries as the window and the new one
+// (MAXLEN ~), which with several daemons keeps fewer runs.
 type recordBuf struct {
 	mu      sync.Mutex
 	buf     []byte // the entry's runs
@@ -86,21 +94,26 @@ type added struct {
 	runs int
 }
 
-// trimAt is the XADD arguments that trim the history to b's window, nil
-// while the window holds fewer than keep runs.
+// trimAt is the XADD arguments that trim the history to b's window.
 func (b *recordBuf) trimAt(keep int) []any {
 	switch {
 	case b.runs < keep || len(b.window) == 0:
-		return nil
+		return []any{"MAXLEN", "~", keep}
 	case b.noMinID:
-		return []any{"MAXLEN", "~", len(b.window)}
+		return []any{"MAXLEN", "~", len(b.window) + 1}
 	}
 	return []any{"MINID", "~", b.window[0].id}
 }
 
 // added records an entry of runs added with ID id, and drops from the
-// window the oldest entries that the others hold keep runs without.
+// window the oldest entries that the others hold keep runs without. An ID
+// not after the window's last (the stream made again on a server whose
+// clock is behind) starts the window again: its IDs would trim the new
+// entries.
 func (b *recordBuf) added(id string, runs int, keep int) {
+	if n := len(b.window); n > 0 && !idAfter(id, b.window[n-1].id) {
+		b.window, b.runs = b.window[:0], 0
+	}
 	b.window = append(b.window, added{id, runs})
 	b.runs += runs
 	drop := 0
@@ -111,6 +124,20 @@ func (b *recordBuf) added(id string, runs int, keep int) {
 	if drop > 0 {
 		b.window = append(b.window[:0], b.window[drop:]...)
 	}
+}
+
+// idAfter reports whether the stream entry ID a ("ms-seq") comes after b.
+func idAfter(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	an, _ := strconv.ParseUint(am, 10, 64)
+	bn, _ := strconv.ParseUint(bm, 10, 64)
+	if an != bn {
+		return an > bn
+	}
+	an, _ = strconv.ParseUint(as, 10, 64)
+	bn, _ = strconv.ParseUint(bs, 10, 64)
+	return an > bn
 }
 
 // appendPart appends x to b as a part: its length in decimal, a colon and
@@ -230,7 +257,8 @@ func (s *Store) Records(ctx context.Context, after string, n int) ([]poller.Reco
 		}
 	}
 	var out []poller.Record
-	for count, entries := 1, 0; len(out) < n; {
+	var read reading
+	for count := 1; len(out) < n; {
 		batch, err := s.rdb.XRangeN(ctx, s.historyKey(), start, "+", int64(count)).Result()
 		if err != nil {
 			return nil, s.classify(err)
@@ -238,6 +266,7 @@ func (s *Store) Records(ctx context.Context, after string, n int) ([]poller.Reco
 		for _, e := range batch {
 			from := len(out)
 			out = appendRuns(out, e)
+			read.entry(len(out) - from)
 			if e.ID == start && keep > 0 {
 				out = append(out[:from], out[max(len(out)-keep, from):]...)
 			}
@@ -245,9 +274,8 @@ func (s *Store) Records(ctx context.Context, after string, n int) ([]poller.Reco
 		if len(batch) < count {
 			break
 		}
-		entries += len(batch)
 		start, keep = nextID(batch[len(batch)-1].ID), 0
-		count = entriesFor(n-len(out), entries, len(out))
+		count = read.next(n - len(out))
 	}
 	return out[:min(len(out), n)], nil
 }
@@ -264,7 +292,8 @@ func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poll
 		end, drop = entry, later+1
 	}
 	var out []poller.Record
-	for count, entries := 1, 0; len(out) < n; {
+	var read reading
+	for count := 1; len(out) < n; {
 		batch, err := s.rdb.XRevRangeN(ctx, s.historyKey(), end, "-", int64(count)).Result()
 		if err != nil {
 			return nil, s.classify(err)
@@ -272,6 +301,7 @@ func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poll
 		for _, e := range batch {
 			from := len(out)
 			out = appendRuns(out, e)
+			read.entry(len(out) - from)
 			if e.ID == end {
 				out = out[:max(len(out)-drop, from)]
 			}
@@ -280,24 +310,31 @@ func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poll
 		if len(batch) < count {
 			break
 		}
-		entries += len(batch)
 		if end, drop = prevID(batch[len(batch)-1].ID), 0; end == "" {
 			break
 		}
-		count = entriesFor(n-len(out), entries, len(out))
+		count = read.next(n - len(out))
 	}
 	return out[:min(len(out), n)], nil
 }
 
-// Reading runs, the history asks for one entry first, then for as many as
-// should hold the runs still wanted by the runs per entry so far,
-// maxEntries at most (an entry holds up to a batch of runs).
-const maxEntries = 256
+// reading sizes the reads of runs: one entry first, then as many as
+// should hold the runs still wanted, by the runs per entry read so far —
+// but no more than twice the entries read so far, nor maxEntries: entries
+// of a few runs (a quiet spell) may be followed by entries of hundreds.
+type reading struct {
+	entries, runs int // read so far
+}
 
-// entriesFor is how many entries to read for want runs more, entries
-// having held runs.
-func entriesFor(want, entries, runs int) int {
-	return min(max(want*entries/max(runs, 1), 1), want, maxEntries)
+// maxEntries bounds one read: at most 64 batches of runs (up to 512 each).
+const maxEntries = 64
+
+// entry counts an entry read and the runs it held.
+func (r *reading) entry(runs int) { r.entries, r.runs = r.entries+1, r.runs+runs }
+
+// next is how many entries to read for want runs more.
+func (r *reading) next(want int) int {
+	return min(max(want*r.entries/max(r.runs, 1), 1), want, 2*r.entries, maxEntries)
 }
 
 // cutRunID cuts a run's ID into its entry's ID and how many runs follow it

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,35 +98,162 @@ func TestHistoryReadsEveryForm(t *testing.T) {
 }
 
 // The history is trimmed to about keep runs (once a batch, whole nodes of
-// the stream at a time), by MINID, or on a server without it by MAXLEN.
+// the stream at a time) and never below them: by MINID, or on a server
+// that refuses it (before Redis 6.2) by MAXLEN. A store that has not
+// written keep runs yet (a daemon just started) trims to keep entries.
 func TestHistoryKeepsAboutKeep(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	for _, noMinID := range []bool{false, true} {
-		s := New(Config{Client: r.Client, Prefix: fmt.Sprintf("p%v_", noMinID), Queues: []string{"default"}})
-		s.history.noMinID = noMinID
-		for _, n := range []int{100, 1, 30, 100, 7, 100, 100, 3, 100, 100} {
-			recs := make([]poller.Record, n)
-			for i := range recs {
-				recs[i] = poller.Record{UUID: "u", Outcome: "done", Ended: time.Now(), Payload: strings.Repeat("x", 100)}
-			}
-			if err := s.Record(ctx, recs, 150); err != nil {
-				t.Fatal(err)
-			}
+	batch := func(n int) []poller.Record {
+		recs := make([]poller.Record, n)
+		for i := range recs {
+			recs[i] = poller.Record{UUID: "u", Outcome: "done", Ended: time.Now(), Payload: strings.Repeat("x", 100)}
 		}
-		// Kept: 150, and up to the last two batches (the trim an XADD
-		// does is the window before it) and a node of the stream;
-		// untrimmed it would be 641.
-		runs, err := s.Records(ctx, "", 1000)
+		return recs
+	}
+	held := func(s *Store) int {
+		runs, err := s.Records(ctx, "", 10000)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := len(runs); n < 150 || n > 400 {
-			t.Errorf("noMinID %v: the history holds %d runs, want about 150", noMinID, n)
+		return len(runs)
+	}
+	for _, refuse := range []bool{false, true} {
+		client := goredis.NewClient(&goredis.Options{Network: "unix", Addr: r.Socket})
+		defer client.Close()
+		if refuse {
+			client.AddHook(refuseMinID{})
+		}
+		s := New(Config{Client: client, Prefix: fmt.Sprintf("p%v_", refuse), Queues: []string{"default"}})
+		total := 0
+		for _, n := range []int{100, 1, 30, 100, 100, 1, 1, 1, 7, 100, 100, 3, 100, 100} {
+			if err := s.Record(ctx, batch(n), 150); err != nil {
+				t.Fatal(err)
+			}
+			// Kept: 150 at least (all there were, before), and up to
+			// the last two batches more (the trim an XADD does is the
+			// window before it) and a node of the stream.
+			total += n
+			if h := held(s); h < min(total, 150) || h > 400 {
+				t.Fatalf("refuse MINID %v: after %d runs the history holds %d, want about 150", refuse, total, h)
+			}
+		}
+		if s.history.noMinID != refuse {
+			t.Errorf("refuse MINID %v: noMinID %v", refuse, s.history.noMinID)
+		}
+	}
+
+	// A store that starts on a long history trims it to keep entries.
+	old := New(Config{Client: r.Client, Prefix: "restart_", Queues: []string{"default"}})
+	for range 300 {
+		if err := old.Record(ctx, batch(1), 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restarted := New(Config{Client: r.Client, Prefix: "restart_", Queues: []string{"default"}})
+	if err := restarted.Record(ctx, batch(1), 100); err != nil {
+		t.Fatal(err)
+	}
+	if h := held(restarted); h < 100 || h > 250 {
+		t.Errorf("a store just started left %d runs, want about 100", h)
+	}
+}
+
+// Reading on from a run near an end of an entry, or past entries of a
+// few runs, the history reads about as many entries as hold the runs
+// asked for, not the most one read may take.
+func TestHistoryReadsWhatItNeeds(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	client := goredis.NewClient(&goredis.Options{Network: "unix", Addr: r.Socket})
+	defer client.Close()
+	var counted entriesRead
+	client.AddHook(&counted)
+	s := New(Config{Client: client, Prefix: "p_", Queues: []string{"default"}})
+	for i := range 150 {
+		n := 100
+		if i < 50 {
+			n = 1 // a quiet spell first
+		}
+		recs := make([]poller.Record, n)
+		for j := range recs {
+			recs[j] = poller.Record{UUID: "u", Outcome: "done", Ended: time.Now()}
+		}
+		if err := s.Record(ctx, recs, 100000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newest, err := s.RecordsBefore(ctx, "", 99)
+	if err != nil || len(newest) != 99 {
+		t.Fatalf("RecordsBefore: %d runs, %v", len(newest), err)
+	}
+	for _, c := range []struct {
+		name    string
+		read    func() ([]poller.Record, error)
+		n, most int // runs asked for; entries it may read
+	}{
+		// 11 entries hold them; reading one entry, then twice as many
+		// as read so far at most, it reads 1 + 1 + 1 + 2 + …
+		{"before the newest entry's second run", func() ([]poller.Record, error) { return s.RecordsBefore(ctx, newest[98].ID, 1000) }, 1000, 25},
+		// 53 hold them; after 27 entries of one run it may ask for 54.
+		{"from the start, 50 entries of one run first", func() ([]poller.Record, error) { return s.Records(ctx, "", 300) }, 300, 90},
+	} {
+		counted.n.Store(0)
+		runs, err := c.read()
+		if err != nil || len(runs) != c.n {
+			t.Fatalf("%s: %d runs, %v", c.name, len(runs), err)
+		}
+		if got := counted.n.Load(); got > int64(c.most) {
+			t.Errorf("%s: read %d entries for %d runs", c.name, got, c.n)
 		}
 	}
 }
+
+// entriesRead counts the stream entries XRANGE and XREVRANGE return.
+type entriesRead struct{ n atomic.Int64 }
+
+func (*entriesRead) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (*entriesRead) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return next
+}
+
+func (e *entriesRead) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		err := next(ctx, cmd)
+		if c, ok := cmd.(*goredis.XMessageSliceCmd); ok {
+			e.n.Add(int64(len(c.Val())))
+		}
+		return err
+	}
+}
+
+// refuseMinID answers an XADD with MINID as a server before Redis 6.2 does.
+type refuseMinID struct{}
+
+func (refuseMinID) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (refuseMinID) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return next
+}
+
+func (refuseMinID) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		if args := cmd.Args(); len(args) > 2 && args[0] == "XADD" && args[2] == "MINID" {
+			cmd.SetErr(serverError("ERR Invalid stream ID specified as stream command argument"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// serverError is an error as Redis replies it.
+type serverError string
+
+func (e serverError) Error() string { return string(e) }
+func (serverError) RedisError()     {}
 
 // Runs are read n at a time, forwards and back, from anywhere: a page may
 // end in the middle of an entry, and the next goes on from there.
