@@ -246,55 +246,44 @@ func unpackRecord(packed string, r *poller.Record) (rest string, ok bool) {
 // Records reads up to n runs recorded after the one with ID after ("":
 // from the oldest kept), oldest first.
 func (s *Store) Records(ctx context.Context, after string, n int) ([]poller.Record, error) {
-	if n <= 0 {
-		return nil, nil
+	if after == "" {
+		return s.readRuns(ctx, "-", nil, false, n)
 	}
-	start, keep := "-", 0 // keep: of the entry start, only its last keep runs are wanted
-	if after != "" {
-		entry, later := cutRunID(after)
-		if start, keep = entry, later; later == 0 {
-			start = nextID(entry) // nothing of its entry after it
-		}
+	entry, later := cutRunID(after)
+	if later == 0 {
+		return s.readRuns(ctx, nextID(entry), nil, false, n) // nothing of its entry after it
 	}
-	var out []poller.Record
-	var read reading
-	for count := 1; len(out) < n; {
-		batch, err := s.rdb.XRangeN(ctx, s.historyKey(), start, "+", int64(count)).Result()
-		if err != nil {
-			return nil, s.classify(err)
-		}
-		for _, e := range batch {
-			from := len(out)
-			out = appendRuns(out, e)
-			read.entry(len(out) - from)
-			if e.ID == start && keep > 0 {
-				out = append(out[:from], out[max(len(out)-keep, from):]...)
-			}
-		}
-		if len(batch) < count {
-			break
-		}
-		start, keep = nextID(batch[len(batch)-1].ID), 0
-		count = read.next(n - len(out))
-	}
-	return out[:min(len(out), n)], nil
+	return s.readRuns(ctx, entry, func(runs int) (int, int) { return max(runs-later, 0), runs }, false, n)
 }
 
 // RecordsBefore reads up to n runs recorded before the one with ID before
 // ("": from the newest), newest first.
 func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poller.Record, error) {
+	if before == "" {
+		return s.readRuns(ctx, "+", nil, true, n)
+	}
+	entry, later := cutRunID(before)
+	return s.readRuns(ctx, entry, func(runs int) (int, int) { return 0, max(runs-later-1, 0) }, true, n)
+}
+
+// readRuns reads up to n runs, entry after entry from the entry at on,
+// oldest first, or with back newest first. Of the entry at itself it
+// keeps the runs [lo, hi) that wanted says, given how many it holds (nil:
+// all).
+func (s *Store) readRuns(ctx context.Context, at string, wanted func(runs int) (lo, hi int), back bool, n int) ([]poller.Record, error) {
 	if n <= 0 {
 		return nil, nil
-	}
-	end, drop := "+", 0 // drop: of the entry end, its last drop runs are not wanted
-	if before != "" {
-		entry, later := cutRunID(before)
-		end, drop = entry, later+1
 	}
 	var out []poller.Record
 	var read reading
 	for count := 1; len(out) < n; {
-		batch, err := s.rdb.XRevRangeN(ctx, s.historyKey(), end, "-", int64(count)).Result()
+		var batch []goredis.XMessage
+		var err error
+		if back {
+			batch, err = s.rdb.XRevRangeN(ctx, s.historyKey(), at, "-", int64(count)).Result()
+		} else {
+			batch, err = s.rdb.XRangeN(ctx, s.historyKey(), at, "+", int64(count)).Result()
+		}
 		if err != nil {
 			return nil, s.classify(err)
 		}
@@ -302,16 +291,23 @@ func (s *Store) RecordsBefore(ctx context.Context, before string, n int) ([]poll
 			from := len(out)
 			out = appendRuns(out, e)
 			read.entry(len(out) - from)
-			if e.ID == end {
-				out = out[:max(len(out)-drop, from)]
+			if e.ID == at && wanted != nil {
+				lo, hi := wanted(len(out) - from)
+				out = append(out[:from], out[from+lo:from+hi]...)
 			}
-			slices.Reverse(out[from:])
+			if back {
+				slices.Reverse(out[from:])
+			}
 		}
 		if len(batch) < count {
 			break
 		}
-		if end, drop = prevID(batch[len(batch)-1].ID), 0; end == "" {
-			break
+		last := batch[len(batch)-1].ID
+		if at, wanted = nextID(last), nil; back {
+			at = prevID(last)
+		}
+		if at == "" {
+			break // the first ID there can be
 		}
 		count = read.next(n - len(out))
 	}

@@ -123,7 +123,7 @@ func TestHistoryKeepsAboutKeep(t *testing.T) {
 		client := goredis.NewClient(&goredis.Options{Network: "unix", Addr: r.Socket})
 		defer client.Close()
 		if refuse {
-			client.AddHook(refuseMinID{})
+			client.AddHook(refuseMinID)
 		}
 		s := New(Config{Client: client, Prefix: fmt.Sprintf("p%v_", refuse), Queues: []string{"default"}})
 		total := 0
@@ -169,8 +169,15 @@ func TestHistoryReadsWhatItNeeds(t *testing.T) {
 	ctx := context.Background()
 	client := goredis.NewClient(&goredis.Options{Network: "unix", Addr: r.Socket})
 	defer client.Close()
-	var counted entriesRead
-	client.AddHook(&counted)
+	// The stream entries XRANGE and XREVRANGE return.
+	var counted atomic.Int64
+	client.AddHook(hook(func(ctx context.Context, cmd goredis.Cmder, next goredis.ProcessHook) error {
+		err := next(ctx, cmd)
+		if c, ok := cmd.(*goredis.XMessageSliceCmd); ok {
+			counted.Add(int64(len(c.Val())))
+		}
+		return err
+	}))
 	s := New(Config{Client: client, Prefix: "p_", Queues: []string{"default"}})
 	for i := range 150 {
 		n := 100
@@ -200,53 +207,37 @@ func TestHistoryReadsWhatItNeeds(t *testing.T) {
 		// 53 hold them; after 27 entries of one run it may ask for 54.
 		{"from the start, 50 entries of one run first", func() ([]poller.Record, error) { return s.Records(ctx, "", 300) }, 300, 90},
 	} {
-		counted.n.Store(0)
+		counted.Store(0)
 		runs, err := c.read()
 		if err != nil || len(runs) != c.n {
 			t.Fatalf("%s: %d runs, %v", c.name, len(runs), err)
 		}
-		if got := counted.n.Load(); got > int64(c.most) {
+		if got := counted.Load(); got > int64(c.most) {
 			t.Errorf("%s: read %d entries for %d runs", c.name, got, c.n)
 		}
 	}
 }
 
-// entriesRead counts the stream entries XRANGE and XREVRANGE return.
-type entriesRead struct{ n atomic.Int64 }
-
-func (*entriesRead) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-
-func (*entriesRead) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return next
-}
-
-func (e *entriesRead) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		err := next(ctx, cmd)
-		if c, ok := cmd.(*goredis.XMessageSliceCmd); ok {
-			e.n.Add(int64(len(c.Val())))
-		}
-		return err
-	}
-}
-
 // refuseMinID answers an XADD with MINID as a server before Redis 6.2 does.
-type refuseMinID struct{}
+var refuseMinID = hook(func(ctx context.Context, cmd goredis.Cmder, next goredis.ProcessHook) error {
+	if args := cmd.Args(); len(args) > 2 && args[0] == "XADD" && args[2] == "MINID" {
+		cmd.SetErr(serverError("ERR Invalid stream ID specified as stream command argument"))
+		return cmd.Err()
+	}
+	return next(ctx, cmd)
+})
 
-func (refuseMinID) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+// hook is a go-redis hook that runs each command through a function.
+type hook func(ctx context.Context, cmd goredis.Cmder, next goredis.ProcessHook) error
 
-func (refuseMinID) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+func (hook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (hook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
 	return next
 }
 
-func (refuseMinID) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		if args := cmd.Args(); len(args) > 2 && args[0] == "XADD" && args[2] == "MINID" {
-			cmd.SetErr(serverError("ERR Invalid stream ID specified as stream command argument"))
-			return cmd.Err()
-		}
-		return next(ctx, cmd)
-	}
+func (h hook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error { return h(ctx, cmd, next) }
 }
 
 // serverError is an error as Redis replies it.
@@ -283,40 +274,29 @@ func TestHistoryPagesThroughEntries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// pages reads every run, n at a time, through read; its UUIDs.
+	pages := func(what string, n int, read func(cursor string, n int) ([]poller.Record, error)) []string {
+		var got []string
+		for cursor := ""; ; {
+			recs, err := read(cursor, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) > n || len(recs) < n && len(got)+len(recs) != len(want) {
+				t.Fatalf("n=%d: %s %q read %d runs", n, what, cursor, len(recs))
+			}
+			for _, rec := range recs {
+				got = append(got, rec.UUID)
+			}
+			if len(recs) < n {
+				return got
+			}
+			cursor = recs[len(recs)-1].ID
+		}
+	}
 	for _, n := range []int{1, 2, 3, 7, 16, 100} {
-		var fwd, back []string
-		for after := ""; ; {
-			recs, err := s.Records(ctx, after, n)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(recs) > n || len(recs) < n && len(fwd)+len(recs) != len(want) {
-				t.Fatalf("n=%d: Records after %q read %d runs", n, after, len(recs))
-			}
-			for _, rec := range recs {
-				fwd = append(fwd, rec.UUID)
-			}
-			if len(recs) < n {
-				break
-			}
-			after = recs[len(recs)-1].ID
-		}
-		for before := ""; ; {
-			recs, err := s.RecordsBefore(ctx, before, n)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(recs) > n || len(recs) < n && len(back)+len(recs) != len(want) {
-				t.Fatalf("n=%d: RecordsBefore %q read %d runs", n, before, len(recs))
-			}
-			for _, rec := range recs {
-				back = append(back, rec.UUID)
-			}
-			if len(recs) < n {
-				break
-			}
-			before = recs[len(recs)-1].ID
-		}
+		fwd := pages("Records after", n, func(c string, n int) ([]poller.Record, error) { return s.Records(ctx, c, n) })
+		back := pages("RecordsBefore", n, func(c string, n int) ([]poller.Record, error) { return s.RecordsBefore(ctx, c, n) })
 		slices.Reverse(back)
 		if !slices.Equal(fwd, want) || !slices.Equal(back, want) {
 			t.Errorf("n=%d: forwards %v, back %v; want %v", n, fwd, back, want)
