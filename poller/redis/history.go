@@ -46,8 +46,8 @@ func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) erro
 	var refused goredis.Error
 	if trim[0] == "MINID" && errors.As(err, &refused) && !unreachable(err) {
 		// A server before Redis 6.2 reads MINID as an entry ID, and
-		// refuses it: if the same entry trimmed by a number of entries
-		// is taken, so are the next ones.
+		// refuses it. If the same entry with the stream trimmed by a
+		// number of entries is taken, so are the next ones.
 		b.noMinID = true
 		if id, err = s.addRuns(ctx, b.trimAt(keep), b.buf); err != nil {
 			b.noMinID = false
@@ -60,7 +60,7 @@ func (s *Store) Record(ctx context.Context, recs []poller.Record, keep int) erro
 	return nil
 }
 
-// addRuns adds one entry of runs, trimmed as trim says (nil: not), and
+// addRuns adds one entry of runs, the stream trimmed as trim says, and
 // returns its ID.
 func (s *Store) addRuns(ctx context.Context, trim []any, runs []byte) (string, error) {
 	args := make([]any, 0, 9)
