@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,18 +127,11 @@ func (b *recordBuf) added(id string, runs int, keep int) {
 	}
 }
 
-// idAfter reports whether the stream entry ID a ("ms-seq") comes after b.
+// idAfter reports whether the stream entry ID a comes after b.
 func idAfter(a, b string) bool {
-	am, as, _ := strings.Cut(a, "-")
-	bm, bs, _ := strings.Cut(b, "-")
-	an, _ := strconv.ParseUint(am, 10, 64)
-	bn, _ := strconv.ParseUint(bm, 10, 64)
-	if an != bn {
-		return an > bn
-	}
-	an, _ = strconv.ParseUint(as, 10, 64)
-	bn, _ = strconv.ParseUint(bs, 10, 64)
-	return an > bn
+	am, as := entryID(a)
+	bm, bs := entryID(b)
+	return am > bm || am == bm && as > bs
 }
 
 // appendPart appends x to b as a part: its length in decimal, a colon and
@@ -412,24 +406,33 @@ func appendRuns(out []poller.Record, e goredis.XMessage) []poller.Record {
 	return append(out, r)
 }
 
-// nextID is the stream entry ID right after id ("ms-seq"): XRANGE's start
-// past id, on servers before 6.2 too (no exclusive ranges there).
+// entryID is a stream entry ID's two numbers, "ms-seq".
+func entryID(id string) (ms, seq uint64) {
+	m, q, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(m, 10, 64)
+	seq, _ = strconv.ParseUint(q, 10, 64)
+	return ms, seq
+}
+
+// formatID is the stream entry ID of ms and seq.
+func formatID(ms, seq uint64) string {
+	return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq, 10)
+}
+
+// nextID is the stream entry ID right after id: XRANGE's start past id,
+// on servers before 6.2 too (no exclusive ranges there).
 func nextID(id string) string {
-	ms, seq, _ := strings.Cut(id, "-")
-	n, _ := strconv.ParseUint(seq, 10, 64)
-	return ms + "-" + strconv.FormatUint(n+1, 10)
+	ms, seq := entryID(id)
+	return formatID(ms, seq+1)
 }
 
 // prevID is the stream entry ID right before id, or "" if there is none.
 func prevID(id string) string {
-	ms, seq, _ := strings.Cut(id, "-")
-	n, _ := strconv.ParseUint(seq, 10, 64)
-	if n > 0 {
-		return ms + "-" + strconv.FormatUint(n-1, 10)
+	switch ms, seq := entryID(id); {
+	case seq > 0:
+		return formatID(ms, seq-1)
+	case ms > 0:
+		return formatID(ms-1, math.MaxUint64)
 	}
-	m, _ := strconv.ParseUint(ms, 10, 64)
-	if m == 0 {
-		return ""
-	}
-	return strconv.FormatUint(m-1, 10) + "-18446744073709551615"
+	return ""
 }

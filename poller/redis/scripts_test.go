@@ -110,7 +110,7 @@ func TestReserveMatchesLaravel(t *testing.T) {
 		{"delayed", rdb.ZRangeWithScores(ctx, lk.delayed, 0, -1).Val(), rdb.ZRangeWithScores(ctx, kk.delayed, 0, -1).Val()},
 		// The same members; their order is by score, which differs when
 		// Laravel's pops, one a call, span a second boundary.
-		{"reserved", sorted(rdb.ZRange(ctx, lk.reserved, 0, -1).Val()), sorted(rdb.ZRange(ctx, kk.reserved, 0, -1).Val())},
+		{"reserved", slices.Sorted(slices.Values(rdb.ZRange(ctx, lk.reserved, 0, -1).Val())), slices.Sorted(slices.Values(rdb.ZRange(ctx, kk.reserved, 0, -1).Val()))},
 	} {
 		if fmt.Sprint(c.lar) != fmt.Sprint(c.kqu) {
 			t.Errorf("%s differs\nLaravel: %v\nkqueue:  %v", c.what, c.lar, c.kqu)
@@ -324,10 +324,4 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/record")
-}
-
-// sorted is ss in order.
-func sorted(ss []string) []string {
-	slices.Sort(ss)
-	return ss
 }
