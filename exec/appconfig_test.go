@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kqueue/kqueue/internal/testenv"
 )
@@ -120,5 +123,38 @@ func TestAppComesFromThePoolsFirstWorker(t *testing.T) {
 		if n := strings.Count(string(before), "\n"); n != 2 || strings.Count(string(before), "worker.php") != 2 {
 			t.Errorf("connection %q: php ran %d times, want twice (the two workers):\n%s", c.connection, n, before)
 		}
+	}
+}
+
+// A Redis that drops packets (its host down, say) keeps neither the pool
+// from starting nor the poller from the app's configuration: reading the
+// Redis client's prefix, and queue:restart's time from the app's cache
+// (Redis too), give up after a moment, and the prefix is the config's.
+func TestPoolStartsWithRedisBlackHoled(t *testing.T) {
+	t.Parallel()
+	_, app, env := prefixedApp(t)
+	host, port, _ := net.SplitHostPort(testenv.BlackHole(t))
+	env["REDIS_HOST"], env["REDIS_PORT"] = host, port
+	d := New(Config{AppPath: app.Path, Env: env, Workers: 1, BootTimeout: 20 * time.Second}, testenv.NewLogs().Logger())
+	if err := d.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	b, err := d.App(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Redis struct {
+			Port       int    `json:"port"`
+			Prefix     string `json:"prefix"`
+			PrefixFrom string `json:"prefix_from"`
+		} `json:"redis"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if strconv.Itoa(got.Redis.Port) != port || got.Redis.Prefix != "p:" || got.Redis.PrefixFrom != "config" {
+		t.Errorf("App = %s, want port %s and the config's prefix p:", b, port)
 	}
 }

@@ -30,8 +30,9 @@ namespace KQueue\AppConfig;
 use Throwable;
 
 // Run as a script: boot the app, describe it on fd 3. (worker.php
-// includes this file for describe() alone, defining KQUEUE_WORKER first:
-// a pool worker describes the app it has booted, which spares a PHP run.)
+// includes this file for its functions alone, defining KQUEUE_WORKER
+// first: a pool worker describes the app it has booted, which spares a
+// PHP run, and reads its cache briefly.)
 if (! defined('KQUEUE_WORKER')) {
     $out = fopen('php://fd/3', 'w');
     try {
@@ -45,6 +46,43 @@ if (! defined('KQUEUE_WORKER')) {
     }
     fwrite($out, json_encode($answer, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PARTIAL_OUTPUT_ON_ERROR)."\n");
     fflush($out);
+}
+
+// briefly calls $read with each connection it opens given at most
+// $seconds to connect (PHP's default_socket_timeout, which phpredis
+// and PHP's streams use where the app sets no timeout of its own: a
+// minute, out of the box), and returns what $read returns. A Redis whose
+// host is down, or behind a firewall that drops packets, never refuses a
+// connect; only a timeout ends it, and kqueue must not wait a minute for a
+// prefix or a timestamp. A Redis connection $read opened is opened again
+// afterwards, as the app would have (it had just answered), so that what
+// the app does with it later runs with the app's own timeouts.
+function briefly($app, callable $read, int $seconds = 2)
+{
+    $redis = $app->bound('redis') ? $app['redis'] : null;
+    $had = $redis !== null ? array_keys($redis->connections() ?? []) : [];
+    $was = ini_set('default_socket_timeout', (string) $seconds);
+    $answered = false;
+    try {
+        $got = $read();
+        $answered = true;
+
+        return $got;
+    } finally {
+        if ($was !== false) {
+            ini_set('default_socket_timeout', $was);
+        }
+        foreach ($redis !== null ? array_diff(array_keys($redis->connections() ?? []), $had) : [] as $name) {
+            $redis->purge($name);
+            if ($answered) {
+                try {
+                    $redis->connection($name);
+                } catch (Throwable $e) {
+                    // gone since: the app connects again when it needs to
+                }
+            }
+        }
+    }
 }
 
 // failure is the answer for what was thrown booting or describing the app.
@@ -162,7 +200,9 @@ function redis($app, string $name, callable $int): array
     $from = 'config';
     if (! $cluster) {
         try {
-            $client = $app['redis']->connection($name)->client();
+            $client = briefly($app, function () use ($app, $name) {
+                return $app['redis']->connection($name)->client();
+            });
             if (method_exists($client, 'getOption')) { // phpredis
                 $prefix = (string) $client->getOption(\Redis::OPT_PREFIX);
             } else { // predis

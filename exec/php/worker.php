@@ -113,6 +113,8 @@ final class Server
         }
         require $appPath.'/vendor/autoload.php';
         require __DIR__.'/job.php'; // extends Laravel's classes: after the autoloader
+        define('KQUEUE_WORKER', true); // appconfig.php's functions, not its script
+        require __DIR__.'/appconfig.php';
         $this->app = require $appPath.'/bootstrap/app.php';
         $this->app->make(\Illuminate\Contracts\Console\Kernel::class)->bootstrap();
 
@@ -672,13 +674,19 @@ final class Server
         })->call($this->worker);
     }
 
+    // restartTimestamp is when `php artisan queue:restart` last ran, as the
+    // app's cache says; its server given a moment to answer (a worker must
+    // not wait a minute to say it is ready, or to hear the dispatcher, for
+    // a cache whose host is down).
     private function restartTimestamp()
     {
         if (! $this->cache) {
             return null;
         }
         try {
-            return $this->cache->get('illuminate:queue:restart');
+            return \KQueue\AppConfig\briefly($this->app, function () {
+                return $this->cache->get('illuminate:queue:restart');
+            });
         } catch (Throwable $e) {
             return $this->lastRestart;
         }
@@ -689,10 +697,6 @@ final class Server
     // of its workers to boot, not from a PHP run of its own.
     private function describeApp(): array
     {
-        if (! defined('KQUEUE_WORKER')) {
-            define('KQUEUE_WORKER', true);
-        }
-        require_once __DIR__.'/appconfig.php';
         try {
             return \KQueue\AppConfig\describe($this->app);
         } catch (Throwable $e) {

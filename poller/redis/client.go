@@ -3,6 +3,7 @@ package redis
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -63,6 +64,12 @@ func Dial(ctx context.Context, cfg config.Redis) (goredis.UniversalClient, error
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		rdb.Close()
+		var nerr net.Error
+		if ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &nerr) && nerr.Timeout()) {
+			// A refused connect says so; a host that is down, or a
+			// firewall that drops packets, only ever times out.
+			return nil, fmt.Errorf("redis at %s: no answer: is its host up, and reachable from here? (%w)", cfg.String(), err)
+		}
 		return nil, fmt.Errorf("redis at %s: %w", cfg.String(), err)
 	}
 	return rdb, nil

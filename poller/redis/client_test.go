@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kqueue/kqueue/config"
@@ -31,5 +33,22 @@ func TestDialReplacesAClosedConnection(t *testing.T) {
 		if v, err := rdb.Get(ctx, "k").Result(); err != nil || v != "v" {
 			t.Fatalf("after its connection was closed: %q, %v", v, err)
 		}
+	}
+}
+
+// A Redis that never answers a connect (its host down, or a firewall that
+// drops packets) is told apart from one that refuses it: the error says
+// there was no answer, and names the server.
+func TestDialSaysARedisNeverAnswered(t *testing.T) {
+	t.Parallel()
+	// (Its dials end before Dial does: none is left behind.)
+	url := "redis://" + testenv.BlackHole(t) + "?dial_timeout=300ms"
+	_, err := Dial(context.Background(), config.Redis{URL: url})
+	if err == nil || !strings.Contains(err.Error(), "redis at "+url) || !strings.Contains(err.Error(), "no answer") {
+		t.Fatalf("Dial of a Redis that never answers: %v, want it to say there was no answer", err)
+	}
+	_, err = Dial(context.Background(), config.Redis{URL: "unix://" + filepath.Join(t.TempDir(), "none.sock")})
+	if err == nil || strings.Contains(err.Error(), "no answer") {
+		t.Fatalf("Dial of a Redis that is not there: %v, want the refusal, not a timeout", err)
 	}
 }
