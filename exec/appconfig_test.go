@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -77,8 +78,14 @@ func TestAppComesFromThePoolsFirstWorker(t *testing.T) {
 	runs := filepath.Join(t.TempDir(), "runs")
 	php := filepath.Join(t.TempDir(), "php")
 	script := "#!/bin/sh\necho \"$*\" >> " + runs + "\nexec php \"$@\"\n"
-	if err := os.WriteFile(php, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
+	// Written by a process of its own: one that a parallel test forks
+	// while this one holds the file open for writing holds it too, until
+	// it execs, and running the script meanwhile fails with "text file
+	// busy".
+	write := osexec.Command("sh", "-c", `cat > "$1" && chmod 755 "$1"`, "sh", php)
+	write.Stdin = strings.NewReader(script)
+	if out, err := write.CombinedOutput(); err != nil {
+		t.Fatalf("write %s: %v: %s", php, err, out)
 	}
 	want, err := AppConfig(t.Context(), Config{AppPath: app.Path, Env: env})
 	if err != nil {
