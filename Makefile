@@ -58,10 +58,12 @@ lint: ## go vet and gofmt
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: fuzz
-fuzz: ## fuzz every parser (and the log line writer) for FUZZTIME each (default 50000x: executions)
+fuzz: ## fuzz every parser (and the log line writer, and the byte tests they share) for FUZZTIME each (default 50000x: executions)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./payload
+	$(GO) test -run '^$$' -fuzz '^FuzzScanMatchesEncodingJSON$$' -fuzztime $(FUZZTIME) ./payload
 	$(GO) test -run '^$$' -fuzz '^FuzzReadCommand$$' -fuzztime $(FUZZTIME) ./payload
+	$(GO) test -run '^$$' -fuzz '^FuzzMatchesBytes$$' -fuzztime $(FUZZTIME) ./internal/swar
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./protocol
 	$(GO) test -run '^$$' -fuzz '^FuzzTextHandlerWritesWhatSlogWrites$$' -fuzztime $(FUZZTIME) ./journal
 
