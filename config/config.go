@@ -41,6 +41,7 @@ type Config struct {
 	Metrics    Metrics    `toml:"metrics"`
 	Web        Web        `toml:"web"`
 	Alerts     Alerts     `toml:"alerts"`
+	Log        Log        `toml:"log"`
 
 	// Laravel is the app's own queue configuration, once Adopt has
 	// completed the config with it; nil before.
@@ -57,6 +58,20 @@ type Alerts struct {
 	// Default "" (the log and metrics only).
 	Webhook string `toml:"webhook"`
 }
+
+// Log is what the log (the journal, under systemd) holds of the jobs.
+type Log struct {
+	// JobsDone: an entry ("job done") for each job that simply
+	// succeeded; off, those are debug entries, and the log holds the jobs
+	// that failed, were released, timed out or crashed. journald keeps
+	// 10,000 info messages of a service in 30 s by default (a few times
+	// more with free disk space) and drops the rest of the 30 s, kqueue's
+	// other info messages with them. Default true.
+	JobsDone *bool `toml:"jobs_done"`
+}
+
+// Done reports whether each job that succeeded gets an entry of its own.
+func (l Log) Done() bool { return l.JobsDone == nil || *l.JobsDone }
 
 // Metrics is the Prometheus endpoint.
 type Metrics struct {

@@ -47,6 +47,7 @@ workers = 2
 		{"backoff", c.Job.Backoff, "0"},
 		{"max_memory", c.Pool.MaxMemory.Bytes(), int64(256 << 20)},
 		{"socket", c.Dispatcher.Socket, "/run/kqueue/default.sock"},
+		{"log.jobs_done", c.Log.Done(), true},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -110,6 +111,8 @@ nice = 5
 timeout = 0
 tries = 0
 backoff = "5, 30,60"
+[log]
+jobs_done = false
 `
 	c, err := Parse("/etc/kqueue/x.toml", []byte(src))
 	if err != nil {
@@ -129,6 +132,9 @@ backoff = "5, 30,60"
 	}
 	if c.Job.Timeout.D() != 0 || *c.Job.Tries != 0 || c.Job.Backoff != "5,30,60" {
 		t.Errorf("job = %+v", c.Job)
+	}
+	if c.Log.Done() {
+		t.Errorf("log.jobs_done = false read as true")
 	}
 }
 

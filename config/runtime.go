@@ -58,6 +58,7 @@ func (c *Config) RestartNeeded(next *Config) []string {
 		{"metrics", c.Metrics == next.Metrics},
 		{"control", c.Control == next.Control},
 		{"dispatcher", c.Dispatcher == next.Dispatcher},
+		{"log", c.Log.Done() == next.Log.Done()},
 	} {
 		if !s.same {
 			keys = append(keys, s.key)

@@ -195,6 +195,7 @@ func pollerConfig(cfg *config.Config, log *slog.Logger, n *notify.Notifier) poll
 		Instance:        cfg.Name,
 		ShutdownTimeout: cfg.Job.ShutdownTimeout.D(),
 		Logger:          log,
+		QuietDone:       !cfg.Log.Done(),
 	}
 	pc.Queues = pollerQueues(cfg)
 	if off, err := time.ParseDuration(os.Getenv(clockOffsetEnv)); err == nil && off != 0 {

@@ -1496,7 +1496,7 @@ func outcomeOf(m message) protocol.Outcome {
 			o.ReleaseAt = *m.ReleaseAt
 		}
 	case m.Deleted:
-		o.Kind, o.Result = protocol.Delete, "done"
+		o.Kind, o.Result = protocol.Delete, protocol.Done
 		if m.Failed {
 			o.Result = "failed"
 		}

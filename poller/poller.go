@@ -67,6 +67,9 @@ type Config struct {
 	IdleExit time.Duration
 	// Logger receives the job log. Default: discard.
 	Logger *slog.Logger
+	// QuietDone logs a job that simply succeeded at debug level, not
+	// info ([log] jobs_done = false).
+	QuietDone bool
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Heartbeat, when set, is called from the main loop every

@@ -446,3 +446,28 @@ func TestWedgedLoopStopsTheHeartbeat(t *testing.T) {
 		t.Fatal("no heartbeat once the loop moved again")
 	}
 }
+
+// With [log] jobs_done off (QuietDone), a job that simply succeeded is a
+// debug entry instead of an info one; a failed job is a warning either way.
+func TestQuietDone(t *testing.T) {
+	t.Parallel()
+	for _, quiet := range []bool{false, true} {
+		t.Run(fmt.Sprint("quiet=", quiet), func(t *testing.T) {
+			t.Parallel()
+			logs := testenv.NewLogs()
+			d, _, jobs := reserveAll(t, testenv.StartRedis(t), 2, poller.Config{Logger: logs.Logger(), QuietDone: quiet})
+			d.conn.SendBatch([]protocol.Message{
+				protocol.Outcome{ID: jobs[0].ID, Kind: protocol.Delete, Result: protocol.Done},
+				protocol.Outcome{ID: jobs[1].ID, Kind: protocol.Delete, Failed: true, Result: "failed"},
+			})
+			logs.WaitFor(t, `level=WARN msg="job failed"`, 1, 10*time.Second)
+			want, not := `level=INFO msg="job done"`, `level=DEBUG msg="job done"`
+			if quiet {
+				want, not = not, want
+			}
+			if got := logs.String(); !strings.Contains(got, want) || strings.Contains(got, not) {
+				t.Errorf("want %s, not %s:\n%s", want, not, got)
+			}
+		})
+	}
+}

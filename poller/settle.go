@@ -211,6 +211,8 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	case o.Result == protocol.Declined:
 		level = slog.LevelDebug // the dispatcher says why, once
 		r.queue.heldUntil = p.cfg.Now().Add(time.Second)
+	case o.Result == protocol.Done && p.cfg.QuietDone:
+		level = slog.LevelDebug
 	}
 	if ctx := context.Background(); p.log.Enabled(ctx, level) {
 		// The record without its caller's PC, which slog's Logger would

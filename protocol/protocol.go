@@ -224,6 +224,9 @@ func (f Failure) Killed() bool { return f == FailTimeout || f == FailCrash || f 
 // queue:work pauses.
 const Declined = "declined"
 
+// Done is the Result of a job that simply succeeded.
+const Done = "done"
+
 // Outcome reports how one job ended (dispatcher → poller).
 type Outcome struct {
 	ID        uint64
