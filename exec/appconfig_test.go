@@ -30,6 +30,30 @@ func prefixedApp(t *testing.T) (*testenv.Redis, *testenv.App, map[string]string)
 	return r, app, env
 }
 
+// answer is what the tests read of AppConfig's answer.
+type answer struct {
+	Connection string `json:"connection"`
+	Queue      struct {
+		Driver     string `json:"driver"`
+		RetryAfter int    `json:"retry_after"`
+	} `json:"queue"`
+	Redis struct {
+		Host       string `json:"host"`
+		Port       int    `json:"port"`
+		Prefix     string `json:"prefix"`
+		PrefixFrom string `json:"prefix_from"`
+	} `json:"redis"`
+}
+
+func decode(t *testing.T, b []byte) answer {
+	t.Helper()
+	var a answer
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	return a
+}
+
 // AppConfig answers with the app's queue connection and the prefix its
 // Redis client applies, and a connection the app does not have is an
 // error that names it.
@@ -40,21 +64,7 @@ func TestAppConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got struct {
-		Connection string `json:"connection"`
-		Queue      struct {
-			Driver     string `json:"driver"`
-			RetryAfter int    `json:"retry_after"`
-		} `json:"queue"`
-		Redis struct {
-			Host       string `json:"host"`
-			Prefix     string `json:"prefix"`
-			PrefixFrom string `json:"prefix_from"`
-		} `json:"redis"`
-	}
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatalf("%v: %s", err, b)
-	}
+	got := decode(t, b)
 	if got.Connection != "redis" || got.Queue.Driver != "redis" || got.Queue.RetryAfter != 90 ||
 		got.Redis.Host != r.Socket || got.Redis.Prefix != "p:" || got.Redis.PrefixFrom != "client" {
 		t.Errorf("AppConfig = %s", b)
@@ -151,17 +161,7 @@ func TestPoolStartsWithRedisBlackHoled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got struct {
-		Redis struct {
-			Port       int    `json:"port"`
-			Prefix     string `json:"prefix"`
-			PrefixFrom string `json:"prefix_from"`
-		} `json:"redis"`
-	}
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatalf("%v: %s", err, b)
-	}
-	if strconv.Itoa(got.Redis.Port) != port || got.Redis.Prefix != "p:" || got.Redis.PrefixFrom != "config" {
+	if got := decode(t, b); strconv.Itoa(got.Redis.Port) != port || got.Redis.Prefix != "p:" || got.Redis.PrefixFrom != "config" {
 		t.Errorf("App = %s, want port %s and the config's prefix p:", b, port)
 	}
 }
