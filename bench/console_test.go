@@ -46,13 +46,7 @@ func BenchmarkConsoleCost(b *testing.B) {
 			if c.console {
 				watch(b, cfg, port)
 			}
-			measure(b, app, "console/"+c.name, func(ctx context.Context) error {
-				cmd := exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg, "--stop-when-empty")
-				if out, err := cmd.CombinedOutput(); err != nil {
-					return fmt.Errorf("%v: %s", err, out)
-				}
-				return nil
-			})
+			measure(b, app, "console/"+c.name, kqueueRun(cfg))
 		})
 	}
 }

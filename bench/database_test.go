@@ -31,13 +31,7 @@ func BenchmarkDatabaseThroughput(b *testing.B) {
 			})
 			b.Run(fmt.Sprintf("db=%s/runner=kqueue/php=%d", driver, workers), func(b *testing.B) {
 				cfg := app.Config(b, workers, "")
-				measureOn(b, app, db, dbJobs, fmt.Sprintf("db/%s/throughput/kqueue/%d", driver, workers), func(ctx context.Context) error {
-					cmd := exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg, "--stop-when-empty")
-					if out, err := cmd.CombinedOutput(); err != nil {
-						return fmt.Errorf("%v: %s", err, out)
-					}
-					return nil
-				})
+				measureOn(b, app, db, dbJobs, fmt.Sprintf("db/%s/throughput/kqueue/%d", driver, workers), kqueueRun(cfg))
 			})
 		}
 	}

@@ -35,13 +35,7 @@ func BenchmarkSQS(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("runner=kqueue/php=%d", workers), func(b *testing.B) {
 			cfg := app.Config(b, workers, "")
-			measureLeft(b, app, left, false, sqsJobs, fmt.Sprintf("sqs/throughput/kqueue/%d", workers), func() {}, func(ctx context.Context) error {
-				cmd := exec.CommandContext(ctx, kqueueBin, "run", "--config", cfg, "--stop-when-empty")
-				if out, err := cmd.CombinedOutput(); err != nil {
-					return fmt.Errorf("%v: %s", err, out)
-				}
-				return nil
-			})
+			measureLeft(b, app, left, false, sqsJobs, fmt.Sprintf("sqs/throughput/kqueue/%d", workers), func() {}, kqueueRun(cfg))
 		})
 	}
 	cfg := app.Config(b, 1, "")
