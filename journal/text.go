@@ -140,11 +140,82 @@ func appendTime(b []byte, t time.Time) []byte {
 // appendText appends s, quoted as Go quotes it when the TextHandler would:
 // empty, or holding a space, '=', '"', an ASCII control character other
 // than DEL, or a rune that is a space, not printable or not UTF-8.
+//
+// Most of what a job's line holds is printable ASCII, read here eight
+// bytes at a time: as is when it has no space or '=', in plain quotes when
+// it has one but no backslash. Anything else takes the long way.
 func appendText(b []byte, s string) []byte {
-	if needsQuoting(s) {
-		return strconv.AppendQuote(b, s)
+	var c uint8
+	if len(s) < 8 {
+		for i := 0; i < len(s); i++ {
+			c |= textClass[s[i]]
+		}
+	} else {
+		var spaced, slashed, other uint64
+		for i := 0; ; i += 8 {
+			if i+8 > len(s) {
+				i = len(s) - 8 // the last word again, from its end
+			}
+			w := word(s[i : i+8])
+			spaced |= swar.Equal(w, ' ') | swar.Equal(w, '=')
+			slashed |= swar.Equal(w, '\\')
+			other |= swar.Below(w, ' ') | swar.High(w) | swar.Equal(w, 0x7f) | swar.Equal(w, '"')
+			if i+8 == len(s) {
+				break
+			}
+		}
+		c = classOf(spaced, textSpaced) | classOf(slashed, textSlashed) | classOf(other, textOther)
+	}
+	switch {
+	case c&textOther != 0:
+		if needsQuoting(s) {
+			return strconv.AppendQuote(b, s)
+		}
+		return append(b, s...)
+	case s == "" || c == textSpaced:
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	case c&textSpaced != 0:
+		return strconv.AppendQuote(b, s) // a backslash to escape
 	}
 	return append(b, s...)
+}
+
+// word is the eight bytes of s (of eight) as a little-endian number: one
+// load.
+func word(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// The classes of bytes appendText tells apart.
+const (
+	textSpaced  = 1 << iota // a space or '=': quoted
+	textSlashed             // a backslash: escaped if quoted
+	textOther               // a control character, DEL, '"' or not ASCII: see needsQuoting
+)
+
+var textClass = func() (t [256]uint8) {
+	for c := range t {
+		switch {
+		case c == ' ' || c == '=':
+			t[c] = textSpaced
+		case c == '\\':
+			t[c] = textSlashed
+		case c < ' ' || c >= 0x7f || c == '"':
+			t[c] = textOther
+		}
+	}
+	return t
+}()
+
+func classOf(mask uint64, class uint8) uint8 {
+	if mask != 0 {
+		return class
+	}
+	return 0
 }
 
 func needsQuoting(s string) bool {
@@ -155,9 +226,7 @@ func needsQuoting(s string) bool {
 	// mostly that); from the first word that is not, byte by byte.
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
-		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		if notPlain(w) {
+		if notPlain(word(s[i : i+8])) {
 			break
 		}
 	}

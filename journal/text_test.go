@@ -54,6 +54,9 @@ func TestTextHandlerWritesWhatSlogWrites(t *testing.T) {
 			slog.String("backslash", `a\b`), slog.String("tab", "a\tb"), slog.String("del", "a\x7fb"), slog.String("nl", "a\nb"),
 			slog.String("unicode", "héllo→"), slog.String("nbsp", "a\u00a0b"), slog.String("bad", "a\xffb"), slog.String("key with space", "v"),
 			slog.String("ctl", "\x01"), slog.String("zw", "a\u200bb"),
+			slog.String("both", `a\b c`), slog.String("path", `C:\Program Files\kqueue`), slog.String("long", "a job that ran long"),
+			slog.String("tail", "abcdefgh ijklmn"), slog.String("late", "abcdefghijklm\x01"), slog.String("eight", "abcd=fgh"),
+			slog.String("quote8", `abcdefg"`), slog.String("high", "abcdefghé"), slog.String("at8", "abcdefghijklmnop"),
 		}},
 		{name: "numbers", level: slog.LevelInfo, when: at, msg: "n", attrs: []slog.Attr{
 			slog.Int64("neg", -5), slog.Uint64("big", math.MaxUint64), slog.Float64("f", 1.5e-7), slog.Float64("nan", math.NaN()),
