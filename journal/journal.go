@@ -4,13 +4,13 @@
 package journal
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,12 +36,12 @@ func StderrIsJournal() bool {
 }
 
 // Handler is a slog.Handler that writes one native journal entry per
-// record.
+// record. A busy instance writes one per job: the entry is built in one
+// buffer, without a string per field.
 type Handler struct {
 	conn  *net.UnixConn
 	level slog.Leveler
-	ident string
-	attrs []slog.Attr
+	pre   []byte // SYSLOG_IDENTIFIER and the fields of WithAttrs, as written
 	group string
 	mu    *sync.Mutex
 }
@@ -52,14 +52,17 @@ func NewHandler(path, ident string, level slog.Leveler) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journald: %w", err)
 	}
-	return &Handler{conn: c, level: level, ident: ident, mu: &sync.Mutex{}}, nil
+	return &Handler{conn: c, level: level, pre: appendField(nil, "SYSLOG_IDENTIFIER", ident), mu: &sync.Mutex{}}, nil
 }
 
 func (h *Handler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
 
 func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler {
 	c := *h
-	c.attrs = append(append([]slog.Attr{}, h.attrs...), as...)
+	c.pre = slices.Clip(h.pre)
+	for _, a := range as {
+		c.pre = appendEntryField(c.pre, h.group, a)
+	}
 	return &c
 }
 
@@ -82,52 +85,97 @@ func priority(l slog.Level) int {
 	return 7
 }
 
+// Handle sends the record's entry: its attributes as fields, and its
+// message, with its error if it has one, so `journalctl -u` alone says what
+// went wrong.
 func (h *Handler) Handle(_ context.Context, r slog.Record) error {
-	var b bytes.Buffer
-	field(&b, "MESSAGE", message(r))
-	field(&b, "PRIORITY", strconv.Itoa(priority(r.Level)))
-	field(&b, "SYSLOG_IDENTIFIER", h.ident)
-	for _, a := range h.attrs {
-		h.attr(&b, a)
-	}
+	var space [1024]byte
+	b := append(space[:0], h.pre...)
+	b = append(b, "PRIORITY="...)
+	b = strconv.AppendInt(b, int64(priority(r.Level)), 10)
+	b = append(b, '\n')
+	msg, failed := r.Message, false
 	r.Attrs(func(a slog.Attr) bool {
-		h.attr(&b, a)
+		if a.Key == "error" && !failed {
+			msg, failed = msg+": "+a.Value.String(), true
+		}
+		b = appendEntryField(b, h.group, a)
 		return true
 	})
+	b = appendField(b, "MESSAGE", msg)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, err := h.conn.Write(b.Bytes())
+	_, err := h.conn.Write(b)
 	return err
 }
 
-// message is the entry's text: the record's message, and its error if it has
-// one, so `journalctl -u` alone says what went wrong.
-func message(r slog.Record) string {
-	msg := r.Message
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "error" {
-			msg += ": " + a.Value.String()
-			return false
+// appendEntryField appends a's field, or its group's fields; a duration named
+// "duration" is DURATION_MS, in milliseconds.
+func appendEntryField(b []byte, group string, a slog.Attr) []byte {
+	v := a.Value
+	if v.Kind() == slog.KindLogValuer {
+		v = v.Resolve()
+	}
+	switch v.Kind() {
+	case slog.KindGroup:
+		for _, g := range v.Group() {
+			b = appendEntryField(b, group+a.Key+"_", g)
 		}
-		return true
-	})
-	return msg
+		return b
+	case slog.KindDuration:
+		if a.Key == "duration" {
+			b = append(b, "DURATION_MS="...)
+			b = strconv.AppendFloat(b, float64(v.Duration())/float64(time.Millisecond), 'f', 3, 64)
+			return append(b, '\n')
+		}
+	case slog.KindInt64:
+		b = appendName(b, group, a.Key)
+		b = strconv.AppendInt(append(b, '='), v.Int64(), 10)
+		return append(b, '\n')
+	case slog.KindUint64:
+		b = appendName(b, group, a.Key)
+		b = strconv.AppendUint(append(b, '='), v.Uint64(), 10)
+		return append(b, '\n')
+	}
+	return appendValue(appendName(b, group, a.Key), v.String())
 }
 
-func (h *Handler) attr(b *bytes.Buffer, a slog.Attr) {
-	v := a.Value.Resolve()
-	key := h.group + a.Key
-	switch {
-	case v.Kind() == slog.KindDuration && a.Key == "duration":
-		field(b, "DURATION_MS", strconv.FormatFloat(float64(v.Duration())/float64(time.Millisecond), 'f', 3, 64))
-	case v.Kind() == slog.KindGroup:
-		for _, g := range v.Group() {
-			h.WithGroup(a.Key).(*Handler).attr(b, g)
-		}
-	default:
-		field(b, fieldName(key), v.String())
+// appendName appends the field name of group and key, as fieldName makes
+// it, without making it when key alone is one already but for its case.
+func appendName(b []byte, group, key string) []byte {
+	if group != "" || key == "" || !letter(nameByte[key[0]]) {
+		return append(b, fieldName(group+key)...)
 	}
+	n := len(b)
+	b = append(b, key...)
+	name := b[n:]
+	for i, c := range name {
+		u := nameByte[c]
+		if u == 0 {
+			return append(b[:n], fieldName(key)...)
+		}
+		name[i] = u
+	}
+	return b
 }
+
+// letter reports whether c is an upper-case letter: what a field name
+// begins with.
+func letter(c byte) bool { return 'A' <= c && c <= 'Z' }
+
+// nameByte is a byte of a key as in a field name (a letter in upper case,
+// a digit or '_'), or 0 for one that is not in names.
+var nameByte = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case 'a' <= c && c <= 'z':
+			t[c] = byte(c) - ('a' - 'A')
+		case 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_':
+			t[c] = byte(c)
+		}
+	}
+	return t
+}()
 
 // fieldName turns a slog key into a journal field name: upper case,
 // letters, digits and underscores, not starting with an underscore (those
@@ -148,19 +196,22 @@ func fieldName(key string) string {
 	return name
 }
 
-// field writes one field. Values with a newline use the binary form, so a
-// value can never start a field of its own (no "\nPRIORITY=0" injection).
-func field(b *bytes.Buffer, name, value string) {
-	if !strings.ContainsAny(value, "\n") {
-		b.WriteString(name)
-		b.WriteByte('=')
-		b.WriteString(value)
-		b.WriteByte('\n')
-		return
+// appendField appends the field name=value.
+func appendField(b []byte, name, value string) []byte {
+	return appendValue(append(b, name...), value)
+}
+
+// appendValue appends a field's value after its name. A value with a
+// newline takes the binary form, so it can never start a field of its own
+// (no "\nPRIORITY=0" injection).
+func appendValue(b []byte, value string) []byte {
+	if strings.IndexByte(value, '\n') < 0 {
+		b = append(b, '=')
+		b = append(b, value...)
+		return append(b, '\n')
 	}
-	b.WriteString(name)
-	b.WriteByte('\n')
-	binary.Write(b, binary.LittleEndian, uint64(len(value)))
-	b.WriteString(value)
-	b.WriteByte('\n')
+	b = append(b, '\n')
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(value)))
+	b = append(b, value...)
+	return append(b, '\n')
 }

@@ -83,3 +83,48 @@ func TestFieldName(t *testing.T) {
 		}
 	}
 }
+
+// TestHandlerNames checks the field names of keys that are not names
+// already, of groups (WithGroup's and a group value's) and of a
+// LogValuer's value.
+func TestHandlerNames(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal.sock")
+	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	h, err := NewHandler(path, "kqueue", slog.LevelInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slog.New(h).WithGroup("req").With("id", 7).Info("m", "a.b-c", "x", "_under", "u", "9lives", uint64(9), slog.Group("g", "k", "v"), "lazy", lazy{})
+
+	buf := make([]byte, 65536)
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := srv.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parse(t, buf[:n])
+	want := map[string]string{"MESSAGE": "m", "REQ_ID": "7", "REQ_A_B_C": "x", "REQ__UNDER": "u", "REQ_9LIVES": "9", "REQ_G_K": "v", "REQ_LAZY": "resolved"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q (entry %q)", k, got[k], v, got)
+		}
+	}
+}
+
+type lazy struct{}
+
+func (lazy) LogValue() slog.Value { return slog.StringValue("resolved") }
+
+func TestAppendName(t *testing.T) {
+	t.Parallel()
+	for _, key := range []string{"job_uuid", "Queue", "a.b-c", "_x", "9lives", "é", "x9_", "Z", "_", "a b"} {
+		if got, want := string(appendName([]byte("A="), "", key)), "A="+fieldName(key); got != want {
+			t.Errorf("appendName(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
