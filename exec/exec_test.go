@@ -362,6 +362,21 @@ func TestBackoffFromTheJob(t *testing.T) {
 	}
 }
 
+// A job that fails with an error of 300,000 bytes (a bulk insert's SQL
+// quoted in its exception) failed, with its error whole: its answer line
+// spans many of the reader's buffers.
+func TestALongErrorIsTheJobsOwn(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, nil)
+	o := h.run(h.dispatch("loud")[0])
+	const head = "RuntimeException: loud failed: insert into rows values (1, 'a row'), (1, 'a row'), "
+	if o.Kind != protocol.Delete || !o.Failed || len(o.Reason) < 300_000 || !strings.HasPrefix(o.Reason, head) ||
+		strings.Trim(o.Reason[len(head):], "(1, 'a row'), ") != "" {
+		o.Reason = fmt.Sprintf("%.200q… (%d bytes)", o.Reason, len(o.Reason))
+		t.Errorf("outcome %+v, want failed with the job's error", o)
+	}
+}
+
 // brokenDriver cannot make a cgroup: a fault injected where the host would
 // refuse one (no D-Bus, no delegation).
 type brokenDriver struct{}

@@ -327,10 +327,12 @@ func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 		}
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			// A long line (an error text): read the rest of it.
+			// A long line (an error text): read the rest of it, after
+			// its head, which the reads of the rest overwrite in br.
+			head := slices.Clone(line)
 			var rest []byte
 			rest, err = br.ReadBytes('\n')
-			line = append(slices.Clip(line), rest...)
+			line = append(head, rest...)
 		}
 		if len(line) > 0 {
 			var m message

@@ -92,6 +92,11 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', fun
             }
             break;
 
+        // loud: a job that fails with an error of 300,000 bytes.
+        case 'loud':
+            $on(Jobs\FailsLoudly::dispatch('loud', 300000));
+            break;
+
         // batch: a batch of --count jobs that allows failures, the first
         // of which fails, named "console-batch".
         case 'batch':
@@ -263,11 +268,11 @@ Artisan::command('kq:paused {queue}', function ($queue) {
 })->purpose('Say whether a queue is paused');
 
 // kq:failed prints each failed_jobs row as "displayName: first line of the
-// exception", oldest first.
+// exception" (its first 1,000 bytes), oldest first.
 Artisan::command('kq:failed', function () {
     foreach (app('db')->table('failed_jobs')->orderBy('id')->get() as $row) {
         $name = json_decode($row->payload, true)['displayName'] ?? '?';
-        $this->line($name.': '.strtok($row->exception, "\n"));
+        $this->line($name.': '.substr(strtok($row->exception, "\n"), 0, 1000));
     }
 })->purpose('Print the failed jobs, one line each');
 
