@@ -377,6 +377,20 @@ func TestALongErrorIsTheJobsOwn(t *testing.T) {
 	}
 }
 
+// A job's output line of 2 MiB is logged (cut), and the worker's output
+// after it too: the lines after it, the next job's.
+func TestALongOutputLineIsLogged(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1, nil)
+	for i, p := range h.dispatch("blurts", "--count=2") {
+		if o := h.run(p); o.Result != "done" {
+			t.Fatalf("outcome %+v", o)
+		}
+		h.logs.WaitFor(t, fmt.Sprintf("after blurts-%d", i), 1, 10*time.Second)
+	}
+	h.logs.WaitFor(t, "… (cut: a line of 2097152 bytes)", 2, 10*time.Second)
+}
+
 // brokenDriver cannot make a cgroup: a fault injected where the host would
 // refuse one (no D-Bus, no delegation).
 type brokenDriver struct{}

@@ -352,22 +352,44 @@ func (w *worker) readMessages(r io.ReadCloser, log *slog.Logger) {
 }
 
 // forwardOutput logs the PHP process's stdout and stderr line by line, with
-// the fields of the job running at the time.
+// the fields of the job running at the time. A line longer than
+// maxOutputLine is logged cut, with its length; the reading goes on (were
+// it to stop, PHP's next write would fail, and the worker with it).
 func (w *worker) forwardOutput(r *os.File, log *slog.Logger) {
 	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 16<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		w.tail.add(line)
-		if j := w.current.Load(); j != nil {
-			j.add(line)
-			log.Info(line, append([]any{"pid", w.pid}, j.fields()...)...)
-		} else {
-			log.Info(line, "pid", w.pid)
+	br := bufio.NewReaderSize(r, maxOutputLine)
+	for {
+		b, err := br.ReadSlice('\n')
+		some := len(b) > 0
+		line := string(bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r")))
+		if errors.Is(err, bufio.ErrBufferFull) {
+			n := len(b)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				b, err = br.ReadSlice('\n')
+				n += len(b)
+			}
+			if bytes.HasSuffix(b, []byte("\n")) {
+				n--
+			}
+			line = fmt.Sprintf("%s… (cut: a line of %d bytes)", line, n)
+		}
+		if some {
+			w.tail.add(line)
+			if j := w.current.Load(); j != nil {
+				j.add(line)
+				log.Info(line, append([]any{"pid", w.pid}, j.fields()...)...)
+			} else {
+				log.Info(line, "pid", w.pid)
+			}
+		}
+		if err != nil {
+			return
 		}
 	}
 }
+
+// maxOutputLine bounds a line of PHP's output as logged.
+const maxOutputLine = 64 << 10
 
 // request is one job handed to worker.php.
 type request struct {

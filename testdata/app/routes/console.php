@@ -92,6 +92,13 @@ Artisan::command('kq:dispatch {scenario} {--count=1} {--queue=} {--from=0}', fun
             }
             break;
 
+        // blurts: jobs that print a line of 2 MiB, then a short one.
+        case 'blurts':
+            for ($i = 0; $i < $count; $i++) {
+                $on(Jobs\Blurts::dispatch("blurts-$i", 2 << 20));
+            }
+            break;
+
         // loud: a job that fails with an error of 300,000 bytes.
         case 'loud':
             $on(Jobs\FailsLoudly::dispatch('loud', 300000));
