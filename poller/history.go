@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"time"
+	"unicode/utf8"
 )
 
 // Record is one run of a job, as the console's job history keeps it.
@@ -34,6 +35,22 @@ type Record struct {
 
 // KeepPayload bounds the payload a record keeps.
 const KeepPayload = 8 << 10
+
+// KeepReason bounds the error a record keeps (the whole of it is in the
+// journal, and in failed_jobs): a run of jobs failing with errors that
+// quote megabytes of SQL would otherwise fill Redis with the history.
+const KeepReason = 8 << 10
+
+// cut is s, or its first n bytes (whole runes) and "…".
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
 
 // History is a store that keeps the recent runs of jobs beside the
 // queues (Redis), for the console.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kqueue/kqueue/internal/testenv"
 	"github.com/kqueue/kqueue/poller"
@@ -469,5 +470,25 @@ func TestQuietDone(t *testing.T) {
 				t.Errorf("want %s, not %s:\n%s", want, not, got)
 			}
 		})
+	}
+}
+
+// A job's error in its history record and the recent failures is its
+// first KeepReason bytes: errors of megabytes (SQL quoted whole) would
+// fill the history's Redis.
+func TestRecordsKeepTheHeadOfALongError(t *testing.T) {
+	t.Parallel()
+	recs := make(chan poller.Record, 1)
+	d, _, jobs := reserveAll(t, testenv.StartRedis(t), 1, poller.Config{Record: func(r poller.Record) { recs <- r }})
+	long := "QueryException: insert into rows values " + strings.Repeat("('é'), ", 100_000)
+	d.conn.Send(protocol.Outcome{ID: jobs[0].ID, Kind: protocol.Delete, Failed: true, Result: "failed", Reason: long})
+	select {
+	case r := <-recs:
+		head, ok := strings.CutSuffix(r.Reason, "…")
+		if !ok || len(head) > poller.KeepReason || len(head) < poller.KeepReason-4 || !strings.HasPrefix(long, head) || !utf8.ValidString(r.Reason) {
+			t.Errorf("record's error of %d bytes: %.100q…%q", len(r.Reason), r.Reason, r.Reason[max(0, len(r.Reason)-20):])
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no record within 10s")
 	}
 }
