@@ -6,6 +6,7 @@ package journal
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Socket is journald's native socket.
@@ -106,7 +109,44 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	_, err := h.conn.Write(b)
+	if errors.Is(err, syscall.EMSGSIZE) || errors.Is(err, syscall.ENOBUFS) {
+		err = h.sendInFile(b)
+	}
 	return err
+}
+
+// sendInFile sends an entry too large for one datagram (above about 200
+// KiB: a job whose error quotes a bulk insert's SQL) as journald takes it:
+// written to a memory file, sealed, and the file passed over the socket.
+func (h *Handler) sendInFile(entry []byte) error {
+	fd, err := unix.MemfdCreate("journal-entry", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return fmt.Errorf("journald: an entry of %d bytes: %w", len(entry), err)
+	}
+	f := os.NewFile(uintptr(fd), "journal-entry")
+	defer f.Close()
+	if _, err := f.Write(entry); err != nil {
+		return fmt.Errorf("journald: an entry of %d bytes: %w", len(entry), err)
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE|unix.F_SEAL_SEAL); err != nil {
+		return fmt.Errorf("journald: an entry of %d bytes: sealing: %w", len(entry), err)
+	}
+	// On the connected socket itself: net refuses WriteMsgUnix on one.
+	raw, err := h.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	rights := unix.UnixRights(int(f.Fd()))
+	if werr := raw.Write(func(s uintptr) bool {
+		err = unix.Sendmsg(int(s), nil, rights, nil, 0)
+		return err != unix.EAGAIN
+	}); werr != nil {
+		return werr
+	}
+	if err != nil {
+		return fmt.Errorf("journald: an entry of %d bytes: %w", len(entry), err)
+	}
+	return nil
 }
 
 // appendEntryField appends a's field, or its group's fields; a duration named

@@ -2,12 +2,16 @@ package journal
 
 import (
 	"encoding/binary"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // parse decodes one native-protocol datagram.
@@ -126,5 +130,55 @@ func TestAppendName(t *testing.T) {
 		if got, want := string(appendName([]byte("A="), "", key)), "A="+fieldName(key); got != want {
 			t.Errorf("appendName(%q) = %q, want %q", key, got, want)
 		}
+	}
+}
+
+// TestHandlerSendsALargeEntryInAFile logs a failure whose error is larger
+// than a datagram may be: the entry comes as a sealed memory file, whole.
+func TestHandlerSendsALargeEntryInAFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal.sock")
+	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	h, err := NewHandler(path, "kqueue", slog.LevelInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql := "insert into rows values " + strings.Repeat("(1, 'a row'), ", 40_000)
+	slog.New(h).Warn("job failed", "job_uuid", "u-1", "error", "QueryException: "+sql)
+
+	buf, oob := make([]byte, 65536), make([]byte, 1024)
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, oobn, _, _, err := srv.ReadMsgUnix(buf, oob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("a datagram of %d bytes, want none but the file", n)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("control messages %v, %v", msgs, err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		t.Fatalf("passed fds %v, %v", fds, err)
+	}
+	f := os.NewFile(uintptr(fds[0]), "entry")
+	defer f.Close()
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if want := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE; err != nil || seals&want != want {
+		t.Errorf("seals %#x (%v), want %#x: journald takes sealed files only", seals, err, want)
+	}
+	entry, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<30)) // journald reads it from the start, as here
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parse(t, entry)
+	if got["ERROR"] != "QueryException: "+sql || got["MESSAGE"] != "job failed: QueryException: "+sql || got["JOB_UUID"] != "u-1" || got["PRIORITY"] != "4" {
+		t.Errorf("entry of %d bytes: fields %d, JOB_UUID %q, PRIORITY %q, ERROR of %d bytes", len(entry), len(got), got["JOB_UUID"], got["PRIORITY"], len(got["ERROR"]))
 	}
 }

@@ -144,6 +144,9 @@ uuid=$(sed -n 's/^ *JOB_UUID=//p' "$out/journal-poller.txt" | head -n1)
 echo "one job: JOB_UUID=$uuid"
 journal -u kqueue@default JOB_UUID="$uuid" -o verbose | tee "$out/journal-one-job.txt" | grep -E 'MESSAGE=|OUTCOME=|QUEUE=' || true
 check "journalctl -u kqueue@default JOB_UUID=… shows the job with its OUTCOME" grep -q '^ *OUTCOME=' "$out/journal-one-job.txt"
+artisan kq:dispatch loud
+loud_logged() { [ "$(journal -u kqueue@default OUTCOME=failed JOB_NAME='App\Jobs\FailsLoudly' -o cat --output-fields=ERROR | wc -c)" -gt 300000 ]; }
+check "a job's error of 300,000 bytes is in its journal entry, whole (a sealed file, not a datagram)" until_ok 60 loud_logged
 kqueue status default | tee "$out/status.txt"
 check "kqueue status reaches the instance" grep -q 'default' "$out/status.txt"
 artisan kqueue:status default | tee "$out/artisan-status.txt" | head -n 3
