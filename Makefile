@@ -76,8 +76,8 @@ chaos: deps ## fault injection: 10,000 jobs, 60 faults (kills, Redis restarts an
 	KQ_CHAOS_JOBS=10000 KQ_CHAOS_FAULTS=60 $(GO) test -count=1 -v -run '^TestChaos$$' -timeout 20m ./chaos
 
 .PHONY: microbench
-microbench: ## Go benchmarks of the hot paths: frame codec, payload reading, reserve/ack batching
-	$(GO) test -run '^$$' -bench . -benchmem ./protocol ./payload ./poller/...
+microbench: ## Go benchmarks of the hot paths: frame codec, payload reading, reserve/ack batching, the job log line
+	$(GO) test -run '^$$' -bench . -benchmem ./protocol ./payload ./poller/... ./journal
 
 .PHONY: deb
 deb: pkg-deps ## build dist/kqueue_VERSION_ARCH.deb and check it with lintian
