@@ -3,7 +3,6 @@ package poller
 import (
 	"context"
 	"time"
-	"unicode/utf8"
 )
 
 // Record is one run of a job, as the console's job history keeps it.
@@ -40,17 +39,6 @@ const KeepPayload = 8 << 10
 // journal, and in failed_jobs): a run of jobs failing with errors that
 // quote megabytes of SQL would otherwise fill Redis with the history.
 const KeepReason = 8 << 10
-
-// cut is s, or its first n bytes (whole runes) and "…".
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
 
 // History is a store that keeps the recent runs of jobs beside the
 // queues (Redis), for the console.

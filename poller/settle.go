@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/kqueue/kqueue/internal/cut"
 	"github.com/kqueue/kqueue/protocol"
 )
 
@@ -194,7 +195,7 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 		p.cfg.Record(p.record(r, o))
 	}
 	if o.Failed || o.Failure.Killed() {
-		p.recordFailure(FailedRecent{At: p.cfg.Now(), Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Result: o.Result, Reason: cut(o.Reason, KeepReason)})
+		p.recordFailure(FailedRecent{At: p.cfg.Now(), Queue: r.queue.Name, UUID: r.p.UUID, Name: r.p.Name(), Result: o.Result, Reason: cut.Head(o.Reason, KeepReason)})
 	}
 	switch {
 	case o.Failed:
@@ -229,7 +230,7 @@ func (p *Poller) record(r *running, o protocol.Outcome) Record {
 	now := p.cfg.Now()
 	rec := Record{
 		UUID: r.p.UUID, Name: r.p.Name(), Queue: r.queue.Name, Instance: p.cfg.Instance, Attempt: r.p.Attempts + 1,
-		Outcome: o.Result, Failed: o.Failed, Reason: cut(o.Reason, KeepReason), Ended: now, Duration: o.Duration,
+		Outcome: o.Result, Failed: o.Failed, Reason: cut.Head(o.Reason, KeepReason), Ended: now, Duration: o.Duration,
 		Memory: o.Memory, CPU: o.CPU, Strategy: o.Strategy, Tags: r.p.Tags, Output: o.Output, Payload: r.job.Payload,
 	}
 	for _, t := range o.Tags {
