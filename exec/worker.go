@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kqueue/kqueue/cgroup"
+	"github.com/kqueue/kqueue/internal/cut"
 	"github.com/kqueue/kqueue/internal/rawio"
 	"github.com/kqueue/kqueue/protocol"
 )
@@ -361,17 +362,11 @@ func (w *worker) forwardOutput(r *os.File, log *slog.Logger) {
 	for {
 		b, err := br.ReadSlice('\n')
 		some := len(b) > 0
-		line := string(bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r")))
+		var line string
 		if errors.Is(err, bufio.ErrBufferFull) {
-			n := len(b)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				b, err = br.ReadSlice('\n')
-				n += len(b)
-			}
-			if bytes.HasSuffix(b, []byte("\n")) {
-				n--
-			}
-			line = fmt.Sprintf("%s… (cut: a line of %d bytes)", line, n)
+			line, err = longLine(br, string(b))
+		} else {
+			line = string(bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r")))
 		}
 		if some {
 			w.tail.add(line)
@@ -390,6 +385,31 @@ func (w *worker) forwardOutput(r *os.File, log *slog.Logger) {
 
 // maxOutputLine bounds a line of PHP's output as logged.
 const maxOutputLine = 64 << 10
+
+// longLine reads the rest of a line whose first maxOutputLine bytes are
+// head: the line as logged, cut if it is longer, with its length.
+func longLine(br *bufio.Reader, head string) (string, error) {
+	n, last := len(head), [2]byte{0, head[len(head)-1]} // the line's length so far, its last two bytes
+	var err error = bufio.ErrBufferFull
+	for errors.Is(err, bufio.ErrBufferFull) {
+		var b []byte
+		b, err = br.ReadSlice('\n')
+		n += len(b)
+		for _, c := range b[max(0, len(b)-2):] {
+			last = [2]byte{last[1], c}
+		}
+	}
+	if last[1] == '\n' {
+		n--
+		if last[0] == '\r' {
+			n--
+		}
+	}
+	if n <= len(head) {
+		return head[:n], err // no longer than the buffer after all, but for its line break
+	}
+	return fmt.Sprintf("%s… (cut: a line of %d bytes)", cut.Whole(head), n), err
+}
 
 // request is one job handed to worker.php.
 type request struct {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	osexec "os/exec"
+	"strings"
 	"testing"
 
 	"github.com/kqueue/kqueue/exec/php"
@@ -89,6 +90,34 @@ func TestPlainSuccessIsDoneOK(t *testing.T) {
 	for _, line := range []string{`1}`, `}`, `x}`, `12`, `1}` + "\n" + `x`} {
 		if _, ok := doneOKTook(append(doneOK[:len(doneOK):len(doneOK)], line...)); ok {
 			t.Errorf("doneOK ending %q read as a plain success", line)
+		}
+	}
+}
+
+// A line longer than the output reader's buffer (16 bytes here) is cut
+// with its length, a character not cut in two; one that only its line
+// break made longer is not cut.
+func TestLongLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"0123456789abcdef\n":      "0123456789abcdef",
+		"0123456789abcde\r\n":     "0123456789abcde",
+		"0123456789abcdef":        "0123456789abcdef",
+		"0123456789abcdefXYZ\n":   "0123456789abcdef… (cut: a line of 19 bytes)",
+		"0123456789abcdefXYZ\r\n": "0123456789abcdef… (cut: a line of 19 bytes)",
+		"0123456789abcdefXY":      "0123456789abcdef… (cut: a line of 18 bytes)",
+		"0123456789abcdeé!\n":     "0123456789abcde… (cut: a line of 18 bytes)",
+		"0123456789abcdef" + string(bytes.Repeat([]byte("x"), 100)) + "\nnext\n": "0123456789abcdef… (cut: a line of 116 bytes)",
+	} {
+		br := bufio.NewReaderSize(strings.NewReader(in), 16)
+		head, err := br.ReadSlice('\n')
+		if err != bufio.ErrBufferFull {
+			t.Fatalf("%q: %v, want a full buffer", in, err)
+		}
+		if got, _ := longLine(br, string(head)); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+		if rest, _ := br.ReadString('\n'); strings.Contains(in, "next") && rest != "next\n" {
+			t.Errorf("%q: then %q, want the next line", in, rest)
 		}
 	}
 }
