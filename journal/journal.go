@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kqueue/kqueue/internal/cut"
 )
 
 // Socket is journald's native socket.
@@ -64,7 +66,7 @@ func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler {
 	c := *h
 	c.pre = slices.Clip(h.pre)
 	for _, a := range as {
-		c.pre = appendEntryField(c.pre, h.group, a)
+		c.pre = appendEntryField(c.pre, h.group, a, maxValue)
 	}
 	return &c
 }
@@ -89,30 +91,49 @@ func priority(l slog.Level) int {
 }
 
 // Handle sends the record's entry: its attributes as fields, and its
-// message, with its error if it has one, so `journalctl -u` alone says what
-// went wrong.
+// message, with the head of its error if it has one, so `journalctl -u`
+// alone says what went wrong.
 func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	var space [1024]byte
-	b := append(space[:0], h.pre...)
+	b := h.entry(space[:0], r, maxValue)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := h.conn.Write(b)
+	if errors.Is(err, syscall.EMSGSIZE) || errors.Is(err, syscall.ENOBUFS) {
+		if err = h.sendInFile(b); err != nil {
+			// No memory file (a sandbox refusing memfd_create, say): the
+			// entry with each value's head, in a datagram.
+			_, err = h.conn.Write(h.entry(b[:0], r, inDatagram))
+		}
+	}
+	return err
+}
+
+// An entry's string values are cut past maxValue bytes (journald refuses
+// an entry of more than 32 MiB from a process not root), past inDatagram
+// when the entry must fit in a datagram; the error in MESSAGE past
+// inMessage (ERROR has more of it).
+const (
+	maxValue   = 4 << 20
+	inDatagram = 8 << 10
+	inMessage  = 8 << 10
+)
+
+// entry appends r's entry to b, its string values cut past limit.
+func (h *Handler) entry(b []byte, r slog.Record, limit int) []byte {
+	b = append(b, h.pre...)
 	b = append(b, "PRIORITY="...)
 	b = strconv.AppendInt(b, int64(priority(r.Level)), 10)
 	b = append(b, '\n')
 	msg, failed := r.Message, false
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key == "error" && !failed {
-			msg, failed = msg+": "+a.Value.String(), true
+			msg, failed = msg+": "+cut.Head(a.Value.String(), inMessage), true
 		}
-		b = appendEntryField(b, h.group, a)
+		b = appendEntryField(b, h.group, a, limit)
 		return true
 	})
-	b = appendField(b, "MESSAGE", msg)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, err := h.conn.Write(b)
-	if errors.Is(err, syscall.EMSGSIZE) || errors.Is(err, syscall.ENOBUFS) {
-		err = h.sendInFile(b)
-	}
-	return err
+	return appendField(b, "MESSAGE", msg)
 }
 
 // sendInFile sends an entry too large for one datagram (above about 200
@@ -149,9 +170,10 @@ func (h *Handler) sendInFile(entry []byte) error {
 	return nil
 }
 
-// appendEntryField appends a's field, or its group's fields; a duration named
-// "duration" is DURATION_MS, in milliseconds.
-func appendEntryField(b []byte, group string, a slog.Attr) []byte {
+// appendEntryField appends a's field, or its group's fields, a string cut
+// past limit bytes; a duration named "duration" is DURATION_MS, in
+// milliseconds.
+func appendEntryField(b []byte, group string, a slog.Attr, limit int) []byte {
 	v := a.Value
 	if v.Kind() == slog.KindLogValuer {
 		v = v.Resolve()
@@ -159,7 +181,7 @@ func appendEntryField(b []byte, group string, a slog.Attr) []byte {
 	switch v.Kind() {
 	case slog.KindGroup:
 		for _, g := range v.Group() {
-			b = appendEntryField(b, group+a.Key+"_", g)
+			b = appendEntryField(b, group+a.Key+"_", g, limit)
 		}
 		return b
 	case slog.KindDuration:
@@ -177,7 +199,7 @@ func appendEntryField(b []byte, group string, a slog.Attr) []byte {
 		b = strconv.AppendUint(append(b, '='), v.Uint64(), 10)
 		return append(b, '\n')
 	}
-	return appendValue(appendName(b, group, a.Key), v.String())
+	return appendValue(appendName(b, group, a.Key), cut.Head(v.String(), limit))
 }
 
 // appendName appends the field name of group and key, as fieldName makes
