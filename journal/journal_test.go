@@ -36,18 +36,37 @@ func parse(t *testing.T, d []byte) map[string]string {
 	return fields
 }
 
-func TestHandler(t *testing.T) {
-	t.Parallel()
+// fakeJournald listens where a Handler sends, as journald's socket does:
+// the handler, and the socket to read its entries from.
+func fakeJournald(t testing.TB) (*Handler, *net.UnixConn) {
 	path := filepath.Join(t.TempDir(), "journal.sock")
 	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
 	h, err := NewHandler(path, "kqueue", slog.LevelInfo)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h, srv
+}
+
+// nextEntry reads the next datagram's entry.
+func nextEntry(t *testing.T, srv *net.UnixConn) map[string]string {
+	t.Helper()
+	buf := make([]byte, 65536)
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := srv.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parse(t, buf[:n])
+}
+
+func TestHandler(t *testing.T) {
+	t.Parallel()
+	h, srv := fakeJournald(t)
 	log := slog.New(h).With("component", "poller")
 	log.Warn("job failed", "queue", "default", "job_uuid", "u-1", "job_name", "App\\Jobs\\X",
 		"attempt", 2, "strategy", "inline", "outcome", "failed", "duration", 1500*time.Microsecond,
@@ -55,13 +74,7 @@ func TestHandler(t *testing.T) {
 	log.Debug("not sent")
 	log.Info("hello")
 
-	buf := make([]byte, 65536)
-	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := srv.Read(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := parse(t, buf[:n])
+	got := nextEntry(t, srv)
 	want := map[string]string{
 		"MESSAGE": "job failed: boom\nPRIORITY=0", "PRIORITY": "4", "SYSLOG_IDENTIFIER": "kqueue", "COMPONENT": "poller",
 		"QUEUE": "default", "JOB_UUID": "u-1", "JOB_NAME": `App\Jobs\X`, "ATTEMPT": "2", "STRATEGY": "inline",
@@ -73,8 +86,7 @@ func TestHandler(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
 	}
-	n, _ = srv.Read(buf)
-	if next := parse(t, buf[:n]); next["MESSAGE"] != "hello" || next["PRIORITY"] != "6" {
+	if next := nextEntry(t, srv); next["MESSAGE"] != "hello" || next["PRIORITY"] != "6" {
 		t.Errorf("second entry %v: the debug one must not be sent", next)
 	}
 }
@@ -93,25 +105,10 @@ func TestFieldName(t *testing.T) {
 // LogValuer's value.
 func TestHandlerNames(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "journal.sock")
-	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	h, err := NewHandler(path, "kqueue", slog.LevelInfo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, srv := fakeJournald(t)
 	slog.New(h).WithGroup("req").With("id", 7).Info("m", "a.b-c", "x", "_under", "u", "9lives", uint64(9), slog.Group("g", "k", "v"), "lazy", lazy{})
 
-	buf := make([]byte, 65536)
-	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := srv.Read(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := parse(t, buf[:n])
+	got := nextEntry(t, srv)
 	want := map[string]string{"MESSAGE": "m", "REQ_ID": "7", "REQ_A_B_C": "x", "REQ__UNDER": "u", "REQ_9LIVES": "9", "REQ_G_K": "v", "REQ_LAZY": "resolved"}
 	for k, v := range want {
 		if got[k] != v {
@@ -138,16 +135,7 @@ func TestAppendName(t *testing.T) {
 // but for the error's cuts (its head in MESSAGE, 4 MiB in ERROR).
 func TestHandlerSendsALargeEntryInAFile(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "journal.sock")
-	srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	h, err := NewHandler(path, "kqueue", slog.LevelInfo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, srv := fakeJournald(t)
 	h.conn.SetWriteBuffer(64 << 10) // whatever the host's default: the entry is larger
 	sql := "QueryException: insert into rows values " + strings.Repeat("(1, 'a row'), ", 400_000)
 	slog.New(h).Warn("job failed", "job_uuid", "u-1", "error", sql)

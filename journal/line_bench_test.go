@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -20,12 +18,7 @@ func BenchmarkJobLine(b *testing.B) {
 		lines.Flush()
 	})
 	b.Run("journal", func(b *testing.B) {
-		path := filepath.Join(b.TempDir(), "journal.sock")
-		srv, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer srv.Close()
+		h, srv := fakeJournald(b)
 		go func() {
 			buf := make([]byte, 65536)
 			for {
@@ -34,10 +27,6 @@ func BenchmarkJobLine(b *testing.B) {
 				}
 			}
 		}()
-		h, err := NewHandler(path, "kqueue", slog.LevelInfo)
-		if err != nil {
-			b.Fatal(err)
-		}
 		logJobs(b, h)
 	})
 }
