@@ -35,9 +35,9 @@ type Record struct {
 // KeepPayload bounds the payload a record keeps.
 const KeepPayload = 8 << 10
 
-// KeepReason bounds the error a record keeps (the whole of it is in the
-// journal, and in failed_jobs): a run of jobs failing with errors that
-// quote megabytes of SQL would otherwise fill Redis with the history.
+// KeepReason bounds the error a record keeps (the journal has up to 4 MiB
+// of it, failed_jobs all): a run of jobs failing with errors that quote
+// megabytes of SQL would otherwise fill Redis with the history.
 const KeepReason = 8 << 10
 
 // History is a store that keeps the recent runs of jobs beside the
