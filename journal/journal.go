@@ -109,10 +109,10 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	return err
 }
 
-// An entry's string values are cut past maxValue bytes (journald refuses
-// an entry of more than 32 MiB from a process not root), past inDatagram
-// when the entry must fit in a datagram; the error in MESSAGE past
-// inMessage (ERROR has more of it).
+// An entry's string values are cut past maxValue bytes (no one reads more
+// in a journal, and journald holds an entry whole while it stores it),
+// past inDatagram when the entry must fit in a datagram; the error in
+// MESSAGE past inMessage (ERROR has more of it).
 const (
 	maxValue   = 4 << 20
 	inDatagram = 8 << 10
