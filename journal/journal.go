@@ -49,6 +49,7 @@ type Handler struct {
 	pre   []byte // SYSLOG_IDENTIFIER and the fields of WithAttrs, as written
 	group string
 	mu    *sync.Mutex
+	memfd func(name string, flags int) (int, error) // unix.MemfdCreate; a test's fault
 }
 
 // NewHandler connects to journald's socket at path (Socket in production).
@@ -57,7 +58,8 @@ func NewHandler(path, ident string, level slog.Leveler) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journald: %w", err)
 	}
-	return &Handler{conn: c, level: level, pre: appendField(nil, "SYSLOG_IDENTIFIER", ident), mu: &sync.Mutex{}}, nil
+	return &Handler{conn: c, level: level, pre: appendField(nil, "SYSLOG_IDENTIFIER", ident), mu: &sync.Mutex{},
+		memfd: unix.MemfdCreate}, nil
 }
 
 func (h *Handler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
@@ -140,7 +142,7 @@ func (h *Handler) entry(b []byte, r slog.Record, limit int) []byte {
 // KiB: a job whose error quotes a bulk insert's SQL) as journald takes it:
 // written to a memory file, sealed, and the file passed over the socket.
 func (h *Handler) sendInFile(entry []byte) error {
-	fd, err := unix.MemfdCreate("journal-entry", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	fd, err := h.memfd("journal-entry", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return fmt.Errorf("journald: an entry of %d bytes: %w", len(entry), err)
 	}

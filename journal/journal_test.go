@@ -172,3 +172,19 @@ func TestHandlerSendsALargeEntryInAFile(t *testing.T) {
 		t.Errorf("entry of %d bytes: fields %d, JOB_UUID %q, PRIORITY %q, ERROR of %d bytes, MESSAGE of %d", len(entry), len(got), got["JOB_UUID"], got["PRIORITY"], len(got["ERROR"]), len(got["MESSAGE"]))
 	}
 }
+
+// Without a memory file (a sandbox refusing memfd_create), the large
+// entry goes as a datagram of each value's head: the job's line is kept.
+func TestHandlerCutsALargeEntryWithoutAFile(t *testing.T) {
+	t.Parallel()
+	h, srv := fakeJournald(t)
+	h.conn.SetWriteBuffer(64 << 10)
+	h.memfd = func(string, int) (int, error) { return -1, unix.EPERM }
+	sql := "QueryException: insert into rows values " + strings.Repeat("(1, 'a row'), ", 400_000)
+	slog.New(h).Warn("job failed", "job_uuid", "u-1", "error", sql)
+
+	got := nextEntry(t, srv)
+	if got["ERROR"] != sql[:inDatagram]+"…" || got["MESSAGE"] != "job failed: "+sql[:inMessage]+"…" || got["JOB_UUID"] != "u-1" {
+		t.Errorf("fields %d, JOB_UUID %q, ERROR of %d bytes, MESSAGE of %d", len(got), got["JOB_UUID"], len(got["ERROR"]), len(got["MESSAGE"]))
+	}
+}
