@@ -776,7 +776,7 @@ func (j *jobLog) fields() []any { return append(j.t.fields(), j.extra...) }
 
 func (j *jobLog) add(line string) {
 	if len(line) > keepOutput {
-		line = line[:keepOutput-3] + "…"
+		line = cut.Head(line, keepOutput-len("…"))
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -814,9 +814,7 @@ type tail struct {
 func (t *tail) add(line string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(line) > 500 {
-		line = line[:500] + "…"
-	}
+	line = cut.Head(line, 500)
 	t.lines = append(t.lines, line)
 	if len(t.lines) > 5 {
 		t.lines = t.lines[1:]

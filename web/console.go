@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kqueue/kqueue/internal/cut"
 	"github.com/kqueue/kqueue/poller"
 	"golang.org/x/sync/singleflight"
 )
@@ -454,11 +455,9 @@ var funcs = template.FuncMap{
 	"path":      url.PathEscape,
 }
 
-// firstLine is s up to its first line break, at most 200 bytes.
+// firstLine is s up to its first line break, at most its first 200 bytes
+// (whole characters).
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
+	return cut.Head(s, 200)
 }
