@@ -169,12 +169,18 @@ func (o *outage) lasted() time.Duration {
 }
 
 // begin notes an error; one that says the store is away starts an outage
-// (other errors, a script's, are not one).
+// (other errors, a script's, are not one). A call cut short by its context
+// (kqueue stopping, a dispatcher gone) says nothing of the store: its
+// reply may be lost all the same, so the next reserve recovers first, but
+// no outage begins.
 func (o *outage) begin(err error) {
 	if !IsUnreachable(err) {
 		return
 	}
 	o.recover = true
+	if errors.Is(err, context.Canceled) {
+		return
+	}
 	if !o.down() {
 		o.since = time.Now()
 		o.log.Error(fmt.Sprintf("%s is unreachable; retrying every second, outcomes are kept until it is back", o.store), "error", err)
