@@ -26,8 +26,12 @@ type Dispatcher struct {
 
 	stopPool context.CancelFunc
 	capSig   chan struct{}
-	stopOnce sync.Once
-	hardOnce sync.Once
+	// stateStale: what kqueue status shows of the pool changed since it
+	// was last sent (a worker came or went, an isolated job began or
+	// ended), which the next capacity sent goes with.
+	stateStale atomic.Bool
+	stopOnce   sync.Once
+	hardOnce   sync.Once
 
 	appMu sync.Mutex
 	app   []byte // App's answer, once read
@@ -235,7 +239,10 @@ func (d *Dispatcher) Ready() int {
 	return d.pool.ready
 }
 
-func (d *Dispatcher) capacityChanged() {
+func (d *Dispatcher) capacityChanged(shown bool) {
+	if shown {
+		d.stateStale.Store(true)
+	}
 	select {
 	case d.capSig <- struct{}{}:
 	default:
@@ -497,8 +504,13 @@ func (d *Dispatcher) write(s *session, stop <-chan struct{}) {
 		case <-tick.C:
 			batch = append(batch, d.pool.state())
 		case <-d.capSig:
-			// The workers changed too: kqueue status shows them at once.
-			batch = append(batch, protocol.Capacity{Capacity: uint64(d.pool.capacity())}, d.pool.state())
+			batch = append(batch, protocol.Capacity{Capacity: uint64(d.pool.capacity())})
+			if d.stateStale.Swap(false) {
+				// kqueue status shows the change at once. (Not for a
+				// change of prefetch depth, which is frequent: the state
+				// reads each worker's memory from /proc.)
+				batch = append(batch, d.pool.state())
+			}
 		case <-drained:
 			drained = nil
 			takeReady()

@@ -117,14 +117,16 @@ type pool struct {
 	rolledAt time.Time     // workers booted before are replaced when idle
 	rollCh   chan struct{} // closed at each roll
 
-	mu         sync.Mutex
-	ready      int                      // workers booted and serving
-	isolated   int                      // isolated jobs not yet done
-	recent     time.Duration            // moving average of job durations
-	seen       int                      // jobs observed, up to prefetchAfter
-	depth      int                      // jobs asked for per worker (prefetch)
-	took       map[string]time.Duration // moving average of each job class's duration
-	onCapacity func()
+	mu       sync.Mutex
+	ready    int                      // workers booted and serving
+	isolated int                      // isolated jobs not yet done
+	recent   time.Duration            // moving average of job durations
+	seen     int                      // jobs observed, up to prefetchAfter
+	depth    int                      // jobs asked for per worker (prefetch)
+	took     map[string]time.Duration // moving average of each job class's duration
+	// onCapacity is told the capacity changed; shown: so did what kqueue
+	// status shows of the pool.
+	onCapacity func(shown bool)
 	recycles   map[string]uint64 // workers replaced, by reason
 	declining  string            // why PHP declines the jobs it is handed; "" while it runs them
 	declinedAt time.Time         // the last decline: the state lapses a few seconds after it
@@ -196,7 +198,7 @@ func (p *pool) drain() {
 	notify := p.onCapacity
 	p.mu.Unlock()
 	if notify != nil {
-		notify()
+		notify(false)
 	}
 }
 
@@ -240,7 +242,7 @@ func (p *pool) observe(t *task, d time.Duration) {
 	notify := p.onCapacity
 	p.mu.Unlock()
 	if changed && notify != nil {
-		notify()
+		notify(false) // kqueue status does not show the depth
 	}
 }
 
@@ -274,7 +276,7 @@ func (p *pool) adjust(count *int, delta int) {
 	notify := p.onCapacity
 	p.mu.Unlock()
 	if notify != nil {
-		notify()
+		notify(true)
 	}
 }
 

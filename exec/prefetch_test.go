@@ -402,3 +402,32 @@ func TestDropMoot(t *testing.T) {
 		t.Errorf("dropMoot = %s, want %s", got, want)
 	}
 }
+
+// The prefetch depth follows the jobs' durations and changes often; each
+// change is a new capacity for the poller, but not a change kqueue status
+// shows, whose pool state (each worker's memory read from /proc) is sent
+// only when workers or isolated jobs come and go. (Every change of depth
+// sent it: ~200 reads of /proc per 20,000 no-op jobs.)
+func TestDepthChangesAreNotShownChanges(t *testing.T) {
+	var told []bool
+	p := &pool{cfg: newSettings(Config{}), took: map[string]time.Duration{},
+		onCapacity: func(shown bool) { told = append(told, shown) }}
+	quick := &task{}
+	for range prefetchAfter + 8 {
+		p.observe(quick, time.Microsecond)
+	}
+	if p.depth < 2 || len(told) == 0 {
+		t.Fatalf("depth %d after quick jobs, %d capacity changes told: want prefetch", p.depth, len(told))
+	}
+	for i, shown := range told {
+		if shown {
+			t.Errorf("change %d of the depth told as shown by kqueue status", i)
+		}
+	}
+	told = nil
+	p.addReady(1)
+	p.isolatedDelta(1)
+	if len(told) != 2 || !told[0] || !told[1] {
+		t.Errorf("a worker ready, an isolated job begun: told %v, want [true true]", told)
+	}
+}
