@@ -130,15 +130,24 @@ func TestAppendName(t *testing.T) {
 	}
 }
 
+// logLargeFailure logs through h a job's failure whose error (an exception
+// quoting a bulk insert's SQL, 5.6 MB) is larger than a datagram may be,
+// on a socket whose send buffer is smaller still, whatever the host's
+// default; it returns the error.
+func logLargeFailure(h *Handler) string {
+	h.conn.SetWriteBuffer(64 << 10)
+	sql := "QueryException: insert into rows values " + strings.Repeat("(1, 'a row'), ", 400_000)
+	slog.New(h).Warn("job failed", "job_uuid", "u-1", "error", sql)
+	return sql
+}
+
 // TestHandlerSendsALargeEntryInAFile logs a failure whose error is larger
 // than a datagram may be: the entry comes as a sealed memory file, whole
 // but for the error's cuts (its head in MESSAGE, 4 MiB in ERROR).
 func TestHandlerSendsALargeEntryInAFile(t *testing.T) {
 	t.Parallel()
 	h, srv := fakeJournald(t)
-	h.conn.SetWriteBuffer(64 << 10) // whatever the host's default: the entry is larger
-	sql := "QueryException: insert into rows values " + strings.Repeat("(1, 'a row'), ", 400_000)
-	slog.New(h).Warn("job failed", "job_uuid", "u-1", "error", sql)
+	sql := logLargeFailure(h)
 
 	buf, oob := make([]byte, 65536), make([]byte, 1024)
 	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -178,10 +187,8 @@ func TestHandlerSendsALargeEntryInAFile(t *testing.T) {
 func TestHandlerCutsALargeEntryWithoutAFile(t *testing.T) {
 	t.Parallel()
 	h, srv := fakeJournald(t)
-	h.conn.SetWriteBuffer(64 << 10)
 	h.memfd = func(string, int) (int, error) { return -1, unix.EPERM }
-	sql := "QueryException: insert into rows values " + strings.Repeat("(1, 'a row'), ", 400_000)
-	slog.New(h).Warn("job failed", "job_uuid", "u-1", "error", sql)
+	sql := logLargeFailure(h)
 
 	got := nextEntry(t, srv)
 	if got["ERROR"] != sql[:inDatagram]+"…" || got["MESSAGE"] != "job failed: "+sql[:inMessage]+"…" || got["JOB_UUID"] != "u-1" {
