@@ -68,10 +68,24 @@ type Log struct {
 	// more with free disk space) and drops the rest of the 30 s, kqueue's
 	// other info messages with them. Default true.
 	JobsDone *bool `toml:"jobs_done"`
+	// JobsDonePerSecond bounds those entries: past it in a second, the
+	// jobs' entries are debug ones, and one info entry after the second
+	// says how many ("jobs done beyond [log] jobs_done_per_second"). At
+	// the default, 200, they take 6,000 of journald's 10,000 in 30 s. 0:
+	// no bound.
+	JobsDonePerSecond *int `toml:"jobs_done_per_second"`
 }
 
 // Done reports whether each job that succeeded gets an entry of its own.
 func (l Log) Done() bool { return l.JobsDone == nil || *l.JobsDone }
+
+// DonePerSecond is JobsDonePerSecond, with its default.
+func (l Log) DonePerSecond() int {
+	if l.JobsDonePerSecond == nil {
+		return 200
+	}
+	return *l.JobsDonePerSecond
+}
 
 // Metrics is the Prometheus endpoint.
 type Metrics struct {
@@ -452,6 +466,9 @@ func (c *Config) complete() error {
 	}
 	if c.Pool.MaxJobs < 0 {
 		return &Error{Key: "pool.max_jobs", Msg: "must not be negative"}
+	}
+	if n := c.Log.JobsDonePerSecond; n != nil && *n < 0 {
+		return &Error{Key: "log.jobs_done_per_second", Msg: fmt.Sprintf("want a number of entries a second, or 0 for no bound; got %d", *n)}
 	}
 	if c.Pool.Nice < 0 || c.Pool.Nice > 19 {
 		return &Error{Key: "pool.nice", Msg: fmt.Sprintf("want 0 to 19 (how many nice levels below kqueue's own the PHP processes run); got %d", c.Pool.Nice)}

@@ -48,6 +48,7 @@ workers = 2
 		{"max_memory", c.Pool.MaxMemory.Bytes(), int64(256 << 20)},
 		{"socket", c.Dispatcher.Socket, "/run/kqueue/default.sock"},
 		{"log.jobs_done", c.Log.Done(), true},
+		{"log.jobs_done_per_second", c.Log.DonePerSecond(), 200},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -113,6 +114,7 @@ tries = 0
 backoff = "5, 30,60"
 [log]
 jobs_done = false
+jobs_done_per_second = 0
 `
 	c, err := Parse("/etc/kqueue/x.toml", []byte(src))
 	if err != nil {
@@ -135,6 +137,9 @@ jobs_done = false
 	}
 	if c.Log.Done() {
 		t.Errorf("log.jobs_done = false read as true")
+	}
+	if n := c.Log.DonePerSecond(); n != 0 {
+		t.Errorf("log.jobs_done_per_second = 0 read as %d", n)
 	}
 }
 
@@ -170,6 +175,7 @@ func TestErrors(t *testing.T) {
 		{"min without max", "[app]\npath = \"/a\"\n[pool]\nmin_workers = 2\n", `f.toml:4: pool.min_workers: min_workers needs max_workers`},
 		{"min over max", "[app]\npath = \"/a\"\n[pool]\nmin_workers = 5\nmax_workers = 4\n", `pool.min_workers: min_workers (5) is more than max_workers (4)`},
 		{"negative fleet cap", "[app]\npath = \"/a\"\n[[queue]]\nname = \"a\"\nfleet_max_running = -1\n", `queue[0].fleet_max_running: must be 0 (no cap) or more`},
+		{"negative jobs_done_per_second", "[app]\npath = \"/a\"\n[log]\njobs_done_per_second = -5\n", `f.toml:4: log.jobs_done_per_second: want a number of entries a second, or 0 for no bound; got -5`},
 		{"nice out of range", "[app]\npath = \"/a\"\n[pool]\nnice = 20\n", `f.toml:4: pool.nice: want 0 to 19 (how many nice levels below kqueue's own the PHP processes run); got 20`},
 		{"bad webhook", "[app]\npath = \"/a\"\n[alerts]\nwebhook = \"hooks.example/x\"\n", `f.toml:4: alerts.webhook: want an http:// or https:// URL`},
 	} {

@@ -196,6 +196,7 @@ func pollerConfig(cfg *config.Config, log *slog.Logger, n *notify.Notifier) poll
 		ShutdownTimeout: cfg.Job.ShutdownTimeout.D(),
 		Logger:          log,
 		QuietDone:       !cfg.Log.Done(),
+		DonePerSecond:   cfg.Log.DonePerSecond(),
 	}
 	pc.Queues = pollerQueues(cfg)
 	if off, err := time.ParseDuration(os.Getenv(clockOffsetEnv)); err == nil && off != 0 {

@@ -70,6 +70,11 @@ type Config struct {
 	// QuietDone logs a job that simply succeeded at debug level, not
 	// info ([log] jobs_done = false).
 	QuietDone bool
+	// DonePerSecond bounds the info entries of jobs that simply
+	// succeeded: past it in a second, theirs are debug entries, and one
+	// info entry after the second counts them ([log]
+	// jobs_done_per_second). 0: no bound.
+	DonePerSecond int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Heartbeat, when set, is called from the main loop every
@@ -147,7 +152,8 @@ type Poller struct {
 	// receiving: a queue had a receive of the store's out at the last
 	// reserve (Reserved.Receiving): an empty reserve was no empty queue.
 	receiving bool
-	waits     waits // each queue's wait, by WatchWaits
+	waits     waits   // each queue's wait, by WatchWaits
+	done      doneLog // the "job done" entries in the current second
 	// snapshots carries `kqueue status` requests into the main loop.
 	snapshots chan chan Snapshot
 	// declined, when set, hears each time the main loop waits with
@@ -195,6 +201,7 @@ func New(cfg Config) *Poller {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.done.limit = cfg.DonePerSecond
 	for i, q := range cfg.Queues {
 		q.RetryAfter = cmp.Or(q.RetryAfter, 90*time.Second)
 		p.queues = append(p.queues, queueState{Queue: q, index: i})

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -470,6 +471,41 @@ func TestQuietDone(t *testing.T) {
 				t.Errorf("want %s, not %s:\n%s", want, not, got)
 			}
 		})
+	}
+}
+
+// Past [log] jobs_done_per_second in a second, a job that simply
+// succeeded gets a debug entry; once the second is over, one info entry
+// says how many — without waiting for another job. Failures are
+// warnings as ever.
+func TestDoneEntriesPerSecond(t *testing.T) {
+	t.Parallel()
+	logs := testenv.NewLogs()
+	var second atomic.Int64
+	second.Store(1_000_000)
+	clock := func() time.Time { return time.Unix(second.Load(), 500_000_000) }
+	d, _, jobs := reserveAll(t, testenv.StartRedis(t), 7, poller.Config{
+		Logger: logs.Logger(), DonePerSecond: 2, Now: clock, HeartbeatEvery: 5 * time.Millisecond,
+	})
+	var first []protocol.Message
+	for _, j := range jobs[:5] {
+		first = append(first, protocol.Outcome{ID: j.ID, Kind: protocol.Delete, Result: protocol.Done})
+	}
+	first = append(first, protocol.Outcome{ID: jobs[5].ID, Kind: protocol.Delete, Failed: true, Result: "failed"})
+	d.conn.SendBatch(first)
+	logs.WaitFor(t, `level=WARN msg="job failed"`, 1, 10*time.Second)
+	if info, debug := logs.Count(`level=INFO msg="job done"`), logs.Count(`level=DEBUG msg="job done"`); info != 2 || debug != 3 {
+		t.Errorf("5 jobs done in a second with 2 a second: %d info entries and %d debug, want 2 and 3:\n%s", info, debug, logs)
+	}
+	if logs.Count("jobs done beyond") != 0 {
+		t.Errorf("the count came before its second was over:\n%s", logs)
+	}
+	second.Add(1)
+	logs.WaitFor(t, `level=INFO msg="jobs done beyond [log] jobs_done_per_second" count=3 per_second=2`, 1, 10*time.Second)
+	d.conn.Send(protocol.Outcome{ID: jobs[6].ID, Kind: protocol.Delete, Result: protocol.Done})
+	logs.WaitFor(t, `level=INFO msg="job done"`, 3, 10*time.Second)
+	if n := logs.Count("jobs done beyond"); n != 1 {
+		t.Errorf("%d counts, want 1:\n%s", n, logs)
 	}
 }
 

@@ -133,6 +133,7 @@ func (s *session) read() {
 // close ends the session: the connection is closed and nothing stays in
 // flight (a job whose outcome cannot come is left to retry_after).
 func (s *session) close() {
+	s.p.done.tell(s.p.log) // the last second's count, without waiting for it to end
 	s.waker.stop()
 	s.lease.Stop()
 	s.heartbeat.Stop()
@@ -293,6 +294,7 @@ func (s *session) wait() (bool, error) {
 		p.extendLeases(s.bg)
 	case <-s.heartbeat.C:
 		p.beat(s.stopping)
+		p.done.tick(p.cfg.Now(), p.log)
 		if d, ok := p.waits.lastDemand(); ok && !s.stopping {
 			if err := s.conn.Send(d); err != nil {
 				return true, p.connLost(err, s.stopping)

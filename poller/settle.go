@@ -153,34 +153,6 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	case protocol.Keep:
 		// Leave it reserved: it comes back after retry_after, as under Laravel.
 	}
-	// Attrs, not key-value pairs: one line per job, without boxing.
-	attrs := make([]slog.Attr, 0, 12)
-	attrs = append(attrs,
-		slog.String("queue", r.queue.Name),
-		slog.String("job_uuid", r.p.UUID),
-		slog.String("job_name", r.p.Name()),
-		slog.Int("attempt", r.p.Attempts+1),
-		slog.String("outcome", o.Result),
-		slog.Duration("duration", o.Duration.Round(time.Microsecond)),
-	)
-	if o.Strategy != "" {
-		attrs = append(attrs, slog.String("strategy", o.Strategy))
-	}
-	if o.Scope != "" {
-		attrs = append(attrs, slog.String("scope", o.Scope))
-	}
-	if o.Memory > 0 {
-		attrs = append(attrs, slog.Uint64("peak_memory", o.Memory))
-	}
-	if o.CPU > 0 {
-		attrs = append(attrs, slog.Duration("cpu", o.CPU))
-	}
-	if o.Kind == protocol.Release {
-		attrs = append(attrs, slog.Duration("release_in", time.Duration(o.ReleaseAt-p.cfg.Now().Unix())*time.Second))
-	}
-	if o.Reason != "" {
-		attrs = append(attrs, slog.String("error", o.Reason))
-	}
 	if o.Duration > 0 {
 		if r.queue.took == 0 {
 			r.queue.took = o.Duration
@@ -212,17 +184,51 @@ func (p *Poller) settle(r *running, o protocol.Outcome) {
 	case o.Result == protocol.Declined:
 		level = slog.LevelDebug // the dispatcher says why, once
 		r.queue.heldUntil = p.cfg.Now().Add(time.Second)
-	case o.Result == protocol.Done && p.cfg.QuietDone:
+	case o.Result == protocol.Done && (p.cfg.QuietDone || !p.done.take(p.cfg.Now(), p.log)):
 		level = slog.LevelDebug
 	}
 	if ctx := context.Background(); p.log.Enabled(ctx, level) {
-		// The record without its caller's PC, which slog's Logger would
-		// walk the stack for on every job (no handler of kqueue's writes
-		// the source).
-		rec := slog.NewRecord(time.Now(), level, "job "+o.Result, 0)
-		rec.AddAttrs(attrs...)
-		p.log.Handler().Handle(ctx, rec)
+		p.logSettled(ctx, level, r, o)
 	}
+}
+
+// logSettled logs a job's entry: "job done", "job failed", … with its
+// fields.
+func (p *Poller) logSettled(ctx context.Context, level slog.Level, r *running, o protocol.Outcome) {
+	// Attrs, not key-value pairs: one line per job, without boxing.
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
+		slog.String("queue", r.queue.Name),
+		slog.String("job_uuid", r.p.UUID),
+		slog.String("job_name", r.p.Name()),
+		slog.Int("attempt", r.p.Attempts+1),
+		slog.String("outcome", o.Result),
+		slog.Duration("duration", o.Duration.Round(time.Microsecond)),
+	)
+	if o.Strategy != "" {
+		attrs = append(attrs, slog.String("strategy", o.Strategy))
+	}
+	if o.Scope != "" {
+		attrs = append(attrs, slog.String("scope", o.Scope))
+	}
+	if o.Memory > 0 {
+		attrs = append(attrs, slog.Uint64("peak_memory", o.Memory))
+	}
+	if o.CPU > 0 {
+		attrs = append(attrs, slog.Duration("cpu", o.CPU))
+	}
+	if o.Kind == protocol.Release {
+		attrs = append(attrs, slog.Duration("release_in", time.Duration(o.ReleaseAt-p.cfg.Now().Unix())*time.Second))
+	}
+	if o.Reason != "" {
+		attrs = append(attrs, slog.String("error", o.Reason))
+	}
+	// The record without its caller's PC, which slog's Logger would walk
+	// the stack for on every job (no handler of kqueue's writes the
+	// source).
+	rec := slog.NewRecord(time.Now(), level, "job "+o.Result, 0)
+	rec.AddAttrs(attrs...)
+	p.log.Handler().Handle(ctx, rec)
 }
 
 // record is the history's record of r's run.

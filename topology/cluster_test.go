@@ -76,7 +76,7 @@ func TestCluster(t *testing.T) {
 	worker.stop(t)
 
 	a := settle(t, probe.Client, want, func([]run, int) string { return "unexplained (no fault was injected)" })
-	byKQueue := strings.Count(kq.out.String(), `msg="job done"`)
+	byKQueue := testenv.JobsDone(kq.out.String())
 	t.Logf("cluster of 3 masters, {emails} in slot %d, {default} in slot %d: %s in %s; kqueue ran %d, queue:work the rest",
 		slots["{emails}"], slots["{default}"], a, time.Since(began).Round(time.Millisecond), byKQueue)
 	if len(a.lost) > 0 || a.duplicateRuns() > 0 {

@@ -175,8 +175,8 @@ func TestHostsWithSkewedClocks(t *testing.T) {
 	}
 
 	a := settle(t, probe.Client, want, func([]run, int) string { return "unexplained (skew within the design's bound)" })
-	byAhead := strings.Count(kqAhead.out.String(), `msg="job done"`)
-	byBehind := strings.Count(kqBehind.out.String(), `msg="job done"`)
+	byAhead := testenv.JobsDone(kqAhead.out.String())
+	byBehind := testenv.JobsDone(kqBehind.out.String())
 	byWorker := strings.Count(qw.out.String(), "Processed:")
 	early, late := lateness(a, "due-")
 	t.Logf("3 hosts, clocks +3 s (kqueue, ran %d), -3 s (kqueue, ran %d), +2 s (queue:work, ran %d): %s in %s; delayed jobs ran %.3f s to %.3f s after they were due",

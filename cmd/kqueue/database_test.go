@@ -98,7 +98,7 @@ func TestDatabaseSharedExactlyOnce(t *testing.T) {
 						t.Errorf("job %s ran %s times", tag, n)
 					}
 				}
-				byA := strings.Count(aLogs.String(), `msg="job done"`)
+				byA := testenv.JobsDone(aLogs.String())
 				t.Logf("kqueue ran %d of %d jobs, %s the rest", byA, jobs, other)
 				if byA == 0 || byA == jobs {
 					t.Errorf("kqueue ran %d of %d jobs: the runners did not share the table", byA, jobs)

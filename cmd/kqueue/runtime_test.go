@@ -67,7 +67,7 @@ func TestSharedQueuesExactlyOnce(t *testing.T) {
 			t.Errorf("job %s ran %s times", tag, n)
 		}
 	}
-	byKQueue := strings.Count(logs, "msg=\"job done\"")
+	byKQueue := testenv.JobsDone(logs)
 	t.Logf("kqueue ran %d of %d jobs, queue:work the rest", byKQueue, jobs)
 	if byKQueue == 0 || byKQueue == jobs {
 		t.Errorf("kqueue ran %d of %d jobs: the runners did not share the queue", byKQueue, jobs)

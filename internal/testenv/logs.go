@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -69,4 +70,23 @@ func (l *Logs) WaitFor(t testing.TB, s string, n int, timeout time.Duration) {
 			t.Fatalf("timed out after %s waiting for %d log lines with %q; log:\n%s", timeout, n, s, l.String())
 		}
 	}
+}
+
+// JobsDone is how many jobs a kqueue's text log says simply succeeded:
+// its "job done" entries, and the counts of those past [log]
+// jobs_done_per_second.
+func JobsDone(log string) int {
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		switch {
+		case strings.Contains(line, `msg="job done"`):
+			n++
+		case strings.Contains(line, `msg="jobs done beyond`):
+			if _, count, ok := strings.Cut(line, " count="); ok {
+				c, _ := strconv.Atoi(strings.Fields(count)[0])
+				n += c
+			}
+		}
+	}
+	return n
 }
