@@ -60,9 +60,13 @@ type worker struct {
 	// reads only when it needs to know (see readBegan) — not a wake-up of
 	// the daemon per job. Nil for the others.
 	beganR *os.File
-	runs   uint64 // runs handed to it
-	begun  uint64 // the last run it said began, as read
-	digits uint64 // a number read in part
+	// beganAt is the same number in shared memory (fd 6), where
+	// worker.php stores it instead when PHP can map it (FFI): not a
+	// system call per job. Nil when it could not be made.
+	beganAt *rawio.Counter
+	runs    uint64 // runs handed to it
+	begun   uint64 // the last run it said began, as read
+	digits  uint64 // a number read in part
 	// nap is how long its answers may wait to be read together (ns; 0:
 	// read each at once): set while it holds enough quick jobs beyond the
 	// one it runs that PHP goes on without the daemon meanwhile (see
@@ -113,10 +117,11 @@ func startPoolWorker(ctx context.Context, cfg *Config, script string, log *slog.
 	return launch(ctx, cfg, script, log, true, describe)
 }
 
-// launch starts worker.php, with fd 5 for "began" when lazyBegan, and
-// waits until the app has booted.
+// launch starts worker.php, with fd 5 and fd 6 for "began" when
+// lazyBegan, and waits until the app has booted.
 func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, lazyBegan, describe bool, phpArgs ...string) (*worker, error) {
-	var beganR, beganW *os.File
+	var beganR, beganW, beganFile *os.File
+	var beganAt *rawio.Counter
 	if lazyBegan {
 		var err error
 		// Read only when the daemon needs to know: a pipe its poller does
@@ -125,6 +130,10 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 			return nil, fmt.Errorf("%w: %v", errBoot, err)
 		}
 		defer beganW.Close()
+		// The pipe stays, for a PHP without FFI.
+		if beganAt, beganFile, err = rawio.NewCounter(); err == nil {
+			defer beganFile.Close()
+		}
 	}
 	closeBegan := func() {
 		if beganR != nil {
@@ -164,6 +173,10 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 	if lazyBegan {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, beganW) // fd 5
 		cmd.Env = append(cmd.Env, "KQUEUE_BEGAN_FD=5")
+		if beganAt != nil {
+			cmd.ExtraFiles = append(cmd.ExtraFiles, beganFile) // fd 6
+			cmd.Env = append(cmd.Env, "KQUEUE_BEGAN_MAP_FD=6")
+		}
 	}
 	if describe {
 		cmd.Env = append(cmd.Env, "KQUEUE_DESCRIBE_APP=1")
@@ -192,13 +205,14 @@ func launch(ctx context.Context, cfg *Config, script string, log *slog.Logger, l
 	// fail on a pipe os.Pipe made.
 	req, _ := rawio.NewPipe(reqW)
 	w := &worker{
-		cmd:    cmd,
-		pid:    cmd.Process.Pid,
-		req:    req,
-		msgs:   make(chan message, 64),
-		exited: make(chan struct{}),
-		booted: time.Now(),
-		beganR: beganR,
+		cmd:     cmd,
+		pid:     cmd.Process.Pid,
+		req:     req,
+		msgs:    make(chan message, 64),
+		exited:  make(chan struct{}),
+		booted:  time.Now(),
+		beganR:  beganR,
+		beganAt: beganAt,
 	}
 	var readers sync.WaitGroup
 	readers.Add(2)
@@ -653,6 +667,14 @@ func (w *worker) release() {
 // the daemon needs to know (a job running a while, a worker that died or
 // must stop) and every so often to keep the pipe from filling up.
 func (w *worker) readBegan() {
+	w.readBeganPipe()
+	if w.beganAt != nil {
+		w.begun = max(w.begun, w.beganAt.Load())
+	}
+}
+
+// readBeganPipe reads what fd 5 holds.
+func (w *worker) readBeganPipe() {
 	if w.beganR == nil {
 		return
 	}

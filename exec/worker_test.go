@@ -5,10 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kqueue/kqueue/exec/php"
 	"github.com/kqueue/kqueue/internal/testenv"
@@ -91,6 +95,55 @@ func TestPlainSuccessIsDoneOK(t *testing.T) {
 		if _, ok := doneOKTook(append(doneOK[:len(doneOK):len(doneOK)], line...)); ok {
 			t.Errorf("doneOK ending %q read as a plain success", line)
 		}
+	}
+}
+
+// A pool worker stores "began" (its run's number) in shared memory when
+// PHP can map it (FFI), and writes it to fd 5 when it cannot (here
+// ffi.enable is off); the daemon reads the number either way.
+func TestPoolWorkerSaysBegan(t *testing.T) {
+	app := testenv.NewApp(t, testenv.StartRedis(t))
+	app.Artisan(t, "kq:dispatch", "noop", "--count=2")
+	payloads := app.Redis.Client.LRange(context.Background(), testenv.Prefix+"queues:default", 0, -1).Val()
+	script, err := php.Install(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ffi := range []bool{true, false} {
+		t.Run(fmt.Sprint("ffi=", ffi), func(t *testing.T) {
+			env := maps.Clone(app.Env)
+			if !ffi {
+				dir := t.TempDir()
+				if err := os.WriteFile(filepath.Join(dir, "ffi.ini"), []byte("ffi.enable = 0\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				env["PHP_INI_SCAN_DIR"] = ":" + dir // PHP's own configuration, then this
+			}
+			cfg := &Config{PHP: "php", AppPath: app.Path, Env: env, Tries: 1, BootTimeout: time.Minute}
+			w, err := startPoolWorker(context.Background(), cfg, script, testenv.NewLogs().Logger(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.kill()
+			if w.beganAt == nil {
+				t.Fatal("no shared memory for began")
+			}
+			for _, p := range payloads {
+				req := request{Op: "run", Queue: "default", Len: len(p)}
+				if rep := w.do(req, []byte(p), time.Time{}, nil, nil); !rep.ok || rep.msg.Error != "" {
+					t.Fatalf("run: %+v", rep)
+				}
+			}
+			w.readBeganPipe()
+			piped, mapped := w.begun, w.beganAt.Load()
+			if want := uint64(len(payloads)); ffi && (mapped != want || piped != 0) || !ffi && (piped != want || mapped != 0) {
+				t.Errorf("began %d in shared memory and %d on fd 5, want %d in %s", mapped, piped, want, map[bool]string{true: "shared memory", false: "fd 5"}[ffi])
+			}
+			w.readBegan()
+			if w.begun != uint64(len(payloads)) {
+				t.Errorf("the daemon read run %d began, want %d", w.begun, len(payloads))
+			}
+		})
 	}
 }
 

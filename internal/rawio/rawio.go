@@ -18,6 +18,8 @@
 //   - QuietPipe wakes the daemon only while its reader waits for data,
 //     and Timer naps a fraction of a millisecond (time.Sleep cannot), so
 //     that a busy worker's answers are read several at a time.
+//   - Counter is a number a worker stores in shared memory, where it
+//     would otherwise write it to an UnpolledPipe: no system call at all.
 package rawio
 
 import (
