@@ -83,7 +83,8 @@ func JobsDone(log string) int {
 			n++
 		case strings.Contains(line, `msg="jobs done beyond`):
 			if _, count, ok := strings.Cut(line, " count="); ok {
-				c, _ := strconv.Atoi(strings.Fields(count)[0])
+				count, _, _ = strings.Cut(count, " ")
+				c, _ := strconv.Atoi(count)
 				n += c
 			}
 		}
